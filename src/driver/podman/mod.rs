@@ -1,0 +1,1 @@
+//! Thin libpod REST client.

@@ -1,0 +1,1 @@
+//! TaskSpec -> libpod SpecGenerator.

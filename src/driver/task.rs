@@ -1,0 +1,1 @@
+//! Task model: task options + orchestrator context.

@@ -1,0 +1,1 @@
+//! conformance mode (adapter onto the driver core).

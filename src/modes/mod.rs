@@ -1,0 +1,5 @@
+//! Thin front-ends onto the driver core.
+
+pub mod conformance;
+pub mod plugin;
+pub mod run;

@@ -1,0 +1,1 @@
+//! plugin mode (adapter onto the driver core).

@@ -1,0 +1,1 @@
+//! run mode (adapter onto the driver core).
