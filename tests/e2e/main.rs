@@ -1,0 +1,9 @@
+//! End-to-end tests against a private podman service (see `support`).
+
+mod support;
+
+mod client;
+mod conformance;
+mod driver;
+mod plugin;
+mod run;

@@ -1,0 +1,1 @@
+//! Test bed: private podman service, images, registry.
