@@ -1,1 +1,1467 @@
-//! Task model: task options + orchestrator context.
+//! Task model: the task options of a job's `config {}` block ([`TaskConfig`]) and what the
+//! orchestrator provides ([`TaskContext`]).
+//!
+//! Differences from the Go driver, on purpose (each is checked before any podman call):
+//! * Memory strings also accept a bare byte count and `-1` (`memory_swap` only), as the
+//!   upstream README documents; negative sizes are otherwise rejected.
+//! * `memory_swappiness` must be 0..=100 and is optional (unset is not sent as 0).
+//! * `oom_score_adj` must be -1000..=1000; `cpu_cfs_period` must not be negative.
+//! * Invalid `ipv4_address`, `ipv6_address`, `static_ips` and `static_mac` are errors
+//!   (Go silently ignores them).
+//! * `ports` together with `port_map` is always an error; `logging.driver` is checked at
+//!   decode time.
+//! * `auth.tls_verify` is true when there is no `auth` block (Go then sends false and skips
+//!   TLS verification on every pull).
+//! * `ulimit` names must be known rlimits and soft must not exceed hard; `tmpfs` targets
+//!   must be absolute; `network_mode` `container:`/`task:`/`ns:` need a non-empty value.
+//! * Unknown keys and values of the wrong type name the option.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use super::decode::ConfigError;
+use super::decode::{wrong, Block};
+use super::secopt::{parse_security_opts, parse_userns, SecurityOptions, Userns};
+use super::units::{parse_duration, parse_memory};
+
+const ROOT: &str = "config";
+
+/// Every task option (upstream-driver.md §2), decoded and checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskConfig {
+    pub image: String,
+    /// `None` when there is no `auth` block.
+    pub auth: Option<TaskAuth>,
+    pub auth_soft_fail: bool,
+    pub command: String,
+    pub args: Vec<String>,
+    /// `None` keeps the image's ENTRYPOINT. The deprecated string form is one element.
+    pub entrypoint: Option<Vec<String>>,
+    pub working_dir: String,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+    pub logging: TaskLogging,
+    pub init: bool,
+    pub init_path: String,
+    pub ports: Vec<String>,
+    /// Deprecated `label -> container port`.
+    pub port_map: BTreeMap<String, u16>,
+    pub network_mode: String,
+    pub ipv4_address: Option<Ipv4Addr>,
+    pub ipv6_address: Option<Ipv6Addr>,
+    pub static_ips: Vec<IpAddr>,
+    /// Lower-case `aa:bb:cc:dd:ee:ff`.
+    pub static_mac: Option<String>,
+    pub extra_hosts: Vec<String>,
+    pub ipc_mode: String,
+    /// Bytes.
+    pub shm_size: Option<i64>,
+    /// Bytes.
+    pub memory_reservation: Option<i64>,
+    /// Bytes; -1 = unlimited swap.
+    pub memory_swap: Option<i64>,
+    pub memory_swappiness: Option<i64>,
+    pub oom_score_adj: i64,
+    /// Sent only when > 0.
+    pub pids_limit: i64,
+    pub cpu_hard_limit: bool,
+    /// Microseconds; 0 = 100000.
+    pub cpu_cfs_period: i64,
+    /// rlimit name -> `soft[:hard]`.
+    pub ulimit: BTreeMap<String, String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub selinux_opts: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub apparmor_profile: String,
+    pub privileged: bool,
+    pub readonly_rootfs: bool,
+    pub userns: String,
+    pub sysctl: BTreeMap<String, String>,
+    pub tty: bool,
+    /// `host[:container][:perms]` or CDI names, passed to podman verbatim.
+    pub devices: Vec<String>,
+    /// `src:dst[:opt,opt]` bind mounts.
+    pub volumes: Vec<String>,
+    /// `path[:opt,opt]`.
+    pub tmpfs: Vec<String>,
+    pub force_pull: bool,
+    pub image_pull_timeout: Duration,
+    pub arch: String,
+    pub os: String,
+    pub variant: String,
+    /// Name of the plugin socket to use.
+    pub socket: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskAuth {
+    pub username: String,
+    pub password: String,
+    pub tls_verify: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskLogging {
+    /// `""`/`nomad` or `journald`; empty together with empty options = plugin default.
+    pub driver: String,
+    pub options: BTreeMap<String, String>,
+}
+
+impl TaskLogging {
+    pub fn is_empty(&self) -> bool {
+        self.driver.is_empty() && self.options.is_empty()
+    }
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        TaskConfig {
+            image: String::new(),
+            auth: None,
+            auth_soft_fail: false,
+            command: String::new(),
+            args: Vec::new(),
+            entrypoint: None,
+            working_dir: String::new(),
+            hostname: String::new(),
+            labels: BTreeMap::new(),
+            logging: TaskLogging::default(),
+            init: false,
+            init_path: String::new(),
+            ports: Vec::new(),
+            port_map: BTreeMap::new(),
+            network_mode: String::new(),
+            ipv4_address: None,
+            ipv6_address: None,
+            static_ips: Vec::new(),
+            static_mac: None,
+            extra_hosts: Vec::new(),
+            ipc_mode: String::new(),
+            shm_size: None,
+            memory_reservation: None,
+            memory_swap: None,
+            memory_swappiness: None,
+            oom_score_adj: 0,
+            pids_limit: 0,
+            cpu_hard_limit: false,
+            cpu_cfs_period: 0,
+            ulimit: BTreeMap::new(),
+            cap_add: Vec::new(),
+            cap_drop: Vec::new(),
+            selinux_opts: Vec::new(),
+            security_opt: Vec::new(),
+            apparmor_profile: String::new(),
+            privileged: false,
+            readonly_rootfs: false,
+            userns: String::new(),
+            sysctl: BTreeMap::new(),
+            tty: false,
+            devices: Vec::new(),
+            volumes: Vec::new(),
+            tmpfs: Vec::new(),
+            force_pull: false,
+            image_pull_timeout: Duration::from_secs(300),
+            arch: String::new(),
+            os: String::new(),
+            variant: String::new(),
+            socket: "default".to_string(),
+        }
+    }
+}
+
+const KEYS: [&str; 49] = [
+    "apparmor_profile",
+    "args",
+    "auth",
+    "auth_soft_fail",
+    "command",
+    "cap_add",
+    "cap_drop",
+    "selinux_opts",
+    "cpu_hard_limit",
+    "cpu_cfs_period",
+    "devices",
+    "entrypoint",
+    "working_dir",
+    "hostname",
+    "image",
+    "arch",
+    "os",
+    "variant",
+    "image_pull_timeout",
+    "init",
+    "init_path",
+    "ipv4_address",
+    "ipv6_address",
+    "static_ips",
+    "static_mac",
+    "labels",
+    "logging",
+    "memory_reservation",
+    "memory_swap",
+    "memory_swappiness",
+    "network_mode",
+    "ipc_mode",
+    "oom_score_adj",
+    "extra_hosts",
+    "pids_limit",
+    "port_map",
+    "ports",
+    "privileged",
+    "security_opt",
+    "socket",
+    "sysctl",
+    "tmpfs",
+    "tty",
+    "ulimit",
+    "volumes",
+    "force_pull",
+    "readonly_rootfs",
+    "userns",
+    "shm_size",
+];
+
+/// rlimit names runc knows (without the `RLIMIT_` prefix).
+const RLIMITS: [&str; 16] = [
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+impl TaskConfig {
+    /// Decodes and validates a task `config {}` block (Nomad's cty shape or plain HCL).
+    pub fn from_value(value: &Value) -> Result<TaskConfig, ConfigError> {
+        let root = Block::new(ROOT, value)?;
+        root.deny_unknown(&KEYS)?;
+        let defaults = TaskConfig::default();
+        let text = |key: &str| root.string(key).map(Option::unwrap_or_default);
+        let flag = |key: &str| root.bool(key).map(Option::unwrap_or_default);
+        let int = |key: &str| root.int(key).map(Option::unwrap_or_default);
+
+        let config = TaskConfig {
+            image: text("image")?,
+            auth: read_auth(&root)?,
+            auth_soft_fail: flag("auth_soft_fail")?,
+            command: text("command")?,
+            args: root.strings("args")?,
+            entrypoint: read_entrypoint(&root)?,
+            working_dir: text("working_dir")?,
+            hostname: text("hostname")?,
+            labels: root.string_map("labels")?,
+            logging: read_logging(&root)?,
+            init: flag("init")?,
+            init_path: text("init_path")?,
+            ports: root.strings("ports")?,
+            port_map: read_port_map(&root)?,
+            network_mode: text("network_mode")?,
+            ipv4_address: read_ip(&root, "ipv4_address")?,
+            ipv6_address: read_ip(&root, "ipv6_address")?,
+            static_ips: read_static_ips(&root)?,
+            static_mac: read_mac(&root)?,
+            extra_hosts: root.strings("extra_hosts")?,
+            ipc_mode: text("ipc_mode")?,
+            shm_size: read_memory(&root, "shm_size")?,
+            memory_reservation: read_memory(&root, "memory_reservation")?,
+            memory_swap: read_memory(&root, "memory_swap")?,
+            memory_swappiness: root.int("memory_swappiness")?,
+            oom_score_adj: int("oom_score_adj")?,
+            pids_limit: int("pids_limit")?,
+            cpu_hard_limit: flag("cpu_hard_limit")?,
+            cpu_cfs_period: int("cpu_cfs_period")?,
+            ulimit: root.string_map("ulimit")?,
+            cap_add: root.strings("cap_add")?,
+            cap_drop: root.strings("cap_drop")?,
+            selinux_opts: root.strings("selinux_opts")?,
+            security_opt: root.strings("security_opt")?,
+            apparmor_profile: text("apparmor_profile")?,
+            privileged: flag("privileged")?,
+            readonly_rootfs: flag("readonly_rootfs")?,
+            userns: text("userns")?,
+            sysctl: root.string_map("sysctl")?,
+            tty: flag("tty")?,
+            devices: root.strings("devices")?,
+            volumes: root.strings("volumes")?,
+            tmpfs: root.strings("tmpfs")?,
+            force_pull: flag("force_pull")?,
+            image_pull_timeout: match root.string("image_pull_timeout")? {
+                Some(t) if !t.is_empty() => parse_duration(&t).map_err(|e| {
+                    ConfigError::invalid(field("image_pull_timeout"), t, e.to_string())
+                })?,
+                _ => defaults.image_pull_timeout,
+            },
+            arch: text("arch")?,
+            os: text("os")?,
+            variant: text("variant")?,
+            socket: match root.string("socket")? {
+                Some(s) if !s.is_empty() => s,
+                _ => defaults.socket,
+            },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks everything that can be checked without the orchestrator's context. Called by
+    /// [`TaskConfig::from_value`]; call it too on a config built in code.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.image.is_empty() {
+            return Err(ConfigError::Missing {
+                field: field("image"),
+                what: "image name required",
+            });
+        }
+        if !matches!(self.logging.driver.as_str(), "" | "nomad" | "journald") {
+            return Err(ConfigError::invalid(
+                field("logging.driver"),
+                self.logging.driver.as_str(),
+                "expected \"nomad\" or \"journald\"",
+            ));
+        }
+        if !self.ports.is_empty() && !self.port_map.is_empty() {
+            return Err(ConfigError::Conflict {
+                field: field("port_map"),
+                reason: "Invalid port declaration; use of port_map and ports".to_string(),
+            });
+        }
+        if let Some((label, _)) = self.port_map.iter().find(|(_, port)| **port == 0) {
+            return Err(ConfigError::invalid(
+                field(&format!("port_map.{label}")),
+                "0",
+                "expected a port 1..65535",
+            ));
+        }
+        self.check_sizes()?;
+        self.check_numbers()?;
+        self.ulimits()?;
+        self.security_options()?;
+        self.userns_mode()?;
+        let ipc = self.ipc()?;
+        if self.shm_size.is_some()
+            && !matches!(
+                ipc,
+                IpcMode::Default | IpcMode::Private | IpcMode::Shareable
+            )
+        {
+            return Err(ConfigError::Conflict {
+                field: field("shm_size"),
+                reason: format!(
+                    "shm_size cannot be used with ipc_mode={:?}; it requires a private or shareable IPC namespace",
+                    self.ipc_mode
+                ),
+            });
+        }
+        self.network()?;
+        self.hosts()?;
+        self.bind_volumes()?;
+        self.tmpfs_mounts()?;
+        if let Some(mac) = &self.static_mac {
+            parse_mac(mac).ok_or_else(|| {
+                ConfigError::invalid(field("static_mac"), mac.as_str(), "not a MAC address")
+            })?;
+        }
+        Ok(())
+    }
+
+    fn check_sizes(&self) -> Result<(), ConfigError> {
+        for (name, value, minimum) in [
+            ("shm_size", self.shm_size, 0),
+            ("memory_reservation", self.memory_reservation, 0),
+            ("memory_swap", self.memory_swap, -1),
+        ] {
+            if let Some(bytes) = value.filter(|b| *b < minimum) {
+                return Err(ConfigError::invalid(
+                    field(name),
+                    bytes.to_string(),
+                    negative_size_reason(minimum),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_numbers(&self) -> Result<(), ConfigError> {
+        if let Some(swappiness) = self.memory_swappiness.filter(|s| !(0..=100).contains(s)) {
+            return Err(ConfigError::invalid(
+                field("memory_swappiness"),
+                swappiness.to_string(),
+                "expected 0..100",
+            ));
+        }
+        if !(-1000..=1000).contains(&self.oom_score_adj) {
+            return Err(ConfigError::invalid(
+                field("oom_score_adj"),
+                self.oom_score_adj.to_string(),
+                "expected -1000..1000",
+            ));
+        }
+        if !(0..=1_000_000).contains(&self.cpu_cfs_period) {
+            return Err(ConfigError::invalid(
+                field("cpu_cfs_period"),
+                self.cpu_cfs_period.to_string(),
+                "expected 0..1000000 microseconds",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `ulimit` map as rlimits.
+    pub fn ulimits(&self) -> Result<Vec<Ulimit>, ConfigError> {
+        self.ulimit
+            .iter()
+            .map(|(name, spec)| {
+                let option = field(&format!("ulimit.{name}"));
+                if !RLIMITS.contains(&name.as_str()) {
+                    return Err(ConfigError::invalid(
+                        option,
+                        name.as_str(),
+                        format!("unknown ulimit; expected one of {}", RLIMITS.join(", ")),
+                    ));
+                }
+                let (soft_text, hard_text) = spec.split_once(':').unwrap_or((spec, spec));
+                let number = |text: &str| text.parse::<u64>().ok();
+                let (Some(soft), Some(hard)) = (number(soft_text), number(hard_text)) else {
+                    return Err(ConfigError::invalid(
+                        option,
+                        spec.as_str(),
+                        "expected soft[:hard] as whole numbers",
+                    ));
+                };
+                if soft > hard {
+                    return Err(ConfigError::invalid(
+                        option,
+                        spec.as_str(),
+                        "soft limit is above the hard limit",
+                    ));
+                }
+                Ok(Ulimit {
+                    name: name.clone(),
+                    soft,
+                    hard,
+                })
+            })
+            .collect()
+    }
+
+    /// The parsed `security_opt` list.
+    pub fn security_options(&self) -> Result<SecurityOptions, ConfigError> {
+        parse_security_opts(&self.security_opt)
+            .map_err(|(item, reason)| ConfigError::invalid(field("security_opt"), item, reason))
+    }
+
+    /// The parsed `userns` option.
+    pub fn userns_mode(&self) -> Result<Userns, ConfigError> {
+        parse_userns(&self.userns)
+            .map_err(|reason| ConfigError::invalid(field("userns"), self.userns.as_str(), reason))
+    }
+
+    /// The parsed `ipc_mode`.
+    pub fn ipc(&self) -> Result<IpcMode, ConfigError> {
+        let value = self.ipc_mode.as_str();
+        let bad = || {
+            ConfigError::invalid(
+                field("ipc_mode"),
+                value,
+                "expected one of host, private, shareable, none, container:<id>, ns:<path>, task:<name>",
+            )
+        };
+        Ok(match value {
+            "" => IpcMode::Default,
+            "host" => IpcMode::Host,
+            "private" => IpcMode::Private,
+            "shareable" => IpcMode::Shareable,
+            "none" => IpcMode::None,
+            _ => match value.split_once(':') {
+                Some(("container", target)) if !target.is_empty() => {
+                    IpcMode::Container(target.to_string())
+                }
+                Some(("ns", path)) if !path.is_empty() => IpcMode::Path(path.to_string()),
+                Some(("task", task)) if !task.is_empty() => IpcMode::Task(task.to_string()),
+                _ => return Err(bad()),
+            },
+        })
+    }
+
+    /// The parsed `network_mode`.
+    pub fn network(&self) -> Result<NetworkMode, ConfigError> {
+        let value = self.network_mode.as_str();
+        Ok(match value {
+            "" => NetworkMode::Default,
+            "bridge" => NetworkMode::Bridge,
+            "host" => NetworkMode::Host,
+            "none" => NetworkMode::None,
+            "pasta" => NetworkMode::Pasta,
+            "slirp4netns" => NetworkMode::Slirp4netns,
+            _ => match value.split_once(':') {
+                Some((kind @ ("container" | "ns" | "task"), target)) => {
+                    if target.is_empty() {
+                        return Err(ConfigError::invalid(
+                            field("network_mode"),
+                            value,
+                            format!("{kind}: needs a value after the colon"),
+                        ));
+                    }
+                    match kind {
+                        "container" => NetworkMode::Container(target.to_string()),
+                        "ns" => NetworkMode::Path(target.to_string()),
+                        _ => NetworkMode::Task(target.to_string()),
+                    }
+                }
+                _ => NetworkMode::Custom(value.to_string()),
+            },
+        })
+    }
+
+    /// `extra_hosts` as (host, ip) pairs.
+    pub fn hosts(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        self.extra_hosts
+            .iter()
+            .map(|entry| match entry.split_once(':') {
+                Some((host, ip)) if !host.is_empty() && !ip.is_empty() => {
+                    let bare = ip.trim_start_matches('[').trim_end_matches(']');
+                    if bare.parse::<IpAddr>().is_err() {
+                        return Err(ConfigError::invalid(
+                            field("extra_hosts"),
+                            entry.as_str(),
+                            "the part after the first ':' is not an IP address",
+                        ));
+                    }
+                    Ok((host.to_string(), ip.to_string()))
+                }
+                _ => Err(ConfigError::invalid(
+                    field("extra_hosts"),
+                    entry.as_str(),
+                    "must be host:ip",
+                )),
+            })
+            .collect()
+    }
+
+    /// `volumes` as written (sources not yet resolved against the task dir).
+    pub fn bind_volumes(&self) -> Result<Vec<VolumeSpec>, ConfigError> {
+        self.volumes
+            .iter()
+            .map(|entry| {
+                let parts: Vec<&str> = entry.split(':').collect();
+                match parts[..] {
+                    [source, target, ..] if !source.is_empty() && target.starts_with('/') => {
+                        Ok(VolumeSpec {
+                            source: source.to_string(),
+                            target: target.to_string(),
+                            options: parts
+                                .get(2)
+                                .map(|o| {
+                                    o.split(',')
+                                        .filter(|o| !o.is_empty())
+                                        .map(str::to_string)
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                        })
+                    }
+                    _ => Err(ConfigError::invalid(
+                        field("volumes"),
+                        entry.as_str(),
+                        "not <src>:<absolute destination>[:options] format",
+                    )),
+                }
+            })
+            .collect()
+    }
+
+    /// `tmpfs` entries as (path, options).
+    pub fn tmpfs_mounts(&self) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+        self.tmpfs
+            .iter()
+            .map(|entry| {
+                let (path, options) = entry.split_once(':').unwrap_or((entry, ""));
+                if !path.starts_with('/') {
+                    return Err(ConfigError::invalid(
+                        field("tmpfs"),
+                        entry.as_str(),
+                        "expected an absolute path[:options]",
+                    ));
+                }
+                let options = options
+                    .split(',')
+                    .filter(|o| !o.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                Ok((path.to_string(), options))
+            })
+            .collect()
+    }
+
+    /// TLS verification for pulls: the `auth` block's `tls_verify`, true without a block.
+    pub fn tls_verify(&self) -> bool {
+        self.auth.as_ref().map_or(true, |a| a.tls_verify)
+    }
+}
+
+/// One `ulimit` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ulimit {
+    /// As written, e.g. `nofile` (podman adds `RLIMIT_`).
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// A parsed `ipc_mode`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpcMode {
+    Default,
+    Host,
+    Private,
+    Shareable,
+    None,
+    Container(String),
+    Path(String),
+    /// Another task of the allocation, by task name.
+    Task(String),
+}
+
+/// A parsed `network_mode`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkMode {
+    Default,
+    Bridge,
+    Host,
+    None,
+    Pasta,
+    Slirp4netns,
+    Container(String),
+    Path(String),
+    /// Another task of the allocation, by task name.
+    Task(String),
+    /// A podman network by name; the caller checks it exists.
+    Custom(String),
+}
+
+/// One `volumes` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    pub source: String,
+    pub target: String,
+    pub options: Vec<String>,
+}
+
+fn negative_size_reason(minimum: i64) -> &'static str {
+    if minimum == 0 {
+        "must not be negative"
+    } else {
+        "must be -1 (unlimited) or a size"
+    }
+}
+
+fn field(name: &str) -> String {
+    format!("{ROOT}.{name}")
+}
+
+fn read_auth(root: &Block<'_>) -> Result<Option<TaskAuth>, ConfigError> {
+    let Some(auth) = root.block("auth")? else {
+        return Ok(None);
+    };
+    auth.deny_unknown(&["username", "password", "tls_verify"])?;
+    Ok(Some(TaskAuth {
+        username: auth.string("username")?.unwrap_or_default(),
+        password: auth.string("password")?.unwrap_or_default(),
+        tls_verify: auth.bool("tls_verify")?.unwrap_or(true),
+    }))
+}
+
+fn read_logging(root: &Block<'_>) -> Result<TaskLogging, ConfigError> {
+    let Some(logging) = root.block("logging")? else {
+        return Ok(TaskLogging::default());
+    };
+    logging.deny_unknown(&["driver", "options"])?;
+    Ok(TaskLogging {
+        driver: logging.string("driver")?.unwrap_or_default(),
+        options: logging.string_map("options")?,
+    })
+}
+
+fn read_entrypoint(root: &Block<'_>) -> Result<Option<Vec<String>>, ConfigError> {
+    let name = field("entrypoint");
+    match root.get("entrypoint") {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(vec![s.clone()])),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(s) => Ok(s.clone()),
+                Value::Number(n) => Ok(n.to_string()),
+                Value::Bool(b) => Ok(b.to_string()),
+                other => Err(wrong(&format!("{name}[{i}]"), "string", other)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(other) => Err(wrong(&name, "string or list of strings", other)),
+    }
+}
+
+fn read_port_map(root: &Block<'_>) -> Result<BTreeMap<String, u16>, ConfigError> {
+    root.int_map("port_map")?
+        .into_iter()
+        .map(|(label, port)| {
+            let valid = u16::try_from(port).ok().filter(|p| *p > 0);
+            valid.map(|p| (label.clone(), p)).ok_or_else(|| {
+                ConfigError::invalid(
+                    field(&format!("port_map.{label}")),
+                    port.to_string(),
+                    "expected a port 1..65535",
+                )
+            })
+        })
+        .collect()
+}
+
+fn read_memory(root: &Block<'_>, key: &str) -> Result<Option<i64>, ConfigError> {
+    match root.string(key)? {
+        None => Ok(None),
+        Some(text) if text.is_empty() => Ok(None),
+        Some(text) => {
+            let bytes = parse_memory(&text)
+                .map_err(|e| ConfigError::invalid(field(key), &text, e.to_string()))?;
+            let minimum = if key == "memory_swap" { -1 } else { 0 };
+            if bytes < minimum {
+                return Err(ConfigError::invalid(
+                    field(key),
+                    text,
+                    negative_size_reason(minimum),
+                ));
+            }
+            Ok(Some(bytes))
+        }
+    }
+}
+
+fn read_ip<T: std::str::FromStr>(root: &Block<'_>, key: &str) -> Result<Option<T>, ConfigError> {
+    match root.string(key)? {
+        None => Ok(None),
+        Some(text) if text.is_empty() => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(|_| {
+            let kind = if key == "ipv4_address" {
+                "IPv4"
+            } else {
+                "IPv6"
+            };
+            ConfigError::invalid(field(key), text, format!("not an {kind} address"))
+        }),
+    }
+}
+
+fn read_static_ips(root: &Block<'_>) -> Result<Vec<IpAddr>, ConfigError> {
+    root.strings("static_ips")?
+        .into_iter()
+        .map(|text| {
+            text.parse()
+                .map_err(|_| ConfigError::invalid(field("static_ips"), text, "not an IP address"))
+        })
+        .collect()
+}
+
+fn read_mac(root: &Block<'_>) -> Result<Option<String>, ConfigError> {
+    match root.string("static_mac")? {
+        None => Ok(None),
+        Some(text) if text.is_empty() => Ok(None),
+        Some(text) => parse_mac(&text)
+            .map(Some)
+            .ok_or_else(|| ConfigError::invalid(field("static_mac"), text, "not a MAC address")),
+    }
+}
+
+/// A 6-byte MAC in `:` or `-` notation, returned lower-case with `:`.
+fn parse_mac(text: &str) -> Option<String> {
+    let parts: Vec<&str> = text.split([':', '-']).collect();
+    let valid = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|c| c.is_ascii_hexdigit()));
+    valid.then(|| parts.join(":").to_ascii_lowercase())
+}
+
+/// What the orchestrator provides about a task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskContext {
+    /// The orchestrator's task id (unique per task instance).
+    pub id: String,
+    /// The task name within its group.
+    pub name: String,
+    pub alloc_id: String,
+    pub job_name: String,
+    pub job_id: String,
+    pub task_group_name: String,
+    pub namespace: String,
+    pub node_name: String,
+    pub node_id: String,
+    /// The whole task environment.
+    pub env: BTreeMap<String, String>,
+    /// Task-level `user`; empty = image default.
+    pub user: String,
+    pub resources: TaskResources,
+    /// Host path mounted at `/alloc`.
+    pub alloc_dir: Option<PathBuf>,
+    /// The task's own directory; relative `volumes` sources resolve inside it.
+    pub task_dir: Option<PathBuf>,
+    /// Host path mounted at `/local`.
+    pub local_dir: Option<PathBuf>,
+    /// Host path mounted at `/secrets`.
+    pub secrets_dir: Option<PathBuf>,
+    pub mounts: Vec<MountSpec>,
+    pub devices: Vec<DeviceSpec>,
+    /// Allocated group ports; `None` = the group has no network.
+    pub ports: Option<Vec<PortSpec>>,
+    /// Legacy task networks, for `port_map`.
+    pub networks: Option<Vec<LegacyNetwork>>,
+    /// Path of a network namespace prepared by the orchestrator.
+    pub network_isolation_path: Option<String>,
+    pub dns: Option<DnsSpec>,
+    pub stdout_path: Option<PathBuf>,
+    pub stderr_path: Option<PathBuf>,
+    pub kill_signal: Option<String>,
+    pub kill_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskResources {
+    /// Nomad `cpu` in MHz, used as CPU shares.
+    pub cpu_shares: u64,
+    /// From `cores`; empty = no pinning.
+    pub cpuset_cpus: String,
+    pub memory_mb: i64,
+    /// Hard limit in MiB; -1 = no hard limit, 0 = none given.
+    pub memory_max_mb: i64,
+    /// Share of the host's CPU the task may use (0..1), for `cpu_hard_limit`.
+    pub percent_ticks: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MountSpec {
+    pub host_path: String,
+    pub task_path: String,
+    pub readonly: bool,
+    /// `private`, `host-to-task` or `bidirectional`.
+    pub propagation_mode: String,
+    pub selinux_label: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeviceSpec {
+    pub host_path: String,
+    pub task_path: String,
+    /// cgroup permissions such as `rwm`.
+    pub permissions: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PortSpec {
+    pub label: String,
+    /// Host port.
+    pub value: u16,
+    /// Container port; 0 = same as `value`.
+    pub to: u16,
+    pub host_ip: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LegacyNetwork {
+    pub ip: String,
+    pub reserved_ports: Vec<LegacyPort>,
+    pub dynamic_ports: Vec<LegacyPort>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LegacyPort {
+    pub label: String,
+    pub value: u16,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DnsSpec {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
+}
+
+/// A task to run: its options and its context.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub config: TaskConfig,
+    pub context: TaskContext,
+}
+
+impl TaskSpec {
+    /// `<task name>-<alloc id>`.
+    pub fn container_name(&self) -> String {
+        container_name(&self.context.name, &self.context.alloc_id)
+    }
+}
+
+/// Container name of task `task_name` in allocation `alloc_id`.
+pub fn container_name(task_name: &str, alloc_id: &str) -> String {
+    format!("{task_name}-{alloc_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn decode(value: Value) -> Result<TaskConfig, ConfigError> {
+        TaskConfig::from_value(&value)
+    }
+
+    fn error(value: Value) -> String {
+        decode(value).unwrap_err().to_string()
+    }
+
+    fn with_image(mut extra: Value) -> Value {
+        extra["image"] = json!("busybox");
+        extra
+    }
+
+    #[test]
+    fn minimal_config_gets_go_defaults() {
+        let config = decode(json!({"image": "busybox"})).unwrap();
+        assert_eq!(config.image, "busybox");
+        assert_eq!(config.socket, "default");
+        assert_eq!(config.image_pull_timeout, Duration::from_secs(300));
+        assert!(config.tls_verify());
+        assert_eq!(config.memory_swappiness, None);
+        assert_eq!(config.entrypoint, None);
+        assert!(config.logging.is_empty());
+        assert_eq!(
+            config,
+            TaskConfig {
+                image: "busybox".into(),
+                ..TaskConfig::default()
+            }
+        );
+    }
+
+    #[test]
+    fn nomad_shape_with_every_key_null_decodes() {
+        let mut value = serde_json::Map::new();
+        for key in KEYS {
+            value.insert(key.to_string(), Value::Null);
+        }
+        value.insert("image".into(), json!("busybox"));
+        value.insert("logging".into(), json!([]));
+        value.insert("auth".into(), Value::Null);
+        let config = decode(Value::Object(value)).unwrap();
+        assert_eq!(
+            config,
+            TaskConfig {
+                image: "busybox".into(),
+                ..TaskConfig::default()
+            }
+        );
+    }
+
+    #[test]
+    fn every_option_decodes() {
+        let mut first = json!({
+            "image": "docker://busybox:latest",
+            "auth": {"username": "u", "password": "p", "tls_verify": false},
+            "auth_soft_fail": true,
+            "command": "/bin/sh",
+            "args": ["-c", "sleep", 5],
+            "entrypoint": ["/bin/env", 1],
+            "working_dir": "/tmp",
+            "hostname": "box",
+            "labels": [{"a": "1"}, {"b": "2"}],
+            "logging": [{"driver": "journald", "options": [{"tag": "t"}]}],
+            "init": true,
+            "init_path": "/usr/libexec/podman/catatonit",
+            "ports": ["http"],
+            "network_mode": "bridge",
+            "ipv4_address": "10.88.0.50",
+            "ipv6_address": "fd00::50",
+            "static_ips": ["10.88.0.51"],
+            "static_mac": "AA-BB-CC-DD-EE-0F",
+            "extra_hosts": ["db:10.0.0.1", "v6:[::1]"],
+        });
+        let second = json!({
+            "ipc_mode": "shareable",
+            "shm_size": "64m",
+            "memory_reservation": "32m",
+            "memory_swap": "-1",
+            "memory_swappiness": "60",
+            "oom_score_adj": -500,
+            "pids_limit": 64,
+            "cpu_hard_limit": "true",
+            "cpu_cfs_period": 50000,
+            "ulimit": {"nofile": "1024:2048", "nproc": 100},
+            "cap_add": ["NET_ADMIN"],
+            "cap_drop": ["MKNOD"],
+            "selinux_opts": ["disable"],
+            "security_opt": ["no-new-privileges"],
+            "apparmor_profile": "unconfined",
+            "privileged": false,
+            "readonly_rootfs": true,
+            "userns": "keep-id",
+            "sysctl": {"net.core.somaxconn": "1024"},
+            "tty": true,
+            "devices": ["/dev/null:/dev/nulled:rw"],
+            "volumes": ["/srv:/data:ro,z"],
+            "tmpfs": ["/scratch:size=10m"],
+            "force_pull": true,
+            "image_pull_timeout": "90s",
+            "arch": "amd64",
+            "os": "linux",
+            "variant": "v8",
+            "socket": "fast",
+        });
+        if let (Value::Object(all), Value::Object(rest)) = (&mut first, second) {
+            all.extend(rest);
+        }
+        let config = decode(first).unwrap();
+        assert!(!config.tls_verify());
+        assert_eq!(config.auth.as_ref().unwrap().username, "u");
+        assert!(config.auth_soft_fail);
+        assert_eq!(config.args, vec!["-c", "sleep", "5"]);
+        assert_eq!(
+            config.entrypoint,
+            Some(vec!["/bin/env".to_string(), "1".to_string()])
+        );
+        assert_eq!(config.labels.len(), 2);
+        assert_eq!(config.logging.driver, "journald");
+        assert_eq!(config.logging.options["tag"], "t");
+        assert_eq!(config.ipv4_address, Some(Ipv4Addr::new(10, 88, 0, 50)));
+        assert_eq!(config.ipv6_address, "fd00::50".parse().ok());
+        assert_eq!(config.static_mac.as_deref(), Some("aa:bb:cc:dd:ee:0f"));
+        assert_eq!(config.shm_size, Some(64 << 20));
+        assert_eq!(config.memory_reservation, Some(32 << 20));
+        assert_eq!(config.memory_swap, Some(-1));
+        assert_eq!(config.memory_swappiness, Some(60));
+        assert_eq!(config.oom_score_adj, -500);
+        assert!(config.cpu_hard_limit);
+        assert_eq!(config.ulimit["nproc"], "100");
+        assert_eq!(
+            config.ulimits().unwrap(),
+            vec![
+                Ulimit {
+                    name: "nofile".into(),
+                    soft: 1024,
+                    hard: 2048
+                },
+                Ulimit {
+                    name: "nproc".into(),
+                    soft: 100,
+                    hard: 100
+                },
+            ]
+        );
+        assert_eq!(config.image_pull_timeout, Duration::from_secs(90));
+        assert_eq!(config.socket, "fast");
+        assert_eq!(config.ipc().unwrap(), IpcMode::Shareable);
+        assert_eq!(config.network().unwrap(), NetworkMode::Bridge);
+        assert_eq!(
+            config.hosts().unwrap(),
+            vec![
+                ("db".into(), "10.0.0.1".into()),
+                ("v6".into(), "[::1]".into())
+            ]
+        );
+        assert_eq!(
+            config.bind_volumes().unwrap(),
+            vec![VolumeSpec {
+                source: "/srv".into(),
+                target: "/data".into(),
+                options: vec!["ro".into(), "z".into()]
+            }]
+        );
+        assert_eq!(
+            config.tmpfs_mounts().unwrap(),
+            vec![("/scratch".into(), vec!["size=10m".into()])]
+        );
+    }
+
+    #[test]
+    fn entrypoint_string_is_one_element() {
+        let config = decode(with_image(json!({"entrypoint": "/bin/sh -c"}))).unwrap();
+        assert_eq!(config.entrypoint, Some(vec!["/bin/sh -c".to_string()]));
+        assert_eq!(
+            error(with_image(json!({"entrypoint": {"a": 1}}))),
+            "config.entrypoint: expected string or list of strings, got object"
+        );
+    }
+
+    #[test]
+    fn auth_block_defaults_tls_verify_true() {
+        let config = decode(with_image(
+            json!({"auth": [{"username": "u", "password": null, "tls_verify": null}]}),
+        ))
+        .unwrap();
+        assert!(config.tls_verify());
+        assert_eq!(config.auth.unwrap().password, "");
+    }
+
+    #[test]
+    fn port_map_accepts_map_or_list_of_maps() {
+        let config = decode(with_image(
+            json!({"port_map": [{"http": 80}, {"dns": "53"}]}),
+        ))
+        .unwrap();
+        assert_eq!(config.port_map["http"], 80);
+        assert_eq!(config.port_map["dns"], 53);
+        assert_eq!(
+            error(with_image(json!({"port_map": {"http": 70000}}))),
+            "config.port_map.http: invalid value \"70000\": expected a port 1..65535"
+        );
+    }
+
+    #[test]
+    fn structural_errors_name_the_option() {
+        assert_eq!(error(json!({})), "config.image: image name required");
+        assert_eq!(
+            error(json!({"image": ""})),
+            "config.image: image name required"
+        );
+        assert_eq!(
+            error(with_image(json!({"imag": "x"}))),
+            "config.imag: unknown option"
+        );
+        assert_eq!(
+            error(with_image(json!({"memory_reservation": 5}))),
+            "config.memory_reservation: expected string, got number 5"
+        );
+        assert_eq!(
+            error(with_image(json!({"tty": "yes"}))),
+            "config.tty: expected bool, got string \"yes\""
+        );
+        assert_eq!(
+            error(with_image(json!({"pids_limit": "many"}))),
+            "config.pids_limit: expected whole number, got string \"many\""
+        );
+        assert_eq!(
+            error(with_image(json!({"auth": {"user": "x"}}))),
+            "config.auth.user: unknown option"
+        );
+        assert_eq!(
+            error(with_image(json!({"labels": ["a"]}))),
+            "config.labels[0]: expected map, got string \"a\""
+        );
+        assert_eq!(
+            error(json!("busybox")),
+            "config: expected a block (object), got string \"busybox\""
+        );
+    }
+
+    #[test]
+    fn value_errors_name_option_and_value() {
+        let cases: Vec<(Value, &str, &str)> = vec![
+            (
+                json!({"memory_reservation": "100M"}),
+                "config.memory_reservation",
+                "\"100M\"",
+            ),
+            (
+                json!({"memory_swap": "1.5g"}),
+                "config.memory_swap",
+                "\"1.5g\"",
+            ),
+            (json!({"memory_swap": "-2"}), "config.memory_swap", "\"-2\""),
+            (json!({"shm_size": "-1"}), "config.shm_size", "\"-1\""),
+            (
+                json!({"memory_reservation": "-5m"}),
+                "config.memory_reservation",
+                "\"-5m\"",
+            ),
+            (
+                json!({"memory_swappiness": 101}),
+                "config.memory_swappiness",
+                "\"101\"",
+            ),
+            (
+                json!({"memory_swappiness": -1}),
+                "config.memory_swappiness",
+                "\"-1\"",
+            ),
+            (
+                json!({"oom_score_adj": 1001}),
+                "config.oom_score_adj",
+                "\"1001\"",
+            ),
+            (
+                json!({"cpu_cfs_period": 1000001}),
+                "config.cpu_cfs_period",
+                "\"1000001\"",
+            ),
+            (
+                json!({"cpu_cfs_period": -1}),
+                "config.cpu_cfs_period",
+                "\"-1\"",
+            ),
+            (
+                json!({"ulimit": {"nofile": "lots"}}),
+                "config.ulimit.nofile",
+                "\"lots\"",
+            ),
+            (
+                json!({"ulimit": {"nofile": "10:5"}}),
+                "config.ulimit.nofile",
+                "\"10:5\"",
+            ),
+            (
+                json!({"ulimit": {"nofile": ""}}),
+                "config.ulimit.nofile",
+                "\"\"",
+            ),
+            (
+                json!({"ulimit": {"nofiles": "10"}}),
+                "config.ulimit.nofiles",
+                "\"nofiles\"",
+            ),
+            (
+                json!({"ulimit": {"nofile": "unlimited"}}),
+                "config.ulimit.nofile",
+                "\"unlimited\"",
+            ),
+            (
+                json!({"security_opt": ["bogus=1"]}),
+                "config.security_opt",
+                "\"bogus=1\"",
+            ),
+            (
+                json!({"security_opt": ["no-new-privileges=maybe"]}),
+                "config.security_opt",
+                "\"no-new-privileges=maybe\"",
+            ),
+            (json!({"userns": "private"}), "config.userns", "\"private\""),
+            (
+                json!({"userns": "auto:size=x"}),
+                "config.userns",
+                "\"auto:size=x\"",
+            ),
+            (
+                json!({"ipc_mode": "shared"}),
+                "config.ipc_mode",
+                "\"shared\"",
+            ),
+            (
+                json!({"ipc_mode": "container:"}),
+                "config.ipc_mode",
+                "\"container:\"",
+            ),
+            (
+                json!({"network_mode": "container:"}),
+                "config.network_mode",
+                "\"container:\"",
+            ),
+            (
+                json!({"extra_hosts": ["nohost"]}),
+                "config.extra_hosts",
+                "\"nohost\"",
+            ),
+            (
+                json!({"extra_hosts": [":1.2.3.4"]}),
+                "config.extra_hosts",
+                "\":1.2.3.4\"",
+            ),
+            (
+                json!({"extra_hosts": ["db:notanip"]}),
+                "config.extra_hosts",
+                "\"db:notanip\"",
+            ),
+            (json!({"volumes": ["/srv"]}), "config.volumes", "\"/srv\""),
+            (
+                json!({"volumes": ["/srv:relative"]}),
+                "config.volumes",
+                "\"/srv:relative\"",
+            ),
+            (json!({"tmpfs": ["scratch"]}), "config.tmpfs", "\"scratch\""),
+            (
+                json!({"ipv4_address": "10.0.0.300"}),
+                "config.ipv4_address",
+                "\"10.0.0.300\"",
+            ),
+            (
+                json!({"ipv4_address": "fd00::1"}),
+                "config.ipv4_address",
+                "\"fd00::1\"",
+            ),
+            (
+                json!({"ipv6_address": "10.0.0.1"}),
+                "config.ipv6_address",
+                "\"10.0.0.1\"",
+            ),
+            (
+                json!({"static_ips": ["10.0.0.1", "x"]}),
+                "config.static_ips",
+                "\"x\"",
+            ),
+            (
+                json!({"static_mac": "aa:bb:cc"}),
+                "config.static_mac",
+                "\"aa:bb:cc\"",
+            ),
+            (
+                json!({"image_pull_timeout": "5 minutes"}),
+                "config.image_pull_timeout",
+                "\"5 minutes\"",
+            ),
+            (
+                json!({"logging": {"driver": "syslog"}}),
+                "config.logging.driver",
+                "\"syslog\"",
+            ),
+        ];
+        for (value, option, shown) in cases {
+            let err = decode(with_image(value.clone())).unwrap_err();
+            assert_eq!(err.field(), option, "{value}");
+            let message = err.to_string();
+            assert!(message.contains(shown), "{value}: {message}");
+        }
+    }
+
+    #[test]
+    fn shm_size_needs_a_private_ipc_namespace() {
+        assert!(decode(with_image(json!({"shm_size": "1m", "ipc_mode": "private"}))).is_ok());
+        assert!(decode(with_image(json!({"shm_size": "1m"}))).is_ok());
+        assert_eq!(
+            error(with_image(json!({"shm_size": "1m", "ipc_mode": "host"}))),
+            "config.shm_size: shm_size cannot be used with ipc_mode=\"host\"; it requires a private or shareable IPC namespace"
+        );
+    }
+
+    #[test]
+    fn ports_and_port_map_conflict() {
+        assert_eq!(
+            error(with_image(
+                json!({"ports": ["http"], "port_map": {"http": 80}})
+            )),
+            "config.port_map: Invalid port declaration; use of port_map and ports"
+        );
+    }
+
+    #[test]
+    fn ipc_and_network_modes_parse() {
+        let ipc = |mode: &str| {
+            TaskConfig {
+                ipc_mode: mode.into(),
+                ..TaskConfig::default()
+            }
+            .ipc()
+        };
+        assert_eq!(ipc("").unwrap(), IpcMode::Default);
+        assert_eq!(ipc("host").unwrap(), IpcMode::Host);
+        assert_eq!(ipc("none").unwrap(), IpcMode::None);
+        assert_eq!(
+            ipc("container:abc").unwrap(),
+            IpcMode::Container("abc".into())
+        );
+        assert_eq!(
+            ipc("ns:/proc/1/ns/ipc").unwrap(),
+            IpcMode::Path("/proc/1/ns/ipc".into())
+        );
+        assert_eq!(ipc("task:web").unwrap(), IpcMode::Task("web".into()));
+        let net = |mode: &str| {
+            TaskConfig {
+                network_mode: mode.into(),
+                ..TaskConfig::default()
+            }
+            .network()
+        };
+        assert_eq!(net("").unwrap(), NetworkMode::Default);
+        assert_eq!(net("host").unwrap(), NetworkMode::Host);
+        assert_eq!(net("none").unwrap(), NetworkMode::None);
+        assert_eq!(net("pasta").unwrap(), NetworkMode::Pasta);
+        assert_eq!(net("slirp4netns").unwrap(), NetworkMode::Slirp4netns);
+        assert_eq!(
+            net("container:db").unwrap(),
+            NetworkMode::Container("db".into())
+        );
+        assert_eq!(
+            net("ns:/run/netns/x").unwrap(),
+            NetworkMode::Path("/run/netns/x".into())
+        );
+        assert_eq!(net("task:web").unwrap(), NetworkMode::Task("web".into()));
+        assert_eq!(net("mynet").unwrap(), NetworkMode::Custom("mynet".into()));
+    }
+
+    #[test]
+    fn container_name_is_task_dash_alloc() {
+        let mut spec = TaskSpec::default();
+        spec.context.name = "web".into();
+        spec.context.alloc_id = "1234".into();
+        assert_eq!(spec.container_name(), "web-1234");
+    }
+
+    #[test]
+    fn context_round_trips_through_serde() {
+        let context = TaskContext {
+            id: "t".into(),
+            ports: Some(vec![PortSpec {
+                label: "http".into(),
+                value: 8080,
+                to: 80,
+                host_ip: "127.0.0.1".into(),
+            }]),
+            kill_timeout: Duration::from_secs(5),
+            ..TaskContext::default()
+        };
+        let json = serde_json::to_value(&context).unwrap();
+        let back: TaskContext = serde_json::from_value(json).unwrap();
+        assert_eq!(back, context);
+        let partial: TaskContext = serde_json::from_value(json!({"name": "web"})).unwrap();
+        assert_eq!(partial.name, "web");
+    }
+
+    #[test]
+    fn validate_catches_configs_built_in_code() {
+        let config = TaskConfig {
+            image: "x".into(),
+            logging: TaskLogging {
+                driver: "fluentd".into(),
+                ..Default::default()
+            },
+            ..TaskConfig::default()
+        };
+        assert_eq!(
+            config.validate().unwrap_err().field(),
+            "config.logging.driver"
+        );
+        let config = TaskConfig {
+            image: "x".into(),
+            static_mac: Some("zz".into()),
+            ..TaskConfig::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field(), "config.static_mac");
+        let config = TaskConfig {
+            image: "x".into(),
+            port_map: [("a".to_string(), 0)].into(),
+            ..TaskConfig::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field(), "config.port_map.a");
+    }
+}

@@ -5,5 +5,6 @@ mod support;
 mod client;
 mod conformance;
 mod driver;
+mod options;
 mod plugin;
 mod run;

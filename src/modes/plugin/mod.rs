@@ -1,1 +1,3 @@
 //! plugin mode (adapter onto the driver core).
+
+pub mod proto;
