@@ -8,5 +8,6 @@ pub mod model;
 pub mod podman;
 pub mod secopt;
 pub mod spec;
+pub mod stats;
 pub mod task;
 pub mod units;

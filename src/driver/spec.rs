@@ -1,1 +1,1798 @@
-//! TaskSpec -> libpod SpecGenerator.
+//! TaskSpec -> libpod SpecGenerator JSON (`POST /libpod/containers/create`).
+//!
+//! Differences from the Go driver, on purpose:
+//! * Every container carries `com.hashicorp.nomad.{alloc_id,job_name,task_group_name,task_name}`
+//!   and `io.nomad-driver-podman.managed=true` (the marker the dangling-container sweep looks
+//!   for), whether or not `extra_labels` is set.
+//! * Nomad log mode uses podman's `k8s-file` driver at podman's own path; the core forwards
+//!   stdout and stderr separately through the logs API (Go points k8s-file at Nomad's stdout
+//!   FIFO, merging both streams with k8s prefixes).
+//! * `memory_swappiness` is sent only when set (Go sends 0 when unset on cgroup v1).
+//! * Static IPs/MAC on the default bridge are keyed by podman's network name `podman`
+//!   (Go uses `default`), and asking for them without bridge networking is an error
+//!   (Go drops them silently).
+//! * The task's `kill_signal` and `kill_timeout` become the container's stop signal and stop
+//!   timeout, so podman itself stops the task the way the job asks.
+//! * `userns = "ns:<path>"` is sent as podman's `path` namespace mode.
+//! * Operator gates: `privileged` needs `allow_privileged`; `cap_add` must be within
+//!   `allow_caps`.
+//! * With `volumes.enabled = false`, host paths are checked after resolving symlinks, so a
+//!   link inside the allocation cannot point outside it.
+//! * `extra_hosts` IPv6 entries written `host:[::1]` reach podman without brackets.
+//!
+//! [`build`] touches the filesystem only for that symlink check.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::config::DriverConfig;
+use super::decode::ConfigError;
+use super::secopt::Userns;
+use super::task::{container_name, IpcMode, NetworkMode, TaskConfig, TaskSpec};
+
+/// Label every container this driver creates carries; the dangling-container sweep only
+/// ever touches containers with it.
+pub const MANAGED_LABEL: &str = "io.nomad-driver-podman.managed";
+/// Prefix of the Nomad identity labels.
+pub const LABEL_PREFIX: &str = "com.hashicorp.nomad.";
+/// Name of podman's default bridge network.
+pub const DEFAULT_NETWORK: &str = "podman";
+
+/// What the driver knows about the podman service a task runs on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFacts {
+    pub rootless: bool,
+    pub cgroup_v2: bool,
+    /// `systemd` or `cgroupfs`.
+    pub cgroup_manager: String,
+    /// libpod API version from the ping header.
+    pub api_version: (u64, u64, u64),
+    /// CPUs of the host, for the CPU hard limit.
+    pub num_cpus: usize,
+    pub socket_is_unix: bool,
+}
+
+impl Default for HostFacts {
+    fn default() -> Self {
+        HostFacts {
+            rootless: false,
+            cgroup_v2: false,
+            cgroup_manager: "cgroupfs".to_string(),
+            api_version: (4, 0, 0),
+            num_cpus: 1,
+            socket_is_unix: true,
+        }
+    }
+}
+
+/// Why a task cannot be turned into a container spec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The plugin configuration forbids what the task asks for.
+    #[error("{option}: {reason}")]
+    Denied { option: String, reason: String },
+    /// What the orchestrator provided does not fit the task options.
+    #[error("{field}: {reason}")]
+    Context { field: String, reason: String },
+}
+
+impl SpecError {
+    /// The option or context field at fault.
+    pub fn field(&self) -> &str {
+        match self {
+            SpecError::Config(e) => e.field(),
+            SpecError::Denied { option, .. } => option,
+            SpecError::Context { field, .. } => field,
+        }
+    }
+}
+
+/// Which log driver the container gets and whether the core forwards its output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogMode {
+    pub driver: LogDriver,
+    /// False with `disable_log_collection`: nothing is forwarded.
+    pub collect: bool,
+    /// Options for podman's log driver (task options win over plugin options, unmerged).
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogDriver {
+    /// podman `k8s-file`; output forwarded to the task's stdout/stderr paths.
+    Nomad,
+    /// podman `journald`; output forwarded from the logs API.
+    Journald,
+}
+
+/// The task `logging` block if it says anything, else the plugin's.
+pub fn log_mode(config: &TaskConfig, driver: &DriverConfig) -> LogMode {
+    let (name, options) = if config.logging.is_empty() {
+        (driver.logging.driver.as_str(), &driver.logging.options)
+    } else {
+        (config.logging.driver.as_str(), &config.logging.options)
+    };
+    LogMode {
+        driver: if name == "journald" {
+            LogDriver::Journald
+        } else {
+            LogDriver::Nomad
+        },
+        collect: !driver.disable_log_collection,
+        options: options.clone(),
+    }
+}
+
+/// The podman network a task's `network_mode` names, which the caller must check exists
+/// before create (`None` when the task joins no custom network, including when the
+/// orchestrator provides a network namespace, which wins over `network_mode`).
+pub fn custom_network(spec: &TaskSpec) -> Option<&str> {
+    if isolation_path(spec).is_some() {
+        return None;
+    }
+    match spec.config.network_mode.as_str() {
+        "" | "bridge" | "host" | "none" | "pasta" | "slirp4netns" => None,
+        mode if mode.starts_with("container:")
+            || mode.starts_with("ns:")
+            || mode.starts_with("task:") =>
+        {
+            None
+        }
+        mode => Some(mode),
+    }
+}
+
+/// Builds the SpecGenerator for `spec`, with `image_id` as the resolved image.
+pub fn build(
+    spec: &TaskSpec,
+    driver: &DriverConfig,
+    host: &HostFacts,
+    image_id: &str,
+) -> Result<Value, SpecError> {
+    let config = &spec.config;
+    config.validate()?;
+    check_gates(config, driver)?;
+
+    let mut out = Map::new();
+    out.insert("name".into(), json!(spec.container_name()));
+    out.insert("image".into(), json!(image_id));
+    insert_process(&mut out, spec)?;
+    out.insert("labels".into(), json!(labels(spec, driver)));
+    insert_logging(&mut out, config, driver);
+    out.insert("mounts".into(), Value::Array(mounts(spec, driver)?));
+    let devices = devices(spec);
+    if !devices.is_empty() {
+        out.insert("devices".into(), Value::Array(devices));
+    }
+    if host.cgroup_v2 && host.cgroup_manager == "systemd" {
+        out.insert("cgroup_parent".into(), json!("nomad.slice"));
+    }
+    out.insert("resource_limits".into(), resources(spec, host));
+    let ulimits = config.ulimits()?;
+    if !ulimits.is_empty() {
+        let limits: Vec<Value> = ulimits
+            .iter()
+            .map(|u| json!({"type": u.name, "soft": u.soft, "hard": u.hard}))
+            .collect();
+        out.insert("r_limits".into(), Value::Array(limits));
+    }
+    out.insert("oom_score_adj".into(), json!(config.oom_score_adj));
+    insert_security(&mut out, spec)?;
+    if let Some(shm) = config.shm_size {
+        out.insert("shm_size".into(), json!(shm));
+    }
+    if let Some(ipc) = ipc_namespace(spec)? {
+        out.insert("ipcns".into(), ipc);
+    }
+    insert_dns(&mut out, spec, driver)?;
+    insert_network(&mut out, spec, driver, host)?;
+    let hosts = config.hosts()?;
+    if !hosts.is_empty() {
+        let entries: Vec<String> = hosts
+            .iter()
+            .map(|(name, ip)| {
+                let bare = ip.trim_start_matches('[').trim_end_matches(']');
+                format!("{name}:{bare}")
+            })
+            .collect();
+        out.insert("hostadd".into(), json!(entries));
+    }
+    let ports = port_mappings(spec)?;
+    if !ports.is_empty() {
+        out.insert("portmappings".into(), Value::Array(ports));
+    }
+    Ok(Value::Object(out))
+}
+
+fn check_gates(config: &TaskConfig, driver: &DriverConfig) -> Result<(), SpecError> {
+    if config.privileged && !driver.allow_privileged {
+        return Err(SpecError::Denied {
+            option: "config.privileged".into(),
+            reason:
+                "privileged containers are disabled by the plugin option allow_privileged = false"
+                    .into(),
+        });
+    }
+    let allowed: Vec<String> = driver.allow_caps.iter().map(|c| cap_name(c)).collect();
+    if allowed.iter().any(|c| c == "all") {
+        return Ok(());
+    }
+    let denied: Vec<&str> = config
+        .cap_add
+        .iter()
+        .filter(|cap| !allowed.contains(&cap_name(cap)))
+        .map(String::as_str)
+        .collect();
+    if denied.is_empty() {
+        return Ok(());
+    }
+    Err(SpecError::Denied {
+        option: "config.cap_add".into(),
+        reason: format!(
+            "capabilities {} are not in the plugin option allow_caps ({})",
+            denied.join(", "),
+            driver.allow_caps.join(", ")
+        ),
+    })
+}
+
+/// `CAP_NET_ADMIN`, `net_admin` and `NET_ADMIN` are the same capability.
+fn cap_name(cap: &str) -> String {
+    let lower = cap.trim().to_ascii_lowercase();
+    lower
+        .strip_prefix("cap_")
+        .map(str::to_string)
+        .unwrap_or(lower)
+}
+
+fn insert_process(out: &mut Map<String, Value>, spec: &TaskSpec) -> Result<(), SpecError> {
+    let config = &spec.config;
+    let context = &spec.context;
+    let mut command = Vec::new();
+    if !config.command.is_empty() {
+        command.push(config.command.clone());
+    }
+    command.extend(config.args.iter().cloned());
+    if !command.is_empty() {
+        out.insert("command".into(), json!(command));
+    }
+    if let Some(entrypoint) = config.entrypoint.as_ref().filter(|e| !e.is_empty()) {
+        out.insert("entrypoint".into(), json!(entrypoint));
+    }
+    let mut env = context.env.clone();
+    for (label, port) in &config.port_map {
+        env.insert(format!("NOMAD_PORT_{label}"), port.to_string());
+    }
+    out.insert("env".into(), json!(env));
+    if !config.hostname.is_empty() {
+        out.insert("hostname".into(), json!(config.hostname));
+    }
+    if !config.sysctl.is_empty() {
+        out.insert("sysctl".into(), json!(config.sysctl));
+    }
+    out.insert("terminal".into(), json!(config.tty));
+    if config.init {
+        out.insert("init".into(), json!(true));
+        if !config.init_path.is_empty() {
+            out.insert("init_path".into(), json!(config.init_path));
+        }
+    }
+    if !config.working_dir.is_empty() {
+        out.insert("work_dir".into(), json!(config.working_dir));
+    }
+    if !context.user.is_empty() {
+        out.insert("user".into(), json!(context.user));
+    }
+    if let Some(signal) = &context.kill_signal {
+        out.insert("stop_signal".into(), json!(signal_number(signal)?));
+    }
+    if !context.kill_timeout.is_zero() {
+        let seconds = context.kill_timeout.as_secs_f64().ceil() as u64;
+        out.insert("stop_timeout".into(), json!(seconds));
+    }
+    Ok(())
+}
+
+/// `SIGTERM`, `TERM`, `term` or `15`.
+fn signal_number(name: &str) -> Result<i32, SpecError> {
+    let bad = || SpecError::Context {
+        field: "kill_signal".into(),
+        reason: format!("unknown signal {name:?}"),
+    };
+    if let Ok(number) = name.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(number)
+            .map(|s| s as i32)
+            .map_err(|_| bad());
+    }
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    nix::sys::signal::Signal::from_str(&full)
+        .map(|s| s as i32)
+        .map_err(|_| bad())
+}
+
+fn labels(spec: &TaskSpec, driver: &DriverConfig) -> BTreeMap<String, String> {
+    let context = &spec.context;
+    let mut labels = spec.config.labels.clone();
+    let candidates = [
+        ("job_name", &context.job_name),
+        ("job_id", &context.job_id),
+        ("task_group_name", &context.task_group_name),
+        ("task_name", &context.name),
+        ("namespace", &context.namespace),
+        ("node_name", &context.node_name),
+        ("node_id", &context.node_id),
+    ];
+    for (key, value) in candidates {
+        if driver.extra_labels.iter().any(|glob| glob_match(glob, key)) {
+            labels.insert(format!("{LABEL_PREFIX}{key}"), value.clone());
+        }
+    }
+    for (key, value) in [
+        ("alloc_id", &context.alloc_id),
+        ("job_name", &context.job_name),
+        ("task_group_name", &context.task_group_name),
+        ("task_name", &context.name),
+    ] {
+        labels.insert(format!("{LABEL_PREFIX}{key}"), value.clone());
+    }
+    labels.insert(MANAGED_LABEL.into(), "true".into());
+    labels
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let Some((first, rest)) = pattern.split_once('*') else {
+        return pattern == text;
+    };
+    let Some(mut remaining) = text.strip_prefix(first) else {
+        return false;
+    };
+    let mut pieces: Vec<&str> = rest.split('*').collect();
+    let last = pieces.pop().unwrap_or("");
+    for piece in pieces {
+        match remaining.find(piece) {
+            Some(at) => remaining = &remaining[at + piece.len()..],
+            None => return false,
+        }
+    }
+    remaining.len() >= last.len() && remaining.ends_with(last)
+}
+
+fn insert_logging(out: &mut Map<String, Value>, config: &TaskConfig, driver: &DriverConfig) {
+    let mode = log_mode(config, driver);
+    let mut log = Map::new();
+    match (mode.driver, mode.collect) {
+        (LogDriver::Journald, _) => {
+            log.insert("driver".into(), json!("journald"));
+        }
+        (LogDriver::Nomad, true) => {
+            log.insert("driver".into(), json!("k8s-file"));
+        }
+        (LogDriver::Nomad, false) => {}
+    }
+    if !mode.options.is_empty() {
+        log.insert("options".into(), json!(mode.options));
+    }
+    if !log.is_empty() {
+        out.insert("log_configuration".into(), Value::Object(log));
+    }
+}
+
+fn bind(source: &Path, target: &str, options: Vec<String>) -> Value {
+    json!({
+        "type": "bind",
+        "source": source.to_string_lossy(),
+        "destination": target,
+        "options": options,
+    })
+}
+
+fn mounts(spec: &TaskSpec, driver: &DriverConfig) -> Result<Vec<Value>, SpecError> {
+    let config = &spec.config;
+    let context = &spec.context;
+    let plugin_label = (!driver.volumes.selinuxlabel.is_empty() && !config.privileged)
+        .then(|| driver.volumes.selinuxlabel.clone());
+    let mut mounts = Vec::new();
+    for (dir, target) in [
+        (&context.alloc_dir, "/alloc"),
+        (&context.local_dir, "/local"),
+        (&context.secrets_dir, "/secrets"),
+    ] {
+        if let Some(dir) = dir {
+            mounts.push(bind(dir, target, plugin_label.iter().cloned().collect()));
+        }
+    }
+    for volume in config.bind_volumes()? {
+        let entry = format!("{}:{}", volume.source, volume.target);
+        let source = volume_source(spec, driver, &volume.source, &entry)?;
+        mounts.push(bind(&source, &volume.target, volume.options));
+    }
+    for mount in &context.mounts {
+        let mut options = Vec::new();
+        if mount.readonly {
+            options.push("ro".to_string());
+        }
+        match mount.propagation_mode.as_str() {
+            "private" => options.push("rprivate".into()),
+            "host-to-task" => options.push("rslave".into()),
+            "bidirectional" => options.push("rshared".into()),
+            _ => {}
+        }
+        if !config.privileged {
+            if !mount.selinux_label.is_empty() {
+                options.push(mount.selinux_label.clone());
+            } else if let Some(label) = &plugin_label {
+                options.push(label.clone());
+            }
+        }
+        mounts.push(bind(Path::new(&mount.host_path), &mount.task_path, options));
+    }
+    for (path, options) in config.tmpfs_mounts()? {
+        mounts.push(json!({
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "destination": path,
+            "options": options,
+        }));
+    }
+    Ok(mounts)
+}
+
+/// Resolves a `volumes` source: relative to the task dir, lexically cleaned; with host
+/// volumes disabled it must stay inside the allocation dir after resolving symlinks.
+fn volume_source(
+    spec: &TaskSpec,
+    driver: &DriverConfig,
+    source: &str,
+    entry: &str,
+) -> Result<PathBuf, SpecError> {
+    let context = &spec.context;
+    let raw = Path::new(source);
+    let joined = if raw.is_absolute() {
+        raw.to_path_buf()
+    } else {
+        match &context.task_dir {
+            Some(task_dir) => task_dir.join(raw),
+            None => {
+                return Err(SpecError::Context {
+                    field: "config.volumes".into(),
+                    reason: format!(
+                        "{entry:?}: a relative source needs the task directory, which was not given"
+                    ),
+                })
+            }
+        }
+    };
+    let cleaned = clean(&joined);
+    if driver.volumes.enabled {
+        return Ok(cleaned);
+    }
+    let denied = || {
+        SpecError::Denied {
+        option: "config.volumes".into(),
+        reason: format!(
+            "volumes are not enabled; cannot mount host paths: {entry:?} (plugin option volumes.enabled = false)"
+        ),
+    }
+    };
+    let alloc_dir = context.alloc_dir.as_deref().ok_or_else(denied)?;
+    let inside = real_path(&cleaned).starts_with(real_path(&clean(alloc_dir)));
+    if inside {
+        Ok(cleaned)
+    } else {
+        Err(denied())
+    }
+}
+
+/// `..` and `.` removed without touching the filesystem.
+fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The path with every symlink of its longest existing prefix resolved.
+fn real_path(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |acc, part| acc.join(part));
+        }
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+fn devices(spec: &TaskSpec) -> Vec<Value> {
+    let from_config = spec.config.devices.iter().map(|d| json!({"path": d}));
+    let from_context = spec.context.devices.iter().map(|d| {
+        let target = if d.task_path.is_empty() {
+            &d.host_path
+        } else {
+            &d.task_path
+        };
+        let mut path = format!("{}:{}", d.host_path, target);
+        if !d.permissions.is_empty() {
+            path.push(':');
+            path.push_str(&d.permissions);
+        }
+        json!({ "path": path })
+    });
+    from_config.chain(from_context).collect()
+}
+
+const MIB: i64 = 1024 * 1024;
+
+fn resources(spec: &TaskSpec, host: &HostFacts) -> Value {
+    let config = &spec.config;
+    let res = &spec.context.resources;
+    let mut cpu = Map::new();
+    if !res.cpuset_cpus.is_empty() {
+        cpu.insert("cpus".into(), json!(res.cpuset_cpus));
+    }
+    if !host.rootless && res.cpu_shares > 0 {
+        cpu.insert("shares".into(), json!(res.cpu_shares));
+    }
+    if config.cpu_hard_limit {
+        let period = match config.cpu_cfs_period {
+            0 => 100_000,
+            p => p.max(1000),
+        };
+        let per_cpu = (res.percent_ticks * period as f64) as i64;
+        let quota = (per_cpu * host.num_cpus.max(1) as i64).max(1000);
+        cpu.insert("period".into(), json!(period));
+        cpu.insert("quota".into(), json!(quota));
+    }
+
+    let memory_bytes = res.memory_mb * MIB;
+    let reservation = config.memory_reservation;
+    let (limit, soft) = if res.memory_max_mb == -1 {
+        (
+            None,
+            Some(reservation.map_or(memory_bytes, |r| r.min(memory_bytes))),
+        )
+    } else if res.memory_max_mb > 0 {
+        let soft = reservation.map_or(memory_bytes, |r| r.min(memory_bytes));
+        (Some(res.memory_max_mb * MIB), Some(soft))
+    } else if memory_bytes > 0 {
+        (Some(memory_bytes), reservation)
+    } else {
+        (None, reservation)
+    };
+    let mut memory = Map::new();
+    if let Some(limit) = limit {
+        memory.insert("limit".into(), json!(limit));
+    }
+    if let Some(soft) = soft.filter(|s| *s > 0) {
+        memory.insert("reservation".into(), json!(soft));
+    }
+    if let Some(swap) = config.memory_swap {
+        memory.insert("swap".into(), json!(swap));
+    }
+    if !host.cgroup_v2 {
+        if let Some(swappiness) = config.memory_swappiness {
+            memory.insert("swappiness".into(), json!(swappiness));
+        }
+    }
+
+    let mut limits = Map::new();
+    limits.insert("memory".into(), Value::Object(memory));
+    if !cpu.is_empty() {
+        limits.insert("cpu".into(), Value::Object(cpu));
+    }
+    if config.pids_limit > 0 {
+        limits.insert("pids".into(), json!({"limit": config.pids_limit}));
+    }
+    Value::Object(limits)
+}
+
+fn insert_security(out: &mut Map<String, Value>, spec: &TaskSpec) -> Result<(), SpecError> {
+    let config = &spec.config;
+    let security = config.security_options()?;
+    if !config.cap_add.is_empty() {
+        out.insert("cap_add".into(), json!(config.cap_add));
+    }
+    if !config.cap_drop.is_empty() {
+        out.insert("cap_drop".into(), json!(config.cap_drop));
+    }
+    let mut selinux: Vec<String> = config.selinux_opts.clone();
+    selinux.extend(security.selinux_opts.iter().cloned());
+    if !selinux.is_empty() {
+        out.insert("selinux_opts".into(), json!(selinux));
+    }
+    let mut annotations = Map::new();
+    if !security.selinux_opts.is_empty() {
+        annotations.insert(
+            "io.podman.annotations.label".into(),
+            json!(security.selinux_opts.join(",label=")),
+        );
+    }
+    let apparmor = security
+        .apparmor_profile
+        .clone()
+        .or_else(|| (!config.apparmor_profile.is_empty()).then(|| config.apparmor_profile.clone()));
+    if let Some(profile) = apparmor {
+        if security.apparmor_profile.is_some() {
+            annotations.insert("io.podman.annotations.apparmor".into(), json!(profile));
+        }
+        out.insert("apparmor_profile".into(), json!(profile));
+    }
+    if let Some(seccomp) = &security.seccomp_profile_path {
+        annotations.insert("io.podman.annotations.seccomp".into(), json!(seccomp));
+        out.insert("seccomp_profile_path".into(), json!(seccomp));
+    }
+    out.insert("annotations".into(), Value::Object(annotations));
+    if security.no_new_privileges {
+        out.insert("no_new_privileges".into(), json!(true));
+    }
+    if security.labels_nested {
+        out.insert("label_nested".into(), json!(true));
+    }
+    if !security.procfs_opts.is_empty() {
+        out.insert("procfs_opts".into(), json!(security.procfs_opts));
+    }
+    if !security.mask.is_empty() {
+        out.insert("mask".into(), json!(security.mask));
+    }
+    if !security.unmask.is_empty() {
+        out.insert("unmask".into(), json!(security.unmask));
+    }
+    if config.privileged {
+        out.insert("privileged".into(), json!(true));
+    }
+    if config.readonly_rootfs {
+        out.insert("read_only_filesystem".into(), json!(true));
+    }
+    insert_userns(out, config)?;
+    Ok(())
+}
+
+fn insert_userns(out: &mut Map<String, Value>, config: &TaskConfig) -> Result<(), SpecError> {
+    let raw_value = config.userns.split_once(':').map_or("", |(_, v)| v);
+    let (namespace, idmappings) = match config.userns_mode()? {
+        Userns::Default => return Ok(()),
+        Userns::Host => (json!({"nsmode": "host"}), None),
+        Userns::NoMap => (json!({"nsmode": "nomap"}), None),
+        Userns::Path(path) => (json!({"nsmode": "path", "value": path}), None),
+        Userns::KeepId(options) => (
+            json!({"nsmode": "keep-id", "value": options}),
+            Some(json!({})),
+        ),
+        Userns::Auto {
+            size,
+            uid_maps,
+            gid_maps,
+        } => {
+            let maps = |list: &[super::secopt::IdMap]| -> Vec<Value> {
+                list.iter()
+                    .map(|m| json!({"container_id": m.container_id, "host_id": m.host_id, "size": m.size}))
+                    .collect()
+            };
+            let mut options = json!({
+                "AdditionalUIDMappings": maps(&uid_maps),
+                "AdditionalGIDMappings": maps(&gid_maps),
+            });
+            if let Some(size) = size {
+                options["Size"] = json!(size);
+            }
+            (
+                json!({"nsmode": "auto", "value": raw_value}),
+                Some(json!({
+                    "UIDMap": maps(&uid_maps),
+                    "GIDMap": maps(&gid_maps),
+                    "AutoUserNs": true,
+                    "AutoUserNsOpts": options,
+                })),
+            )
+        }
+    };
+    out.insert("userns".into(), namespace);
+    if let Some(idmappings) = idmappings {
+        out.insert("idmappings".into(), idmappings);
+    }
+    Ok(())
+}
+
+fn ipc_namespace(spec: &TaskSpec) -> Result<Option<Value>, SpecError> {
+    let alloc = &spec.context.alloc_id;
+    Ok(Some(match spec.config.ipc()? {
+        IpcMode::Default => return Ok(None),
+        IpcMode::Host => json!({"nsmode": "host"}),
+        IpcMode::Private => json!({"nsmode": "private"}),
+        IpcMode::Shareable => json!({"nsmode": "shareable"}),
+        IpcMode::None => json!({"nsmode": "none"}),
+        IpcMode::Container(id) => json!({"nsmode": "container", "value": id}),
+        IpcMode::Path(path) => json!({"nsmode": "path", "value": path}),
+        IpcMode::Task(task) => {
+            json!({"nsmode": "container", "value": container_name(&task, alloc)})
+        }
+    }))
+}
+
+fn insert_dns(
+    out: &mut Map<String, Value>,
+    spec: &TaskSpec,
+    driver: &DriverConfig,
+) -> Result<(), SpecError> {
+    if let Some(dns) = &spec.context.dns {
+        let servers: Vec<IpAddr> = dns
+            .servers
+            .iter()
+            .map(|s| {
+                s.parse().map_err(|_| SpecError::Context {
+                    field: "dns.servers".into(),
+                    reason: format!("invalid DNS server address {s:?}"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        if !servers.is_empty() {
+            out.insert("dns_server".into(), json!(servers));
+        }
+        if !dns.searches.is_empty() {
+            out.insert("dns_search".into(), json!(dns.searches));
+        }
+        if !dns.options.is_empty() {
+            out.insert("dns_option".into(), json!(dns.options));
+        }
+    } else if !driver.dns_servers.is_empty() {
+        out.insert("dns_server".into(), json!(driver.dns_servers));
+    }
+    Ok(())
+}
+
+fn isolation_path(spec: &TaskSpec) -> Option<&str> {
+    spec.context
+        .network_isolation_path
+        .as_deref()
+        .filter(|p| !p.is_empty())
+}
+
+fn insert_network(
+    out: &mut Map<String, Value>,
+    spec: &TaskSpec,
+    driver: &DriverConfig,
+    host: &HostFacts,
+) -> Result<(), SpecError> {
+    let alloc = &spec.context.alloc_id;
+    let mut network_name = None;
+    let netns = match isolation_path(spec) {
+        Some(path) => json!({"nsmode": "path", "value": path}),
+        None => match spec.config.network()? {
+            NetworkMode::Default if host.rootless => {
+                let mode = match driver.networking.default_rootless_mode.as_str() {
+                    "" if host.api_version.0 >= 5 => "pasta",
+                    "" => "slirp4netns",
+                    configured => configured,
+                };
+                json!({ "nsmode": mode })
+            }
+            NetworkMode::Default | NetworkMode::Bridge => {
+                network_name = Some(DEFAULT_NETWORK.to_string());
+                json!({"nsmode": "bridge"})
+            }
+            NetworkMode::Host => json!({"nsmode": "host"}),
+            NetworkMode::None => json!({"nsmode": "none"}),
+            NetworkMode::Pasta => json!({"nsmode": "pasta"}),
+            NetworkMode::Slirp4netns => json!({"nsmode": "slirp4netns"}),
+            NetworkMode::Container(id) => json!({"nsmode": "container", "value": id}),
+            NetworkMode::Path(path) => json!({"nsmode": "path", "value": path}),
+            NetworkMode::Task(task) => {
+                json!({"nsmode": "container", "value": container_name(&task, alloc)})
+            }
+            NetworkMode::Custom(name) => {
+                network_name = Some(name);
+                json!({"nsmode": "bridge"})
+            }
+        },
+    };
+    out.insert("netns".into(), netns);
+
+    let config = &spec.config;
+    let wants_static = config.ipv4_address.is_some()
+        || config.ipv6_address.is_some()
+        || !config.static_ips.is_empty()
+        || config.static_mac.is_some();
+    let custom = network_name.clone().filter(|n| n != DEFAULT_NETWORK);
+    if !wants_static {
+        if let Some(name) = custom {
+            out.insert("Networks".into(), json!({ name: {} }));
+        }
+        return Ok(());
+    }
+    let Some(name) = network_name else {
+        return Err(SpecError::Context {
+            field: "config.network_mode".into(),
+            reason: "ipv4_address, ipv6_address, static_ips and static_mac need bridge networking (network_mode \"bridge\" or a podman network), and no network namespace from the orchestrator".into(),
+        });
+    };
+    if host.api_version.0 >= 4 {
+        let mut ips: Vec<IpAddr> = Vec::new();
+        ips.extend(config.ipv4_address.map(IpAddr::V4));
+        ips.extend(config.ipv6_address.map(IpAddr::V6));
+        ips.extend(config.static_ips.iter().copied());
+        let mut options = Map::new();
+        if !ips.is_empty() {
+            options.insert("static_ips".into(), json!(ips));
+        }
+        if let Some(mac) = &config.static_mac {
+            options.insert("static_mac".into(), json!(mac));
+        }
+        out.insert("Networks".into(), json!({ name: options }));
+    } else {
+        if let Some(v4) = config.ipv4_address {
+            out.insert("static_ip".into(), json!(v4));
+        }
+        if let Some(v6) = config.ipv6_address {
+            out.insert("static_ipv6".into(), json!(v6));
+        }
+        if let Some(mac) = &config.static_mac {
+            out.insert("static_mac".into(), json!(mac));
+        }
+        if let Some(name) = custom {
+            out.insert("Networks".into(), json!({ name: {} }));
+        }
+    }
+    Ok(())
+}
+
+fn port_mappings(spec: &TaskSpec) -> Result<Vec<Value>, SpecError> {
+    let config = &spec.config;
+    let context = &spec.context;
+    let mut pairs: Vec<(String, u16, u16)> = Vec::new();
+    if !config.ports.is_empty() {
+        let Some(allocated) = &context.ports else {
+            return Err(SpecError::Context {
+                field: "config.ports".into(),
+                reason: "No ports defined in network stanza".into(),
+            });
+        };
+        for label in &config.ports {
+            let port = allocated
+                .iter()
+                .find(|p| &p.label == label)
+                .ok_or_else(|| SpecError::Context {
+                    field: "config.ports".into(),
+                    reason: format!("Port {label:?} not found, check network stanza"),
+                })?;
+            let container_port = if port.to == 0 { port.value } else { port.to };
+            pairs.push((port.host_ip.clone(), port.value, container_port));
+        }
+    } else if !config.port_map.is_empty() {
+        let network = context
+            .networks
+            .as_ref()
+            .and_then(|n| n.first())
+            .ok_or_else(|| SpecError::Context {
+                field: "config.port_map".into(),
+                reason: "Trying to map ports but no network interface is available".into(),
+            })?;
+        for port in network.reserved_ports.iter().chain(&network.dynamic_ports) {
+            let container_port = config
+                .port_map
+                .get(&port.label)
+                .copied()
+                .unwrap_or(port.value);
+            pairs.push((network.ip.clone(), port.value, container_port));
+        }
+    }
+    let mut mappings = Vec::new();
+    for (host_ip, host_port, container_port) in pairs {
+        for protocol in ["tcp", "udp"] {
+            let mut mapping = json!({
+                "host_port": host_port,
+                "container_port": container_port,
+                "protocol": protocol,
+            });
+            if !host_ip.is_empty() {
+                mapping["host_ip"] = json!(host_ip);
+            }
+            mappings.push(mapping);
+        }
+    }
+    Ok(mappings)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::driver::task::{
+        DeviceSpec, DnsSpec, LegacyNetwork, LegacyPort, MountSpec, PortSpec, TaskContext,
+        TaskResources,
+    };
+
+    fn spec(config: Value) -> TaskSpec {
+        let mut config = config;
+        if config.get("image").is_none() {
+            config["image"] = json!("busybox");
+        }
+        TaskSpec {
+            config: TaskConfig::from_value(&config).unwrap(),
+            context: TaskContext {
+                id: "task-id".into(),
+                name: "web".into(),
+                alloc_id: "a1".into(),
+                job_name: "job".into(),
+                job_id: "job-id".into(),
+                task_group_name: "group".into(),
+                namespace: "default".into(),
+                node_name: "node".into(),
+                node_id: "node-id".into(),
+                ..TaskContext::default()
+            },
+        }
+    }
+
+    fn built(spec: &TaskSpec) -> Value {
+        build(
+            spec,
+            &DriverConfig::default(),
+            &HostFacts::default(),
+            "sha256id",
+        )
+        .unwrap()
+    }
+
+    fn build_with(
+        spec: &TaskSpec,
+        driver: &DriverConfig,
+        host: &HostFacts,
+    ) -> Result<Value, SpecError> {
+        build(spec, driver, host, "sha256id")
+    }
+
+    #[test]
+    fn basics_name_image_command() {
+        let s = spec(
+            json!({"command": "/bin/sh", "args": ["-c", "echo hi"], "entrypoint": ["/bin/env"],
+                            "working_dir": "/tmp", "hostname": "box", "tty": true, "init": true,
+                            "init_path": "/bin/catatonit", "sysctl": {"net.core.somaxconn": "512"}}),
+        );
+        let out = built(&s);
+        assert_eq!(out["name"], "web-a1");
+        assert_eq!(out["image"], "sha256id");
+        assert_eq!(out["command"], json!(["/bin/sh", "-c", "echo hi"]));
+        assert_eq!(out["entrypoint"], json!(["/bin/env"]));
+        assert_eq!(out["work_dir"], "/tmp");
+        assert_eq!(out["hostname"], "box");
+        assert_eq!(out["terminal"], true);
+        assert_eq!(out["init"], true);
+        assert_eq!(out["init_path"], "/bin/catatonit");
+        assert_eq!(out["sysctl"]["net.core.somaxconn"], "512");
+        assert_eq!(out["oom_score_adj"], 0);
+    }
+
+    #[test]
+    fn args_alone_replace_cmd_and_keep_entrypoint() {
+        let out = built(&spec(json!({"args": ["a", "b"]})));
+        assert_eq!(out["command"], json!(["a", "b"]));
+        assert!(out.get("entrypoint").is_none());
+        let out = built(&spec(json!({})));
+        assert!(out.get("command").is_none());
+    }
+
+    #[test]
+    fn env_gets_port_map_variables() {
+        let mut s = spec(json!({"port_map": {"http": 8080}}));
+        s.context.env.insert("NOMAD_TASK_NAME".into(), "web".into());
+        s.context.networks = Some(vec![LegacyNetwork {
+            ip: "127.0.0.1".into(),
+            reserved_ports: vec![],
+            dynamic_ports: vec![LegacyPort {
+                label: "http".into(),
+                value: 23456,
+            }],
+        }]);
+        let out = built(&s);
+        assert_eq!(out["env"]["NOMAD_TASK_NAME"], "web");
+        assert_eq!(out["env"]["NOMAD_PORT_http"], "8080");
+    }
+
+    #[test]
+    fn labels_always_identify_the_task() {
+        let s = spec(json!({"labels": {"team": "a", "com.hashicorp.nomad.alloc_id": "spoof"}}));
+        let out = built(&s);
+        let labels = &out["labels"];
+        assert_eq!(labels["team"], "a");
+        assert_eq!(labels["com.hashicorp.nomad.alloc_id"], "a1");
+        assert_eq!(labels["com.hashicorp.nomad.job_name"], "job");
+        assert_eq!(labels["com.hashicorp.nomad.task_group_name"], "group");
+        assert_eq!(labels["com.hashicorp.nomad.task_name"], "web");
+        assert_eq!(labels[MANAGED_LABEL], "true");
+        assert!(labels.get("com.hashicorp.nomad.node_id").is_none());
+    }
+
+    #[test]
+    fn extra_labels_match_globs() {
+        let driver = DriverConfig {
+            extra_labels: vec!["node_*".into(), "job_id".into()],
+            ..DriverConfig::default()
+        };
+        let out = build_with(&spec(json!({})), &driver, &HostFacts::default()).unwrap();
+        let labels = &out["labels"];
+        assert_eq!(labels["com.hashicorp.nomad.node_name"], "node");
+        assert_eq!(labels["com.hashicorp.nomad.node_id"], "node-id");
+        assert_eq!(labels["com.hashicorp.nomad.job_id"], "job-id");
+        assert!(labels.get("com.hashicorp.nomad.namespace").is_none());
+        let everything = DriverConfig {
+            extra_labels: vec!["*".into()],
+            ..DriverConfig::default()
+        };
+        let out = build_with(&spec(json!({})), &everything, &HostFacts::default()).unwrap();
+        assert_eq!(out["labels"]["com.hashicorp.nomad.namespace"], "default");
+    }
+
+    #[test]
+    fn glob_rules() {
+        assert!(glob_match("*", "job_name"));
+        assert!(glob_match("job_*", "job_name"));
+        assert!(glob_match("*_name", "task_name"));
+        assert!(glob_match("t*k*e", "task_name"));
+        assert!(glob_match("job_name", "job_name"));
+        assert!(!glob_match("job", "job_name"));
+        assert!(!glob_match("job_*x", "job_name"));
+        assert!(!glob_match("*name_*", "task_name"));
+    }
+
+    #[test]
+    fn log_configuration_by_mode() {
+        let out = built(&spec(json!({})));
+        assert_eq!(out["log_configuration"], json!({"driver": "k8s-file"}));
+        assert!(out["log_configuration"].get("path").is_none());
+
+        let journald = spec(json!({"logging": {"driver": "journald", "options": {"tag": "x"}}}));
+        let out = built(&journald);
+        assert_eq!(
+            out["log_configuration"],
+            json!({"driver": "journald", "options": {"tag": "x"}})
+        );
+
+        let silent = DriverConfig {
+            disable_log_collection: true,
+            ..DriverConfig::default()
+        };
+        let out = build_with(&spec(json!({})), &silent, &HostFacts::default()).unwrap();
+        assert!(out.get("log_configuration").is_none());
+        let mode = log_mode(&journald.config, &silent);
+        assert_eq!(mode.driver, LogDriver::Journald);
+        assert!(!mode.collect);
+    }
+
+    #[test]
+    fn task_logging_wins_over_plugin_without_merging() {
+        let mut driver = DriverConfig::default();
+        driver.logging.driver = "journald".into();
+        driver.logging.options.insert("tag".into(), "plugin".into());
+        let plain = spec(json!({}));
+        let mode = log_mode(&plain.config, &driver);
+        assert_eq!(mode.driver, LogDriver::Journald);
+        assert_eq!(mode.options["tag"], "plugin");
+        let task = spec(json!({"logging": {"driver": "nomad"}}));
+        let mode = log_mode(&task.config, &driver);
+        assert_eq!(mode.driver, LogDriver::Nomad);
+        assert!(mode.options.is_empty());
+        assert!(mode.collect);
+    }
+
+    #[test]
+    fn alloc_dirs_mount_only_when_given() {
+        let out = built(&spec(json!({})));
+        assert_eq!(out["mounts"], json!([]));
+        let mut s = spec(json!({"privileged": false}));
+        s.context.alloc_dir = Some("/nomad/alloc/a1/alloc".into());
+        s.context.local_dir = Some("/nomad/alloc/a1/web/local".into());
+        s.context.secrets_dir = Some("/nomad/alloc/a1/web/secrets".into());
+        let driver = DriverConfig {
+            volumes: crate::driver::config::VolumesConfig {
+                enabled: true,
+                selinuxlabel: "z".into(),
+            },
+            ..DriverConfig::default()
+        };
+        let out = build_with(&s, &driver, &HostFacts::default()).unwrap();
+        assert_eq!(
+            out["mounts"],
+            json!([
+                {"type": "bind", "source": "/nomad/alloc/a1/alloc", "destination": "/alloc", "options": ["z"]},
+                {"type": "bind", "source": "/nomad/alloc/a1/web/local", "destination": "/local", "options": ["z"]},
+                {"type": "bind", "source": "/nomad/alloc/a1/web/secrets", "destination": "/secrets", "options": ["z"]},
+            ])
+        );
+        s.config.privileged = true;
+        let out = build_with(&s, &driver, &HostFacts::default()).unwrap();
+        assert_eq!(out["mounts"][0]["options"], json!([]));
+    }
+
+    #[test]
+    fn volumes_resolve_relative_to_task_dir() {
+        let mut s = spec(json!({"volumes": ["data:/data:ro", "/srv/../etc:/e", "../../x:/x"]}));
+        s.context.task_dir = Some("/nomad/alloc/a1/web".into());
+        let out = built(&s);
+        let mounts = out["mounts"].as_array().unwrap();
+        assert_eq!(mounts[0]["source"], "/nomad/alloc/a1/web/data");
+        assert_eq!(mounts[0]["destination"], "/data");
+        assert_eq!(mounts[0]["options"], json!(["ro"]));
+        assert_eq!(mounts[1]["source"], "/etc");
+        assert_eq!(mounts[2]["source"], "/nomad/alloc/x");
+        let no_task_dir = spec(json!({"volumes": ["data:/data"]}));
+        let err = build_with(
+            &no_task_dir,
+            &DriverConfig::default(),
+            &HostFacts::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), "config.volumes");
+    }
+
+    #[test]
+    fn disabled_volumes_stay_inside_the_alloc_dir() {
+        let root = tempfile::tempdir().unwrap();
+        let alloc = root.path().join("alloc");
+        let task = alloc.join("web");
+        std::fs::create_dir_all(task.join("data")).unwrap();
+        std::os::unix::fs::symlink("/etc", task.join("escape")).unwrap();
+        let driver = DriverConfig {
+            volumes: crate::driver::config::VolumesConfig {
+                enabled: false,
+                selinuxlabel: String::new(),
+            },
+            ..DriverConfig::default()
+        };
+        let with = |volume: &str| {
+            let mut s = spec(json!({"volumes": [volume]}));
+            s.context.alloc_dir = Some(alloc.clone());
+            s.context.task_dir = Some(task.clone());
+            build_with(&s, &driver, &HostFacts::default())
+        };
+        assert!(with("data:/data").is_ok());
+        assert!(with("not-yet/there:/x").is_ok());
+        assert!(with(&format!("{}:/a", alloc.display())).is_ok());
+        for bad in [
+            "/etc:/etc",
+            "../../outside:/o",
+            "escape:/e",
+            "escape/passwd:/p",
+        ] {
+            let err = with(bad).unwrap_err();
+            assert_eq!(err.field(), "config.volumes", "{bad}");
+            assert!(matches!(err, SpecError::Denied { .. }), "{bad}");
+            assert!(err.to_string().contains("volumes are not enabled"), "{err}");
+        }
+        let mut no_alloc = spec(json!({"volumes": ["/tmp:/t"]}));
+        no_alloc.context.task_dir = Some(task.clone());
+        assert!(build_with(&no_alloc, &driver, &HostFacts::default()).is_err());
+    }
+
+    #[test]
+    fn nomad_mounts_propagation_and_labels() {
+        let mut s = spec(json!({}));
+        s.context.mounts = vec![
+            MountSpec {
+                host_path: "/h1".into(),
+                task_path: "/t1".into(),
+                readonly: true,
+                propagation_mode: "private".into(),
+                selinux_label: String::new(),
+            },
+            MountSpec {
+                host_path: "/h2".into(),
+                task_path: "/t2".into(),
+                readonly: false,
+                propagation_mode: "host-to-task".into(),
+                selinux_label: "Z".into(),
+            },
+            MountSpec {
+                host_path: "/h3".into(),
+                task_path: "/t3".into(),
+                readonly: false,
+                propagation_mode: "bidirectional".into(),
+                selinux_label: String::new(),
+            },
+            MountSpec {
+                host_path: "/h4".into(),
+                task_path: "/t4".into(),
+                ..MountSpec::default()
+            },
+        ];
+        let driver = DriverConfig {
+            volumes: crate::driver::config::VolumesConfig {
+                enabled: true,
+                selinuxlabel: "z".into(),
+            },
+            ..DriverConfig::default()
+        };
+        let out = build_with(&s, &driver, &HostFacts::default()).unwrap();
+        let mounts = out["mounts"].as_array().unwrap();
+        assert_eq!(mounts[0]["options"], json!(["ro", "rprivate", "z"]));
+        assert_eq!(mounts[1]["options"], json!(["rslave", "Z"]));
+        assert_eq!(mounts[2]["options"], json!(["rshared", "z"]));
+        assert_eq!(mounts[3]["options"], json!(["z"]));
+        assert_eq!(mounts[3]["source"], "/h4");
+        assert_eq!(mounts[3]["destination"], "/t4");
+    }
+
+    #[test]
+    fn tmpfs_and_devices() {
+        let mut s = spec(
+            json!({"tmpfs": ["/scratch:size=10m,mode=1777", "/run"], "devices": ["/dev/fuse", "nvidia.com/gpu=all"]}),
+        );
+        s.context.devices = vec![DeviceSpec {
+            host_path: "/dev/null".into(),
+            task_path: "/dev/n".into(),
+            permissions: "rw".into(),
+        }];
+        let out = built(&s);
+        let mounts = out["mounts"].as_array().unwrap();
+        assert_eq!(
+            mounts[0],
+            json!({"type": "tmpfs", "source": "tmpfs", "destination": "/scratch", "options": ["size=10m", "mode=1777"]})
+        );
+        assert_eq!(mounts[1]["options"], json!([]));
+        assert_eq!(
+            out["devices"],
+            json!([{"path": "/dev/fuse"}, {"path": "nvidia.com/gpu=all"}, {"path": "/dev/null:/dev/n:rw"}])
+        );
+    }
+
+    #[test]
+    fn cgroup_parent_only_on_v2_systemd() {
+        let s = spec(json!({}));
+        let v2 = HostFacts {
+            cgroup_v2: true,
+            cgroup_manager: "systemd".into(),
+            ..HostFacts::default()
+        };
+        assert_eq!(
+            build_with(&s, &DriverConfig::default(), &v2).unwrap()["cgroup_parent"],
+            "nomad.slice"
+        );
+        let v2_cgroupfs = HostFacts {
+            cgroup_v2: true,
+            ..HostFacts::default()
+        };
+        assert!(build_with(&s, &DriverConfig::default(), &v2_cgroupfs)
+            .unwrap()
+            .get("cgroup_parent")
+            .is_none());
+        let v1_systemd = HostFacts {
+            cgroup_manager: "systemd".into(),
+            ..HostFacts::default()
+        };
+        assert!(build_with(&s, &DriverConfig::default(), &v1_systemd)
+            .unwrap()
+            .get("cgroup_parent")
+            .is_none());
+    }
+
+    #[test]
+    fn cpu_shares_cpuset_and_hard_limit() {
+        let mut s = spec(json!({"cpu_hard_limit": true}));
+        s.context.resources = TaskResources {
+            cpu_shares: 500,
+            cpuset_cpus: "0-1".into(),
+            percent_ticks: 0.25,
+            ..TaskResources::default()
+        };
+        let host = HostFacts {
+            num_cpus: 4,
+            ..HostFacts::default()
+        };
+        let out = build_with(&s, &DriverConfig::default(), &host).unwrap();
+        let cpu = &out["resource_limits"]["cpu"];
+        assert_eq!(cpu["shares"], 500);
+        assert_eq!(cpu["cpus"], "0-1");
+        assert_eq!(cpu["period"], 100_000);
+        assert_eq!(cpu["quota"], 100_000);
+        let rootless = HostFacts {
+            rootless: true,
+            ..host.clone()
+        };
+        let out = build_with(&s, &DriverConfig::default(), &rootless).unwrap();
+        assert!(out["resource_limits"]["cpu"].get("shares").is_none());
+
+        s.config.cpu_cfs_period = 500;
+        s.context.resources.percent_ticks = 0.0001;
+        let out = build_with(&s, &DriverConfig::default(), &host).unwrap();
+        assert_eq!(out["resource_limits"]["cpu"]["period"], 1000);
+        assert_eq!(out["resource_limits"]["cpu"]["quota"], 1000);
+
+        s.config.cpu_hard_limit = false;
+        let out = build_with(&s, &DriverConfig::default(), &host).unwrap();
+        assert!(out["resource_limits"]["cpu"].get("quota").is_none());
+    }
+
+    fn memory(memory_mb: i64, memory_max_mb: i64, reservation: Option<&str>) -> Value {
+        let mut config = json!({});
+        if let Some(r) = reservation {
+            config["memory_reservation"] = json!(r);
+        }
+        let mut s = spec(config);
+        s.context.resources.memory_mb = memory_mb;
+        s.context.resources.memory_max_mb = memory_max_mb;
+        built(&s)["resource_limits"]["memory"].clone()
+    }
+
+    #[test]
+    fn memory_table() {
+        let m = |mib: i64| json!(mib * MIB);
+        // memory_max = -1: no hard limit, soft = min(R, M)
+        assert_eq!(memory(256, -1, None), json!({"reservation": m(256)}));
+        assert_eq!(
+            memory(256, -1, Some("128m")),
+            json!({"reservation": m(128)})
+        );
+        assert_eq!(
+            memory(256, -1, Some("512m")),
+            json!({"reservation": m(256)})
+        );
+        // memory_max > 0: hard = X, soft = min(M, R) or M
+        assert_eq!(
+            memory(256, 512, None),
+            json!({"limit": m(512), "reservation": m(256)})
+        );
+        assert_eq!(
+            memory(256, 512, Some("64m")),
+            json!({"limit": m(512), "reservation": m(64)})
+        );
+        // memory only: hard = M, soft = R as given
+        assert_eq!(memory(256, 0, None), json!({"limit": m(256)}));
+        assert_eq!(
+            memory(256, 0, Some("512m")),
+            json!({"limit": m(256), "reservation": m(512)})
+        );
+        // nothing: soft = R
+        assert_eq!(memory(0, 0, Some("64m")), json!({"reservation": m(64)}));
+        assert_eq!(memory(0, 0, None), json!({}));
+    }
+
+    #[test]
+    fn swap_and_swappiness() {
+        let s = spec(json!({"memory_swap": "-1", "memory_swappiness": 10}));
+        let v1 = built(&s);
+        assert_eq!(v1["resource_limits"]["memory"]["swap"], -1);
+        assert_eq!(v1["resource_limits"]["memory"]["swappiness"], 10);
+        let v2 = build_with(
+            &s,
+            &DriverConfig::default(),
+            &HostFacts {
+                cgroup_v2: true,
+                ..HostFacts::default()
+            },
+        )
+        .unwrap();
+        assert!(v2["resource_limits"]["memory"].get("swappiness").is_none());
+        let unset = built(&spec(json!({})));
+        assert!(unset["resource_limits"]["memory"]
+            .get("swappiness")
+            .is_none());
+    }
+
+    #[test]
+    fn pids_ulimits_oom() {
+        let out = built(&spec(
+            json!({"pids_limit": 64, "ulimit": {"nofile": "1024:2048"}, "oom_score_adj": 300}),
+        ));
+        assert_eq!(out["resource_limits"]["pids"]["limit"], 64);
+        assert_eq!(
+            out["r_limits"],
+            json!([{"type": "nofile", "soft": 1024, "hard": 2048}])
+        );
+        assert_eq!(out["oom_score_adj"], 300);
+        let out = built(&spec(json!({"pids_limit": -1})));
+        assert!(out["resource_limits"].get("pids").is_none());
+    }
+
+    #[test]
+    fn security_fields() {
+        let mut s = spec(json!({
+            "cap_add": ["NET_ADMIN"], "cap_drop": ["ALL"], "selinux_opts": ["type:spc_t"],
+            "security_opt": ["no-new-privileges", "label=disable", "seccomp=unconfined", "mask=/proc/a", "unmask=ALL", "proc-opts=hidepid=2", "label=nested"],
+            "apparmor_profile": "myprofile", "readonly_rootfs": true, "privileged": true,
+        }));
+        s.context.user = "nobody".into();
+        let out = built(&s);
+        assert_eq!(out["cap_add"], json!(["NET_ADMIN"]));
+        assert_eq!(out["cap_drop"], json!(["ALL"]));
+        assert_eq!(out["selinux_opts"], json!(["type:spc_t", "disable"]));
+        assert_eq!(out["annotations"]["io.podman.annotations.label"], "disable");
+        assert_eq!(
+            out["annotations"]["io.podman.annotations.seccomp"],
+            "unconfined"
+        );
+        assert_eq!(out["seccomp_profile_path"], "unconfined");
+        assert_eq!(out["apparmor_profile"], "myprofile");
+        assert!(out["annotations"]
+            .get("io.podman.annotations.apparmor")
+            .is_none());
+        assert_eq!(out["no_new_privileges"], true);
+        assert_eq!(out["label_nested"], true);
+        assert_eq!(out["mask"], json!(["/proc/a"]));
+        assert_eq!(out["unmask"], json!(["ALL"]));
+        assert_eq!(out["procfs_opts"], json!(["hidepid=2"]));
+        assert_eq!(out["read_only_filesystem"], true);
+        assert_eq!(out["privileged"], true);
+        assert_eq!(out["user"], "nobody");
+
+        let out = built(&spec(
+            json!({"apparmor_profile": "a", "security_opt": ["apparmor=b", "label=type:x", "label=level:s0"]}),
+        ));
+        assert_eq!(out["apparmor_profile"], "b");
+        assert_eq!(out["annotations"]["io.podman.annotations.apparmor"], "b");
+        assert_eq!(
+            out["annotations"]["io.podman.annotations.label"],
+            "type:x,label=level:s0"
+        );
+        let out = built(&spec(json!({"security_opt": ["no-new-privileges=false"]})));
+        assert!(out.get("no_new_privileges").is_none());
+        assert_eq!(out["annotations"], json!({}));
+    }
+
+    #[test]
+    fn userns_forms() {
+        let out = built(&spec(json!({"userns": "keep-id:uid=1000"})));
+        assert_eq!(
+            out["userns"],
+            json!({"nsmode": "keep-id", "value": "uid=1000"})
+        );
+        assert_eq!(out["idmappings"], json!({}));
+        let out = built(&spec(json!({"userns": "host"})));
+        assert_eq!(out["userns"], json!({"nsmode": "host"}));
+        assert!(out.get("idmappings").is_none());
+        let out = built(&spec(json!({"userns": "ns:/proc/1/ns/user"})));
+        assert_eq!(
+            out["userns"],
+            json!({"nsmode": "path", "value": "/proc/1/ns/user"})
+        );
+        let out = built(&spec(
+            json!({"userns": "auto:size=2000,uidmapping=0:1000:10"}),
+        ));
+        assert_eq!(
+            out["userns"],
+            json!({"nsmode": "auto", "value": "size=2000,uidmapping=0:1000:10"})
+        );
+        let map = json!([{"container_id": 0, "host_id": 1000, "size": 10}]);
+        assert_eq!(
+            out["idmappings"],
+            json!({"UIDMap": map, "GIDMap": [], "AutoUserNs": true,
+                   "AutoUserNsOpts": {"Size": 2000, "AdditionalUIDMappings": map, "AdditionalGIDMappings": []}})
+        );
+        assert!(built(&spec(json!({}))).get("userns").is_none());
+    }
+
+    #[test]
+    fn privileged_and_caps_gates() {
+        let strict = DriverConfig {
+            allow_privileged: false,
+            allow_caps: vec!["chown".into(), "CAP_NET_RAW".into()],
+            ..DriverConfig::default()
+        };
+        let host = HostFacts::default();
+        let err = build_with(&spec(json!({"privileged": true})), &strict, &host).unwrap_err();
+        assert_eq!(err.field(), "config.privileged");
+        assert!(err.to_string().contains("allow_privileged"));
+        assert!(build_with(
+            &spec(json!({"cap_add": ["CHOWN", "net_raw", "cap_chown"]})),
+            &strict,
+            &host
+        )
+        .is_ok());
+        let err = build_with(
+            &spec(json!({"cap_add": ["chown", "SYS_ADMIN", "ALL"]})),
+            &strict,
+            &host,
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), "config.cap_add");
+        assert_eq!(
+            err.to_string(),
+            "config.cap_add: capabilities SYS_ADMIN, ALL are not in the plugin option allow_caps (chown, CAP_NET_RAW)"
+        );
+        assert!(build_with(
+            &spec(json!({"privileged": true, "cap_add": ["SYS_ADMIN"]})),
+            &DriverConfig::default(),
+            &host
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn ipc_namespaces() {
+        let ipc = |mode: &str| {
+            built(&spec(json!({"ipc_mode": mode})))
+                .get("ipcns")
+                .cloned()
+        };
+        assert_eq!(ipc(""), None);
+        assert_eq!(ipc("host"), Some(json!({"nsmode": "host"})));
+        assert_eq!(ipc("shareable"), Some(json!({"nsmode": "shareable"})));
+        assert_eq!(ipc("none"), Some(json!({"nsmode": "none"})));
+        assert_eq!(
+            ipc("container:db"),
+            Some(json!({"nsmode": "container", "value": "db"}))
+        );
+        assert_eq!(
+            ipc("ns:/proc/1/ns/ipc"),
+            Some(json!({"nsmode": "path", "value": "/proc/1/ns/ipc"}))
+        );
+        assert_eq!(
+            ipc("task:db"),
+            Some(json!({"nsmode": "container", "value": "db-a1"}))
+        );
+        let out = built(&spec(json!({"shm_size": "64m", "ipc_mode": "private"})));
+        assert_eq!(out["shm_size"], 64 * MIB);
+    }
+
+    #[test]
+    fn dns_from_task_or_plugin() {
+        let mut s = spec(json!({}));
+        let plugin = DriverConfig {
+            dns_servers: vec!["9.9.9.9".parse().unwrap()],
+            ..DriverConfig::default()
+        };
+        let out = build_with(&s, &plugin, &HostFacts::default()).unwrap();
+        assert_eq!(out["dns_server"], json!(["9.9.9.9"]));
+        assert!(out.get("dns_search").is_none());
+        s.context.dns = Some(DnsSpec {
+            servers: vec!["1.1.1.1".into()],
+            searches: vec!["internal.corp".into()],
+            options: vec!["ndots:2".into()],
+        });
+        let out = build_with(&s, &plugin, &HostFacts::default()).unwrap();
+        assert_eq!(out["dns_server"], json!(["1.1.1.1"]));
+        assert_eq!(out["dns_search"], json!(["internal.corp"]));
+        assert_eq!(out["dns_option"], json!(["ndots:2"]));
+        s.context.dns.as_mut().unwrap().servers = vec!["dns.google".into()];
+        let err = build_with(&s, &plugin, &HostFacts::default()).unwrap_err();
+        assert_eq!(err.field(), "dns.servers");
+        assert!(err.to_string().contains("\"dns.google\""));
+    }
+
+    #[test]
+    fn network_modes() {
+        let netns = |mode: &str| built(&spec(json!({"network_mode": mode})))["netns"].clone();
+        assert_eq!(netns(""), json!({"nsmode": "bridge"}));
+        assert_eq!(netns("bridge"), json!({"nsmode": "bridge"}));
+        assert_eq!(netns("host"), json!({"nsmode": "host"}));
+        assert_eq!(netns("none"), json!({"nsmode": "none"}));
+        assert_eq!(netns("pasta"), json!({"nsmode": "pasta"}));
+        assert_eq!(netns("slirp4netns"), json!({"nsmode": "slirp4netns"}));
+        assert_eq!(
+            netns("container:db"),
+            json!({"nsmode": "container", "value": "db"})
+        );
+        assert_eq!(
+            netns("ns:/run/netns/x"),
+            json!({"nsmode": "path", "value": "/run/netns/x"})
+        );
+        assert_eq!(
+            netns("task:db"),
+            json!({"nsmode": "container", "value": "db-a1"})
+        );
+        let custom = spec(json!({"network_mode": "backend"}));
+        let out = built(&custom);
+        assert_eq!(out["netns"], json!({"nsmode": "bridge"}));
+        assert_eq!(out["Networks"], json!({"backend": {}}));
+        assert_eq!(custom_network(&custom), Some("backend"));
+        assert_eq!(
+            custom_network(&spec(json!({"network_mode": "task:x"}))),
+            None
+        );
+        assert_eq!(custom_network(&spec(json!({"network_mode": "host"}))), None);
+        assert!(built(&spec(json!({}))).get("Networks").is_none());
+    }
+
+    #[test]
+    fn orchestrator_netns_wins() {
+        let mut s = spec(json!({"network_mode": "backend"}));
+        s.context.network_isolation_path = Some("/var/run/netns/abc".into());
+        let out = built(&s);
+        assert_eq!(
+            out["netns"],
+            json!({"nsmode": "path", "value": "/var/run/netns/abc"})
+        );
+        assert!(out.get("Networks").is_none());
+        assert_eq!(custom_network(&s), None);
+        s.context.network_isolation_path = Some(String::new());
+        assert_eq!(built(&s)["netns"], json!({"nsmode": "bridge"}));
+    }
+
+    #[test]
+    fn rootless_default_network() {
+        let s = spec(json!({}));
+        let rootless4 = HostFacts {
+            rootless: true,
+            ..HostFacts::default()
+        };
+        assert_eq!(
+            build_with(&s, &DriverConfig::default(), &rootless4).unwrap()["netns"],
+            json!({"nsmode": "slirp4netns"})
+        );
+        let rootless5 = HostFacts {
+            rootless: true,
+            api_version: (5, 0, 0),
+            ..HostFacts::default()
+        };
+        assert_eq!(
+            build_with(&s, &DriverConfig::default(), &rootless5).unwrap()["netns"],
+            json!({"nsmode": "pasta"})
+        );
+        let mut driver = DriverConfig::default();
+        driver.networking.default_rootless_mode = "host".into();
+        assert_eq!(
+            build_with(&s, &driver, &rootless5).unwrap()["netns"],
+            json!({"nsmode": "host"})
+        );
+    }
+
+    #[test]
+    fn static_addresses() {
+        let s = spec(
+            json!({"ipv4_address": "10.88.0.50", "ipv6_address": "fd00::5", "static_ips": ["10.88.0.51"], "static_mac": "AA:BB:CC:DD:EE:FF"}),
+        );
+        let out = built(&s);
+        assert_eq!(
+            out["Networks"],
+            json!({"podman": {"static_ips": ["10.88.0.50", "fd00::5", "10.88.0.51"], "static_mac": "aa:bb:cc:dd:ee:ff"}})
+        );
+        let custom = spec(json!({"network_mode": "backend", "ipv4_address": "10.1.0.5"}));
+        assert_eq!(
+            built(&custom)["Networks"],
+            json!({"backend": {"static_ips": ["10.1.0.5"]}})
+        );
+        let old = HostFacts {
+            api_version: (3, 4, 0),
+            ..HostFacts::default()
+        };
+        let out = build_with(&s, &DriverConfig::default(), &old).unwrap();
+        assert_eq!(out["static_ip"], "10.88.0.50");
+        assert_eq!(out["static_ipv6"], "fd00::5");
+        assert_eq!(out["static_mac"], "aa:bb:cc:dd:ee:ff");
+        let host_net = spec(json!({"network_mode": "host", "ipv4_address": "10.88.0.50"}));
+        let err =
+            build_with(&host_net, &DriverConfig::default(), &HostFacts::default()).unwrap_err();
+        assert_eq!(err.field(), "config.network_mode");
+    }
+
+    #[test]
+    fn extra_hosts_to_hostadd() {
+        let out = built(&spec(
+            json!({"extra_hosts": ["db:10.0.0.1", "v6:[fd00::1]", "gw:host-gateway"]}),
+        ));
+        assert_eq!(
+            out["hostadd"],
+            json!(["db:10.0.0.1", "v6:fd00::1", "gw:host-gateway"])
+        );
+    }
+
+    #[test]
+    fn ports_publish_tcp_and_udp() {
+        let mut s = spec(json!({"ports": ["http", "dns"]}));
+        s.context.ports = Some(vec![
+            PortSpec {
+                label: "http".into(),
+                value: 8888,
+                to: 80,
+                host_ip: "127.0.0.1".into(),
+            },
+            PortSpec {
+                label: "dns".into(),
+                value: 5353,
+                to: 0,
+                host_ip: String::new(),
+            },
+        ]);
+        let out = built(&s);
+        assert_eq!(
+            out["portmappings"],
+            json!([
+                {"host_port": 8888, "container_port": 80, "protocol": "tcp", "host_ip": "127.0.0.1"},
+                {"host_port": 8888, "container_port": 80, "protocol": "udp", "host_ip": "127.0.0.1"},
+                {"host_port": 5353, "container_port": 5353, "protocol": "tcp"},
+                {"host_port": 5353, "container_port": 5353, "protocol": "udp"},
+            ])
+        );
+        s.config.ports.push("missing".into());
+        let err = build_with(&s, &DriverConfig::default(), &HostFacts::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config.ports: Port \"missing\" not found, check network stanza"
+        );
+        s.context.ports = None;
+        let err = build_with(&s, &DriverConfig::default(), &HostFacts::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config.ports: No ports defined in network stanza"
+        );
+    }
+
+    #[test]
+    fn port_map_uses_legacy_network() {
+        let mut s = spec(json!({"port_map": {"http": 80}}));
+        let err = build_with(&s, &DriverConfig::default(), &HostFacts::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config.port_map: Trying to map ports but no network interface is available"
+        );
+        s.context.networks = Some(vec![LegacyNetwork {
+            ip: "127.0.0.1".into(),
+            reserved_ports: vec![LegacyPort {
+                label: "admin".into(),
+                value: 9000,
+            }],
+            dynamic_ports: vec![LegacyPort {
+                label: "http".into(),
+                value: 23456,
+            }],
+        }]);
+        let out = built(&s);
+        let mappings = out["portmappings"].as_array().unwrap();
+        assert_eq!(mappings.len(), 4);
+        assert_eq!(
+            mappings[0],
+            json!({"host_port": 9000, "container_port": 9000, "protocol": "tcp", "host_ip": "127.0.0.1"})
+        );
+        assert_eq!(
+            mappings[2],
+            json!({"host_port": 23456, "container_port": 80, "protocol": "tcp", "host_ip": "127.0.0.1"})
+        );
+    }
+
+    #[test]
+    fn stop_signal_and_timeout() {
+        let mut s = spec(json!({}));
+        assert!(built(&s).get("stop_signal").is_none());
+        assert!(built(&s).get("stop_timeout").is_none());
+        s.context.kill_signal = Some("SIGINT".into());
+        s.context.kill_timeout = Duration::from_millis(2500);
+        let out = built(&s);
+        assert_eq!(out["stop_signal"], 2);
+        assert_eq!(out["stop_timeout"], 3);
+        for (name, number) in [("usr1", 10), ("HUP", 1), ("15", 15)] {
+            s.context.kill_signal = Some(name.into());
+            assert_eq!(built(&s)["stop_signal"], number, "{name}");
+        }
+        s.context.kill_signal = Some("SIGNOPE".into());
+        let err = build_with(&s, &DriverConfig::default(), &HostFacts::default()).unwrap_err();
+        assert_eq!(err.field(), "kill_signal");
+    }
+
+    #[test]
+    fn invalid_config_built_in_code_is_rejected() {
+        let mut s = spec(json!({}));
+        s.config.ipc_mode = "bogus".into();
+        let err = build_with(&s, &DriverConfig::default(), &HostFacts::default()).unwrap_err();
+        assert_eq!(err.field(), "config.ipc_mode");
+    }
+}

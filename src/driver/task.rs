@@ -537,7 +537,7 @@ impl TaskConfig {
             .map(|entry| match entry.split_once(':') {
                 Some((host, ip)) if !host.is_empty() && !ip.is_empty() => {
                     let bare = ip.trim_start_matches('[').trim_end_matches(']');
-                    if bare.parse::<IpAddr>().is_err() {
+                    if ip != "host-gateway" && bare.parse::<IpAddr>().is_err() {
                         return Err(ConfigError::invalid(
                             field("extra_hosts"),
                             entry.as_str(),
@@ -612,7 +612,7 @@ impl TaskConfig {
 
     /// TLS verification for pulls: the `auth` block's `tls_verify`, true without a block.
     pub fn tls_verify(&self) -> bool {
-        self.auth.as_ref().map_or(true, |a| a.tls_verify)
+        self.auth.as_ref().map(|a| a.tls_verify).unwrap_or(true)
     }
 }
 

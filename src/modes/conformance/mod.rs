@@ -5,3 +5,5 @@ pub mod drift;
 pub mod facts;
 pub mod matrix;
 pub mod report;
+pub mod rootfs;
+pub mod selection;

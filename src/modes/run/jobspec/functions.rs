@@ -445,6 +445,7 @@ pub fn format(fmt: &str, args: &[Value]) -> Result<String, String> {
     let mut out = String::new();
     let mut chars = fmt.chars().peekable();
     let mut next_arg = 0usize;
+    let mut explicit_index = false;
     while let Some(c) = chars.next() {
         if c != '%' {
             out.push(c);
@@ -474,6 +475,7 @@ pub fn format(fmt: &str, args: &[Value]) -> Result<String, String> {
                 return Err("argument indexes start at 1".into());
             }
             next_arg = n - 1;
+            explicit_index = true;
         }
         let width = take_digits(&mut chars);
         let precision = if chars.peek() == Some(&'.') {
@@ -490,7 +492,7 @@ pub fn format(fmt: &str, args: &[Value]) -> Result<String, String> {
         let text = format_verb(verb, arg, precision, plus)?;
         pad(&mut out, &text, width, left, zero && !left && verb != 's' && verb != 'q');
     }
-    if next_arg < args.len() {
+    if !explicit_index && next_arg < args.len() {
         return Err(format!(
             "too many arguments: {} given, {} used",
             args.len(),

@@ -1,0 +1,560 @@
+//! proto <-> core types. Everything the agent sends becomes a core value here, and every
+//! core answer becomes a message the agent accepts: every field the Go client
+//! dereferences unconditionally is always set (nomad-plugin-protocol.md §3.2, §6.10).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use prost_types::Timestamp;
+
+use crate::driver::model::{
+    Attribute, DriverNetwork, ExitResult, Fingerprint, Health, TaskEvent, TaskRunState,
+    TaskStats, TaskStatus,
+};
+use crate::driver::task::{
+    DeviceSpec, DnsSpec, LegacyNetwork, LegacyPort, MountSpec, PortSpec, TaskContext,
+    TaskResources,
+};
+
+use super::proto::{drivers, structs};
+
+/// Nomad's default `kill_timeout`. The agent's real value arrives with `StopTask`.
+const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Go's zero `time.Time`, which the agent expects for "not completed".
+fn go_zero_time() -> Timestamp {
+    Timestamp {
+        seconds: -62_135_596_800,
+        nanos: 0,
+    }
+}
+
+pub(crate) fn timestamp(time: SystemTime) -> Timestamp {
+    Timestamp::from(time)
+}
+
+/// A proto duration as a std one; absent or negative is zero.
+pub(crate) fn duration(value: Option<&prost_types::Duration>) -> Duration {
+    value
+        .and_then(|d| Duration::try_from(*d).ok())
+        .unwrap_or_default()
+}
+
+fn optional_path(path: &str) -> Option<PathBuf> {
+    (!path.is_empty()).then(|| PathBuf::from(path))
+}
+
+fn port(value: i32, what: &str) -> Result<u16, String> {
+    u16::try_from(value).map_err(|_| format!("{what}: {value} is not a port number"))
+}
+
+/// What the orchestrator tells us about a task, from the agent's `TaskConfig`.
+pub(crate) fn task_context(task: &drivers::TaskConfig) -> Result<TaskContext, String> {
+    let resources = task.resources.as_ref();
+    let linux = resources.and_then(|r| r.linux_resources.as_ref());
+    let allocated = resources.and_then(|r| r.allocated_resources.as_ref());
+    let memory = allocated.and_then(|a| a.memory.as_ref());
+    let cpu_shares = linux
+        .map(|l| l.cpu_shares)
+        .filter(|shares| *shares > 0)
+        .or_else(|| allocated.and_then(|a| a.cpu.as_ref()).map(|c| c.cpu_shares))
+        .unwrap_or_default();
+
+    let ports = match resources.map(|r| r.ports.as_slice()) {
+        Some(ports) if !ports.is_empty() => Some(
+            ports
+                .iter()
+                .map(|p| {
+                    Ok(PortSpec {
+                        label: p.label.clone(),
+                        value: port(p.value, &format!("port {:?}", p.label))?,
+                        to: port(p.to, &format!("port {:?} (to)", p.label))?,
+                        host_ip: p.host_ip.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?,
+        ),
+        _ => None,
+    };
+    let networks = match allocated.map(|a| a.networks.as_slice()) {
+        Some(networks) if !networks.is_empty() => Some(
+            networks
+                .iter()
+                .map(legacy_network)
+                .collect::<Result<Vec<_>, String>>()?,
+        ),
+        _ => None,
+    };
+
+    let alloc_dir = optional_path(&task.alloc_dir);
+    let task_dir = alloc_dir.as_deref().map(|dir| dir.join(&task.name));
+    Ok(TaskContext {
+        id: task.id.clone(),
+        name: task.name.clone(),
+        alloc_id: task.alloc_id.clone(),
+        job_name: task.job_name.clone(),
+        job_id: task.job_id.clone(),
+        task_group_name: task.task_group_name.clone(),
+        namespace: task.namespace.clone(),
+        node_name: task.node_name.clone(),
+        node_id: task.node_id.clone(),
+        env: task.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        user: task.user.clone(),
+        resources: TaskResources {
+            cpu_shares: u64::try_from(cpu_shares).unwrap_or_default(),
+            cpuset_cpus: linux.map(|l| l.cpuset_cpus.clone()).unwrap_or_default(),
+            memory_mb: memory.map(|m| m.memory_mb).unwrap_or_default(),
+            memory_max_mb: memory.map(|m| m.memory_max_mb).unwrap_or_default(),
+            percent_ticks: linux.map(|l| l.percent_ticks).unwrap_or_default(),
+        },
+        alloc_dir: alloc_dir.as_deref().map(|dir| dir.join("alloc")),
+        local_dir: task_dir.as_deref().map(|dir| dir.join("local")),
+        secrets_dir: task_dir.as_deref().map(|dir| dir.join("secrets")),
+        task_dir,
+        mounts: task
+            .mounts
+            .iter()
+            .map(|m| MountSpec {
+                host_path: m.host_path.clone(),
+                task_path: m.task_path.clone(),
+                readonly: m.readonly,
+                propagation_mode: m.propagation_mode.clone(),
+                selinux_label: m.selinux_label.clone(),
+            })
+            .collect(),
+        devices: task
+            .devices
+            .iter()
+            .map(|d| DeviceSpec {
+                host_path: d.host_path.clone(),
+                task_path: d.task_path.clone(),
+                permissions: d.cgroup_permissions.clone(),
+            })
+            .collect(),
+        ports,
+        networks,
+        network_isolation_path: task
+            .network_isolation_spec
+            .as_ref()
+            .map(|spec| spec.path.clone())
+            .filter(|path| !path.is_empty()),
+        dns: task.dns.as_ref().map(|dns| DnsSpec {
+            servers: dns.servers.clone(),
+            searches: dns.searches.clone(),
+            options: dns.options.clone(),
+        }),
+        stdout_path: optional_path(&task.stdout_path),
+        stderr_path: optional_path(&task.stderr_path),
+        kill_signal: None,
+        kill_timeout: DEFAULT_KILL_TIMEOUT,
+    })
+}
+
+fn legacy_network(network: &drivers::NetworkResource) -> Result<LegacyNetwork, String> {
+    let ports = |list: &[drivers::NetworkPort]| {
+        list.iter()
+            .map(|p| {
+                Ok(LegacyPort {
+                    label: p.label.clone(),
+                    value: port(p.value, &format!("network port {:?}", p.label))?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()
+    };
+    Ok(LegacyNetwork {
+        ip: network.ip.clone(),
+        reserved_ports: ports(&network.reserved_ports)?,
+        dynamic_ports: ports(&network.dynamic_ports)?,
+    })
+}
+
+pub(crate) fn exit_result(result: &ExitResult) -> drivers::ExitResult {
+    drivers::ExitResult {
+        exit_code: result.exit_code,
+        signal: result.signal,
+        oom_killed: result.oom_killed,
+    }
+}
+
+pub(crate) fn network_override(network: &DriverNetwork) -> drivers::NetworkOverride {
+    drivers::NetworkOverride {
+        port_map: network
+            .port_map
+            .iter()
+            .map(|(label, port)| (label.clone(), i32::from(*port)))
+            .collect(),
+        addr: network.ip.clone(),
+        auto_advertise: network.auto_advertise,
+    }
+}
+
+fn run_state(state: TaskRunState) -> drivers::TaskState {
+    match state {
+        TaskRunState::Unknown => drivers::TaskState::Unknown,
+        TaskRunState::Running => drivers::TaskState::Running,
+        TaskRunState::Exited => drivers::TaskState::Exited,
+    }
+}
+
+/// `InspectTask`'s status; `completed_at` and `result` are always set.
+pub(crate) fn task_status(status: &TaskStatus) -> drivers::TaskStatus {
+    drivers::TaskStatus {
+        id: status.id.clone(),
+        name: status.name.clone(),
+        state: run_state(status.state) as i32,
+        started_at: Some(timestamp(status.started_at)),
+        completed_at: Some(status.completed_at.map_or_else(go_zero_time, timestamp)),
+        result: Some(exit_result(
+            &status.exit_result.clone().unwrap_or_default(),
+        )),
+    }
+}
+
+fn cpu_field(name: &str) -> Option<drivers::cpu_usage::Fields> {
+    use drivers::cpu_usage::Fields;
+    Some(match name {
+        "System Mode" => Fields::SystemMode,
+        "User Mode" => Fields::UserMode,
+        "Total Ticks" => Fields::TotalTicks,
+        "Throttled Periods" => Fields::ThrottledPeriods,
+        "Throttled Time" => Fields::ThrottledTime,
+        "Percent" => Fields::Percent,
+        _ => return None,
+    })
+}
+
+fn memory_field(name: &str) -> Option<drivers::memory_usage::Fields> {
+    use drivers::memory_usage::Fields;
+    Some(match name {
+        "RSS" => Fields::Rss,
+        "Cache" => Fields::Cache,
+        "Max Usage" => Fields::MaxUsage,
+        "Kernel Usage" => Fields::KernelUsage,
+        "Kernel Max Usage" => Fields::KernelMaxUsage,
+        "Usage" => Fields::Usage,
+        "Swap" => Fields::Swap,
+        _ => return None,
+    })
+}
+
+/// One stats sample; `timestamp` and `agg_resource_usage` are always set.
+pub(crate) fn task_stats(task_id: &str, stats: &TaskStats) -> drivers::TaskStats {
+    let cpu = &stats.cpu;
+    let memory = &stats.memory;
+    drivers::TaskStats {
+        id: task_id.to_string(),
+        timestamp: Some(timestamp(stats.timestamp)),
+        agg_resource_usage: Some(drivers::TaskResourceUsage {
+            cpu: Some(drivers::CpuUsage {
+                system_mode: cpu.system_mode,
+                user_mode: cpu.user_mode,
+                total_ticks: cpu.total_ticks,
+                throttled_periods: cpu.throttled_periods,
+                throttled_time: cpu.throttled_time,
+                percent: cpu.percent,
+                measured_fields: cpu
+                    .measured
+                    .iter()
+                    .filter_map(|name| cpu_field(name))
+                    .map(|field| field as i32)
+                    .collect(),
+            }),
+            memory: Some(drivers::MemoryUsage {
+                rss: memory.rss,
+                cache: memory.cache,
+                max_usage: memory.max_usage,
+                kernel_usage: 0,
+                kernel_max_usage: 0,
+                usage: memory.usage,
+                swap: memory.swap,
+                measured_fields: memory
+                    .measured
+                    .iter()
+                    .filter_map(|name| memory_field(name))
+                    .map(|field| field as i32)
+                    .collect(),
+            }),
+        }),
+        resource_usage_by_pid: HashMap::new(),
+    }
+}
+
+pub(crate) fn task_event(event: &TaskEvent) -> drivers::DriverTaskEvent {
+    drivers::DriverTaskEvent {
+        task_id: event.task_id.clone(),
+        alloc_id: event.alloc_id.clone(),
+        task_name: event.task_name.clone(),
+        timestamp: Some(timestamp(event.timestamp)),
+        message: event.message.clone(),
+        annotations: event
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+fn attribute(value: &Attribute) -> structs::Attribute {
+    use structs::attribute::Value;
+    structs::Attribute {
+        value: Some(match value {
+            Attribute::String(s) => Value::StringVal(s.clone()),
+            Attribute::Bool(b) => Value::BoolVal(*b),
+            Attribute::Int(i) => Value::IntVal(*i),
+            Attribute::Float(f) => Value::FloatVal(*f),
+        }),
+        unit: String::new(),
+    }
+}
+
+pub(crate) fn fingerprint(fingerprint: &Fingerprint) -> drivers::FingerprintResponse {
+    use drivers::fingerprint_response::HealthState;
+    drivers::FingerprintResponse {
+        attributes: fingerprint
+            .attributes
+            .iter()
+            .map(|(key, value)| (key.clone(), attribute(value)))
+            .collect(),
+        health: match fingerprint.health {
+            Health::Healthy => HealthState::Healthy,
+            Health::Unhealthy => HealthState::Unhealthy,
+            Health::Undetected => HealthState::Undetected,
+        } as i32,
+        health_description: fingerprint.description.clone(),
+        err: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    fn full_task() -> drivers::TaskConfig {
+        drivers::TaskConfig {
+            id: "a1/web/1234abcd".into(),
+            name: "web".into(),
+            env: [("NOMAD_TASK_NAME".to_string(), "web".to_string())].into(),
+            resources: Some(drivers::Resources {
+                allocated_resources: Some(drivers::AllocatedTaskResources {
+                    cpu: Some(drivers::AllocatedCpuResources { cpu_shares: 500 }),
+                    memory: Some(drivers::AllocatedMemoryResources {
+                        memory_mb: 256,
+                        memory_max_mb: 512,
+                    }),
+                    networks: vec![drivers::NetworkResource {
+                        ip: "127.0.0.1".into(),
+                        reserved_ports: vec![drivers::NetworkPort {
+                            label: "admin".into(),
+                            value: 9000,
+                        }],
+                        dynamic_ports: vec![drivers::NetworkPort {
+                            label: "http".into(),
+                            value: 23456,
+                        }],
+                        ..Default::default()
+                    }],
+                }),
+                linux_resources: Some(drivers::LinuxResources {
+                    cpu_shares: 500,
+                    cpuset_cpus: "2,3".into(),
+                    percent_ticks: 0.25,
+                    ..Default::default()
+                }),
+                ports: vec![drivers::PortMapping {
+                    label: "http".into(),
+                    value: 23456,
+                    to: 8080,
+                    host_ip: "127.0.0.1".into(),
+                }],
+            }),
+            mounts: vec![drivers::Mount {
+                task_path: "/data".into(),
+                host_path: "/srv/data".into(),
+                readonly: true,
+                propagation_mode: "host-to-task".into(),
+                selinux_label: "z".into(),
+                request_name: "data".into(),
+            }],
+            devices: vec![drivers::Device {
+                task_path: "/dev/fuse".into(),
+                host_path: "/dev/fuse".into(),
+                cgroup_permissions: "rwm".into(),
+            }],
+            user: "nobody".into(),
+            alloc_dir: "/var/nomad/alloc/a1".into(),
+            stdout_path: "/var/nomad/alloc/a1/alloc/logs/.web.stdout.fifo".into(),
+            stderr_path: "/var/nomad/alloc/a1/alloc/logs/.web.stderr.fifo".into(),
+            task_group_name: "group".into(),
+            job_name: "job".into(),
+            alloc_id: "a1".into(),
+            network_isolation_spec: Some(drivers::NetworkIsolationSpec {
+                mode: drivers::network_isolation_spec::NetworkIsolationMode::Group as i32,
+                path: "/var/run/netns/a1".into(),
+                ..Default::default()
+            }),
+            dns: Some(drivers::DnsConfig {
+                servers: vec!["1.1.1.1".into()],
+                searches: vec!["internal.corp".into()],
+                options: vec!["ndots:2".into()],
+            }),
+            job_id: "job-id".into(),
+            namespace: "default".into(),
+            node_name: "node".into(),
+            node_id: "node-id".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn task_context_takes_everything_the_agent_sends() {
+        let context = task_context(&full_task()).unwrap();
+        assert_eq!(context.id, "a1/web/1234abcd");
+        assert_eq!(context.job_id, "job-id");
+        assert_eq!(context.node_id, "node-id");
+        assert_eq!(context.env["NOMAD_TASK_NAME"], "web");
+        assert_eq!(context.user, "nobody");
+        assert_eq!(context.resources.cpu_shares, 500);
+        assert_eq!(context.resources.cpuset_cpus, "2,3");
+        assert_eq!(context.resources.memory_mb, 256);
+        assert_eq!(context.resources.memory_max_mb, 512);
+        assert!((context.resources.percent_ticks - 0.25).abs() < f64::EPSILON);
+        assert_eq!(context.alloc_dir.unwrap(), Path::new("/var/nomad/alloc/a1/alloc"));
+        assert_eq!(context.task_dir.unwrap(), Path::new("/var/nomad/alloc/a1/web"));
+        assert_eq!(context.local_dir.unwrap(), Path::new("/var/nomad/alloc/a1/web/local"));
+        assert_eq!(
+            context.secrets_dir.unwrap(),
+            Path::new("/var/nomad/alloc/a1/web/secrets")
+        );
+        assert_eq!(context.mounts[0].propagation_mode, "host-to-task");
+        assert_eq!(context.mounts[0].selinux_label, "z");
+        assert!(context.mounts[0].readonly);
+        assert_eq!(context.devices[0].permissions, "rwm");
+        let ports = context.ports.unwrap();
+        assert_eq!((ports[0].value, ports[0].to), (23456, 8080));
+        let networks = context.networks.unwrap();
+        assert_eq!(networks[0].reserved_ports[0].label, "admin");
+        assert_eq!(networks[0].dynamic_ports[0].value, 23456);
+        assert_eq!(context.network_isolation_path.as_deref(), Some("/var/run/netns/a1"));
+        assert_eq!(context.dns.unwrap().options, vec!["ndots:2"]);
+        assert!(context.stdout_path.unwrap().ends_with(".web.stdout.fifo"));
+        assert_eq!(context.kill_timeout, DEFAULT_KILL_TIMEOUT);
+    }
+
+    #[test]
+    fn sparse_task_context() {
+        let context = task_context(&drivers::TaskConfig {
+            id: "x".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(context.ports.is_none());
+        assert!(context.networks.is_none());
+        assert!(context.alloc_dir.is_none());
+        assert!(context.stdout_path.is_none());
+        assert!(context.dns.is_none());
+        assert!(context.network_isolation_path.is_none());
+    }
+
+    #[test]
+    fn out_of_range_ports_are_errors() {
+        let mut task = full_task();
+        task.resources.as_mut().unwrap().ports[0].value = 70_000;
+        assert_eq!(
+            task_context(&task).unwrap_err(),
+            "port \"http\": 70000 is not a port number"
+        );
+    }
+
+    #[test]
+    fn running_status_has_go_zero_completion_and_a_result() {
+        let status = task_status(&TaskStatus {
+            id: "t".into(),
+            name: "web".into(),
+            state: TaskRunState::Running,
+            started_at: UNIX_EPOCH + Duration::from_secs(10),
+            completed_at: None,
+            exit_result: None,
+            attributes: BTreeMap::new(),
+        });
+        assert_eq!(status.state, drivers::TaskState::Running as i32);
+        assert_eq!(status.completed_at.unwrap().seconds, -62_135_596_800);
+        assert_eq!(status.result.unwrap().exit_code, 0);
+        assert_eq!(status.started_at.unwrap().seconds, 10);
+    }
+
+    #[test]
+    fn stats_always_carry_timestamp_and_usage() {
+        let stats = task_stats(
+            "t",
+            &TaskStats {
+                timestamp: UNIX_EPOCH + Duration::from_secs(5),
+                cpu: crate::driver::model::CpuStats {
+                    percent: 12.5,
+                    measured: vec!["System Mode", "User Mode", "Percent", "Bogus"],
+                    ..Default::default()
+                },
+                memory: crate::driver::model::MemoryStats {
+                    usage: 1024,
+                    rss: 1024,
+                    measured: vec!["Usage", "Max Usage"],
+                    ..Default::default()
+                },
+            },
+        );
+        assert_eq!(stats.timestamp.unwrap().seconds, 5);
+        let usage = stats.agg_resource_usage.unwrap();
+        let cpu = usage.cpu.unwrap();
+        assert_eq!(cpu.measured_fields, vec![0, 1, 5]);
+        assert!((cpu.percent - 12.5).abs() < f64::EPSILON);
+        let memory = usage.memory.unwrap();
+        assert_eq!(memory.usage, 1024);
+        assert_eq!(memory.measured_fields, vec![5, 2]);
+    }
+
+    #[test]
+    fn fingerprint_and_network() {
+        let response = fingerprint(&Fingerprint {
+            health: Health::Unhealthy,
+            description: "Cannot fingerprint certain podman sockets: b".into(),
+            attributes: [
+                ("driver.podman".to_string(), Attribute::Bool(true)),
+                ("driver.podman.version".to_string(), Attribute::String("4.3.1".into())),
+            ]
+            .into(),
+        });
+        assert_eq!(
+            response.health,
+            drivers::fingerprint_response::HealthState::Unhealthy as i32
+        );
+        assert_eq!(
+            response.attributes["driver.podman"].value,
+            Some(structs::attribute::Value::BoolVal(true))
+        );
+        let network = network_override(&DriverNetwork {
+            port_map: [("http".to_string(), 8080)].into(),
+            ip: "10.88.0.2".into(),
+            auto_advertise: true,
+        });
+        assert_eq!(network.port_map["http"], 8080);
+        assert_eq!(network.addr, "10.88.0.2");
+        assert!(network.auto_advertise);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(None), Duration::ZERO);
+        assert_eq!(
+            duration(Some(&prost_types::Duration { seconds: 3, nanos: 5 })),
+            Duration::new(3, 5)
+        );
+        assert_eq!(
+            duration(Some(&prost_types::Duration { seconds: -3, nanos: 0 })),
+            Duration::ZERO
+        );
+    }
+}

@@ -1,0 +1,487 @@
+//! The hclspec schemas the agent decodes configuration with: `ConfigSchema` (the agent's
+//! `plugin "nomad-driver-podman" { config {} }` block) and `TaskConfigSchema` (a job's
+//! task `config {}` block).
+//!
+//! Options of the Go plugin keep its exact shapes, types and defaults
+//! (upstream-driver.md §1 and §2), so existing agent configs and job files decode to the
+//! same values. Options only this driver has (`allow_privileged`, `allow_caps`,
+//! `gc.image`, `gc.image_delay`, `gc.dangling_containers`) take their defaults from
+//! `DriverConfig::default()`, so the schema and the core cannot disagree.
+//!
+//! Every `Attr` and `Block` carries its name explicitly: no implied name passes through a
+//! `Default` (nomad-plugin-protocol.md §4.1).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::driver::config::DriverConfig;
+
+use super::proto::hclspec::{self, spec::Block as Kind, Spec};
+
+fn spec(kind: Kind) -> Spec {
+    Spec { block: Some(kind) }
+}
+
+fn attr(name: &str, type_expr: &str) -> Spec {
+    spec(Kind::Attr(hclspec::Attr {
+        name: name.to_string(),
+        r#type: type_expr.to_string(),
+        required: false,
+    }))
+}
+
+fn required_attr(name: &str, type_expr: &str) -> Spec {
+    spec(Kind::Attr(hclspec::Attr {
+        name: name.to_string(),
+        r#type: type_expr.to_string(),
+        required: true,
+    }))
+}
+
+fn block(name: &str, nested: Spec) -> Spec {
+    spec(Kind::BlockValue(Box::new(hclspec::Block {
+        name: name.to_string(),
+        required: false,
+        nested: Some(Box::new(nested)),
+    })))
+}
+
+fn block_list(name: &str, nested: Spec) -> Spec {
+    spec(Kind::BlockList(Box::new(hclspec::BlockList {
+        name: name.to_string(),
+        min_items: 0,
+        max_items: 0,
+        nested: Some(Box::new(nested)),
+    })))
+}
+
+fn block_attrs(name: &str, type_expr: &str) -> Spec {
+    spec(Kind::BlockAttrs(hclspec::BlockAttrs {
+        name: name.to_string(),
+        r#type: type_expr.to_string(),
+        required: false,
+    }))
+}
+
+/// `primary`, or the HCL expression `literal` when the primary is absent.
+fn default(primary: Spec, literal: &str) -> Spec {
+    spec(Kind::Default(Box::new(hclspec::Default {
+        primary: Some(Box::new(primary)),
+        default: Some(Box::new(spec(Kind::Literal(hclspec::Literal {
+            value: literal.to_string(),
+        })))),
+    })))
+}
+
+fn object(attributes: Vec<(&str, Spec)>) -> Spec {
+    spec(Kind::Object(hclspec::Object {
+        attributes: attributes
+            .into_iter()
+            .map(|(name, spec)| (name.to_string(), spec))
+            .collect::<HashMap<_, _>>(),
+    }))
+}
+
+/// An HCL string literal.
+fn quoted(text: &str) -> String {
+    serde_json::Value::String(text.to_string()).to_string()
+}
+
+/// A duration as a Go-style duration literal the core's parser reads back exactly.
+fn duration_literal(duration: Duration) -> String {
+    quoted(&format!("{}ms", duration.as_millis()))
+}
+
+fn list_literal(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|item| quoted(item)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// Schema of the agent-side plugin `config {}` block.
+pub fn config_schema() -> Spec {
+    let defaults = DriverConfig::default();
+    let dangling = &defaults.gc.dangling_containers;
+    let dangling_literal = format!(
+        "{{ enabled = {}, period = {}, creation_grace = {}, dry_run = {} }}",
+        dangling.enabled,
+        duration_literal(dangling.period),
+        duration_literal(dangling.creation_grace),
+        dangling.dry_run
+    );
+    object(vec![
+        (
+            "auth",
+            block(
+                "auth",
+                object(vec![
+                    ("config", attr("config", "string")),
+                    ("helper", attr("helper", "string")),
+                ]),
+            ),
+        ),
+        (
+            "volumes",
+            default(
+                block(
+                    "volumes",
+                    object(vec![
+                        ("enabled", default(attr("enabled", "bool"), "true")),
+                        ("selinuxlabel", attr("selinuxlabel", "string")),
+                    ]),
+                ),
+                "{ enabled = true }",
+            ),
+        ),
+        (
+            "gc",
+            default(
+                block(
+                    "gc",
+                    object(vec![
+                        ("container", default(attr("container", "bool"), "true")),
+                        (
+                            "image",
+                            default(attr("image", "bool"), &defaults.gc.image.to_string()),
+                        ),
+                        (
+                            "image_delay",
+                            default(
+                                attr("image_delay", "string"),
+                                &duration_literal(defaults.gc.image_delay),
+                            ),
+                        ),
+                        (
+                            "dangling_containers",
+                            default(
+                                block(
+                                    "dangling_containers",
+                                    object(vec![
+                                        (
+                                            "enabled",
+                                            default(
+                                                attr("enabled", "bool"),
+                                                &dangling.enabled.to_string(),
+                                            ),
+                                        ),
+                                        (
+                                            "period",
+                                            default(
+                                                attr("period", "string"),
+                                                &duration_literal(dangling.period),
+                                            ),
+                                        ),
+                                        (
+                                            "creation_grace",
+                                            default(
+                                                attr("creation_grace", "string"),
+                                                &duration_literal(dangling.creation_grace),
+                                            ),
+                                        ),
+                                        (
+                                            "dry_run",
+                                            default(
+                                                attr("dry_run", "bool"),
+                                                &dangling.dry_run.to_string(),
+                                            ),
+                                        ),
+                                    ]),
+                                ),
+                                &dangling_literal,
+                            ),
+                        ),
+                    ]),
+                ),
+                "{ container = true }",
+            ),
+        ),
+        (
+            "recover_stopped",
+            default(attr("recover_stopped", "bool"), "false"),
+        ),
+        ("extra_labels", attr("extra_labels", "list(string)")),
+        (
+            "logging",
+            default(
+                block(
+                    "logging",
+                    object(vec![
+                        ("driver", default(attr("driver", "string"), "\"nomad\"")),
+                        ("options", block_attrs("options", "string")),
+                    ]),
+                ),
+                "{ driver = \"nomad\", options = {} }",
+            ),
+        ),
+        (
+            "networking",
+            default(
+                block(
+                    "networking",
+                    object(vec![(
+                        "default_rootless_mode",
+                        attr("default_rootless_mode", "string"),
+                    )]),
+                ),
+                "{ default_rootless_mode = \"\" }",
+            ),
+        ),
+        (
+            "socket",
+            block_list(
+                "socket",
+                object(vec![
+                    ("name", attr("name", "string")),
+                    ("socket_path", required_attr("socket_path", "string")),
+                ]),
+            ),
+        ),
+        ("socket_path", attr("socket_path", "string")),
+        (
+            "disable_log_collection",
+            default(attr("disable_log_collection", "bool"), "false"),
+        ),
+        ("client_http_timeout", attr("client_http_timeout", "string")),
+        ("dns_servers", attr("dns_servers", "list(string)")),
+        (
+            "allow_privileged",
+            default(
+                attr("allow_privileged", "bool"),
+                &defaults.allow_privileged.to_string(),
+            ),
+        ),
+        (
+            "allow_caps",
+            default(
+                attr("allow_caps", "list(string)"),
+                &list_literal(&defaults.allow_caps),
+            ),
+        ),
+    ])
+}
+
+/// Schema of a task's `config {}` block: the Go plugin's 49 keys with its shapes.
+pub fn task_config_schema() -> Spec {
+    let string = |name: &'static str| (name, attr(name, "string"));
+    let strings = |name: &'static str| (name, attr(name, "list(string)"));
+    let boolean = |name: &'static str| (name, attr(name, "bool"));
+    let number = |name: &'static str| (name, attr(name, "number"));
+    let string_maps = |name: &'static str| (name, attr(name, "list(map(string))"));
+    object(vec![
+        string("apparmor_profile"),
+        strings("args"),
+        (
+            "auth",
+            block(
+                "auth",
+                object(vec![
+                    ("username", attr("username", "string")),
+                    ("password", attr("password", "string")),
+                    ("tls_verify", default(attr("tls_verify", "bool"), "true")),
+                ]),
+            ),
+        ),
+        boolean("auth_soft_fail"),
+        string("command"),
+        strings("cap_add"),
+        strings("cap_drop"),
+        strings("selinux_opts"),
+        boolean("cpu_hard_limit"),
+        number("cpu_cfs_period"),
+        strings("devices"),
+        ("entrypoint", attr("entrypoint", "any")),
+        string("working_dir"),
+        string("hostname"),
+        ("image", required_attr("image", "string")),
+        string("arch"),
+        string("os"),
+        string("variant"),
+        (
+            "image_pull_timeout",
+            default(attr("image_pull_timeout", "string"), "\"5m\""),
+        ),
+        boolean("init"),
+        string("init_path"),
+        string("ipv4_address"),
+        string("ipv6_address"),
+        strings("static_ips"),
+        string("static_mac"),
+        string_maps("labels"),
+        (
+            "logging",
+            block(
+                "logging",
+                object(vec![
+                    ("driver", attr("driver", "string")),
+                    ("options", attr("options", "list(map(string))")),
+                ]),
+            ),
+        ),
+        string("memory_reservation"),
+        string("memory_swap"),
+        number("memory_swappiness"),
+        string("network_mode"),
+        string("ipc_mode"),
+        number("oom_score_adj"),
+        strings("extra_hosts"),
+        number("pids_limit"),
+        ("port_map", attr("port_map", "list(map(number))")),
+        strings("ports"),
+        boolean("privileged"),
+        strings("security_opt"),
+        ("socket", default(attr("socket", "string"), "\"default\"")),
+        string_maps("sysctl"),
+        strings("tmpfs"),
+        boolean("tty"),
+        string_maps("ulimit"),
+        strings("volumes"),
+        boolean("force_pull"),
+        boolean("readonly_rootfs"),
+        string("userns"),
+        string("shm_size"),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::{json, Map, Value};
+
+    use crate::driver::task::TaskConfig;
+
+    use super::*;
+
+    fn attributes(spec: &Spec) -> &HashMap<String, Spec> {
+        match &spec.block {
+            Some(Kind::Object(object)) => &object.attributes,
+            other => panic!("not an object: {other:?}"),
+        }
+    }
+
+    /// Type expressions the agent can parse (nomad-plugin-protocol.md §4.2).
+    fn valid_type(expr: &str) -> bool {
+        match expr {
+            "string" | "number" | "bool" | "any" => true,
+            _ => ["list(", "set(", "map("].iter().any(|prefix| {
+                expr.strip_prefix(prefix)
+                    .and_then(|rest| rest.strip_suffix(')'))
+                    .is_some_and(valid_type)
+            }),
+        }
+    }
+
+    /// Walks a spec checking the rules the agent enforces when converting it.
+    fn check(spec: &Spec, implied_name: Option<&str>) {
+        match spec.block.as_ref().expect("every spec sets its oneof") {
+            Kind::Object(object) => {
+                for (name, nested) in &object.attributes {
+                    check(nested, Some(name));
+                }
+            }
+            Kind::Attr(attr) => {
+                assert!(valid_type(&attr.r#type), "type of {}: {}", attr.name, attr.r#type);
+                assert!(!attr.name.is_empty());
+                if let Some(implied) = implied_name {
+                    assert_eq!(attr.name, implied);
+                }
+            }
+            Kind::BlockAttrs(attrs) => assert!(valid_type(&attrs.r#type)),
+            Kind::BlockValue(block) => {
+                assert!(!block.name.is_empty());
+                check(block.nested.as_deref().expect("nested is mandatory"), None);
+            }
+            Kind::BlockList(list) => {
+                assert!(!list.name.is_empty());
+                check(list.nested.as_deref().expect("nested is mandatory"), None);
+            }
+            Kind::Default(default) => {
+                check(default.primary.as_deref().expect("primary"), implied_name);
+                match default.default.as_deref().and_then(|d| d.block.as_ref()) {
+                    Some(Kind::Literal(literal)) => assert!(!literal.value.is_empty()),
+                    other => panic!("default must be a literal: {other:?}"),
+                }
+            }
+            other => panic!("kind not used by this driver: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn schemas_are_well_formed() {
+        check(&config_schema(), None);
+        check(&task_config_schema(), None);
+    }
+
+    #[test]
+    fn task_schema_has_the_go_plugins_49_keys() {
+        let schema = task_config_schema();
+        let keys: BTreeSet<&str> = attributes(&schema).keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 49);
+        // The core knows exactly these keys: an all-null config with an image decodes.
+        let mut value: Map<String, Value> =
+            keys.iter().map(|k| (k.to_string(), Value::Null)).collect();
+        value.insert("image".into(), json!("busybox"));
+        let config = TaskConfig::from_value(&Value::Object(value)).unwrap();
+        assert_eq!(config.image, "busybox");
+    }
+
+    #[test]
+    fn task_schema_shapes_match_the_go_plugin() {
+        let schema = task_config_schema();
+        let attrs = attributes(&schema);
+        let type_of = |key: &str| match &attrs[key].block {
+            Some(Kind::Attr(attr)) => attr.r#type.clone(),
+            Some(Kind::Default(default)) => match default.primary.as_deref().unwrap().block {
+                Some(Kind::Attr(ref attr)) => attr.r#type.clone(),
+                _ => unreachable!(),
+            },
+            _ => "block".to_string(),
+        };
+        assert_eq!(type_of("entrypoint"), "any");
+        assert_eq!(type_of("labels"), "list(map(string))");
+        assert_eq!(type_of("port_map"), "list(map(number))");
+        assert_eq!(type_of("ulimit"), "list(map(string))");
+        assert_eq!(type_of("memory_swappiness"), "number");
+        assert_eq!(type_of("auth"), "block");
+        assert_eq!(type_of("logging"), "block");
+        assert_eq!(type_of("image_pull_timeout"), "string");
+        match &attrs["image"].block {
+            Some(Kind::Attr(attr)) => assert!(attr.required),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn config_schema_covers_every_driver_option() {
+        let schema = config_schema();
+        let keys: BTreeSet<String> = attributes(&schema).keys().cloned().collect();
+        let core_keys: BTreeSet<String> = match serde_json::to_value(DriverConfig::default()) {
+            Ok(Value::Object(map)) => map.keys().cloned().collect(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(keys, core_keys);
+        // Every option set to null means "use the default" to the core.
+        let nulls: Map<String, Value> = keys.iter().map(|k| (k.clone(), Value::Null)).collect();
+        assert_eq!(
+            DriverConfig::from_value(&Value::Object(nulls)).unwrap(),
+            DriverConfig::default()
+        );
+    }
+
+    #[test]
+    fn extra_option_defaults_read_back_as_the_core_defaults() {
+        let defaults = DriverConfig::default();
+        let value = json!({
+            "gc": {
+                "image": defaults.gc.image,
+                "image_delay": serde_json::from_str::<String>(&duration_literal(defaults.gc.image_delay)).unwrap(),
+                "dangling_containers": {
+                    "period": serde_json::from_str::<String>(&duration_literal(defaults.gc.dangling_containers.period)).unwrap(),
+                    "creation_grace": serde_json::from_str::<String>(&duration_literal(defaults.gc.dangling_containers.creation_grace)).unwrap(),
+                },
+            },
+            "allow_caps": defaults.allow_caps,
+        });
+        assert_eq!(DriverConfig::from_value(&value).unwrap(), defaults);
+        assert_eq!(list_literal(&["all".into(), "a\"b".into()]), r#"["all", "a\"b"]"#);
+    }
+}

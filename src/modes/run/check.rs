@@ -1,0 +1,218 @@
+//! Checks that need the driver core's task model: every podman task's `config {}` decodes
+//! (`TaskConfig::from_value`), its ports exist in the group network, and `task:NAME`
+//! references name a podman task of the same group. Errors are located in the job file.
+
+use crate::driver::task::{IpcMode, NetworkMode as TaskNetworkMode, TaskConfig};
+
+use super::jobspec::decode::Ignored;
+use super::jobspec::{JobFileError, Location};
+use super::model::{Group, Job, NetworkMode, Task};
+
+/// The task name of an allocation's network-namespace holder (group bridge networks);
+/// Nomad's own docker infra container is `nomad_init_<alloc>`.
+pub const INFRA_TASK: &str = "nomad_init";
+
+/// A job's task configs, decoded.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub errors: Vec<JobFileError>,
+    /// Options a group bridge network overrides, as Nomad does.
+    pub ignored: Vec<Ignored>,
+}
+
+pub fn check_job(job: &Job) -> Checked {
+    let mut out = Checked::default();
+    for group in &job.groups {
+        for task in &group.tasks {
+            check_task(group, task, &mut out);
+        }
+    }
+    out.errors.sort_by(|a, b| a.location.cmp(&b.location));
+    out
+}
+
+/// Decodes a task's config as the core will see it at start.
+pub fn decode_config(task: &Task, config: &serde_json::Value) -> Result<TaskConfig, JobFileError> {
+    TaskConfig::from_value(config).map_err(|e| {
+        let at = config_field_location(task, e.field());
+        JobFileError::at(at, format!("task {:?}: {e}", task.name))
+    })
+}
+
+/// Where a config field (as the core names it, e.g. `config.auth.username`) was written.
+pub fn config_field_location(task: &Task, field: &str) -> Location {
+    top_level_key(field)
+        .and_then(|k| task.config_locations.get(k))
+        .cloned()
+        .unwrap_or_else(|| task.config_location.clone())
+}
+
+fn top_level_key(field: &str) -> Option<&str> {
+    let rest = field.strip_prefix("config.")?;
+    let end = rest.find(['.', '[']).unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+fn check_task(group: &Group, task: &Task, out: &mut Checked) {
+    let bridge = group.network.as_ref().is_some_and(|n| n.mode == NetworkMode::Bridge);
+    if bridge && task.name == INFRA_TASK {
+        out.errors.push(JobFileError::at(
+            task.location.clone(),
+            format!("task name {INFRA_TASK:?} is reserved for the allocation's network namespace in a bridge group"),
+        ));
+    }
+    let config = match TaskConfig::from_value(&task.config) {
+        Ok(c) => c,
+        Err(e) => {
+            // A value that is still `${...}` is decided when the task starts.
+            if !field_is_deferred(task, e.field()) {
+                let at = config_field_location(task, e.field());
+                out.errors.push(JobFileError::at(at, format!("task {:?}: {e}", task.name)));
+            }
+            return;
+        }
+    };
+    let located = |key: &str| task.config_locations.get(key).cloned().unwrap_or_else(|| task.config_location.clone());
+    let group_ports = group.network.as_ref().map(|n| n.ports.as_slice()).unwrap_or(&[]);
+    if !config.ports.is_empty() && group.network.is_none() {
+        out.errors.push(JobFileError::at(
+            located("ports"),
+            format!("task {:?}: No ports defined in network block: the group needs a network block with these ports", task.name),
+        ));
+    }
+    for label in &config.ports {
+        if group.network.is_some() && !group_ports.iter().any(|p| &p.label == label) {
+            out.errors.push(JobFileError::at(
+                located("ports"),
+                format!("task {:?}: Port {label:?} not found, check the group's network block", task.name),
+            ));
+        }
+    }
+    if !config.port_map.is_empty() {
+        out.errors.push(JobFileError::at(
+            located("port_map"),
+            format!("task {:?}: port_map needs the deprecated task-level resources.network, which the runner does not support; declare ports in the group network block and list them in ports", task.name),
+        ));
+    }
+    if bridge {
+        for key in ["network_mode", "ports"] {
+            let set = match key {
+                "network_mode" => !config.network_mode.is_empty(),
+                _ => !config.ports.is_empty(),
+            };
+            if set {
+                let what = format!("config.{key} (group network is bridge)");
+                let at = located(key);
+                match out.ignored.iter_mut().find(|i| i.what == what) {
+                    Some(i) => i.count += 1,
+                    None => out.ignored.push(Ignored { what, location: at, count: 1 }),
+                }
+            }
+        }
+    } else if let Ok(TaskNetworkMode::Task(name)) = config.network() {
+        check_task_reference(group, task, &name, "network_mode", located("network_mode"), out);
+    }
+    if let Ok(IpcMode::Task(name)) = config.ipc() {
+        check_task_reference(group, task, &name, "ipc_mode", located("ipc_mode"), out);
+    }
+}
+
+fn check_task_reference(group: &Group, task: &Task, target: &str, key: &str, at: Location, out: &mut Checked) {
+    if target == task.name {
+        out.errors.push(JobFileError::at(at, format!("task {:?}: {key} = \"task:{target}\" refers to the task itself", task.name)));
+    } else if !group.tasks.iter().any(|t| t.name == target) {
+        out.errors.push(JobFileError::at(
+            at,
+            format!("task {:?}: {key} = \"task:{target}\" names no podman task of group {:?}", task.name, group.name),
+        ));
+    }
+}
+
+/// Whether the config value behind `field` still holds a runtime reference.
+fn field_is_deferred(task: &Task, field: &str) -> bool {
+    fn has_reference(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => s.contains("${"),
+            serde_json::Value::Array(items) => items.iter().any(has_reference),
+            serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains("${") || has_reference(v)),
+            _ => false,
+        }
+    }
+    top_level_key(field)
+        .and_then(|k| task.config.get(k))
+        .is_some_and(has_reference)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modes::run::jobspec::{parse, Source, VarInputs};
+
+    fn check(text: &str) -> Vec<String> {
+        let job = parse(Source::new("job.nomad", text), &VarInputs::default()).unwrap().job;
+        check_job(&job).errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn config_errors_point_at_the_config_attribute() {
+        let errors = check(
+            r#"job "j" {
+  group "g" {
+    network {
+      port "http" {}
+    }
+    task "t" {
+      driver = "podman"
+      config {
+        image              = "busybox"
+        memory_reservation = "lots"
+      }
+    }
+    task "u" {
+      driver = "podman"
+      config {
+        image        = "busybox"
+        ports        = ["http", "nope"]
+        network_mode = "task:ghost"
+        pids_limit   = "${NOMAD_META_pids}"
+        bogus        = true
+      }
+    }
+  }
+}
+"#,
+        );
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].starts_with("job.nomad:10:9: task \"t\": config.memory_reservation"), "{}", errors[0]);
+        assert!(errors[1].starts_with("job.nomad:20:9: task \"u\": config.bogus: unknown option"), "{}", errors[1]);
+    }
+
+    #[test]
+    fn ports_and_task_references_are_checked() {
+        let errors = check(
+            r#"job "j" {
+  group "g" {
+    network {
+      port "http" {}
+    }
+    task "u" {
+      driver = "podman"
+      config {
+        image        = "busybox"
+        ports        = ["http", "nope"]
+        network_mode = "task:ghost"
+      }
+    }
+  }
+}
+"#,
+        );
+        assert_eq!(
+            errors,
+            vec![
+                "job.nomad:10:9: task \"u\": Port \"nope\" not found, check the group's network block",
+                "job.nomad:11:9: task \"u\": network_mode = \"task:ghost\" names no podman task of group \"g\"",
+            ]
+        );
+    }
+}

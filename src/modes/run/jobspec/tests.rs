@@ -1,0 +1,343 @@
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+use crate::modes::run::model::{Hook, JobType, NetworkMode, RestartMode, Stage};
+
+fn parse_ok(text: &str) -> LoadedJob {
+    parse_with(text, &VarInputs::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn parse_with(text: &str, inputs: &VarInputs) -> Result<LoadedJob, JobFileErrors> {
+    parse(Source::new("job.nomad", text), inputs)
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match parse_with(text, &VarInputs::default()) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const FULL: &str = r#"
+variable "image" {
+  type    = string
+  default = "localhost/ndp-busybox:latest"
+}
+
+variable "replicas" {
+  type    = number
+  default = 2
+}
+
+locals {
+  greeting = "hello ${local.who}"
+  who      = upper(var.image == "" ? "nobody" : "world")
+}
+
+job "web" {
+  type        = "service"
+  datacenters = ["dc1"]
+  priority    = 50
+  meta {
+    owner = "team"
+  }
+
+  constraint {
+    attribute = "${attr.kernel.name}"
+    value     = "linux"
+  }
+
+  group "app" {
+    count = var.replicas
+
+    network {
+      mode = "bridge"
+      port "http" {
+        static = 8080
+        to     = 80
+      }
+      port "metrics" {}
+    }
+
+    service {
+      name = "web"
+    }
+
+    restart {
+      attempts = 1
+      delay    = "1s"
+    }
+
+    task "server" {
+      driver = "podman"
+      leader = true
+
+      config {
+        image   = var.image
+        command = "httpd"
+        args    = ["-f", "-p", "${NOMAD_PORT_http}"]
+        labels = {
+          team = "web"
+        }
+        ulimit {
+          nofile = "1024:2048"
+        }
+      }
+
+      env {
+        GREETING = local.greeting
+        ALLOC    = "${NOMAD_ALLOC_ID}"
+        COUNT    = 3
+      }
+
+      template {
+        data        = "port={{ env \"NOMAD_PORT_http\" }}"
+        destination = "local/app.conf"
+        perms       = "0600"
+        change_mode = "restart"
+      }
+
+      resources {
+        cpu    = 200
+        memory = 64
+      }
+
+      service {
+        name = "other"
+      }
+      kill_timeout = "2s"
+      kill_signal  = "SIGTERM"
+    }
+
+    task "sidecar" {
+      driver = "podman"
+      lifecycle {
+        hook    = "poststart"
+        sidecar = true
+      }
+      config {
+        image        = var.image
+        network_mode = "task:server"
+      }
+      restart {
+        attempts = 5
+      }
+    }
+
+    task "legacy" {
+      driver = "docker"
+      config {
+        image = "nginx"
+      }
+    }
+  }
+}
+"#;
+
+#[test]
+fn decodes_a_full_job() {
+    let loaded = parse_ok(FULL);
+    let job = &loaded.job;
+    assert_eq!(job.id, "web");
+    assert_eq!(job.name, "web");
+    assert_eq!(job.job_type, JobType::Service);
+    assert_eq!(job.meta.get("owner").map(String::as_str), Some("team"));
+    assert_eq!(job.groups.len(), 1);
+    let group = &job.groups[0];
+    assert_eq!(group.count, 2);
+    let net = group.network.as_ref().unwrap();
+    assert_eq!(net.mode, NetworkMode::Bridge);
+    assert_eq!(net.ports.len(), 2);
+    assert_eq!((net.ports[0].static_port, net.ports[0].to), (Some(8080), Some(80)));
+    assert_eq!((net.ports[1].static_port, net.ports[1].to), (None, None));
+    assert_eq!(group.tasks.len(), 2);
+
+    let server = &group.tasks[0];
+    assert!(server.leader);
+    assert_eq!(server.stage(), Stage::Main);
+    assert_eq!(
+        server.config,
+        json!({
+            "image": "localhost/ndp-busybox:latest",
+            "command": "httpd",
+            "args": ["-f", "-p", "${NOMAD_PORT_http}"],
+            "labels": {"team": "web"},
+            "ulimit": [{"nofile": "1024:2048"}],
+        })
+    );
+    assert_eq!(server.config_locations["image"].to_string(), "job.nomad:56:9");
+    assert_eq!(server.config_locations["ulimit"].to_string(), "job.nomad:62:9");
+    assert_eq!(server.env["GREETING"], "hello WORLD");
+    assert_eq!(server.env["ALLOC"], "${NOMAD_ALLOC_ID}");
+    assert_eq!(server.env["COUNT"], "3");
+    assert_eq!(server.kill_timeout, Duration::from_secs(2));
+    assert_eq!(server.kill_signal.as_deref(), Some("SIGTERM"));
+    assert_eq!(server.resources.cpu, 200);
+    assert_eq!(server.resources.memory_mb, 64);
+    // group restart block over service defaults
+    assert_eq!(server.restart.attempts, 1);
+    assert_eq!(server.restart.delay, Duration::from_secs(1));
+    assert_eq!(server.restart.interval, Duration::from_secs(1800));
+    assert_eq!(server.restart.mode, RestartMode::Fail);
+    assert_eq!(server.templates.len(), 1);
+    assert_eq!(server.templates[0].perms, 0o600);
+    assert_eq!(server.templates[0].destination, "local/app.conf");
+
+    let sidecar = &group.tasks[1];
+    assert_eq!(sidecar.stage(), Stage::PoststartSidecar);
+    assert_eq!(sidecar.lifecycle.unwrap().hook, Hook::Poststart);
+    // task restart block over the group's
+    assert_eq!(sidecar.restart.attempts, 5);
+    assert_eq!(sidecar.restart.delay, Duration::from_secs(1));
+
+    let ignored: Vec<(String, usize, String)> = loaded
+        .notices
+        .ignored
+        .iter()
+        .map(|i| (i.what.clone(), i.count, i.location.to_string()))
+        .collect();
+    assert_eq!(
+        ignored,
+        vec![
+            ("priority".to_string(), 1, "job.nomad:20:3".to_string()),
+            ("constraint".to_string(), 1, "job.nomad:25:3".to_string()),
+            ("service".to_string(), 2, "job.nomad:42:5".to_string()),
+            ("template.change_mode".to_string(), 1, "job.nomad:77:9".to_string()),
+        ]
+    );
+    assert_eq!(loaded.notices.skipped_tasks.len(), 1);
+    assert_eq!(loaded.notices.skipped_tasks[0].driver, "docker");
+    assert_eq!(loaded.notices.skipped_tasks[0].task, "legacy");
+}
+
+#[test]
+fn variables_come_from_inputs() {
+    let inputs = VarInputs {
+        flags: vec!["replicas=3".into()],
+        env: vec![("image".into(), "img:env".into())],
+        ..Default::default()
+    };
+    let loaded = parse_with(FULL, &inputs).unwrap();
+    assert_eq!(loaded.job.groups[0].count, 3);
+    assert_eq!(loaded.job.groups[0].tasks[0].config["image"], json!("img:env"));
+}
+
+#[test]
+fn batch_jobs_get_batch_restart_defaults() {
+    let loaded = parse_ok(
+        r#"
+job "b" {
+  type = "batch"
+  group "g" {
+    task "t" {
+      driver = "podman"
+      config { image = "x" }
+    }
+  }
+}
+"#,
+    );
+    let task = &loaded.job.groups[0].tasks[0];
+    assert_eq!(task.restart.attempts, 3);
+    assert_eq!(task.restart.interval, Duration::from_secs(86400));
+    assert_eq!(task.restart.delay, Duration::from_secs(15));
+    assert_eq!(task.kill_timeout, Duration::from_secs(5));
+    assert_eq!(loaded.job.groups[0].count, 1);
+    assert!(loaded.job.groups[0].network.is_none());
+}
+
+#[test]
+fn errors_carry_file_line_and_column() {
+    assert_eq!(
+        errors("job \"x\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"podman\"\n      config { image = \"i\" }\n      bogus = 1\n    }\n  }\n}\n"),
+        vec!["job.nomad:6:7: Unsupported argument: an argument named \"bogus\" is not expected in a task block"]
+    );
+    assert_eq!(
+        errors("job \"x\" {\n  group \"g\" {\n    task \"t\" {\n      config { image = \"i\" }\n    }\n  }\n}\n"),
+        vec!["job.nomad:3:5: Missing required argument: task \"t\" needs a driver"]
+    );
+    assert_eq!(
+        errors("job \"x\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"podman\"\n      config { image = var.nope }\n    }\n  }\n}\n"),
+        vec!["job.nomad:5:28: Reference to undeclared input variable: no variable \"nope\" block declares var.nope"]
+    );
+    let parse_error = errors("job \"x\" {\n  group \"g\" {\n");
+    assert_eq!(parse_error.len(), 1);
+    assert_eq!(parse_error[0], "job.nomad:2:14: Invalid HCL: invalid block body; expected `}`, newline or identifier");
+}
+
+#[test]
+fn every_error_is_reported_in_file_order() {
+    let errs = errors(
+        r#"job "x" {
+  group "g" {
+    restart {
+      delay = "soon"
+    }
+    task "t" {
+      driver = "podman"
+      lifecycle {
+        hook = "later"
+      }
+      kill_timeout = 5
+      config { image = "i" }
+    }
+    task "t" {
+      driver = "podman"
+      config { image = "i" }
+    }
+  }
+}
+"#,
+    );
+    assert_eq!(
+        errs,
+        vec![
+            "job.nomad:4:15: Invalid value for delay: invalid duration \"soon\"",
+            "job.nomad:9:16: Invalid lifecycle hook \"later\": expected prestart, poststart or poststop",
+            "job.nomad:11:22: Invalid value for kill_timeout: invalid duration \"5\": missing unit (use e.g. 10s, 5m, 1h)",
+            "job.nomad:14:10: Duplicate task \"t\": task names must be unique within a group",
+        ]
+    );
+}
+
+#[test]
+fn a_job_without_podman_tasks_has_nothing_to_run() {
+    assert_eq!(
+        errors("job \"x\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      config { command = \"true\" }\n    }\n  }\n}\n"),
+        vec!["job.nomad:1:1: Nothing to run: the job has no task with driver = \"podman\""]
+    );
+}
+
+#[test]
+fn templatefile_and_file_read_relative_to_the_job_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("motd.txt"), "hi\n").unwrap();
+    std::fs::write(dir.path().join("conf.tpl"), "%{ for p in ports ~}\nlisten ${p}\n%{ endfor ~}\nid=${NOMAD_ALLOC_ID}\n").unwrap();
+    let job = dir.path().join("job.nomad");
+    std::fs::write(
+        &job,
+        r#"job "x" {
+  group "g" {
+    task "t" {
+      driver = "podman"
+      config { image = "i" }
+      env {
+        MOTD = trimspace(file("motd.txt"))
+      }
+      template {
+        data        = templatefile("conf.tpl", { ports = [80, 81] })
+        destination = "local/conf"
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    let loaded = load(&job, &VarInputs::default()).unwrap();
+    let task = &loaded.job.groups[0].tasks[0];
+    assert_eq!(task.env["MOTD"], "hi");
+    assert_eq!(task.templates[0].data.as_deref(), Some("listen 80\nlisten 81\nid=${NOMAD_ALLOC_ID}\n"));
+}
