@@ -1,13 +1,312 @@
 //! The driver core: the one surface every mode calls.
+//!
+//! [`Driver`] owns one libpod client and one [`monitor::Monitor`] per configured podman
+//! socket, and the tasks it started or recovered. Its operations:
+//!
+//! | operation | what it does |
+//! |---|---|
+//! | [`Driver::fingerprint`] | ping + info on every socket; health and attributes |
+//! | [`Driver::start`] | resolve/pull the image, create and start a labelled container |
+//! | [`Driver::recover`] | take a task over again from its persisted [`TaskState`] |
+//! | [`Driver::wait`] | the task's exit result, once it has exited |
+//! | [`Driver::stop`] | the task's kill signal, then SIGKILL after the timeout |
+//! | [`Driver::destroy`] | forget the task; remove its container when `gc.container` |
+//! | [`Driver::inspect`] | the task's state, start/finish time and exit result |
+//! | [`Driver::signal`] | send a signal to the task |
+//! | [`Driver::exec`] / [`Driver::exec_streaming`] | run a command in the task |
+//! | [`Driver::stats`] | CPU and memory samples at an interval |
+//! | [`Driver::subscribe_events`] | task events (image pulls, ...) |
+//!
+//! Nothing here knows about gRPC, job files or terminals.
 
 pub mod config;
 pub mod decode;
 pub mod error;
+mod exec;
 pub mod handle;
+mod lifecycle;
 pub mod model;
+pub mod monitor;
 pub mod podman;
 pub mod secopt;
 pub mod spec;
 pub mod stats;
 pub mod task;
 pub mod units;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{DriverConfig, SocketConfig};
+pub use error::DriverError;
+pub use handle::{LogTarget, TaskState, TASK_STATE_VERSION};
+pub use model::*;
+pub use task::{TaskConfig, TaskContext, TaskSpec};
+
+use monitor::{ExitSender, ExitState, Monitor};
+use podman::{PodmanClient, PodmanError};
+use spec::HostFacts;
+use stats::Compute;
+
+/// Deadline of the fingerprint's ping and info calls, so a hung podman cannot stall it.
+const FINGERPRINT_DEADLINE: Duration = Duration::from_secs(10);
+/// How long `destroy(force)` waits for the exit after SIGKILL before removing anyway.
+const KILL_SETTLE: Duration = Duration::from_secs(10);
+/// Output kept by a buffered exec (Nomad's script-check buffer keeps the tail).
+const EXEC_BUFFER: usize = 4096;
+
+/// What `start` returns: the state to persist and the network the task ended up in.
+#[derive(Debug, Clone)]
+pub struct StartedTask {
+    pub state: TaskState,
+    pub network: Option<DriverNetwork>,
+}
+
+/// One configured podman socket.
+struct Socket {
+    config: SocketConfig,
+    client: PodmanClient,
+    monitor: Arc<Monitor>,
+    facts: tokio::sync::Mutex<Option<HostFacts>>,
+}
+
+/// A task the driver started or recovered.
+struct Task {
+    state: TaskState,
+    socket: Arc<Socket>,
+    exit: Arc<ExitSender>,
+    forwarder: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Task {
+    fn exit_state(&self) -> ExitState {
+        self.exit.borrow().clone()
+    }
+}
+
+/// The driver core. Share it as `Arc<Driver>`; dropping the last reference stops its
+/// background work (containers keep running).
+pub struct Driver {
+    config: DriverConfig,
+    sockets: Vec<Arc<Socket>>,
+    tasks: RwLock<HashMap<String, Arc<Task>>>,
+    events: broadcast::Sender<TaskEvent>,
+    cancel: CancellationToken,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn host_facts(info: &podman::Info, api_version: &str, socket: &SocketConfig) -> HostFacts {
+    let host = info.host.clone().unwrap_or_default();
+    HostFacts {
+        rootless: host.security.rootless,
+        cgroup_v2: host.cgroup_version == "v2",
+        cgroup_manager: host.cgroup_manager.clone(),
+        api_version: parse_version(api_version),
+        num_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        socket_is_unix: socket.unix_path().is_some(),
+    }
+}
+
+/// `4.3.1` -> (4, 3, 1); missing or unparsable parts count as 0.
+fn parse_version(version: &str) -> (u64, u64, u64) {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(|c: char| c == '.' || c == '-')
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    )
+}
+
+/// Fingerprint attribute prefix of a socket: `driver.podman` for the default one, else
+/// `driver.podman.<name with every non-alphanumeric byte as _>`.
+fn attribute_prefix(socket: &SocketConfig) -> String {
+    if socket.default {
+        "driver.podman".to_string()
+    } else {
+        let clean: String = socket
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        format!("driver.podman.{clean}")
+    }
+}
+
+impl Driver {
+    /// Builds one client per configured socket. Does not contact podman.
+    pub fn new(config: DriverConfig) -> Result<Arc<Self>, DriverError> {
+        Self::with_compute(config, Compute::default())
+    }
+
+    /// Like [`Driver::new`], with the host's compute capacity as the orchestrator sees it.
+    pub fn with_compute(config: DriverConfig, compute: Compute) -> Result<Arc<Self>, DriverError> {
+        let cancel = CancellationToken::new();
+        let mut sockets = Vec::new();
+        for socket in config.sockets().map_err(DriverError::PluginConfig)? {
+            let client = PodmanClient::new(&socket.url, Some(config.client_http_timeout))
+                .map_err(DriverError::podman(&socket.name, "connect to podman"))?;
+            let monitor = Monitor::new(client.clone(), compute, cancel.child_token());
+            sockets.push(Arc::new(Socket {
+                config: socket,
+                client,
+                monitor,
+                facts: tokio::sync::Mutex::new(None),
+            }));
+        }
+        let (events, _) = broadcast::channel(256);
+        Ok(Arc::new(Driver {
+            config,
+            sockets,
+            tasks: RwLock::new(HashMap::new()),
+            events,
+            cancel,
+        }))
+    }
+
+    pub fn config(&self) -> &DriverConfig {
+        &self.config
+    }
+
+    /// The configured sockets, after the naming rules were applied.
+    pub fn sockets(&self) -> Vec<SocketConfig> {
+        self.sockets.iter().map(|s| s.config.clone()).collect()
+    }
+
+    /// The libpod client of a socket, for modes that must speak to podman about things
+    /// that are not tasks (the conformance harness's API checks, the runner's `ps`).
+    pub fn client(&self, socket: &str) -> Option<PodmanClient> {
+        self.socket(socket).map(|s| s.client.clone())
+    }
+
+    pub fn subscribe_events(&self) -> broadcast::Receiver<TaskEvent> {
+        self.events.subscribe()
+    }
+
+    /// Ids of the tasks this driver holds.
+    pub fn task_ids(&self) -> Vec<String> {
+        self.read_tasks().keys().cloned().collect()
+    }
+
+    fn socket(&self, name: &str) -> Option<&Arc<Socket>> {
+        let configs: Vec<SocketConfig> = self.sockets.iter().map(|s| s.config.clone()).collect();
+        let found = config::find_socket(&configs, name)?;
+        self.sockets.iter().find(|s| s.config.name == found.name)
+    }
+
+    fn read_tasks(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Task>>> {
+        self.tasks.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_tasks(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Task>>> {
+        self.tasks.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn task(&self, task_id: &str) -> Result<Arc<Task>, DriverError> {
+        self.read_tasks()
+            .get(task_id)
+            .cloned()
+            .ok_or_else(|| DriverError::TaskNotFound(task_id.to_string()))
+    }
+
+    fn emit(&self, context: &TaskContext, message: String) {
+        // Nobody listening is fine.
+        let _ = self.events.send(TaskEvent {
+            task_id: context.id.clone(),
+            alloc_id: context.alloc_id.clone(),
+            task_name: context.name.clone(),
+            message,
+            annotations: BTreeMap::new(),
+            timestamp: SystemTime::now(),
+        });
+    }
+
+    /// What the driver knows about a socket's podman, asking it when not known yet.
+    async fn facts(&self, socket: &Socket) -> Result<HostFacts, PodmanError> {
+        let mut cached = socket.facts.lock().await;
+        if let Some(facts) = cached.as_ref() {
+            return Ok(facts.clone());
+        }
+        let version = socket.client.ping().await?;
+        let info = socket.client.info().await?;
+        let facts = host_facts(&info, &version, &socket.config);
+        *cached = Some(facts.clone());
+        Ok(facts)
+    }
+
+    /// Health and attributes of every socket (upstream-compatible attribute names).
+    pub async fn fingerprint(&self) -> Fingerprint {
+        let mut attributes = BTreeMap::new();
+        let mut unhealthy = Vec::new();
+        for socket in &self.sockets {
+            let prefix = attribute_prefix(&socket.config);
+            let probe = tokio::time::timeout(FINGERPRINT_DEADLINE, async {
+                let version = socket.client.ping().await?;
+                let info = socket.client.info().await?;
+                Ok::<_, PodmanError>((version, info))
+            })
+            .await;
+            let (version, info) = match probe {
+                Ok(Ok(found)) => found,
+                Ok(Err(_)) | Err(_) => {
+                    attributes.insert(format!("{prefix}.health"), Attribute::String("unhealthy".into()));
+                    unhealthy.push(socket.config.name.clone());
+                    continue;
+                }
+            };
+            *socket.facts.lock().await = Some(host_facts(&info, &version, &socket.config));
+            let mut put = |key: &str, value: Attribute| {
+                attributes.insert(format!("{prefix}.{key}"), value);
+            };
+            put("health", Attribute::String("healthy".into()));
+            put("defaultPodman", Attribute::Bool(socket.config.default));
+            put("socketName", Attribute::String(socket.config.name.clone()));
+            put("version", Attribute::String(version));
+            put("engineVersion", Attribute::String(info.version.version.clone()));
+            let Some(host) = &info.host else { continue };
+            put("appArmor", Attribute::Bool(host.security.apparmor_enabled));
+            put("capabilities", Attribute::String(host.security.capabilities.clone()));
+            put("cgroupVersion", Attribute::String(host.cgroup_version.clone()));
+            put("rootless", Attribute::Bool(host.security.rootless));
+            put("seccompEnabled", Attribute::Bool(host.security.seccomp_enabled));
+            put("selinuxEnabled", Attribute::Bool(host.security.selinux_enabled));
+            if !host.oci_runtime.path.is_empty() {
+                put("ociRuntime", Attribute::String(host.oci_runtime.path.clone()));
+            }
+            if !host.remote_socket.path.is_empty() {
+                put("socket", Attribute::String(host.remote_socket.path.clone()));
+            }
+        }
+        unhealthy.sort();
+        let (health, description) = if unhealthy.is_empty() {
+            (Health::Healthy, "All Podman sockets are responding.".to_string())
+        } else if unhealthy.len() == self.sockets.len() {
+            (Health::Undetected, "Cannot connect to any Podman socket.".to_string())
+        } else {
+            (
+                Health::Unhealthy,
+                format!("Cannot fingerprint certain podman sockets: {}", unhealthy.join(", ")),
+            )
+        };
+        attributes.insert(
+            "driver.podman".to_string(),
+            Attribute::Bool(health != Health::Undetected),
+        );
+        Fingerprint {
+            health,
+            description,
+            attributes,
+        }
+    }
+}

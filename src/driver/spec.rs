@@ -8,9 +8,10 @@
 //!   stdout and stderr separately through the logs API (Go points k8s-file at Nomad's stdout
 //!   FIFO, merging both streams with k8s prefixes).
 //! * `memory_swappiness` is sent only when set (Go sends 0 when unset on cgroup v1).
-//! * Static IPs/MAC on the default bridge are keyed by podman's network name `podman`
-//!   (Go uses `default`), and asking for them without bridge networking is an error
-//!   (Go drops them silently).
+//! * Asking for static IPs/MAC without bridge networking is an error (Go drops them
+//!   silently). On the default bridge they are keyed `default`, as in Go: podman 4 maps that
+//!   key to its configured `default_network` (checked against podman 4.3.1), whereas the
+//!   literal name `podman` breaks on hosts whose default network has another name.
 //! * The task's `kill_signal` and `kill_timeout` become the container's stop signal and stop
 //!   timeout, so podman itself stops the task the way the job asks.
 //! * `userns = "ns:<path>"` is sent as podman's `path` namespace mode.
@@ -40,8 +41,8 @@ use super::task::{container_name, IpcMode, NetworkMode, TaskConfig, TaskSpec};
 pub const MANAGED_LABEL: &str = "io.nomad-driver-podman.managed";
 /// Prefix of the Nomad identity labels.
 pub const LABEL_PREFIX: &str = "com.hashicorp.nomad.";
-/// Name of podman's default bridge network.
-pub const DEFAULT_NETWORK: &str = "podman";
+/// Key podman resolves to its configured default bridge network.
+pub const DEFAULT_NETWORK: &str = "default";
 
 /// What the driver knows about the podman service a task runs on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1664,7 +1665,7 @@ mod tests {
         let out = built(&s);
         assert_eq!(
             out["Networks"],
-            json!({"podman": {"static_ips": ["10.88.0.50", "fd00::5", "10.88.0.51"], "static_mac": "aa:bb:cc:dd:ee:ff"}})
+            json!({"default": {"static_ips": ["10.88.0.50", "fd00::5", "10.88.0.51"], "static_mac": "aa:bb:cc:dd:ee:ff"}})
         );
         let custom = spec(json!({"network_mode": "backend", "ipv4_address": "10.1.0.5"}));
         assert_eq!(

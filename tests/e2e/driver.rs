@@ -1,1 +1,451 @@
-//! e2e: driver
+//! e2e: every lifecycle operation of the driver core against the private podman service.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use nomad_driver_podman::driver::{
+    Driver, DriverConfig, DriverError, ExecIo, Health, TaskConfig, TaskContext, TaskRunState,
+    TaskSpec, TerminalSize,
+};
+
+use crate::support::{self, LabelCleanup, BUSYBOX_IMAGE};
+
+fn driver_with(extra: Value) -> Arc<Driver> {
+    let mut config = json!({ "socket_path": support::podman().socket_url() });
+    if let (Value::Object(base), Value::Object(more)) = (&mut config, extra) {
+        base.extend(more);
+    }
+    Driver::new(DriverConfig::from_value(&config).expect("driver config")).expect("driver")
+}
+
+fn driver() -> Arc<Driver> {
+    driver_with(json!({}))
+}
+
+/// A task running `script` in busybox `sh`, labelled for cleanup.
+fn task(label: &LabelCleanup, name: &str, script: &str, extra: Value) -> TaskSpec {
+    let mut config = json!({
+        "image": BUSYBOX_IMAGE,
+        "command": "/bin/sh",
+        "args": ["-c", script],
+        "labels": { label.key.clone(): label.value.clone() },
+    });
+    if let (Value::Object(base), Value::Object(more)) = (&mut config, extra) {
+        base.extend(more);
+    }
+    let alloc_id = uuid::Uuid::new_v4().to_string();
+    TaskSpec {
+        config: TaskConfig::from_value(&config).expect("task config"),
+        context: TaskContext {
+            id: format!("{alloc_id}/{name}/0"),
+            name: name.to_string(),
+            alloc_id,
+            job_name: "e2e".into(),
+            task_group_name: "group".into(),
+            kill_timeout: Duration::from_secs(5),
+            ..TaskContext::default()
+        },
+    }
+}
+
+fn inspect_container(name: &str) -> Value {
+    let out = support::podman().cli_ok(&["inspect", "--type", "container", name]);
+    let all: Value = serde_json::from_str(&out).expect("inspect json");
+    all[0].clone()
+}
+
+fn container_exists(name: &str) -> bool {
+    let out = support::podman().cli(&["container", "exists", name]);
+    out.status.success()
+}
+
+#[tokio::test]
+async fn fingerprint_reports_healthy_socket_attributes() {
+    let d = driver();
+    let fp = d.fingerprint().await;
+    assert_eq!(fp.health, Health::Healthy, "{}", fp.description);
+    let attr = |k: &str| fp.attributes.get(k).cloned();
+    use nomad_driver_podman::driver::Attribute;
+    assert_eq!(attr("driver.podman"), Some(Attribute::Bool(true)));
+    assert_eq!(attr("driver.podman.health"), Some(Attribute::String("healthy".into())));
+    assert_eq!(attr("driver.podman.rootless"), Some(Attribute::Bool(false)));
+    assert!(matches!(attr("driver.podman.version"), Some(Attribute::String(v)) if v.starts_with('4') || v.starts_with('5')));
+    assert!(matches!(attr("driver.podman.cgroupVersion"), Some(Attribute::String(v)) if v == "v1" || v == "v2"));
+}
+
+#[tokio::test]
+async fn fingerprint_of_unreachable_socket_is_undetected() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("unix://{}/nothing.sock", dir.path().display());
+    let d = Driver::new(DriverConfig::from_value(&json!({ "socket_path": url })).unwrap()).unwrap();
+    let fp = d.fingerprint().await;
+    assert_eq!(fp.health, Health::Undetected);
+    assert_eq!(fp.description, "Cannot connect to any Podman socket.");
+}
+
+#[tokio::test]
+async fn start_wait_reports_exit_code_and_labels_container() {
+    let label = LabelCleanup::new("drv-exit");
+    let d = driver();
+    let spec = task(&label, "exit3", "exit 3", json!({}));
+    let name = spec.container_name();
+    let id = spec.context.id.clone();
+    let started = d.start(spec.clone()).await.expect("start");
+    assert_eq!(started.state.container_name, name);
+    let result = d.wait(&id).await.expect("wait");
+    assert_eq!(result.exit_code, 3);
+    assert!(!result.oom_killed);
+    let status = d.inspect(&id).await.unwrap();
+    assert_eq!(status.state, TaskRunState::Exited);
+    assert_eq!(status.exit_result.unwrap().exit_code, 3);
+    let labels = &inspect_container(&name)["Config"]["Labels"];
+    assert_eq!(labels["com.hashicorp.nomad.alloc_id"], json!(spec.context.alloc_id));
+    assert_eq!(labels["com.hashicorp.nomad.task_name"], json!("exit3"));
+    assert_eq!(labels["com.hashicorp.nomad.job_name"], json!("e2e"));
+    assert_eq!(labels["com.hashicorp.nomad.task_group_name"], json!("group"));
+    assert_eq!(labels["io.nomad-driver-podman.managed"], json!("true"));
+    // A second wait answers at once with the same result.
+    assert_eq!(d.wait(&id).await.unwrap().exit_code, 3);
+    d.destroy(&id, false).await.expect("destroy");
+    assert!(!container_exists(&name), "gc.container removes the container");
+    assert!(matches!(d.inspect(&id).await, Err(DriverError::TaskNotFound(_))));
+    assert!(matches!(d.wait(&id).await, Err(DriverError::TaskNotFound(_))));
+}
+
+#[tokio::test]
+async fn starting_the_same_task_twice_is_refused() {
+    let label = LabelCleanup::new("drv-twice");
+    let d = driver();
+    let spec = task(&label, "twice", "sleep 30", json!({}));
+    d.start(spec.clone()).await.expect("start");
+    let err = d.start(spec.clone()).await.unwrap_err();
+    assert!(matches!(err, DriverError::AlreadyStarted(_)), "{err}");
+    d.destroy(&spec.context.id, true).await.unwrap();
+}
+
+#[tokio::test]
+async fn stop_sends_the_tasks_kill_signal_then_kills_after_timeout() {
+    let label = LabelCleanup::new("drv-stop");
+    let d = driver();
+    // Exits 42 on SIGUSR1, ignores SIGTERM.
+    let mut spec = task(
+        &label,
+        "usr1",
+        "trap 'exit 42' USR1; trap '' TERM; while true; do sleep 0.2; done",
+        json!({}),
+    );
+    spec.context.kill_signal = Some("SIGUSR1".into());
+    let id = spec.context.id.clone();
+    d.start(spec).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.stop(&id, Duration::from_secs(10), None).await.unwrap();
+    assert_eq!(d.wait(&id).await.unwrap().exit_code, 42, "the task's kill signal was used");
+    d.destroy(&id, false).await.unwrap();
+
+    // A process ignoring the signal is killed once the timeout passes.
+    let spec = task(&label, "stubborn", "trap '' TERM; while true; do sleep 0.2; done", json!({}));
+    let id = spec.context.id.clone();
+    d.start(spec).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.stop(&id, Duration::from_secs(1), Some("SIGTERM")).await.unwrap();
+    let result = d.wait(&id).await.unwrap();
+    assert_eq!(result.exit_code, 137);
+    assert_eq!(result.signal, 9);
+    // Stopping an exited task is fine.
+    d.stop(&id, Duration::from_secs(1), None).await.unwrap();
+    d.destroy(&id, false).await.unwrap();
+}
+
+#[tokio::test]
+async fn destroy_running_task_needs_force() {
+    let label = LabelCleanup::new("drv-destroy");
+    let d = driver();
+    let spec = task(&label, "sleeper", "sleep 300", json!({}));
+    let id = spec.context.id.clone();
+    let name = spec.container_name();
+    d.start(spec).await.unwrap();
+    assert!(matches!(d.destroy(&id, false).await, Err(DriverError::StillRunning { .. })));
+    d.destroy(&id, true).await.unwrap();
+    assert!(!container_exists(&name));
+}
+
+#[tokio::test]
+async fn gc_container_false_keeps_the_container() {
+    let label = LabelCleanup::new("drv-keep");
+    let d = driver_with(json!({ "gc": { "container": false } }));
+    let spec = task(&label, "kept", "exit 0", json!({}));
+    let id = spec.context.id.clone();
+    let name = spec.container_name();
+    d.start(spec).await.unwrap();
+    d.wait(&id).await.unwrap();
+    d.destroy(&id, false).await.unwrap();
+    assert!(container_exists(&name));
+}
+
+#[tokio::test]
+async fn signal_reaches_the_task() {
+    let label = LabelCleanup::new("drv-signal");
+    let d = driver();
+    let spec = task(&label, "hup", "trap 'exit 7' HUP; while true; do sleep 0.2; done", json!({}));
+    let id = spec.context.id.clone();
+    d.start(spec).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.signal(&id, "SIGHUP").await.unwrap();
+    assert_eq!(d.wait(&id).await.unwrap().exit_code, 7);
+    // An unknown signal name is podman's error, carried through.
+    let err = d.signal(&id, "SIGNOPE").await.unwrap_err();
+    assert!(err.to_string().contains("signal"), "{err}");
+    d.destroy(&id, true).await.unwrap();
+}
+
+#[tokio::test]
+async fn exec_buffered_returns_exit_code_and_separate_streams() {
+    let label = LabelCleanup::new("drv-exec");
+    let d = driver();
+    let spec = task(&label, "exec", "sleep 300", json!({}));
+    let id = spec.context.id.clone();
+    d.start(spec).await.unwrap();
+    let out = d
+        .exec(
+            &id,
+            vec!["/bin/sh".into(), "-c".into(), "echo out; echo err >&2; exit 5".into()],
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 5);
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+    let err = d
+        .exec(&id, vec!["sleep".into(), "30".into()], Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DriverError::ExecTimeout { .. }), "{err}");
+    d.destroy(&id, true).await.unwrap();
+}
+
+async fn collect(mut rx: mpsc::Receiver<Bytes>) -> Vec<u8> {
+    let mut all = Vec::new();
+    while let Some(chunk) = rx.recv().await {
+        all.extend_from_slice(&chunk);
+    }
+    all
+}
+
+#[tokio::test]
+async fn exec_streaming_with_stdin_and_with_tty() {
+    let label = LabelCleanup::new("drv-execs");
+    let d = driver();
+    let spec = task(&label, "execs", "sleep 300", json!({}));
+    let id = spec.context.id.clone();
+    d.start(spec).await.unwrap();
+
+    // stdin reaches the process and its EOF ends it.
+    let (in_tx, in_rx) = mpsc::channel(4);
+    let (out_tx, out_rx) = mpsc::channel(16);
+    let (err_tx, err_rx) = mpsc::channel(16);
+    let io = ExecIo { stdin: Some(in_rx), resize: None, stdout: out_tx, stderr: err_tx };
+    in_tx.send(Bytes::from_static(b"hello\nworld\n")).await.unwrap();
+    drop(in_tx);
+    let cmd = vec!["/bin/sh".into(), "-c".into(), "wc -l; echo e >&2; exit 4".into()];
+    let (result, out, err) = tokio::join!(d.exec_streaming(&id, cmd, false, io), collect(out_rx), collect(err_rx));
+    assert_eq!(result.unwrap().exit_code, 4);
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "2");
+    assert_eq!(err, b"e\n");
+
+    // On a tty, the terminal size set by a resize is what the process sees.
+    let (in_tx, in_rx) = mpsc::channel(4);
+    let (rs_tx, rs_rx) = mpsc::channel(4);
+    let (out_tx, out_rx) = mpsc::channel(16);
+    let (err_tx, _err_rx) = mpsc::channel(16);
+    rs_tx.send(TerminalSize { height: 33, width: 101 }).await.unwrap();
+    let io = ExecIo { stdin: Some(in_rx), resize: Some(rs_rx), stdout: out_tx, stderr: err_tx };
+    let cmd = vec!["/bin/sh".into(), "-c".into(), "sleep 1; stty size; tty; exit 3".into()];
+    let session = d.exec_streaming(&id, cmd, true, io);
+    let (result, out) = tokio::join!(session, async {
+        let out = collect(out_rx).await;
+        drop(in_tx);
+        drop(rs_tx);
+        out
+    });
+    assert_eq!(result.unwrap().exit_code, 3);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("33 101"), "{text:?}");
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+    d.destroy(&id, true).await.unwrap();
+}
+
+#[tokio::test]
+async fn stats_stream_reports_memory_and_ends_when_task_exits() {
+    let label = LabelCleanup::new("drv-stats");
+    let d = driver();
+    let spec = task(&label, "stats", "while true; do :; done", json!({}));
+    let id = spec.context.id.clone();
+    d.start(spec).await.unwrap();
+    let mut stats = d.stats(&id, Duration::from_millis(500)).unwrap();
+    let mut samples = Vec::new();
+    for _ in 0..4 {
+        samples.push(tokio::time::timeout(Duration::from_secs(20), stats.recv()).await.unwrap().unwrap());
+    }
+    assert!(samples.iter().all(|s| s.memory.usage > 0));
+    assert!(samples.iter().skip(1).any(|s| s.cpu.percent > 10.0), "a busy loop uses CPU: {samples:?}");
+    d.stop(&id, Duration::from_secs(2), Some("SIGKILL")).await.unwrap();
+    d.wait(&id).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while stats.recv().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stats stream closes once the task has exited");
+    d.destroy(&id, true).await.unwrap();
+}
+
+#[tokio::test]
+async fn logs_are_forwarded_to_separate_files() {
+    let label = LabelCleanup::new("drv-logs");
+    let d = driver();
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = task(&label, "logs", "echo to-out; echo to-err >&2; sleep 1; echo more-out", json!({}));
+    spec.context.stdout_path = Some(dir.path().join("stdout"));
+    spec.context.stderr_path = Some(dir.path().join("stderr"));
+    let id = spec.context.id.clone();
+    d.start(spec).await.unwrap();
+    assert_eq!(d.wait(&id).await.unwrap().exit_code, 0);
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let out_path = dir.path().join("stdout");
+    let err_path = dir.path().join("stderr");
+    for _ in 0..50 {
+        if read(&out_path).contains("more-out") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(read(&out_path), "to-out\nmore-out\n");
+    assert_eq!(read(&err_path), "to-err\n");
+    d.destroy(&id, false).await.unwrap();
+}
+
+#[tokio::test]
+async fn recover_in_a_fresh_driver_running_and_exited_tasks() {
+    let label = LabelCleanup::new("drv-recover");
+    let first = driver();
+    let running = task(&label, "running", "trap 'exit 9' TERM; while true; do sleep 0.2; done", json!({}));
+    let exiting = task(&label, "exiting", "sleep 1; exit 11", json!({}));
+    let running_state = first.start(running.clone()).await.unwrap().state;
+    let exiting_state = first.start(exiting.clone()).await.unwrap().state;
+    // The first driver goes away (the plugin process died); containers keep running.
+    drop(first);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let second = driver();
+    second.recover(running_state.clone()).await.unwrap();
+    second.recover(exiting_state.clone()).await.unwrap();
+    // Recovering twice is a no-op.
+    second.recover(running_state.clone()).await.unwrap();
+    let exited = second.wait(&exiting.context.id).await.unwrap();
+    assert_eq!(exited.exit_code, 11, "the real exit code of a task that exited while no driver ran");
+    assert_eq!(second.inspect(&running.context.id).await.unwrap().state, TaskRunState::Running);
+    second.stop(&running.context.id, Duration::from_secs(5), None).await.unwrap();
+    assert_eq!(second.wait(&running.context.id).await.unwrap().exit_code, 9);
+    second.destroy(&running.context.id, false).await.unwrap();
+    second.destroy(&exiting.context.id, false).await.unwrap();
+
+    // A container that is gone cannot be recovered.
+    let err = second.recover(running_state).await.unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
+}
+
+#[tokio::test]
+async fn start_adopts_a_running_container_and_replaces_a_stopped_one() {
+    let label = LabelCleanup::new("drv-adopt");
+    let first = driver();
+    let spec = task(&label, "adopt", "sleep 300", json!({}));
+    let original = first.start(spec.clone()).await.unwrap().state.container_id;
+    drop(first);
+    let second = driver();
+    let adopted = second.start(spec.clone()).await.unwrap().state.container_id;
+    assert_eq!(adopted, original, "a running container of the same name is adopted");
+    second.destroy(&spec.context.id, true).await.unwrap();
+
+    let third = driver_with(json!({ "gc": { "container": false } }));
+    let spec = task(&label, "stale", "exit 0", json!({}));
+    let stale = third.start(spec.clone()).await.unwrap().state.container_id;
+    third.wait(&spec.context.id).await.unwrap();
+    third.destroy(&spec.context.id, false).await.unwrap();
+    let fourth = driver();
+    let fresh = fourth.start(spec.clone()).await.unwrap().state.container_id;
+    assert_ne!(fresh, stale, "a stopped container of the same name is replaced");
+    fourth.destroy(&spec.context.id, true).await.unwrap();
+}
+
+#[tokio::test]
+async fn out_of_memory_task_exits_137() {
+    let label = LabelCleanup::new("drv-oom");
+    let d = driver();
+    let mut spec = task(&label, "oom", "x=a; while true; do x=$x$x; done", json!({ "memory_swap": "0b" }));
+    spec.context.resources.memory_mb = 16;
+    let id = spec.context.id.clone();
+    d.start(spec).await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(120), d.wait(&id)).await.unwrap().unwrap();
+    assert_eq!(result.exit_code, 137, "{result:?}");
+    // podman 4.3.1 on cgroup v1 never sets State.OOMKilled (its conmon writes the `oom`
+    // marker into its working directory instead of the exit directory), so oom_killed is
+    // only asserted where podman reports it; the conformance harness reports the drift.
+    if result.oom_killed {
+        assert_eq!(result.err.as_deref(), Some("Podman container killed by OOM killer"));
+    }
+    d.destroy(&id, true).await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_names_the_option_and_leaves_no_container() {
+    let label = LabelCleanup::new("drv-bad");
+    let d = driver();
+    let mut spec = task(&label, "badsock", "exit 0", json!({}));
+    spec.config.socket = "nope".into();
+    let err = d.start(spec.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("\"nope\""), "{err}");
+    assert!(!container_exists(&spec.container_name()));
+
+    let spec = task(&label, "badnet", "exit 0", json!({ "network_mode": "no-such-network" }));
+    let err = d.start(spec.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("no-such-network"), "{err}");
+    assert!(!container_exists(&spec.container_name()));
+
+    let spec = task(&label, "badimage", "exit 0", json!({ "image": "localhost/no-such-image:1" }));
+    let err = d.start(spec.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("localhost/no-such-image:1"), "{err}");
+    assert!(!container_exists(&spec.container_name()));
+
+    let denied = driver_with(json!({ "allow_privileged": false }));
+    let spec = task(&label, "priv", "exit 0", json!({ "privileged": true }));
+    let err = denied.start(spec.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("allow_privileged"), "{err}");
+    assert!(!container_exists(&spec.container_name()));
+}
+
+#[tokio::test]
+async fn image_pull_emits_task_event() {
+    let label = LabelCleanup::new("drv-pull");
+    let d = driver();
+    let registry = support::registry();
+    let mut events = d.subscribe_events();
+    let spec = task(&label, "pulled", "exit 0", json!({ "image": registry.busybox(), "force_pull": true }));
+    let id = spec.context.id.clone();
+    d.start(spec).await.unwrap();
+    let mut messages = BTreeMap::new();
+    while let Ok(event) = events.try_recv() {
+        messages.insert(event.message.clone(), event.task_id.clone());
+    }
+    assert!(
+        messages.iter().any(|(m, t)| m.starts_with("Pulling image") && t == &id),
+        "{messages:?}"
+    );
+    d.wait(&id).await.unwrap();
+    d.destroy(&id, false).await.unwrap();
+}

@@ -2,7 +2,6 @@
 //! for the API checks and for housekeeping, the host facts, the test image, the run's
 //! labels and a scratch directory; plus helpers to start labelled tasks.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,12 +18,15 @@ use super::api::Podman;
 use super::check::{Failure, Skip};
 use super::cli::{RegistryTarget, SocketTarget};
 use super::facts::HostFacts;
+use super::httplog::{start_proxy, HttpLog, Proxy};
 use super::scope::Scope;
 
 /// Label carrying the run id on every container the harness creates.
 pub const RUN_LABEL: &str = "io.nomad-driver-podman.conformance";
 /// Label carrying the check name.
 pub const CHECK_LABEL: &str = "io.nomad-driver-podman.conformance.check";
+/// Label of the bystander container (see [`Env::bystander`]).
+pub const BYSTANDER_LABEL: &str = "io.nomad-driver-podman.conformance.bystander";
 /// The default test image, imported from the host's busybox when missing.
 pub const DEFAULT_IMAGE: &str = "localhost/nomad-driver-podman-conformance/busybox:latest";
 /// Where Debian's busybox-static installs its binary.
@@ -46,6 +48,7 @@ pub enum TestImage {
 
 pub struct Env {
     pub target: SocketTarget,
+    /// This socket's run label value: `<run id>-<socket name>`.
     pub run_id: String,
     pub driver: Arc<Driver>,
     pub driver_config: DriverConfig,
@@ -54,8 +57,11 @@ pub struct Env {
     pub facts: Result<HostFacts, String>,
     pub image: TestImage,
     pub registry: Option<RegistryTarget>,
-    /// IDs of the containers that existed before the run (never touched).
-    pub foreign_containers: BTreeSet<String>,
+    /// A container made at setup that looks driver-managed but lacks the run label: the
+    /// run must leave it alone (removed by name at the very end).
+    pub bystander: Option<String>,
+    /// Dropped before the scratch directory that holds its socket.
+    _proxy: Option<Proxy>,
     workdir: tempfile::TempDir,
 }
 
@@ -64,7 +70,7 @@ pub struct Options {
     pub run_id: String,
     pub image: Option<String>,
     pub registry: Option<RegistryTarget>,
-    pub log_http: Option<super::api::HttpLog>,
+    pub log_http: Option<HttpLog>,
 }
 
 impl Env {
@@ -72,15 +78,23 @@ impl Env {
     /// sure the test image exists. Only a broken socket URL or scratch directory is an
     /// error; an unreachable API is recorded in `facts`.
     pub async fn prepare(target: SocketTarget, options: &Options) -> Result<Env, String> {
-        let driver_config = driver_config(&target.url);
-        let driver = Driver::new(driver_config.clone())
-            .map_err(|err| format!("socket {}: {err}", target.url))?;
-        let podman = Podman::connect(&target.url, options.log_http.clone())
-            .map_err(|err| format!("socket {}: {err}", target.url))?;
         let workdir = tempfile::Builder::new()
             .prefix("nomad-driver-podman-conformance-")
             .tempdir()
             .map_err(|err| format!("cannot create a scratch directory: {err}"))?;
+        // With --log-http, everything goes through a recording proxy.
+        let proxy = match &options.log_http {
+            Some(log) => {
+                Some(start_proxy(log.clone(), &target.name, &target.url, workdir.path()).await?)
+            }
+            None => None,
+        };
+        let url = proxy.as_ref().map_or(target.url.as_str(), |p| p.url.as_str());
+        let driver_config = driver_config(url);
+        let driver = Driver::new(driver_config.clone())
+            .map_err(|err| format!("socket {}: {err}", target.url))?;
+        let podman =
+            Podman::connect(url).map_err(|err| format!("socket {}: {err}", target.url))?;
         let facts = match tokio::time::timeout(SETUP_DEADLINE, podman.info()).await {
             Ok(Ok(info)) => Ok(HostFacts::from_info(&info)),
             Ok(Err(err)) => Err(err.to_string()),
@@ -90,20 +104,30 @@ impl Env {
             )),
         };
         let mut env = Env {
-            target,
-            run_id: options.run_id.clone(),
+            target: target.clone(),
+            run_id: label_value(&options.run_id, &target.name),
             driver,
             driver_config,
             podman,
             facts,
             image: TestImage::Missing("podman API unreachable".to_string()),
             registry: options.registry.clone(),
-            foreign_containers: BTreeSet::new(),
+            bystander: None,
             workdir,
+            _proxy: proxy,
         };
         if env.facts.is_ok() {
-            env.foreign_containers = env.podman.container_ids().await.unwrap_or_default();
             env.image = env.provide_image(options.image.as_deref()).await;
+            if let TestImage::Ready { reference, .. } = &env.image {
+                let name = format!("nomad-driver-podman-conformance-bystander-{}", env.run_id);
+                let labels = [
+                    ("io.nomad-driver-podman.managed", "true"),
+                    (BYSTANDER_LABEL, env.run_id.as_str()),
+                ];
+                if env.podman.create_container(&name, reference, &labels).await.is_ok() {
+                    env.bystander = Some(name);
+                }
+            }
         }
         Ok(env)
     }
@@ -189,7 +213,7 @@ impl Env {
     }
 
     /// A task for `scope`'s check running the test image with `command` (`sh -c` form).
-    pub fn task(&self, scope: &Scope, name: &str) -> TaskBuilder {
+    pub fn task<'a>(&'a self, scope: &'a Scope, name: &str) -> TaskBuilder<'a> {
         TaskBuilder::new(self, scope, name)
     }
 
@@ -258,6 +282,16 @@ pub async fn wait_exit(
             deadline.as_secs()
         ))),
     }
+}
+
+/// The run label's value for one socket: the run id and the socket name, so that two
+/// `--socket`s pointing at the same podman never sweep each other's containers.
+fn label_value(run_id: &str, socket: &str) -> String {
+    let socket: String = socket
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("{run_id}-{socket}")
 }
 
 /// The driver configuration every conformance driver uses: one socket named `default`,
@@ -329,6 +363,13 @@ impl<'a> TaskBuilder<'a> {
                 }
             }
         }
+        self
+    }
+
+    /// Puts the task into allocation `alloc_id` (for `task:<name>` modes).
+    pub fn in_alloc(mut self, alloc_id: &str) -> Self {
+        self.context.alloc_id = alloc_id.to_string();
+        self.context.id = format!("{alloc_id}/{}", self.context.name);
         self
     }
 

@@ -2,11 +2,12 @@
 //! Ctrl-C, cleanup of the check's scope, drift resolution; then the final sweep.
 
 use std::io::{IsTerminal, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use super::check::{Check, Failure, Finding};
+use super::cli::SocketTarget;
 use super::drift;
 use super::env::{Env, TestImage};
 use super::facts::HostFacts;
@@ -47,6 +48,26 @@ pub async fn run_socket(
         summary: Summary::of(&results),
         duration: started.elapsed(),
         checks: results,
+    }
+}
+
+/// The report of a socket the suite could not set up at all (e.g. a malformed URL).
+pub fn unusable_socket(target: &SocketTarget, error: &str) -> SocketReport {
+    let checks = vec![CheckResult {
+        name: "setup.driver".to_string(),
+        tags: vec!["smoke".to_string()],
+        status: Status::Fail,
+        message: error.to_string(),
+        duration: Duration::ZERO,
+        drift: None,
+    }];
+    SocketReport {
+        name: target.name.clone(),
+        url: target.url.clone(),
+        facts: None,
+        summary: Summary::of(&checks),
+        duration: Duration::ZERO,
+        checks,
     }
 }
 
@@ -134,13 +155,16 @@ async fn final_sweep(env: &Env) -> Vec<String> {
         .remove_labelled(&[env.run_label()])
         .await
         .unwrap_or_else(|err| vec![format!("(sweep failed: {err})")]);
+    if let Some(bystander) = &env.bystander {
+        let _ = env.podman.remove_container(bystander).await;
+    }
     if let TestImage::Ready {
         reference,
         imported: true,
     } = &env.image
     {
         // Best effort: a failure leaves only the image, which the next run reuses.
-        let _ = env.podman.untag_image(reference).await;
+        let _ = env.podman.remove_image(reference).await;
     }
     leftovers
 }

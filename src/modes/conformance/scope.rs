@@ -1,10 +1,11 @@
 //! What one check created, so that the runner can remove it after the check whatever the
 //! check's fate (pass, failure, deadline, Ctrl-C): tasks through the driver that started
-//! them, then any container still carrying the check's label, then images and networks.
+//! them, then any container still carrying the check's label, then images.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::driver::error::DriverError;
 use crate::driver::Driver;
 
 use super::env::Env;
@@ -16,7 +17,6 @@ pub struct Scope {
     check: &'static str,
     tasks: Mutex<Vec<(Arc<Driver>, String)>>,
     images: Mutex<Vec<String>>,
-    networks: Mutex<Vec<String>>,
 }
 
 impl Scope {
@@ -25,7 +25,6 @@ impl Scope {
             check,
             tasks: Mutex::new(Vec::new()),
             images: Mutex::new(Vec::new()),
-            networks: Mutex::new(Vec::new()),
         }
     }
 
@@ -45,11 +44,6 @@ impl Scope {
         lock(&self.images).push(reference.to_string());
     }
 
-    /// A podman network this check created.
-    pub fn track_network(&self, name: &str) {
-        lock(&self.networks).push(name.to_string());
-    }
-
     /// Removes everything the check created; returns what could not be removed.
     pub async fn cleanup(&self, env: &Env) -> Vec<String> {
         let mut problems = Vec::new();
@@ -57,7 +51,7 @@ impl Scope {
         for (driver, task_id) in tasks.iter().rev() {
             match tokio::time::timeout(STEP_DEADLINE, driver.destroy(task_id, true)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(err)) if err.is_not_found() => {}
+                Ok(Err(DriverError::TaskNotFound(_))) => {}
                 Ok(Err(err)) => problems.push(format!("destroy task {task_id}: {err}")),
                 Err(_) => problems.push(format!("destroy task {task_id}: timed out")),
             }
@@ -72,13 +66,8 @@ impl Scope {
             Err(err) => problems.push(format!("sweep of the check's containers: {err}")),
         }
         for image in std::mem::take(&mut *lock(&self.images)) {
-            if let Err(err) = env.podman.untag_image(&image).await {
+            if let Err(err) = env.podman.remove_image(&image).await {
                 problems.push(format!("remove image {image}: {err}"));
-            }
-        }
-        for network in std::mem::take(&mut *lock(&self.networks)) {
-            if let Err(err) = env.podman.remove_network(&network).await {
-                problems.push(format!("remove network {network}: {err}"));
             }
         }
         problems

@@ -8,15 +8,17 @@ use std::time::{Duration, SystemTime};
 
 use prost_types::Timestamp;
 
+use crate::driver::config::DriverConfig;
 use crate::driver::model::{
     Attribute, DriverNetwork, ExitResult, Fingerprint, Health, TaskEvent, TaskRunState,
     TaskStats, TaskStatus,
 };
 use crate::driver::task::{
-    DeviceSpec, DnsSpec, LegacyNetwork, LegacyPort, MountSpec, PortSpec, TaskContext,
-    TaskResources,
+    DeviceSpec, DnsSpec, LegacyNetwork, LegacyPort, MountSpec, PortSpec, TaskConfig,
+    TaskContext, TaskResources,
 };
 
+use super::cty;
 use super::proto::{drivers, structs};
 
 /// Nomad's default `kill_timeout`. The agent's real value arrives with `StopTask`.
@@ -47,6 +49,19 @@ fn optional_path(path: &str) -> Option<PathBuf> {
 
 fn port(value: i32, what: &str) -> Result<u16, String> {
     u16::try_from(value).map_err(|_| format!("{what}: {value} is not a port number"))
+}
+
+/// The agent's `msgpack_config` (empty when it sent none) as the core's plugin config;
+/// errors name the option.
+pub(crate) fn driver_config(msgpack: &[u8]) -> Result<DriverConfig, String> {
+    let value = cty::decode(msgpack).map_err(|e| format!("invalid plugin config: {e}"))?;
+    DriverConfig::from_value(&value).map_err(|e| format!("invalid plugin config: {e}"))
+}
+
+/// A task's `msgpack_driver_config` as the core's task options; errors name the option.
+pub(crate) fn task_config(msgpack: &[u8]) -> Result<TaskConfig, String> {
+    let value = cty::decode(msgpack).map_err(|e| format!("failed to decode driver config: {e}"))?;
+    TaskConfig::from_value(&value).map_err(|e| format!("failed to decode driver config: {e}"))
 }
 
 /// What the orchestrator tells us about a task, from the agent's `TaskConfig`.
@@ -543,6 +558,157 @@ mod tests {
         assert_eq!(network.port_map["http"], 8080);
         assert_eq!(network.addr, "10.88.0.2");
         assert!(network.auto_advertise);
+    }
+
+    /// Every task option as the agent sends it after decoding a job's `config {}` with
+    /// the TaskConfigSchema: all 49 keys, sorted, blocks as lists of objects, numbers in
+    /// compact ints and the fraction-free `memory_swappiness` sent as a decimal string.
+    #[test]
+    fn every_task_option_decodes_from_cty_msgpack() {
+        use super::super::go_state::tests::{encode, text};
+        use super::super::msgpack::Msgpack;
+        let strings = |items: &[&str]| Msgpack::Array(items.iter().map(|s| text(s)).collect());
+        let map = |entries: &[(&str, Msgpack)]| {
+            Msgpack::Map(entries.iter().map(|(k, v)| (text(k), v.clone())).collect())
+        };
+        let int = |i: i128| Msgpack::Int(i);
+        let yes = Msgpack::Bool(true);
+        let config = map(&[
+            ("apparmor_profile", text("unconfined")),
+            ("args", strings(&["-c", "sleep 1"])),
+            ("arch", text("arm64")),
+            (
+                "auth",
+                map(&[
+                    ("password", text("secret")),
+                    ("tls_verify", Msgpack::Bool(false)),
+                    ("username", text("user")),
+                ]),
+            ),
+            ("auth_soft_fail", yes.clone()),
+            ("cap_add", strings(&["NET_RAW"])),
+            ("cap_drop", strings(&["MKNOD"])),
+            ("command", text("sh")),
+            ("cpu_cfs_period", int(100_000)),
+            ("cpu_hard_limit", yes.clone()),
+            ("devices", strings(&["/dev/null:/dev/nulltest:rwm"])),
+            ("entrypoint", strings(&["/bin/sh", "-e"])),
+            ("extra_hosts", strings(&["example.internal:127.0.0.1"])),
+            ("force_pull", yes.clone()),
+            ("hostname", text("every-option")),
+            ("image", text("busybox:latest")),
+            ("image_pull_timeout", text("2m")),
+            ("init", yes.clone()),
+            ("init_path", text("/usr/libexec/podman/catatonit")),
+            ("ipc_mode", text("private")),
+            ("ipv4_address", text("10.88.0.50")),
+            ("ipv6_address", text("fd00::50")),
+            ("labels", Msgpack::Array(vec![map(&[("tier", text("test"))])])),
+            (
+                "logging",
+                map(&[
+                    ("driver", text("journald")),
+                    ("options", Msgpack::Array(vec![map(&[("tag", text("x"))])])),
+                ]),
+            ),
+            ("memory_reservation", text("32m")),
+            ("memory_swap", text("128m")),
+            ("memory_swappiness", text("10")),
+            ("network_mode", text("host")),
+            ("oom_score_adj", Msgpack::Int(-500)),
+            ("os", text("linux")),
+            ("pids_limit", int(100)),
+            ("port_map", Msgpack::Array(vec![map(&[("http", int(8080))])])),
+            ("ports", Msgpack::Nil),
+            ("privileged", yes.clone()),
+            ("readonly_rootfs", yes.clone()),
+            ("security_opt", strings(&["no-new-privileges"])),
+            ("selinux_opts", strings(&["disable"])),
+            ("shm_size", text("16m")),
+            ("socket", text("fast")),
+            ("static_ips", strings(&["10.88.0.51"])),
+            ("static_mac", text("02:42:AC:11:00:02")),
+            ("sysctl", Msgpack::Array(vec![map(&[("net.core.somaxconn", text("1024"))])])),
+            ("tmpfs", strings(&["/scratch:size=1m"])),
+            ("tty", yes.clone()),
+            ("ulimit", Msgpack::Array(vec![map(&[("nofile", text("1024:2048"))])])),
+            ("userns", text("host")),
+            ("variant", text("v8")),
+            ("volumes", strings(&["local:/data"])),
+            ("working_dir", text("/tmp")),
+        ]);
+        let mut bytes = Vec::new();
+        encode(&config, &mut bytes);
+        let decoded = task_config(&bytes).unwrap();
+
+        assert_eq!(decoded.apparmor_profile, "unconfined");
+        assert_eq!(decoded.args, ["-c", "sleep 1"]);
+        assert_eq!(decoded.arch, "arm64");
+        let auth = decoded.auth.as_ref().unwrap();
+        assert_eq!((auth.username.as_str(), auth.password.as_str()), ("user", "secret"));
+        assert!(!auth.tls_verify);
+        assert!(decoded.auth_soft_fail);
+        assert_eq!(decoded.cap_add, ["NET_RAW"]);
+        assert_eq!(decoded.cap_drop, ["MKNOD"]);
+        assert_eq!(decoded.command, "sh");
+        assert_eq!(decoded.cpu_cfs_period, 100_000);
+        assert!(decoded.cpu_hard_limit);
+        assert_eq!(decoded.devices, ["/dev/null:/dev/nulltest:rwm"]);
+        assert_eq!(decoded.entrypoint.as_deref(), Some(&["/bin/sh".to_string(), "-e".to_string()][..]));
+        assert_eq!(decoded.extra_hosts, ["example.internal:127.0.0.1"]);
+        assert!(decoded.force_pull);
+        assert_eq!(decoded.hostname, "every-option");
+        assert_eq!(decoded.image, "busybox:latest");
+        assert_eq!(decoded.image_pull_timeout, Duration::from_secs(120));
+        assert!(decoded.init);
+        assert_eq!(decoded.init_path, "/usr/libexec/podman/catatonit");
+        assert_eq!(decoded.ipc_mode, "private");
+        assert_eq!(decoded.ipv4_address.unwrap().to_string(), "10.88.0.50");
+        assert_eq!(decoded.ipv6_address.unwrap().to_string(), "fd00::50");
+        assert_eq!(decoded.labels["tier"], "test");
+        assert_eq!(decoded.logging.driver, "journald");
+        assert_eq!(decoded.logging.options["tag"], "x");
+        assert_eq!(decoded.memory_reservation, Some(32 * 1024 * 1024));
+        assert_eq!(decoded.memory_swap, Some(128 * 1024 * 1024));
+        assert_eq!(decoded.memory_swappiness, Some(10));
+        assert_eq!(decoded.network_mode, "host");
+        assert_eq!(decoded.oom_score_adj, -500);
+        assert_eq!(decoded.os, "linux");
+        assert_eq!(decoded.pids_limit, 100);
+        assert_eq!(decoded.port_map["http"], 8080);
+        assert!(decoded.ports.is_empty());
+        assert!(decoded.privileged);
+        assert!(decoded.readonly_rootfs);
+        assert_eq!(decoded.security_opt, ["no-new-privileges"]);
+        assert_eq!(decoded.selinux_opts, ["disable"]);
+        assert_eq!(decoded.shm_size, Some(16 * 1024 * 1024));
+        assert_eq!(decoded.socket, "fast");
+        assert_eq!(decoded.static_ips.len(), 1);
+        assert_eq!(decoded.static_mac.as_deref(), Some("02:42:ac:11:00:02"));
+        assert_eq!(decoded.sysctl["net.core.somaxconn"], "1024");
+        assert_eq!(decoded.tmpfs, ["/scratch:size=1m"]);
+        assert!(decoded.tty);
+        assert_eq!(decoded.ulimit["nofile"], "1024:2048");
+        assert_eq!(decoded.userns, "host");
+        assert_eq!(decoded.variant, "v8");
+        assert_eq!(decoded.volumes, ["local:/data"]);
+        assert_eq!(decoded.working_dir, "/tmp");
+    }
+
+    #[test]
+    fn decode_errors_name_the_option() {
+        use super::super::go_state::tests::{encode, text};
+        use super::super::msgpack::Msgpack;
+        let mut bytes = Vec::new();
+        encode(
+            &Msgpack::Map(vec![(text("image"), Msgpack::Int(5))]),
+            &mut bytes,
+        );
+        let err = task_config(&bytes).unwrap_err();
+        assert!(err.starts_with("failed to decode driver config: config.image"), "{err}");
+        let err = driver_config(&[0x81, 0xa1, b'x', 0xc3]).unwrap_err();
+        assert_eq!(err, "invalid plugin config: config.x: unknown option");
+        assert_eq!(driver_config(&[]).unwrap(), DriverConfig::default());
     }
 
     #[test]

@@ -103,7 +103,7 @@ impl<'a> Fields<'a> {
 fn network(net: &Fields<'_>) -> Result<DriverNetwork, String> {
     let mut port_map = BTreeMap::new();
     if let Some(ports) = net.get("PortMap") {
-        for (label, port) in &Fields::of(ports, "TaskState.Net.PortMap")?.entries[..] {
+        for (label, port) in Fields::of(ports, "TaskState.Net.PortMap")?.entries {
             let label = label.as_text().ok_or("TaskState.Net.PortMap has a non-string key")?;
             let port = match port {
                 Msgpack::Int(p) => u16::try_from(*p).ok(),
@@ -245,11 +245,11 @@ pub(crate) mod tests {
                 out.extend_from_slice(bytes);
             }
             Msgpack::Array(items) => {
-                out.push(0x90 + u8::try_from(items.len()).unwrap());
+                header(items.len(), 0x90, 0xdc, out);
                 items.iter().for_each(|item| encode(item, out));
             }
             Msgpack::Map(entries) => {
-                out.push(0x80 + u8::try_from(entries.len()).unwrap());
+                header(entries.len(), 0x80, 0xde, out);
                 for (k, v) in entries {
                     encode(k, out);
                     encode(v, out);
@@ -261,6 +261,15 @@ pub(crate) mod tests {
                 out.push(tag.to_be_bytes()[0]);
                 out.extend_from_slice(payload);
             }
+        }
+    }
+
+    fn header(len: usize, fix: u8, sixteen: u8, out: &mut Vec<u8>) {
+        if len < 16 {
+            out.push(fix + u8::try_from(len).unwrap());
+        } else {
+            out.push(sixteen);
+            out.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
         }
     }
 

@@ -24,7 +24,7 @@ const CORE_PROTOCOL_VERSION: u32 = 1;
 /// The Nomad plugin API protocol (handshake field 2); Nomad accepts only 2.
 pub(crate) const APP_PROTOCOL_VERSION: u32 = 2;
 
-const PROTOCOL_VERSIONS_ENV: &str = "PLUGIN_PROTOCOL_VERSIONS";
+pub(crate) const PROTOCOL_VERSIONS_ENV: &str = "PLUGIN_PROTOCOL_VERSIONS";
 const SOCKET_DIR_ENV: &str = "PLUGIN_UNIX_SOCKET_DIR";
 const SOCKET_GROUP_ENV: &str = "PLUGIN_UNIX_SOCKET_GROUP";
 

@@ -130,6 +130,17 @@ fn join_host_port(ip: &str, port: u16) -> String {
     }
 }
 
+/// The host's CPU capacity as Nomad fingerprints it: the sum of every core's MHz.
+fn total_cpu_mhz() -> u64 {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("cpu MHz"))
+        .filter_map(|l| l.split(':').nth(1))
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// Node attributes for `${attr.*}`, `${node.*}` (this host as a one-node cluster).
 pub fn node_attributes(job: &Job) -> BTreeMap<String, String> {
     let proc_text = |path: &str| std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default();
@@ -151,6 +162,7 @@ pub fn node_attributes(job: &Job) -> BTreeMap<String, String> {
     set("attr.kernel.version", kernel_version);
     set("attr.cpu.arch", arch.to_string());
     set("attr.unique.hostname", hostname.clone());
+    set("attr.cpu.totalcompute", total_cpu_mhz().to_string());
     set("attr.driver.podman", "true".into());
     set("node.unique.id", node_id);
     set("node.unique.name", hostname);

@@ -1,8 +1,64 @@
-//! run mode (adapter onto the driver core).
+//! The standalone runner: runs a Nomad job file's podman tasks on this machine, as a Nomad
+//! client would, through the driver core only. Nomad's semantics are the spec (jobspec
+//! HCL2, `NOMAD_*` env, alloc dir layout, lifecycle hooks, restart policy); compose-like
+//! tools are the model for the terminal.
+//!
+//! Entry points for the binary: flatten [`RunnerCommand`] into the command list and call
+//! [`execute`], whose result is the process exit code ([`exit_code`]):
+//!
+//! ```ignore
+//! #[derive(clap::Subcommand)]
+//! enum Command {
+//!     #[command(flatten)]
+//!     Runner(nomad_driver_podman::modes::run::RunnerCommand),
+//!     // ...
+//! }
+//! // Command::Runner(cmd) => std::process::exit(modes::run::execute(cmd).await),
+//! ```
+//!
+//! Commands: `run FILE [--detach]`, `validate FILE`, `plan FILE [--json]`, `ps [JOB]`,
+//! `logs JOB [TASK] [-f]`, `stop JOB`. Documented in docs/runner.md.
+//!
+//! Layout: `jobspec/` reads and evaluates job files into [`model`]; `check` validates task
+//! configs with the core's decoder; `runner` supervises allocations, each run by
+//! `lifecycle` (ordering) and `task_runner` (start, wait, `restart`); `env`, `ports`,
+//! `interpolate`, `template`, `alloc` and `infra` prepare what a task gets; `ui` and `logs`
+//! print; `state` finds a job's containers by label for `ps`/`logs`/`stop`.
 
+pub mod alloc;
+pub mod check;
+pub mod cli;
+pub mod detach;
 pub mod env;
+pub mod error;
+pub mod infra;
 pub mod interpolate;
 pub mod jobspec;
+pub mod labels;
+pub mod lifecycle;
+pub mod logs;
 pub mod model;
+pub mod plan;
 pub mod ports;
+pub mod restart;
+pub mod runner;
+pub mod state;
+pub mod task_runner;
 pub mod template;
+pub mod ui;
+pub mod validate;
+
+pub use cli::RunnerCommand;
+pub use error::{exit_code, RunError};
+
+/// Runs one runner command; returns the process exit code.
+pub async fn execute(cmd: RunnerCommand) -> i32 {
+    match cmd {
+        RunnerCommand::Run(args) => runner::run(args).await,
+        RunnerCommand::Validate(args) => validate::validate(args).await,
+        RunnerCommand::Plan(args) => validate::plan(args).await,
+        RunnerCommand::Ps(args) => state::ps(args).await,
+        RunnerCommand::Logs(args) => state::logs(args).await,
+        RunnerCommand::Stop(args) => state::stop(args).await,
+    }
+}

@@ -1,1 +1,595 @@
-//! Test bed: private podman service, images, registry.
+//! Test bed: a private podman service, the busybox test image, a local registry.
+//!
+//! Everything here is started at most once per test process and torn down by a small `sh`
+//! watchdog when the process ends (normally, by panic or by SIGKILL): the watchdog blocks on
+//! a pipe whose write end only this process holds, so the kernel closing that pipe is the
+//! signal. Helpers are plain blocking functions; calling them from `#[tokio::test]` is fine.
+
+// Shared by every e2e suite; each suite uses a different subset.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use nomad_driver_podman::driver::podman::PodmanClient;
+
+/// The busybox image every test can run; imported into the private storage once.
+pub const BUSYBOX_IMAGE: &str = "localhost/ndp-busybox:latest";
+/// Label key every test container carries (value: see [`unique_name`]).
+pub const TEST_LABEL_KEY: &str = "ndp-test";
+
+const SERVICE_START_DEADLINE: Duration = Duration::from_secs(60);
+/// Claims of 10.233.X.0/24 subnets, shared by concurrent test processes on this host.
+const SUBNET_CLAIMS_DIR: &str = "/tmp/ndp-e2e-subnets";
+
+/// Kills the process group's main command when stdin reaches EOF, then runs `$CLEANUP`.
+const WATCHDOG: &str = r#"trap '' INT HUP
+"$@" </dev/null >"$LOG" 2>&1 &
+main=$!
+cat >/dev/null
+kill "$main" 2>/dev/null
+wait "$main"
+eval "$CLEANUP"
+"#;
+
+/// The private podman service of this test process.
+pub struct TestPodman {
+    dir: PathBuf,
+    socket: PathBuf,
+    conf: PathBuf,
+    registries_conf: PathBuf,
+    network: String,
+    /// Held until the process exits; its closing stops the watchdog.
+    _watchdog: ChildStdin,
+}
+
+/// The private podman service, started on first use.
+pub fn podman() -> &'static TestPodman {
+    static PODMAN: OnceLock<TestPodman> = OnceLock::new();
+    PODMAN.get_or_init(|| TestPodman::start().unwrap_or_else(|e| panic!("test bed: {e}")))
+}
+
+/// A libpod client for the private service (default deadline).
+pub fn client() -> PodmanClient {
+    PodmanClient::new(&podman().socket_url(), None).expect("client for the test socket")
+}
+
+impl TestPodman {
+    fn start() -> Result<Self, String> {
+        let dir = make_temp_dir("podman")?;
+        let (subnet, claim) = claim_subnet()?;
+        let network = format!("ndpe2e{subnet}");
+        let paths = StoragePaths::new(&dir);
+        for d in [&paths.root, &paths.runroot, &paths.tmp, &paths.networks] {
+            fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+        }
+        let conf = dir.join("containers.conf");
+        write(&conf, &containers_conf(&paths.networks, &network))?;
+        let registries_conf = dir.join("registries.conf");
+        write(
+            &registries_conf,
+            "unqualified-search-registries = [\"localhost\"]\nshort-name-mode = \"permissive\"\n",
+        )?;
+        // Our own bridge (name and subnet unique on the host) so concurrent test processes
+        // never share IPAM state or a bridge.
+        write(
+            &paths.networks.join(format!("{network}.json")),
+            &network_json(&network, subnet),
+        )?;
+        let socket = dir.join("podman.sock");
+
+        let storage = paths.args().join(" ");
+        let cleanup = format!(
+            "podman {storage} rm -a -f -t 0 >/dev/null 2>&1\n\
+             podman {storage} pod rm -a -f >/dev/null 2>&1\n\
+             grep -o ' {dir}/[^ ]*' /proc/self/mounts | sort -r | while read -r m; do umount -l \"$m\"; done\n\
+             rm -rf '{dir}' '{claim}'\n",
+            dir = dir.display(),
+            claim = claim.display(),
+        );
+        let mut cmd = Command::new("podman");
+        cmd.args(paths.args())
+            .arg("system")
+            .arg("service")
+            .arg("--time=0")
+            .arg(format!("unix://{}", socket.display()));
+        let watchdog = spawn_watchdog(&dir, cmd, &dir.join("service.log"), &cleanup, &[
+            ("CONTAINERS_CONF", conf.as_os_str()),
+            ("CONTAINERS_REGISTRIES_CONF", registries_conf.as_os_str()),
+        ])?;
+        let podman = TestPodman {
+            dir,
+            socket,
+            conf,
+            registries_conf,
+            network,
+            _watchdog: watchdog,
+        };
+        podman.wait_ready()?;
+        podman.import_busybox(BUSYBOX_IMAGE, &[])?;
+        Ok(podman)
+    }
+
+    /// `unix:///...` URL of the service socket.
+    pub fn socket_url(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The generated containers.conf the service runs with.
+    pub fn containers_conf(&self) -> &Path {
+        &self.conf
+    }
+
+    /// Name of the default (bridge) network of the private service.
+    pub fn network_name(&self) -> &str {
+        &self.network
+    }
+
+    /// A scratch directory that is removed with the test bed.
+    pub fn scratch_dir(&self, prefix: &str) -> PathBuf {
+        let d = self.dir.join("scratch").join(unique_name(prefix));
+        fs::create_dir_all(&d).expect("create scratch dir");
+        d
+    }
+
+    /// A `podman` CLI command on the private storage (for test setup and assertions).
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("podman");
+        cmd.args(StoragePaths::new(&self.dir).args())
+            .env("CONTAINERS_CONF", &self.conf)
+            .env("CONTAINERS_REGISTRIES_CONF", &self.registries_conf)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs the CLI and returns its output, whatever the exit status.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command()
+            .args(args)
+            .output()
+            .expect("podman CLI runs")
+    }
+
+    /// Runs the CLI, panics with its stderr on failure, returns trimmed stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "podman {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Imports the busybox rootfs again under `name` with extra `--change` instructions
+    /// (e.g. `STOPSIGNAL=SIGUSR1`).
+    pub fn import_busybox(&self, name: &str, changes: &[&str]) -> Result<(), String> {
+        let tar = busybox_rootfs_tar(&self.dir)?;
+        let mut cmd = self.command();
+        cmd.arg("import")
+            .arg("--change")
+            .arg("CMD=[\"/bin/sh\"]")
+            .arg("--change")
+            .arg("ENV=PATH=/usr/sbin:/usr/bin:/sbin:/bin");
+        for c in changes {
+            cmd.arg("--change").arg(c);
+        }
+        let out = cmd
+            .arg(tar)
+            .arg(name)
+            .output()
+            .map_err(|e| format!("podman import: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "podman import {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    }
+
+    fn wait_ready(&self) -> Result<(), String> {
+        let deadline = Instant::now() + SERVICE_START_DEADLINE;
+        loop {
+            if ping(&self.socket) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let log = fs::read_to_string(self.dir.join("service.log")).unwrap_or_default();
+                return Err(format!("podman service did not answer in time; log:\n{log}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+struct StoragePaths {
+    root: PathBuf,
+    runroot: PathBuf,
+    tmp: PathBuf,
+    networks: PathBuf,
+}
+
+impl StoragePaths {
+    fn new(dir: &Path) -> Self {
+        StoragePaths {
+            root: dir.join("root"),
+            runroot: dir.join("runroot"),
+            tmp: dir.join("tmp"),
+            networks: dir.join("networks"),
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            format!("--root={}", self.root.display()),
+            format!("--runroot={}", self.runroot.display()),
+            format!("--tmpdir={}", self.tmp.display()),
+        ]
+    }
+}
+
+/// Settings this host needs: runc (cgroup v1), ulimits under the hard limits, no systemd,
+/// file locks (the default shm locks are shared with every other podman on the host).
+fn containers_conf(networks: &Path, network: &str) -> String {
+    format!(
+        r#"[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+log_driver = "k8s-file"
+
+[network]
+network_config_dir = "{}"
+default_network = "{network}"
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+lock_type = "file"
+"#,
+        networks.display()
+    )
+}
+
+fn network_json(name: &str, subnet: u8) -> String {
+    serde_json::json!({
+        "name": name,
+        "id": format!("{:0>64}", format!("{subnet:x}e2e")),
+        "driver": "bridge",
+        "network_interface": name,
+        "subnets": [{"subnet": format!("10.233.{subnet}.0/24"), "gateway": format!("10.233.{subnet}.1")}],
+        "ipv6_enabled": false,
+        "internal": false,
+        "dns_enabled": false,
+        "ipam_options": {"driver": "host-local"}
+    })
+    .to_string()
+}
+
+/// Claims a free `10.233.X.0/24` for this process; stale claims of dead processes are taken over.
+fn claim_subnet() -> Result<(u8, PathBuf), String> {
+    fs::create_dir_all(SUBNET_CLAIMS_DIR).map_err(|e| format!("mkdir {SUBNET_CLAIMS_DIR}: {e}"))?;
+    let pid = std::process::id();
+    let start = (pid % 250) as u8;
+    for i in 0..250u16 {
+        let x = ((u16::from(start) + i) % 250 + 1) as u8;
+        let claim = Path::new(SUBNET_CLAIMS_DIR).join(x.to_string());
+        match fs::OpenOptions::new().write(true).create_new(true).open(&claim) {
+            Ok(mut f) => {
+                let _ = write!(f, "{pid}");
+                return Ok((x, claim));
+            }
+            Err(_) => {
+                let owner = fs::read_to_string(&claim).unwrap_or_default();
+                let alive = owner
+                    .trim()
+                    .parse::<u32>()
+                    .map(|p| Path::new(&format!("/proc/{p}")).exists())
+                    .unwrap_or(false);
+                if !alive && fs::write(&claim, pid.to_string()).is_ok() {
+                    return Ok((x, claim));
+                }
+            }
+        }
+    }
+    Err("no free 10.233.X.0/24 subnet for the test network".into())
+}
+
+/// Starts `cmd` under the watchdog; the returned pipe end keeps it alive.
+fn spawn_watchdog(
+    dir: &Path,
+    cmd: Command,
+    log: &Path,
+    cleanup: &str,
+    envs: &[(&str, &std::ffi::OsStr)],
+) -> Result<ChildStdin, String> {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(WATCHDOG)
+        .arg("watchdog")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env("LOG", log)
+        .env("CLEANUP", cleanup)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Out of the terminal's process group, so Ctrl-C reaches only the test process
+        // and the watchdog still cleans up.
+        .process_group(0);
+    for (k, v) in envs {
+        sh.env(k, v);
+    }
+    let mut child: Child = sh.spawn().map_err(|e| format!("spawn watchdog: {e}"))?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| "watchdog has no stdin".to_string())
+}
+
+fn ping(socket: &Path) -> bool {
+    let Ok(mut s) = UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s
+        .write_all(b"GET /libpod/_ping HTTP/1.0\r\nHost: d\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200")
+}
+
+fn make_temp_dir(what: &str) -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!(
+        "ndp-e2e-{what}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+fn write(path: &Path, content: &str) -> Result<(), String> {
+    fs::write(path, content).map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+/// A rootfs tar of Debian's static busybox: applets as symlinks in /bin, passwd/group, /tmp.
+fn busybox_rootfs_tar(testbed_dir: &Path) -> Result<PathBuf, String> {
+    static TAR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let busybox = Path::new("/bin/busybox");
+        let list = Command::new(busybox)
+            .arg("--list")
+            .output()
+            .map_err(|e| format!("{} --list (install busybox-static): {e}", busybox.display()))?;
+        let dir = testbed_dir.join("busybox");
+        let rootfs = dir.join("rootfs");
+        for d in ["bin", "etc", "tmp", "root", "usr", "proc", "sys", "dev"] {
+            fs::create_dir_all(rootfs.join(d)).map_err(|e| format!("mkdir rootfs/{d}: {e}"))?;
+        }
+        fs::copy(busybox, rootfs.join("bin/busybox")).map_err(|e| format!("copy busybox: {e}"))?;
+        for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+            if applet != "busybox" {
+                symlink("busybox", rootfs.join("bin").join(applet))
+                    .map_err(|e| format!("symlink {applet}: {e}"))?;
+            }
+        }
+        symlink("bin", rootfs.join("sbin")).map_err(|e| e.to_string())?;
+        symlink("../bin", rootfs.join("usr/bin")).map_err(|e| e.to_string())?;
+        symlink("../bin", rootfs.join("usr/sbin")).map_err(|e| e.to_string())?;
+        write(
+            &rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )?;
+        write(&rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+        fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777))
+            .map_err(|e| e.to_string())?;
+        let tar = dir.join("rootfs.tar");
+        let out = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .output()
+            .map_err(|e| format!("tar: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("tar: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(tar)
+    })
+    .clone()
+}
+
+/// A name unique in this process and across processes: `<prefix>-<pid>-<n>-<random>`.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}-{:04x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u16>()
+    )
+}
+
+/// A fresh test label: `(TEST_LABEL_KEY, unique value)`.
+pub fn test_label(prefix: &str) -> (String, String) {
+    (TEST_LABEL_KEY.to_string(), unique_name(prefix))
+}
+
+/// Force-removes the containers carrying `key=value` (and only those).
+pub fn cleanup_label(key: &str, value: &str) {
+    let p = podman();
+    let ids = p.cli_ok(&[
+        "ps",
+        "-a",
+        "-q",
+        "--filter",
+        &format!("label={key}={value}"),
+    ]);
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f", "-t", "0"];
+        args.extend(ids);
+        let _ = p.cli(&args);
+    }
+}
+
+/// Removes the labelled containers when dropped, so a failing test still cleans up.
+pub struct LabelCleanup {
+    pub key: String,
+    pub value: String,
+}
+
+impl LabelCleanup {
+    /// A fresh label and its cleanup guard.
+    pub fn new(prefix: &str) -> Self {
+        let (key, value) = test_label(prefix);
+        LabelCleanup { key, value }
+    }
+
+    /// `key=value`, as podman filters and `--label` take it.
+    pub fn pair(&self) -> String {
+        format!("{}={}", self.key, self.value)
+    }
+}
+
+impl Drop for LabelCleanup {
+    fn drop(&mut self) {
+        cleanup_label(&self.key, &self.value);
+    }
+}
+
+/// A local `docker-registry` (plain HTTP on loopback), holding the busybox image as
+/// `<addr>/ndp/busybox:latest`.
+pub struct TestRegistry {
+    pub addr: SocketAddr,
+    /// `Some((user, password))` when the registry requires htpasswd auth.
+    pub credentials: Option<(String, String)>,
+    _watchdog: ChildStdin,
+}
+
+impl TestRegistry {
+    /// `<addr>/<repo>`, e.g. `127.0.0.1:5123/ndp/busybox:latest`.
+    pub fn image(&self, repo: &str) -> String {
+        format!("{}/{repo}", self.addr)
+    }
+
+    /// The busybox image as pushed into this registry.
+    pub fn busybox(&self) -> String {
+        self.image("ndp/busybox:latest")
+    }
+
+    /// `host:port` as a registry key (auth files, credential helpers).
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+/// A registry without authentication.
+pub fn registry() -> &'static TestRegistry {
+    static REGISTRY: OnceLock<TestRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(|| TestRegistry::start(None).unwrap_or_else(|e| panic!("registry: {e}")))
+}
+
+/// A registry that requires `user`/`password` (htpasswd, bcrypt).
+pub fn auth_registry() -> &'static TestRegistry {
+    static REGISTRY: OnceLock<TestRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        TestRegistry::start(Some(("ndpuser".into(), unique_name("pw"))))
+            .unwrap_or_else(|e| panic!("auth registry: {e}"))
+    })
+}
+
+impl TestRegistry {
+    fn start(credentials: Option<(String, String)>) -> Result<Self, String> {
+        // Registries are started one at a time: the free-port probe is racy otherwise.
+        static START: Mutex<()> = Mutex::new(());
+        let _serial = START.lock().unwrap_or_else(|e| e.into_inner());
+        let p = podman();
+        let dir = p.dir.join(unique_name("registry"));
+        fs::create_dir_all(dir.join("data")).map_err(|e| e.to_string())?;
+        let addr = free_loopback_port()?;
+        let auth = match &credentials {
+            None => String::new(),
+            Some((user, password)) => {
+                let out = Command::new("htpasswd")
+                    .args(["-Bbn", user, password])
+                    .output()
+                    .map_err(|e| format!("htpasswd (install apache2-utils): {e}"))?;
+                if !out.status.success() {
+                    return Err(format!("htpasswd: {}", String::from_utf8_lossy(&out.stderr)));
+                }
+                fs::write(dir.join("htpasswd"), &out.stdout).map_err(|e| e.to_string())?;
+                format!(
+                    "auth:\n  htpasswd:\n    realm: ndp-e2e\n    path: {}\n",
+                    dir.join("htpasswd").display()
+                )
+            }
+        };
+        let config = dir.join("config.yml");
+        write(
+            &config,
+            &format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{auth}",
+                dir.join("data").display()
+            ),
+        )?;
+        let mut cmd = Command::new("docker-registry");
+        cmd.arg("serve").arg(&config);
+        let watchdog = spawn_watchdog(&dir, cmd, &dir.join("registry.log"), "", &[])?;
+        let deadline = Instant::now() + SERVICE_START_DEADLINE;
+        while TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                let log = fs::read_to_string(dir.join("registry.log")).unwrap_or_default();
+                return Err(format!("docker-registry did not listen on {addr}: {log}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let registry = TestRegistry {
+            addr,
+            credentials,
+            _watchdog: watchdog,
+        };
+        let target = registry.busybox();
+        let mut push = vec!["push", "--tls-verify=false"];
+        let creds;
+        if let Some((user, password)) = &registry.credentials {
+            creds = format!("--creds={user}:{password}");
+            push.push(&creds);
+        }
+        push.extend([BUSYBOX_IMAGE, target.as_str()]);
+        let out = p.cli(&push);
+        if !out.status.success() {
+            return Err(format!(
+                "push to {target}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(registry)
+    }
+}
+
+fn free_loopback_port() -> Result<SocketAddr, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    l.local_addr().map_err(|e| e.to_string())
+}

@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 
+use crate::driver::error::DriverError;
 use crate::driver::model::{ExitResult, TaskRunState};
 
 use super::super::check::{ensure, Check, Failure, Finding, Outcome, Tag};
@@ -168,7 +169,7 @@ impl Check for Destroy {
         );
         let after = env.driver.wait(&task.task_id).await;
         ensure!(
-            after.as_ref().is_err_and(|err| err.is_not_found()),
+            matches!(after, Err(DriverError::TaskNotFound(_))),
             "wait after destroy answered {after:?}, expected task not found"
         );
         Ok(Finding::pass(

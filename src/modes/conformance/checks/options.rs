@@ -350,6 +350,18 @@ pub static PROBES: &[Probe] = &[
         },
     },
     Probe {
+        name: "network.none",
+        tags: &[Tag::Network],
+        options: |_| json!({"network_mode": "none"}),
+        context: no_context,
+        precondition: always,
+        script: "ls /sys/class/net",
+        judge: |_, output| {
+            ensure!(output == "lo", "interfaces: {output:?}, expected only lo");
+            Ok(Finding::pass("only the loopback interface"))
+        },
+    },
+    Probe {
         name: "options.sysctl",
         tags: &[Tag::Options],
         options: |_| json!({"sysctl": {"kernel.shm_rmid_forced": "1"}}),
@@ -455,7 +467,7 @@ mod tests {
         for (i, probe) in PROBES.iter().enumerate() {
             assert!(PROBES[i + 1..].iter().all(|other| other.name != probe.name));
             let group = probe.name.split('.').next().unwrap();
-            assert!(["resources", "security", "options"].contains(&group));
+            assert!(["resources", "security", "options", "network"].contains(&group));
         }
     }
 }

@@ -39,7 +39,8 @@ pub struct VariableDecl {
     pub name: String,
     pub ty: TypeConstraint,
     pub default: Option<Value>,
-    pub sensitive: bool,
+    /// The default did not convert to the type (already reported).
+    default_invalid: bool,
     validations: Vec<Validation>,
     location: Location,
 }
@@ -67,7 +68,6 @@ impl VariableDecl {
         };
         let mut ty = TypeConstraint::Any;
         let mut default = None;
-        let mut sensitive = false;
         let mut validations = Vec::new();
         let mut default_expr = None;
         for structure in block.body.iter() {
@@ -85,8 +85,9 @@ impl VariableDecl {
                         Err(e) => errors.push(e),
                     },
                     "description" => {}
+                    // Values are never printed, so `sensitive` changes nothing here.
                     "sensitive" => match literal.eval(&attr.value) {
-                        Ok(Value::Bool(b)) => sensitive = b,
+                        Ok(Value::Bool(_)) => {}
                         Ok(_) => errors.push(JobFileError::at(
                             source.locate(attr.value.span()),
                             "sensitive must be a bool",
@@ -118,20 +119,24 @@ impl VariableDecl {
                 )),
             }
         }
+        let mut default_invalid = false;
         if let Some(value) = default.take() {
             match ty.convert(value) {
                 Ok(v) => default = Some(v),
-                Err(m) => errors.push(JobFileError::at(
+                Err(m) => {
+                    default_invalid = true;
+                    errors.push(JobFileError::at(
                     source.locate(default_expr.flatten()),
                     format!("Invalid default value for variable {name:?}: {m}"),
-                )),
+                    ))
+                }
             }
         }
         Some(VariableDecl {
             name,
             ty,
             default,
-            sensitive,
+            default_invalid,
             validations,
             location,
         })
@@ -209,6 +214,7 @@ pub fn resolve(decls: &[VariableDecl], inputs: &VarInputs, errors: &mut Vec<JobF
             },
             None => match &decl.default {
                 Some(v) => v.clone(),
+                None if decl.default_invalid => continue,
                 None => {
                     errors.push(JobFileError::at(
                         decl.location.clone(),

@@ -1,0 +1,150 @@
+//! Running commands inside a task: buffered (script checks) and streaming (`alloc exec`).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use super::model::{ExecIo, ExecOutput, ExitResult};
+use super::podman::{ExecConfig, StreamKind};
+use super::{Driver, DriverError, Task, EXEC_BUFFER};
+
+/// Keeps the last `EXEC_BUFFER` bytes written to it.
+#[derive(Default)]
+struct Tail(Vec<u8>);
+
+impl Tail {
+    fn push(&mut self, data: &[u8]) {
+        self.0.extend_from_slice(data);
+        if self.0.len() > EXEC_BUFFER {
+            let excess = self.0.len() - EXEC_BUFFER;
+            self.0.drain(..excess);
+        }
+    }
+}
+
+impl Driver {
+    /// Runs `cmd` in the task and returns its exit code and the tail of its output.
+    pub async fn exec(&self, task_id: &str, cmd: Vec<String>, timeout: Duration) -> Result<ExecOutput, DriverError> {
+        let task = self.task(task_id)?;
+        let (stdout_tx, mut stdout_rx) = mpsc::channel::<Bytes>(16);
+        let (stderr_tx, mut stderr_rx) = mpsc::channel::<Bytes>(16);
+        let io = ExecIo {
+            stdin: None,
+            resize: None,
+            stdout: stdout_tx,
+            stderr: stderr_tx,
+        };
+        let run = async {
+            let session = self.run_exec(&task, cmd, false, io);
+            let mut stdout = Tail::default();
+            let mut stderr = Tail::default();
+            let collect = async {
+                let mut out_open = true;
+                let mut err_open = true;
+                while out_open || err_open {
+                    tokio::select! {
+                        chunk = stdout_rx.recv(), if out_open => match chunk {
+                            Some(c) => stdout.push(&c),
+                            None => out_open = false,
+                        },
+                        chunk = stderr_rx.recv(), if err_open => match chunk {
+                            Some(c) => stderr.push(&c),
+                            None => err_open = false,
+                        },
+                    }
+                }
+            };
+            let (result, ()) = tokio::join!(session, collect);
+            result.map(|exit| ExecOutput {
+                exit_code: exit.exit_code,
+                stdout: stdout.0,
+                stderr: stderr.0,
+            })
+        };
+        tokio::time::timeout(timeout, run).await.map_err(|_| DriverError::ExecTimeout {
+            task: task_id.to_string(),
+            seconds: timeout.as_secs(),
+        })?
+    }
+
+    /// Runs `cmd` in the task wired to the caller's channels, optionally on a terminal,
+    /// and returns its exit code once it ends.
+    pub async fn exec_streaming(&self, task_id: &str, cmd: Vec<String>, tty: bool, io: ExecIo) -> Result<ExitResult, DriverError> {
+        let task = self.task(task_id)?;
+        self.run_exec(&task, cmd, tty, io).await
+    }
+
+    async fn run_exec(&self, task: &Task, cmd: Vec<String>, tty: bool, io: ExecIo) -> Result<ExitResult, DriverError> {
+        let task_id = task.state.task_id.as_str();
+        let client = &task.socket.client;
+        let session = client
+            .exec_create(
+                &task.state.container_id,
+                &ExecConfig {
+                    cmd,
+                    tty,
+                    attach_stdin: io.stdin.is_some(),
+                    attach_stdout: true,
+                    attach_stderr: true,
+                    ..ExecConfig::default()
+                },
+            )
+            .await
+            .map_err(DriverError::podman(task_id, "create the exec session"))?;
+        let super::podman::ExecSession { mut output, mut input } = client
+            .exec_start(&session, tty)
+            .await
+            .map_err(DriverError::podman(task_id, "start the exec session"))?;
+
+        let ExecIo { stdin, resize, stdout, stderr } = io;
+        let feed_stdin = async move {
+            if let Some(mut stdin) = stdin {
+                while let Some(chunk) = stdin.recv().await {
+                    if input.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+                // The process sees EOF on its stdin (the Go driver never closed it).
+                let _ = input.shutdown().await;
+            }
+        };
+        let resizer = async {
+            if let Some(mut resize) = resize {
+                while let Some(size) = resize.recv().await {
+                    let _ = client.exec_resize(&session, size.height, size.width).await;
+                }
+            }
+        };
+        let pump_output = async move {
+            while let Some(chunk) = output.next().await {
+                let (sink, data) = match chunk {
+                    Ok(frame) if frame.stream == StreamKind::Stderr => (&stderr, frame.payload),
+                    Ok(frame) => (&stdout, frame.payload),
+                    Err(_) => break,
+                };
+                if sink.send(data).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let caller_input = futures::future::join(feed_stdin, resizer);
+        tokio::pin!(pump_output, caller_input);
+        // Output ending means the process ended: input and resizes end with it. The caller
+        // finishing its input does not end the session: output still drains.
+        tokio::select! {
+            _ = &mut pump_output => {}
+            _ = &mut caller_input => pump_output.await,
+        }
+        let inspect = client
+            .exec_inspect(&session)
+            .await
+            .map_err(DriverError::podman(task_id, "read the exec exit code"))?;
+        Ok(ExitResult {
+            exit_code: inspect.exit_code,
+            ..ExitResult::default()
+        })
+    }
+}

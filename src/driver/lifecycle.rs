@@ -1,0 +1,371 @@
+//! Starting, recovering, stopping and removing tasks.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+
+use super::handle::{LogTarget, TaskState, TASK_STATE_VERSION};
+use super::model::{DriverNetwork, ExitResult, TaskRunState, TaskStatus};
+use super::monitor::{ExitState, Monitor};
+use super::podman::{ContainerInspect, DeleteOptions, PodmanError, PullOptions};
+use super::spec;
+use super::task::TaskSpec;
+use super::{Driver, DriverError, Socket, StartedTask, Task, KILL_SETTLE};
+
+impl Driver {
+    /// Starts a task: resolves (pulls) its image, creates a labelled container and starts
+    /// it. A running container of the same name (a start that was interrupted) is adopted;
+    /// a stopped one is removed first. On failure nothing is left behind.
+    pub async fn start(&self, spec: TaskSpec) -> Result<StartedTask, DriverError> {
+        let task_id = spec.context.id.clone();
+        if self.read_tasks().contains_key(&task_id) {
+            return Err(DriverError::AlreadyStarted(task_id));
+        }
+        let socket = self
+            .socket(&spec.config.socket)
+            .cloned()
+            .ok_or_else(|| DriverError::UnknownSocket {
+                task: task_id.clone(),
+                socket: spec.config.socket.clone(),
+            })?;
+        let facts = self
+            .facts(&socket)
+            .await
+            .map_err(DriverError::podman(&task_id, "ask podman about its host"))?;
+        // Everything that can be checked without podman is checked before touching it.
+        spec::build(&spec, &self.config, &facts, "")
+            .map_err(|source| DriverError::Spec { task: task_id.clone(), source })?;
+
+        let name = spec.container_name();
+        let client = &socket.client;
+        let adopted = match client.container_inspect(&name).await {
+            Ok(existing) if existing.state.running => Some(existing),
+            Ok(existing) => {
+                client
+                    .container_delete(&existing.id, REMOVE)
+                    .await
+                    .map_err(DriverError::podman(&task_id, "remove the stopped container of an earlier start"))?;
+                None
+            }
+            Err(PodmanError::NotFound { .. }) => None,
+            Err(e) => return Err(DriverError::podman(&task_id, "look for an earlier container")(e)),
+        };
+
+        let inspect = match adopted {
+            Some(existing) => existing,
+            None => self.create_and_start(&spec, &socket, &facts).await?,
+        };
+        let log_mode = spec::log_mode(&spec.config, &self.config);
+        let state = TaskState {
+            version: TASK_STATE_VERSION,
+            task_id: task_id.clone(),
+            task_name: spec.context.name.clone(),
+            alloc_id: spec.context.alloc_id.clone(),
+            container_id: inspect.id.clone(),
+            container_name: name,
+            socket: socket.config.name.clone(),
+            started_at: inspect.state.started_at().unwrap_or_else(SystemTime::now),
+            log: LogTarget {
+                forward: log_mode.collect,
+                stdout_path: spec.context.stdout_path.clone(),
+                stderr_path: spec.context.stderr_path.clone(),
+            },
+            network: Some(DriverNetwork {
+                port_map: spec.config.port_map.clone(),
+                ip: task_ip(&inspect, spec::custom_network(&spec)),
+                auto_advertise: true,
+            }),
+            image_id: inspect.image.clone(),
+            kill_signal: spec.context.kill_signal.clone(),
+        };
+        let network = state.network.clone();
+        self.register(state.clone(), socket, ExitState::Running, Some(state.started_at));
+        Ok(StartedTask { state, network })
+    }
+
+    async fn create_and_start(
+        &self,
+        spec: &TaskSpec,
+        socket: &Arc<Socket>,
+        facts: &spec::HostFacts,
+    ) -> Result<ContainerInspect, DriverError> {
+        let task_id = spec.context.id.as_str();
+        let client = &socket.client;
+        if let Some(network) = spec::custom_network(spec) {
+            let exists = client
+                .network_exists(network)
+                .await
+                .map_err(DriverError::podman(task_id, "check the task's network"))?;
+            if !exists {
+                return Err(DriverError::NetworkNotFound {
+                    task: task_id.to_string(),
+                    network: network.to_string(),
+                });
+            }
+        }
+        let image_id = self.prepare_image(spec, socket).await?;
+        let body = spec::build(spec, &self.config, facts, &image_id)
+            .map_err(|source| DriverError::Spec { task: task_id.to_string(), source })?;
+        let created = client
+            .container_create(&body)
+            .await
+            .map_err(DriverError::podman(task_id, "create the container"))?;
+        for warning in &created.warnings {
+            self.emit(&spec.context, format!("podman: {warning}"));
+        }
+        let started = async {
+            client
+                .container_start(&created.id)
+                .await
+                .map_err(DriverError::podman(task_id, "start the container"))?;
+            client
+                .container_inspect(&created.id)
+                .await
+                .map_err(DriverError::podman(task_id, "inspect the started container"))
+        }
+        .await;
+        if started.is_err() {
+            // Leave nothing behind: the caller sees the start error, not this one.
+            let _ = client.container_delete(&created.id, REMOVE).await;
+        }
+        started
+    }
+
+    async fn prepare_image(&self, spec: &TaskSpec, socket: &Socket) -> Result<String, DriverError> {
+        let image = spec.config.image.as_str();
+        if !spec.config.force_pull {
+            if let Ok(found) = socket.client.image_inspect(image).await {
+                return Ok(found.id);
+            }
+        }
+        self.emit(&spec.context, format!("Pulling image {image}"));
+        let options = PullOptions {
+            reference: image.to_string(),
+            tls_verify: spec.config.tls_verify(),
+            ..PullOptions::default()
+        };
+        socket
+            .client
+            .image_pull(&options, |_| {})
+            .await
+            .map_err(|e| DriverError::Image {
+                task: spec.context.id.clone(),
+                image: image.to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Records a task and starts watching it (exit, logs).
+    fn register(
+        &self,
+        state: TaskState,
+        socket: Arc<Socket>,
+        exit: ExitState,
+        logs_since: Option<SystemTime>,
+    ) {
+        let running = exit == ExitState::Running;
+        let (sender, _) = watch::channel(exit);
+        let sender = Arc::new(sender);
+        let _ = logs_since;
+        let forwarder = None;
+        if running {
+            socket.monitor.watch(&state.container_id, sender.clone());
+        }
+        let task = Arc::new(Task {
+            state,
+            socket,
+            exit: sender,
+            forwarder: Mutex::new(forwarder),
+        });
+        self.write_tasks().insert(task.state.task_id.clone(), task);
+    }
+
+    /// Takes a task over again from its persisted state, without restarting it. A task
+    /// that exited meanwhile reports its real exit code (the Go plugin reports 0).
+    /// Recovering a task this driver already holds does nothing.
+    pub async fn recover(&self, state: TaskState) -> Result<(), DriverError> {
+        if self.read_tasks().contains_key(&state.task_id) {
+            return Ok(());
+        }
+        let task_id = state.task_id.clone();
+        let socket = self
+            .socket(&state.socket)
+            .cloned()
+            .ok_or_else(|| DriverError::UnknownSocket {
+                task: task_id.clone(),
+                socket: state.socket.clone(),
+            })?;
+        let inspect = socket
+            .client
+            .container_inspect(&state.container_id)
+            .await
+            .map_err(DriverError::podman(&task_id, "find the task's container"))?;
+        let mut exit = if inspect.state.running {
+            ExitState::Running
+        } else {
+            Monitor::exit_result(&socket.client, &state.container_id).await
+        };
+        if exit != ExitState::Running && self.config.recover_stopped {
+            if socket.client.container_start(&state.container_id).await.is_ok() {
+                exit = ExitState::Running;
+            }
+        }
+        // Output written while no driver was running is not replayed: it would duplicate
+        // what was forwarded before the restart.
+        self.register(state, socket, exit, Some(SystemTime::now()));
+        Ok(())
+    }
+
+    /// Waits for the task to exit and returns how it ended.
+    pub async fn wait(&self, task_id: &str) -> Result<ExitResult, DriverError> {
+        let mut exit = self.task(task_id)?.exit.subscribe();
+        loop {
+            if let ExitState::Exited { result, .. } = &*exit.borrow_and_update() {
+                return Ok(result.clone());
+            }
+            if exit.changed().await.is_err() {
+                // The task was destroyed while we waited.
+                return Err(DriverError::TaskNotFound(task_id.to_string()));
+            }
+        }
+    }
+
+    async fn wait_for_exit(task: &Task, timeout: Duration) -> bool {
+        let mut exit = task.exit.subscribe();
+        let exited = async {
+            loop {
+                if *exit.borrow_and_update() != ExitState::Running {
+                    return;
+                }
+                if exit.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, exited).await.is_ok()
+    }
+
+    /// Sends `signal` (else the task's kill signal, else SIGTERM), waits up to `timeout`
+    /// for the task to exit, then kills it. Stopping an exited task is not an error.
+    pub async fn stop(&self, task_id: &str, timeout: Duration, signal: Option<&str>) -> Result<(), DriverError> {
+        let task = self.task(task_id)?;
+        if task.exit_state() != ExitState::Running {
+            return Ok(());
+        }
+        let signal = signal
+            .filter(|s| !s.is_empty())
+            .or(task.state.kill_signal.as_deref())
+            .unwrap_or("SIGTERM");
+        let client = &task.socket.client;
+        match client.container_kill(&task.state.container_id, signal).await {
+            Ok(()) => {}
+            Err(PodmanError::NotFound { .. }) | Err(PodmanError::Conflict { .. }) => return Ok(()),
+            Err(e) => return Err(DriverError::podman(task_id, "send the kill signal")(e)),
+        }
+        if Self::wait_for_exit(&task, timeout).await {
+            return Ok(());
+        }
+        self.kill(&task).await
+    }
+
+    async fn kill(&self, task: &Task) -> Result<(), DriverError> {
+        match task.socket.client.container_kill(&task.state.container_id, "SIGKILL").await {
+            Ok(()) | Err(PodmanError::NotFound { .. }) | Err(PodmanError::Conflict { .. }) => {}
+            Err(e) => return Err(DriverError::podman(&task.state.task_id, "kill the container")(e)),
+        }
+        Self::wait_for_exit(task, KILL_SETTLE).await;
+        Ok(())
+    }
+
+    /// Forgets the task and, with `gc.container`, removes its container. A running task
+    /// needs `force` and is killed first.
+    pub async fn destroy(&self, task_id: &str, force: bool) -> Result<(), DriverError> {
+        let task = self.task(task_id)?;
+        if task.exit_state() == ExitState::Running {
+            if !force {
+                return Err(DriverError::StillRunning { task: task_id.to_string() });
+            }
+            self.kill(&task).await?;
+        }
+        if let Some(forwarder) = task.forwarder.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            forwarder.abort();
+        }
+        task.socket.monitor.unwatch(&task.state.container_id);
+        if self.config.gc.container {
+            match task.socket.client.container_delete(&task.state.container_id, REMOVE).await {
+                Ok(()) | Err(PodmanError::NotFound { .. }) => {}
+                Err(e) => return Err(DriverError::podman(task_id, "remove the container")(e)),
+            }
+        }
+        self.write_tasks().remove(task_id);
+        Ok(())
+    }
+
+    pub async fn inspect(&self, task_id: &str) -> Result<TaskStatus, DriverError> {
+        let task = self.task(task_id)?;
+        let (state, completed_at, exit_result) = match task.exit_state() {
+            ExitState::Running => (TaskRunState::Running, None, None),
+            ExitState::Exited { result, at } => (TaskRunState::Exited, Some(at), Some(result)),
+        };
+        let mut attributes = std::collections::BTreeMap::new();
+        attributes.insert("container_id".to_string(), task.state.container_id.clone());
+        attributes.insert("container_name".to_string(), task.state.container_name.clone());
+        attributes.insert("socket".to_string(), task.state.socket.clone());
+        Ok(TaskStatus {
+            id: task.state.task_id.clone(),
+            name: task.state.task_name.clone(),
+            state,
+            started_at: task.state.started_at,
+            completed_at,
+            exit_result,
+            attributes,
+        })
+    }
+
+    /// The persisted state of a task, as returned by `start`.
+    pub fn task_state(&self, task_id: &str) -> Result<TaskState, DriverError> {
+        Ok(self.task(task_id)?.state.clone())
+    }
+
+    /// Sends a signal (a name such as `SIGHUP`, or a number) to the task.
+    pub async fn signal(&self, task_id: &str, signal: &str) -> Result<(), DriverError> {
+        let task = self.task(task_id)?;
+        task.socket
+            .client
+            .container_kill(&task.state.container_id, signal)
+            .await
+            .map_err(DriverError::podman(task_id, "signal the container"))
+    }
+
+    /// CPU and memory of the task every `interval`; the stream ends when the task exits.
+    pub fn stats(&self, task_id: &str, interval: Duration) -> Result<tokio::sync::mpsc::Receiver<super::TaskStats>, DriverError> {
+        let task = self.task(task_id)?;
+        Ok(task.socket.monitor.subscribe_stats(&task.state.container_id, interval))
+    }
+}
+
+/// Removal of a task's container: whatever its state, with its anonymous volumes.
+const REMOVE: DeleteOptions = DeleteOptions {
+    force: true,
+    volumes: true,
+    stop_timeout: None,
+};
+
+/// The address Nomad advertises for the task: the container's own address, else its
+/// address on the network it joined.
+fn task_ip(inspect: &ContainerInspect, network: Option<&str>) -> String {
+    let settings = &inspect.network_settings;
+    if !settings.ip_address.is_empty() {
+        return settings.ip_address.clone();
+    }
+    let endpoint = match network {
+        Some(name) => settings.networks.get(name),
+        None => settings.networks.values().next(),
+    };
+    match endpoint {
+        Some(e) if !e.ip_address.is_empty() => e.ip_address.clone(),
+        Some(e) => e.global_ipv6_address.clone(),
+        None => settings.global_ipv6_address.clone(),
+    }
+}

@@ -1,0 +1,319 @@
+//! One watcher per podman socket for every task on it: exits come from a single events
+//! stream (with a periodic reconcile for anything the stream missed), and stats for all
+//! tasks come from one bulk stats request per tick, fanned out to each subscriber at its
+//! own interval. The cost of watching tasks therefore stays flat as tasks are added.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::model::{ExitResult, TaskStats};
+use super::podman::{self, PodmanClient, PodmanError};
+use super::spec::MANAGED_LABEL;
+use super::stats::{Compute, Sample, Tracker};
+
+/// How often the exit watcher compares its view with podman's even when the events stream
+/// is quiet: events can be lost while the stream reconnects.
+const RECONCILE_PERIOD: Duration = Duration::from_secs(10);
+/// Pause before reconnecting a failed events stream.
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// Shortest stats tick, whatever a caller asks for.
+const MIN_STATS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Whether a task still runs, as the watcher last saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExitState {
+    Running,
+    Exited {
+        result: ExitResult,
+        at: SystemTime,
+    },
+}
+
+pub type ExitSender = watch::Sender<ExitState>;
+
+struct StatsSubscriber {
+    container_id: String,
+    interval: Duration,
+    next_due: Instant,
+    tracker: Tracker,
+    sink: mpsc::Sender<TaskStats>,
+}
+
+#[derive(Default)]
+struct Shared {
+    watched: HashMap<String, Arc<ExitSender>>,
+    subscribers: Vec<StatsSubscriber>,
+    exit_watcher_running: bool,
+    stats_poller_running: bool,
+}
+
+/// The watcher of one podman socket.
+pub struct Monitor {
+    client: PodmanClient,
+    compute: Compute,
+    shared: Mutex<Shared>,
+    wake_exit_watcher: Notify,
+    cancel: CancellationToken,
+}
+
+impl Monitor {
+    pub fn new(client: PodmanClient, compute: Compute, cancel: CancellationToken) -> Arc<Self> {
+        Arc::new(Monitor {
+            client,
+            compute,
+            shared: Mutex::new(Shared::default()),
+            wake_exit_watcher: Notify::new(),
+            cancel,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        // A panic while holding the lock leaves plain data behind; keep going with it.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts reporting the exit of `container_id` through `exit`.
+    pub fn watch(self: &Arc<Self>, container_id: &str, exit: Arc<ExitSender>) {
+        let start = {
+            let mut shared = self.lock();
+            shared.watched.insert(container_id.to_string(), exit);
+            !std::mem::replace(&mut shared.exit_watcher_running, true)
+        };
+        if start {
+            tokio::spawn(run_exit_watcher(Arc::downgrade(self)));
+        } else {
+            // A container that exits before the stream sees it is caught by a reconcile now.
+            self.wake_exit_watcher.notify_one();
+        }
+    }
+
+    pub fn unwatch(&self, container_id: &str) {
+        let mut shared = self.lock();
+        shared.watched.remove(container_id);
+        shared.subscribers.retain(|s| s.container_id != container_id);
+    }
+
+    /// Stats of `container_id` every `interval` until the receiver is dropped or the task
+    /// exits (the channel then closes).
+    pub fn subscribe_stats(
+        self: &Arc<Self>,
+        container_id: &str,
+        interval: Duration,
+    ) -> mpsc::Receiver<TaskStats> {
+        let (sink, receiver) = mpsc::channel(4);
+        let start = {
+            let mut shared = self.lock();
+            shared.subscribers.push(StatsSubscriber {
+                container_id: container_id.to_string(),
+                interval: interval.max(MIN_STATS_INTERVAL),
+                next_due: Instant::now(),
+                tracker: Tracker::default(),
+                sink,
+            });
+            !std::mem::replace(&mut shared.stats_poller_running, true)
+        };
+        if start {
+            tokio::spawn(run_stats_poller(Arc::downgrade(self)));
+        }
+        receiver
+    }
+
+    /// Reads the final state of a container that is no longer running.
+    pub async fn exit_result(client: &PodmanClient, container_id: &str) -> ExitState {
+        match client.container_inspect(container_id).await {
+            Ok(inspect) if inspect.state.running => ExitState::Running,
+            Ok(inspect) => ExitState::Exited {
+                result: exit_result_of(&inspect.state),
+                at: inspect.state.finished_at().unwrap_or_else(SystemTime::now),
+            },
+            Err(PodmanError::NotFound { .. }) => ExitState::Exited {
+                result: ExitResult {
+                    exit_code: 0,
+                    signal: 0,
+                    oom_killed: false,
+                    err: Some(format!(
+                        "container {container_id} was removed outside the driver; its exit code is lost"
+                    )),
+                },
+                at: SystemTime::now(),
+            },
+            Err(e) => ExitState::Exited {
+                result: ExitResult {
+                    err: Some(format!("unable to get the exit code of {container_id}: {e}")),
+                    ..ExitResult::default()
+                },
+                at: SystemTime::now(),
+            },
+        }
+    }
+
+    async fn settle(&self, container_id: &str) {
+        let Some(exit) = self.lock().watched.get(container_id).cloned() else {
+            return;
+        };
+        let state = Self::exit_result(&self.client, container_id).await;
+        if state != ExitState::Running {
+            self.lock().watched.remove(container_id);
+            exit.send_replace(state);
+        }
+    }
+
+    /// Settles every watched container podman no longer reports as running. One list
+    /// request, whatever the number of tasks.
+    async fn reconcile(&self) -> Result<(), PodmanError> {
+        let watched: Vec<String> = self.lock().watched.keys().cloned().collect();
+        if watched.is_empty() {
+            return Ok(());
+        }
+        let running = self
+            .client
+            .container_list(&podman::ListOptions {
+                all: true,
+                labels: vec![format!("{MANAGED_LABEL}=true")],
+                names: Vec::new(),
+            })
+            .await?
+            .into_iter()
+            .filter(|c| c.state == "running")
+            .map(|c| c.id)
+            .collect::<std::collections::HashSet<_>>();
+        for id in watched {
+            if !running.contains(&id) {
+                self.settle(&id).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs until the driver is dropped or cancelled. Holds the monitor only while working,
+/// so dropping the driver ends the loop.
+async fn run_exit_watcher(monitor: Weak<Monitor>) {
+        let filters = podman::EventsOptions {
+            types: vec!["container".into()],
+            actions: vec!["died".into()],
+            labels: vec![format!("{MANAGED_LABEL}=true")],
+            ..podman::EventsOptions::default()
+        };
+        loop {
+            let Some(monitor) = monitor.upgrade() else { return };
+            let cancel = monitor.cancel.clone();
+            let stream = monitor.client.events(&filters).await;
+            // Anything that died while we were not listening.
+            let _ = monitor.reconcile().await;
+            match stream {
+                Ok(mut stream) => loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        event = stream.next() => match event {
+                            Some(Ok(event)) => monitor.settle(event.id()).await,
+                            Some(Err(_)) | None => break,
+                        },
+                        _ = tokio::time::sleep(RECONCILE_PERIOD) => { let _ = monitor.reconcile().await; }
+                        _ = monitor.wake_exit_watcher.notified() => { let _ = monitor.reconcile().await; }
+                    }
+                },
+                Err(_) => {}
+            }
+            drop(monitor);
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(RECONNECT_DELAY) => {}
+            }
+        }
+    }
+
+async fn run_stats_poller(monitor: Weak<Monitor>) {
+        loop {
+            let Some(monitor) = monitor.upgrade() else { return };
+            let tick = {
+                let mut shared = monitor.lock();
+                shared.subscribers.retain(|s| !s.sink.is_closed());
+                if shared.subscribers.is_empty() {
+                    shared.stats_poller_running = false;
+                    return;
+                }
+                shared
+                    .subscribers
+                    .iter()
+                    .map(|s| s.interval)
+                    .min()
+                    .unwrap_or(MIN_STATS_INTERVAL)
+            };
+            let cancel = monitor.cancel.clone();
+            // No ids: every running container, so a task that just exited cannot fail
+            // the request for all the others.
+            let polled = monitor.client.container_stats(&[]).await;
+            if let Ok(stats) = polled {
+                monitor.fan_out(&stats);
+            }
+            drop(monitor);
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(tick) => {}
+            }
+        }
+}
+
+impl Monitor {
+    fn fan_out(&self, stats: &[podman::ContainerStats]) {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let by_id: HashMap<&str, &podman::ContainerStats> =
+            stats.iter().map(|s| (s.container_id.as_str(), s)).collect();
+        let compute = self.compute;
+        let mut shared = self.lock();
+        let Shared {
+            watched,
+            subscribers,
+            ..
+        } = &mut *shared;
+        subscribers.retain_mut(|sub| {
+            let Some(stat) = by_id.get(sub.container_id.as_str()) else {
+                // Not running any more: close the stream once the exit is known.
+                return watched.contains_key(&sub.container_id);
+            };
+            if sub.next_due > now {
+                return true;
+            }
+            sub.next_due = now + sub.interval;
+            let sample = Sample {
+                system_nano: stat.system_nano,
+                cpu_nano: stat.cpu_nano,
+                cpu_system_nano: stat.cpu_system_nano,
+                mem_usage: stat.mem_usage,
+            };
+            let report = sub.tracker.update(sample, compute, wall);
+            !matches!(
+                sub.sink.try_send(report),
+                Err(mpsc::error::TrySendError::Closed(_))
+            )
+        });
+    }
+}
+
+/// The exit result podman's inspect describes. Podman reports a process killed by a
+/// signal as exit code 128+N; that signal is reported too.
+pub fn exit_result_of(state: &podman::ContainerState) -> ExitResult {
+    let code = state.exit_code;
+    let mut result = ExitResult {
+        exit_code: code,
+        signal: if (129..=128 + 64).contains(&code) {
+            code - 128
+        } else {
+            0
+        },
+        oom_killed: state.oom_killed,
+        err: (!state.error.is_empty()).then(|| state.error.clone()),
+    };
+    if state.oom_killed {
+        result.err = Some("Podman container killed by OOM killer".to_string());
+    }
+    result
+}

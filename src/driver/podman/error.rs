@@ -1,0 +1,126 @@
+//! Typed failures of libpod calls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The underlying cause of a transport failure (I/O or HTTP protocol).
+pub type TransportCause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// A failed libpod call. Every variant names the operation (e.g. `inspect container web-1`)
+/// and, when podman answered, podman's own message.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PodmanError {
+    #[error("{operation}: not found: {message}")]
+    NotFound { operation: String, message: String },
+    #[error("{operation}: conflict: {message}")]
+    Conflict { operation: String, message: String },
+    #[error("{operation}: podman answered {status}: {message}")]
+    Server {
+        operation: String,
+        status: u16,
+        message: String,
+    },
+    /// Podman accepted the request but reported a failure in the reply body
+    /// (an `error` line of a pull, a removal report, the error channel of a stream).
+    #[error("{operation}: {message}")]
+    Failed { operation: String, message: String },
+    #[error("{operation}: cannot talk to podman at {endpoint}: {source}")]
+    Transport {
+        operation: String,
+        endpoint: String,
+        #[source]
+        source: TransportCause,
+    },
+    #[error("{operation}: no answer from podman within {timeout:?}")]
+    Timeout { operation: String, timeout: Duration },
+    #[error("{operation}: cannot decode podman's reply: {message}")]
+    Decode { operation: String, message: String },
+    #[error("invalid podman socket {socket:?}: {reason}")]
+    InvalidSocket { socket: String, reason: String },
+}
+
+impl PodmanError {
+    /// True for "no such container/image/exec session".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, PodmanError::NotFound { .. })
+    }
+
+    /// True when podman could not be reached or did not answer in time: retrying may help.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            PodmanError::Transport { .. } | PodmanError::Timeout { .. }
+        )
+    }
+
+    /// Maps a non-success reply to a typed error, keeping podman's message.
+    pub(crate) fn from_status(operation: &str, status: u16, body: &[u8]) -> Self {
+        let message = error_message(body);
+        let operation = operation.to_string();
+        match status {
+            404 => PodmanError::NotFound { operation, message },
+            409 => PodmanError::Conflict { operation, message },
+            _ => PodmanError::Server {
+                operation,
+                status,
+                message,
+            },
+        }
+    }
+}
+
+/// Podman's JSON error body: `{"cause", "message", "response"}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ErrorBody {
+    message: Option<String>,
+    cause: Option<String>,
+}
+
+/// The most specific text in an error body: `message`, else `cause`, else the raw body.
+fn error_message(body: &[u8]) -> String {
+    if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) {
+        if let Some(m) = parsed.message.filter(|m| !m.is_empty()) {
+            return m;
+        }
+        if let Some(c) = parsed.cause.filter(|c| !c.is_empty()) {
+            return c;
+        }
+    }
+    let text = String::from_utf8_lossy(body).trim().to_string();
+    if text.is_empty() {
+        "(empty reply)".to_string()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_map_to_variants_with_podmans_message() {
+        let body = br#"{"cause":"no such container","message":"no container with name or ID \"x\" found: no such container","response":404}"#;
+        let e = PodmanError::from_status("inspect container x", 404, body);
+        assert!(e.is_not_found());
+        assert_eq!(
+            e.to_string(),
+            "inspect container x: not found: no container with name or ID \"x\" found: no such container"
+        );
+        let e = PodmanError::from_status("kill container x", 409, br#"{"message":"not running"}"#);
+        assert!(matches!(e, PodmanError::Conflict { ref message, .. } if message == "not running"));
+        let e = PodmanError::from_status("create container", 500, br#"{"cause":"boom"}"#);
+        assert!(matches!(e, PodmanError::Server { status: 500, ref message, .. } if message == "boom"));
+    }
+
+    #[test]
+    fn non_json_bodies_are_kept_as_text() {
+        let e = PodmanError::from_status("ping", 502, b"bad gateway\n");
+        assert_eq!(e.to_string(), "ping: podman answered 502: bad gateway");
+        let e = PodmanError::from_status("ping", 500, b"");
+        assert!(e.to_string().ends_with("(empty reply)"));
+    }
+}

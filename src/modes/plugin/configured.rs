@@ -1,0 +1,39 @@
+//! The core driver that `SetConfig` builds, shared by the gRPC services.
+//!
+//! `SetConfig` may come several times (the agent validates the config twice on a
+//! short-lived instance; a reattached agent does not call it at all). Repeating the same
+//! config keeps the existing driver, with every task it tracks; a different config builds
+//! a new one.
+
+use std::sync::{Arc, RwLock};
+
+use tonic::Status;
+
+use crate::driver::config::DriverConfig;
+use crate::driver::error::DriverError;
+use crate::driver::Driver;
+
+use super::status;
+
+#[derive(Default)]
+pub(crate) struct ConfiguredDriver {
+    current: RwLock<Option<Arc<Driver>>>,
+}
+
+impl ConfiguredDriver {
+    /// The driver of the latest `SetConfig`.
+    pub(crate) fn get(&self) -> Result<Arc<Driver>, Status> {
+        let current = self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        current.clone().ok_or_else(status::not_configured)
+    }
+
+    /// Whether this is a new configuration.
+    pub(crate) fn set(&self, config: DriverConfig) -> Result<bool, DriverError> {
+        let mut current = self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if current.as_ref().is_some_and(|driver| *driver.config() == config) {
+            return Ok(false);
+        }
+        *current = Some(Driver::new(config)?);
+        Ok(true)
+    }
+}

@@ -1,0 +1,133 @@
+//! Allocation directories in Nomad's layout, under the runner's state dir:
+//!
+//! ```text
+//! <state>/<job id>/<alloc id>/
+//!   alloc/{data,logs,tmp}          mounted at /alloc in every task
+//!   <task>/{local,secrets,tmp}     local at /local, secrets at /secrets
+//! ```
+//!
+//! Task output goes to `alloc/logs/<task>.stdout.0` and `.stderr.0`, as Nomad's logmon
+//! names its first files.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The runner's state root: `$XDG_RUNTIME_DIR/nomad-driver-podman`, else
+/// `/tmp/nomad-driver-podman-<uid>`.
+pub fn default_state_root() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("nomad-driver-podman"),
+        None => PathBuf::from(format!("/tmp/nomad-driver-podman-{}", nix::unistd::getuid())),
+    }
+}
+
+/// One allocation's directory tree.
+#[derive(Debug, Clone)]
+pub struct AllocDir {
+    pub root: PathBuf,
+}
+
+impl AllocDir {
+    pub fn new(state_root: &Path, job_id: &str, alloc_id: &str) -> Self {
+        AllocDir { root: state_root.join(job_id).join(alloc_id) }
+    }
+
+    pub fn shared(&self) -> PathBuf {
+        self.root.join("alloc")
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.shared().join("logs")
+    }
+
+    pub fn task_dir(&self, task: &str) -> PathBuf {
+        self.root.join(task)
+    }
+
+    pub fn local(&self, task: &str) -> PathBuf {
+        self.task_dir(task).join("local")
+    }
+
+    pub fn secrets(&self, task: &str) -> PathBuf {
+        self.task_dir(task).join("secrets")
+    }
+
+    pub fn stdout(&self, task: &str) -> PathBuf {
+        self.logs().join(format!("{task}.stdout.0"))
+    }
+
+    pub fn stderr(&self, task: &str) -> PathBuf {
+        self.logs().join(format!("{task}.stderr.0"))
+    }
+
+    /// Creates the tree. Directories are world-writable (as Nomad makes the shared alloc
+    /// dir) so tasks running as another user inside their container can write to them.
+    pub async fn create(&self, tasks: &[&str]) -> std::io::Result<()> {
+        let mut dirs = vec![self.shared().join("data"), self.logs(), self.shared().join("tmp")];
+        for task in tasks {
+            dirs.push(self.local(task));
+            dirs.push(self.secrets(task));
+            dirs.push(self.task_dir(task).join("tmp"));
+        }
+        for dir in dirs {
+            tokio::fs::create_dir_all(&dir).await?;
+            tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).await?;
+        }
+        Ok(())
+    }
+
+    /// The file a template `destination` names, which must stay inside the allocation
+    /// (Nomad's template sandbox). Relative destinations are relative to the task dir.
+    pub fn template_destination(&self, task: &str, destination: &str) -> Option<PathBuf> {
+        let joined = if Path::new(destination).is_absolute() {
+            PathBuf::from(destination)
+        } else {
+            self.task_dir(task).join(destination)
+        };
+        let normalized = normalize(&joined);
+        normalized.starts_with(&self.root).then_some(normalized)
+    }
+}
+
+/// Resolves `.` and `..` without touching the filesystem.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn creates_nomads_layout() {
+        let state = tempfile::tempdir().unwrap();
+        let dir = AllocDir::new(state.path(), "web", "a1");
+        dir.create(&["server", "sidecar"]).await.unwrap();
+        for sub in ["alloc/data", "alloc/logs", "alloc/tmp", "server/local", "server/secrets", "server/tmp", "sidecar/local"] {
+            let path = state.path().join("web/a1").join(sub);
+            let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(meta.is_dir());
+            assert_eq!(meta.permissions().mode() & 0o777, 0o777);
+        }
+        assert_eq!(dir.stdout("server"), state.path().join("web/a1/alloc/logs/server.stdout.0"));
+    }
+
+    #[test]
+    fn template_destinations_stay_in_the_allocation() {
+        let dir = AllocDir::new(Path::new("/state"), "web", "a1");
+        assert_eq!(dir.template_destination("t", "local/x.conf"), Some(PathBuf::from("/state/web/a1/t/local/x.conf")));
+        assert_eq!(dir.template_destination("t", "../alloc/data/y"), Some(PathBuf::from("/state/web/a1/alloc/data/y")));
+        assert_eq!(dir.template_destination("t", "../../../etc/passwd"), None);
+        assert_eq!(dir.template_destination("t", "/etc/passwd"), None);
+    }
+}

@@ -1,0 +1,126 @@
+//! Command-line arguments of the runner's subcommands.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+/// The runner's subcommands; the binary flattens them into its own command list.
+#[derive(Debug, Clone, Subcommand)]
+pub enum RunnerCommand {
+    /// Run a Nomad job file's podman tasks on this machine, as a Nomad client would.
+    Run(RunArgs),
+    /// Check a job file; print every error with file:line:col.
+    Validate(ValidateArgs),
+    /// Show what `run` would start: images, commands, env, mounts, ports, networks.
+    Plan(PlanArgs),
+    /// List the containers of runner jobs (found by label, so also after a crash).
+    Ps(PsArgs),
+    /// Print a job's task output from its allocation logs.
+    Logs(LogsArgs),
+    /// Stop a job started with `run --detach` (or left behind), in Nomad's order.
+    Stop(StopArgs),
+}
+
+/// Where variable values come from, as in `nomad job run`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct VarArgs {
+    /// Set a variable: NAME=VALUE (repeatable; later wins).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Read variables from an HCL or JSON file (repeatable; later wins).
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+}
+
+/// How to reach podman and where the runner keeps allocation directories.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// Podman API socket (unix:///path or http://host:port); default: CONTAINER_HOST,
+    /// else the podman service of the current user.
+    #[arg(long, env = "CONTAINER_HOST", value_name = "URL")]
+    pub socket: Option<String>,
+    /// Directory for allocation dirs and runner state; default
+    /// $XDG_RUNTIME_DIR/nomad-driver-podman or /tmp/nomad-driver-podman-<uid>.
+    #[arg(long, env = "NOMAD_RUNNER_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The job file (HCL2 jobspec).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub vars: VarArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Start the job in the background and return; use ps, logs and stop afterwards.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// Host address ports are published on.
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    pub host_ip: IpAddr,
+    /// Image of the container that holds a bridge group's network namespace.
+    #[arg(long, default_value = "localhost/ndp-busybox:latest", value_name = "IMAGE")]
+    pub infra_image: String,
+    /// Plain output even on a terminal (NO_COLOR does the same).
+    #[arg(long)]
+    pub no_color: bool,
+    /// Internal: this process is the background runner of `run --detach`.
+    #[arg(long, hide = true)]
+    pub detached_child: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ValidateArgs {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PsArgs {
+    /// Only this job (its id, the label of the job block).
+    pub job: Option<String>,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Print the containers as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// The job id.
+    pub job: String,
+    /// Only this task (`task`, or `group.task`).
+    pub task: Option<String>,
+    /// Keep printing new output until the job's containers are gone (or Ctrl-C).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[arg(long)]
+    pub no_color: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StopArgs {
+    /// The job id.
+    pub job: String,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}

@@ -1,0 +1,378 @@
+//! `plan`: what `run` would start, per group and task, as text or JSON. Secrets (registry
+//! passwords, template contents) are never shown.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::check::{decode_config, INFRA_TASK};
+use super::jobspec::decode::{Ignored, SkippedTask};
+use super::model::{duration_text, Group, Job, NetworkMode, RestartMode, Task};
+
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub job_id: String,
+    pub job_name: String,
+    pub job_type: &'static str,
+    pub file: String,
+    pub groups: Vec<GroupPlan>,
+    pub ignored: Vec<Ignored>,
+    pub skipped_tasks: Vec<SkippedTask>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GroupPlan {
+    pub name: String,
+    pub count: u32,
+    pub network_mode: String,
+    pub ports: Vec<PortPlan>,
+    pub tasks: Vec<TaskPlan>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PortPlan {
+    pub label: String,
+    /// A fixed host port, or `None` for a dynamic one (20000-32000).
+    pub static_port: Option<u16>,
+    /// Port inside the task's network namespace; `None` = the host port.
+    pub to: Option<u16>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TaskPlan {
+    pub name: String,
+    pub lifecycle: &'static str,
+    pub leader: bool,
+    pub image: String,
+    pub entrypoint: Option<Vec<String>>,
+    /// `command` followed by `args`; empty = the image's CMD.
+    pub command: Vec<String>,
+    pub user: Option<String>,
+    /// The `env` block; `${...}` references are filled in when the task starts, together
+    /// with Nomad's `NOMAD_*` variables.
+    pub env: BTreeMap<String, String>,
+    pub network: String,
+    pub ports: Vec<String>,
+    pub mounts: Vec<MountPlan>,
+    pub templates: Vec<TemplatePlan>,
+    pub registry_auth: Option<AuthPlan>,
+    pub restart: String,
+    pub kill_signal: String,
+    pub kill_timeout: String,
+    pub cpu_mhz: u32,
+    pub memory_mb: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MountPlan {
+    pub source: String,
+    pub target: String,
+    pub kind: &'static str,
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TemplatePlan {
+    pub destination: String,
+    pub source: Option<String>,
+    pub env: bool,
+    pub perms: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuthPlan {
+    pub username: String,
+    /// Always `<redacted>` when a password is set.
+    pub password: Option<&'static str>,
+}
+
+pub fn build(job: &Job, ignored: Vec<Ignored>, skipped_tasks: Vec<SkippedTask>) -> Plan {
+    Plan {
+        job_id: job.id.clone(),
+        job_name: job.name.clone(),
+        job_type: job.job_type.as_str(),
+        file: job.file.display().to_string(),
+        groups: job.groups.iter().filter(|g| !g.tasks.is_empty()).map(group_plan).collect(),
+        ignored,
+        skipped_tasks,
+    }
+}
+
+fn group_plan(group: &Group) -> GroupPlan {
+    let (mode, ports) = match &group.network {
+        Some(n) => (
+            match n.mode {
+                NetworkMode::Bridge => "bridge",
+                NetworkMode::Host => "host",
+                NetworkMode::None => "none",
+            },
+            n.ports
+                .iter()
+                .map(|p| PortPlan { label: p.label.clone(), static_port: p.static_port, to: p.to })
+                .collect(),
+        ),
+        None => ("host", Vec::new()),
+    };
+    GroupPlan {
+        name: group.name.clone(),
+        count: group.count,
+        network_mode: mode.to_string(),
+        ports,
+        tasks: group.tasks.iter().map(|t| task_plan(group, t)).collect(),
+    }
+}
+
+fn task_plan(group: &Group, task: &Task) -> TaskPlan {
+    let config = decode_config(task, &task.config).ok();
+    let raw_str = |k: &str| task.config.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let bridge = group.network.as_ref().is_some_and(|n| n.mode == NetworkMode::Bridge);
+    let network_mode = config.as_ref().map_or_else(|| raw_str("network_mode"), |c| c.network_mode.clone());
+    let network = if bridge {
+        format!("the allocation's network namespace (group bridge, held by {INFRA_TASK})")
+    } else if let Some(t) = network_mode.strip_prefix("task:") {
+        format!("the network namespace of task {t:?}")
+    } else if network_mode.is_empty() {
+        "podman's default network".to_string()
+    } else {
+        network_mode
+    };
+    let mut mounts = vec![
+        MountPlan { source: "<alloc dir>/alloc".into(), target: "/alloc".into(), kind: "bind", options: Vec::new() },
+        MountPlan { source: format!("<alloc dir>/{}/local", task.name), target: "/local".into(), kind: "bind", options: Vec::new() },
+        MountPlan { source: format!("<alloc dir>/{}/secrets", task.name), target: "/secrets".into(), kind: "bind", options: Vec::new() },
+    ];
+    let mut command = Vec::new();
+    let mut entrypoint = None;
+    let mut ports = Vec::new();
+    let mut registry_auth = None;
+    let image = match &config {
+        Some(c) => {
+            if !c.command.is_empty() {
+                command.push(c.command.clone());
+            }
+            command.extend(c.args.iter().cloned());
+            entrypoint = c.entrypoint.clone();
+            if !bridge {
+                ports = c.ports.clone();
+            }
+            for v in c.bind_volumes().unwrap_or_default() {
+                let source = if v.source.starts_with('/') { v.source.clone() } else { format!("<alloc dir>/{}/{}", task.name, v.source) };
+                mounts.push(MountPlan { source, target: v.target, kind: "bind", options: v.options });
+            }
+            for (target, options) in c.tmpfs_mounts().unwrap_or_default() {
+                mounts.push(MountPlan { source: "tmpfs".into(), target, kind: "tmpfs", options });
+            }
+            registry_auth = c.auth.as_ref().filter(|a| !a.username.is_empty() || !a.password.is_empty()).map(|a| AuthPlan {
+                username: a.username.clone(),
+                password: (!a.password.is_empty()).then_some("<redacted>"),
+            });
+            c.image.clone()
+        }
+        None => raw_str("image"),
+    };
+    let r = &task.restart;
+    TaskPlan {
+        name: task.name.clone(),
+        lifecycle: task.stage().label(),
+        leader: task.leader,
+        image,
+        entrypoint,
+        command,
+        user: task.user.clone(),
+        env: task.env.clone(),
+        network,
+        ports,
+        mounts,
+        templates: task
+            .templates
+            .iter()
+            .map(|t| TemplatePlan {
+                destination: t.destination.clone(),
+                source: t.source.as_ref().map(|s| s.display().to_string()),
+                env: t.env,
+                perms: format!("{:04o}", t.perms),
+            })
+            .collect(),
+        registry_auth,
+        restart: format!(
+            "{} attempts in {}, delay {}, mode {}",
+            r.attempts,
+            duration_text::format(r.interval),
+            duration_text::format(r.delay),
+            match r.mode {
+                RestartMode::Fail => "fail",
+                RestartMode::Delay => "delay",
+            }
+        ),
+        kill_signal: task.kill_signal.clone().unwrap_or_else(|| "the image's STOPSIGNAL (default SIGTERM)".into()),
+        kill_timeout: duration_text::format(task.kill_timeout),
+        cpu_mhz: task.resources.cpu,
+        memory_mb: task.resources.memory_mb,
+    }
+}
+
+impl Plan {
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "Job {:?} ({}) from {}", self.job_id, self.job_type, self.file);
+        for g in &self.groups {
+            let _ = writeln!(
+                out,
+                "\n  Group {:?}: {} allocation{}, network {}",
+                g.name,
+                g.count,
+                if g.count == 1 { "" } else { "s" },
+                g.network_mode
+            );
+            for p in &g.ports {
+                let host = p.static_port.map_or_else(|| "dynamic".to_string(), |s| format!("static {s}"));
+                let to = p.to.map_or_else(|| "same port".to_string(), |t| t.to_string());
+                let _ = writeln!(out, "    port {}: host {host} -> {to}", p.label);
+            }
+            for t in &g.tasks {
+                let leader = if t.leader { ", leader" } else { "" };
+                let _ = writeln!(out, "\n    Task {:?} ({}{leader})", t.name, t.lifecycle);
+                let field = |out: &mut String, name: &str, value: &str| {
+                    let name = if name.is_empty() { String::new() } else { format!("{name}:") };
+                    let _ = writeln!(out, "      {name:<10} {value}");
+                };
+                field(&mut out, "image", &t.image);
+                if let Some(e) = &t.entrypoint {
+                    field(&mut out, "entrypoint", &shell_words(e));
+                }
+                field(&mut out, "command", &if t.command.is_empty() { "(image default)".to_string() } else { shell_words(&t.command) });
+                if let Some(u) = &t.user {
+                    field(&mut out, "user", u);
+                }
+                field(&mut out, "network", &t.network);
+                if !t.ports.is_empty() {
+                    field(&mut out, "ports", &t.ports.join(", "));
+                }
+                for (i, (k, v)) in t.env.iter().enumerate() {
+                    field(&mut out, if i == 0 { "env" } else { "" }, &format!("{k}={v}"));
+                }
+                for (i, m) in t.mounts.iter().enumerate() {
+                    let opts = if m.options.is_empty() { String::new() } else { format!(" ({})", m.options.join(",")) };
+                    field(&mut out, if i == 0 { "mounts" } else { "" }, &format!("{} -> {} [{}]{opts}", m.source, m.target, m.kind));
+                }
+                for (i, tpl) in t.templates.iter().enumerate() {
+                    let env = if tpl.env { ", read into env" } else { "" };
+                    field(&mut out, if i == 0 { "templates" } else { "" }, &format!("{} (perms {}{env})", tpl.destination, tpl.perms));
+                }
+                if let Some(a) = &t.registry_auth {
+                    let password = a.password.map_or(String::new(), |p| format!(", password {p}"));
+                    field(&mut out, "auth", &format!("user {:?}{password}", a.username));
+                }
+                field(&mut out, "resources", &format!("cpu {} MHz, memory {} MiB", t.cpu_mhz, t.memory_mb));
+                field(&mut out, "restart", &t.restart);
+                field(&mut out, "stop", &format!("{}, then SIGKILL after {}", t.kill_signal, t.kill_timeout));
+            }
+        }
+        out.push_str(&notices_text(&self.ignored, &self.skipped_tasks));
+        out
+    }
+}
+
+/// The "ignored" and "skipped" lines shared by validate, plan and run.
+pub fn notices_text(ignored: &[Ignored], skipped: &[SkippedTask]) -> String {
+    let mut out = String::new();
+    if !ignored.is_empty() {
+        let _ = writeln!(out, "\nIgnored (no effect in a local run):");
+        for i in ignored {
+            let times = if i.count > 1 { format!(" ({}x)", i.count) } else { String::new() };
+            let _ = writeln!(out, "  {}{times} at {}", i.what, i.location);
+        }
+    }
+    if !skipped.is_empty() {
+        let _ = writeln!(out, "\nSkipped (only driver = \"podman\" tasks run):");
+        for s in skipped {
+            let _ = writeln!(out, "  {}.{} (driver {:?}) at {}", s.group, s.task, s.driver, s.location);
+        }
+    }
+    out
+}
+
+fn shell_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=${}@%+,".contains(c)) {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modes::run::jobspec::{parse, Source, VarInputs};
+
+    const JOB: &str = r#"job "web" {
+  group "app" {
+    network {
+      mode = "bridge"
+      port "http" {
+        static = 8080
+        to     = 80
+      }
+    }
+    task "server" {
+      driver = "podman"
+      config {
+        image   = "localhost/ndp-busybox:latest"
+        command = "httpd"
+        args    = ["-f", "-p", "${NOMAD_PORT_http}"]
+        volumes = ["data:/data:ro"]
+        auth {
+          username = "me"
+          password = "hunter2"
+        }
+      }
+      env {
+        GREETING = "hi there"
+      }
+      template {
+        data        = "TOKEN=s3cr3t-value"
+        destination = "secrets/token.env"
+        env         = true
+      }
+    }
+  }
+}
+"#;
+
+    #[test]
+    fn plan_shows_resolved_tasks_without_secrets() {
+        let loaded = parse(Source::new("web.nomad", JOB), &VarInputs::default()).unwrap();
+        let plan = build(&loaded.job, loaded.notices.ignored, loaded.notices.skipped_tasks);
+        let text = plan.to_text();
+        for expected in [
+            "Job \"web\" (service) from web.nomad",
+            "Group \"app\": 1 allocation, network bridge",
+            "port http: host static 8080 -> 80",
+            "Task \"server\" (main)",
+            "image:     localhost/ndp-busybox:latest",
+            "command:   httpd -f -p ${NOMAD_PORT_http}",
+            "network:   the allocation's network namespace",
+            "env:       GREETING=hi there",
+            "<alloc dir>/server/data -> /data [bind] (ro)",
+            "secrets/token.env (perms 0644, read into env)",
+            "auth:      user \"me\", password <redacted>",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        let json = serde_json::to_string(&plan).unwrap();
+        for text in [&text, &json] {
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(!text.contains("s3cr3t"), "{text}");
+        }
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["groups"][0]["tasks"][0]["command"], serde_json::json!(["httpd", "-f", "-p", "${NOMAD_PORT_http}"]));
+        assert_eq!(value["groups"][0]["ports"][0]["static_port"], 8080);
+    }
+}

@@ -1,0 +1,339 @@
+//! `run`: a job's allocations on this machine, in the foreground (or as the background
+//! process of `run --detach`), until batch tasks finish or the job is stopped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::driver::config::DriverConfig;
+use crate::driver::model::Health;
+use crate::driver::Driver;
+
+use super::alloc::{default_state_root, AllocDir};
+use super::check::INFRA_TASK;
+use super::cli::{ConnectionArgs, RunArgs};
+use super::env::{node_attributes, AllocIdentity};
+use super::error::{exit_code, RunError};
+use super::infra;
+use super::lifecycle::{run_alloc, AllocOutcome, Shutdown};
+use super::logs::follow;
+use super::model::{Job, NetworkMode};
+use super::plan::notices_text;
+use super::ports::PortAllocator;
+use super::state::{self, Manifest, ManifestAlloc};
+use super::task_runner::AllocContext;
+use super::ui::{use_color, Stream, Ui};
+use super::validate::load_checked;
+
+/// Files the runner keeps next to a job's allocation dirs.
+pub struct JobFiles {
+    pub dir: PathBuf,
+}
+
+impl JobFiles {
+    pub fn new(state_root: &Path, job_id: &str) -> Self {
+        JobFiles { dir: state_root.join(job_id) }
+    }
+
+    /// The pid of the runner process that owns the job while it runs.
+    pub fn pid(&self) -> PathBuf {
+        self.dir.join("runner.pid")
+    }
+
+    /// Written by a `run --detach` child once the main tasks have started.
+    pub fn ready(&self) -> PathBuf {
+        self.dir.join("runner.ready")
+    }
+
+    /// Output of a `run --detach` child.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("runner.log")
+    }
+}
+
+pub fn state_root(connection: &ConnectionArgs) -> PathBuf {
+    connection.state_dir.clone().unwrap_or_else(default_state_root)
+}
+
+/// The core driver for the runner: the socket from --socket / CONTAINER_HOST / the
+/// default rules, and no reaping of containers it did not start (other jobs' containers).
+pub async fn connect(connection: &ConnectionArgs) -> Result<Arc<Driver>, RunError> {
+    let mut config = DriverConfig {
+        socket_path: connection.socket.clone().unwrap_or_default(),
+        ..DriverConfig::default()
+    };
+    config.gc.dangling_containers.enabled = false;
+    let socket = config
+        .sockets()
+        .ok()
+        .and_then(|s| s.into_iter().next())
+        .map_or_else(|| config.socket_path.clone(), |s| s.url);
+    let driver = Driver::new(config).map_err(|e| RunError::PodmanUnreachable { socket: socket.clone(), reason: e.to_string() })?;
+    let fingerprint = driver.fingerprint().await;
+    if fingerprint.health != Health::Healthy {
+        return Err(RunError::PodmanUnreachable { socket, reason: fingerprint.description });
+    }
+    Ok(driver)
+}
+
+pub async fn run(args: RunArgs) -> i32 {
+    if args.detach && !args.detached_child {
+        return super::detach::start(args).await;
+    }
+    match run_job(&args).await {
+        Ok(code) => code,
+        Err(e) => super::validate::report_error(&e),
+    }
+}
+
+struct Allocation {
+    ctx: AllocContext,
+    tasks: Vec<String>,
+}
+
+async fn run_job(args: &RunArgs) -> Result<i32, RunError> {
+    let checked = load_checked(&args.file, &args.vars).await?;
+    let notices = notices_text(&checked.ignored, &checked.loaded.notices.skipped_tasks);
+    if !notices.is_empty() {
+        println!("{}", notices.trim_start());
+    }
+    let job = Arc::new(checked.loaded.job);
+    let driver = connect(&args.connection).await?;
+    let root = state_root(&args.connection);
+    let files = JobFiles::new(&root, &job.id);
+    if !state::find(&args.connection, Some(&job.id)).await?.is_empty() {
+        return Err(RunError::Other(format!(
+            "job {:?} is already running (see `ps {0}`); stop it first with `stop {0}`",
+            job.id
+        )));
+    }
+    // The previous run's allocation dirs (kept for `logs`) make way for this run's.
+    let _ = tokio::fs::remove_dir_all(&files.dir).await;
+    tokio::fs::create_dir_all(&files.dir).await.map_err(RunError::io("cannot create", &files.dir))?;
+    tokio::fs::write(files.pid(), std::process::id().to_string())
+        .await
+        .map_err(RunError::io("cannot write", files.pid()))?;
+
+    let (ui, printer) = Ui::start(use_color(args.no_color) && !args.detached_child, label_width(&job));
+    let result = supervise(args, job, driver, &root, &files, &ui).await;
+    ui.flush().await;
+    drop(ui);
+    let _ = printer.await;
+    let _ = tokio::fs::remove_file(files.pid()).await;
+    let _ = tokio::fs::remove_file(files.ready()).await;
+    result
+}
+
+async fn supervise(args: &RunArgs, job: Arc<Job>, driver: Arc<Driver>, root: &Path, files: &JobFiles, ui: &Ui) -> Result<i32, RunError> {
+    let node = Arc::new(node_attributes(&job));
+    let mut allocator = PortAllocator::default();
+    let host_ip = args.host_ip.to_string();
+    let mut allocations = Vec::new();
+    for (group_index, group) in job.groups.iter().enumerate() {
+        if group.tasks.is_empty() {
+            continue;
+        }
+        for index in 0..group.count {
+            let alloc = AllocIdentity { id: uuid::Uuid::new_v4().to_string(), index };
+            let dir = AllocDir::new(root, &job.id, &alloc.id);
+            let ports = match &group.network {
+                Some(net) => allocator
+                    .allocate(&net.ports, &host_ip)
+                    .map_err(|e| RunError::Other(format!("group {:?}: {e}", group.name)))?,
+                None => Vec::new(),
+            };
+            let mut tasks: Vec<String> = group.tasks.iter().map(|t| t.name.clone()).collect();
+            dir.create(&tasks.iter().map(String::as_str).collect::<Vec<_>>())
+                .await
+                .map_err(RunError::io("cannot create the allocation directory", &dir.root))?;
+            if group.network.as_ref().is_some_and(|n| n.mode == NetworkMode::Bridge) {
+                tasks.push(INFRA_TASK.to_string());
+            }
+            let ctx = AllocContext {
+                job: job.clone(),
+                group_index,
+                alloc,
+                dir,
+                ports,
+                bridge: None,
+                node: node.clone(),
+                driver: driver.clone(),
+                ui: ui.clone(),
+            };
+            allocations.push(Allocation { ctx, tasks });
+        }
+    }
+    let manifest = Manifest {
+        job_id: job.id.clone(),
+        allocations: allocations
+            .iter()
+            .map(|a| ManifestAlloc {
+                id: a.ctx.alloc.id.clone(),
+                group: a.ctx.group().name.clone(),
+                index: a.ctx.alloc.index,
+                count: a.ctx.group().count,
+                dir: a.ctx.dir.root.clone(),
+                tasks: a.ctx.group().tasks.iter().map(|t| t.name.clone()).collect(),
+            })
+            .collect(),
+    };
+    let manifest_path = Manifest::path(files);
+    let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(|e| RunError::Other(e.to_string()))?;
+    tokio::fs::write(&manifest_path, manifest_json)
+        .await
+        .map_err(RunError::io("cannot write", &manifest_path))?;
+    ui.note(format!(
+        "job {:?} ({}) from {}: {} allocation{}",
+        job.id,
+        job.job_type.as_str(),
+        job.file.display(),
+        allocations.len(),
+        if allocations.len() == 1 { "" } else { "s" }
+    ));
+    for a in &allocations {
+        let ports: Vec<String> = a.ctx.ports.iter().map(|p| format!("{} {}:{}->{}", p.label, p.host_ip, p.value, p.to)).collect();
+        let ports = if ports.is_empty() { String::new() } else { format!(", ports {}", ports.join(" ")) };
+        ui.note(format!("{} is allocation {} in {}{ports}", a.ctx.alloc.name(&job, a.ctx.group()), a.ctx.alloc.id, a.ctx.dir.root.display()));
+    }
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(Shutdown::Running);
+    let signals = tokio::spawn(watch_signals(shutdown_tx, ui.clone()));
+    let events = tokio::spawn(show_driver_events(driver.clone(), ui.clone(), allocations.iter().map(|a| (a.ctx.alloc.id.clone(), a.ctx.clone())).collect()));
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel();
+    let total = allocations.len();
+    let mut handles = Vec::new();
+    for allocation in allocations {
+        handles.push(tokio::spawn(run_allocation(allocation, args.infra_image.clone(), shutdown_rx.clone(), started_tx.clone())));
+    }
+    drop(started_tx);
+    if args.detached_child {
+        let ready = files.ready();
+        tokio::spawn(async move {
+            for _ in 0..total {
+                if started_rx.recv().await.is_none() {
+                    break;
+                }
+            }
+            let _ = tokio::fs::write(&ready, std::process::id().to_string()).await;
+        });
+    }
+    let mut outcomes = Vec::new();
+    for h in handles {
+        outcomes.push(h.await.unwrap_or(AllocOutcome::Failed { task: "(runner task panicked)".into() }));
+    }
+    signals.abort();
+    events.abort();
+    let failed: Vec<&String> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            AllocOutcome::Failed { task } => Some(task),
+            _ => None,
+        })
+        .collect();
+    let stopped = outcomes.iter().any(|o| *o == AllocOutcome::Stopped);
+    Ok(if !failed.is_empty() {
+        ui.note(format!("job {:?} failed: task {} failed", job.id, failed.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")));
+        exit_code::TASK_FAILED
+    } else if stopped {
+        ui.note(format!("job {:?} stopped", job.id));
+        exit_code::OK
+    } else {
+        ui.note(format!("job {:?} complete", job.id));
+        exit_code::OK
+    })
+}
+
+/// One allocation: its log followers, its network namespace (bridge), its tasks.
+async fn run_allocation(allocation: Allocation, infra_image: String, shutdown: watch::Receiver<Shutdown>, started: mpsc::UnboundedSender<()>) -> AllocOutcome {
+    let Allocation { mut ctx, tasks } = allocation;
+    let stop_following = CancellationToken::new();
+    let mut followers = Vec::new();
+    for task in tasks.iter().filter(|t| t.as_str() != INFRA_TASK) {
+        let who = ctx.who(task);
+        for (path, stream) in [(ctx.dir.stdout(task), Stream::Stdout), (ctx.dir.stderr(task), Stream::Stderr)] {
+            let ui = ctx.ui.clone();
+            let who = who.clone();
+            followers.push(tokio::spawn(follow(path, true, stop_following.clone(), move |line| ui.output(&who, stream, line))));
+        }
+    }
+    let bridge = tasks.iter().any(|t| t == INFRA_TASK);
+    if bridge {
+        match infra::start(&ctx, &infra_image).await {
+            Ok(ns) => {
+                ctx.ui.note(format!("{}: network namespace held by {}", ctx.alloc.name(&ctx.job, ctx.group()), ns.container_name));
+                ctx.bridge = Some(ns);
+            }
+            Err(e) => {
+                ctx.ui.note(format!("{}: cannot create the group network: {e}", ctx.alloc.name(&ctx.job, ctx.group())));
+                infra::stop(&ctx).await;
+                stop_following.cancel();
+                let _ = started.send(());
+                return AllocOutcome::Failed { task: INFRA_TASK.to_string() };
+            }
+        }
+    }
+    let ctx = Arc::new(ctx);
+    let outcome = run_alloc(ctx.clone(), shutdown, started).await;
+    if bridge {
+        infra::stop(&ctx).await;
+    }
+    stop_following.cancel();
+    for f in followers {
+        let _ = f.await;
+    }
+    outcome
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM (`stop`): first a graceful stop, then a forced one.
+async fn watch_signals(shutdown: watch::Sender<Shutdown>, ui: Ui) {
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
+    let mut next = Shutdown::Graceful;
+    loop {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        match next {
+            Shutdown::Graceful => ui.note("stopping the job in Nomad's order (press Ctrl-C again to force)"),
+            _ => ui.note("forcing: removing every container now, poststop tasks are skipped"),
+        }
+        let _ = shutdown.send(next);
+        next = Shutdown::Force;
+    }
+}
+
+/// Shows the core's task events (image pulls and the like) as status lines.
+async fn show_driver_events(driver: Arc<Driver>, ui: Ui, allocs: BTreeMap<String, AllocContext>) {
+    let mut events = driver.subscribe_events();
+    loop {
+        match events.recv().await {
+            Ok(event) => {
+                if let Some(ctx) = allocs.get(&event.alloc_id) {
+                    ui.status(&ctx.who(&event.task_name), event.message);
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+fn label_width(job: &Job) -> usize {
+    job.groups
+        .iter()
+        .flat_map(|g| {
+            g.tasks.iter().map(move |t| {
+                let index = if g.count > 1 { format!("[{}]", g.count - 1).len() } else { 0 };
+                g.name.len() + 1 + t.name.len() + index
+            })
+        })
+        .max()
+        .unwrap_or(0)
+        .max("runner".len())
+}

@@ -1,0 +1,344 @@
+//! `ps`, `logs` and `stop`: a job's containers are found by their runner labels and its
+//! output in its allocation directories, so these work without the runner that started
+//! the job (after `run --detach`, or after the runner was killed).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::driver::config::DriverConfig;
+use crate::driver::podman::{DeleteOptions, ListOptions, PodmanClient, PodmanError};
+
+use super::cli::{ConnectionArgs, LogsArgs, PsArgs, StopArgs};
+use super::error::{exit_code, RunError};
+use super::labels;
+use super::logs::follow;
+use super::runner::{state_root, JobFiles};
+use super::ui::{use_color, Stream, Ui, Who};
+use super::validate::report_error;
+
+/// One runner container, described by its labels.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunnerContainer {
+    pub id: String,
+    pub name: String,
+    pub job: String,
+    pub group: String,
+    pub task: String,
+    pub alloc_id: String,
+    pub alloc_index: u32,
+    pub alloc_dir: String,
+    pub stage: String,
+    pub leader: bool,
+    pub state: String,
+    pub exit_code: i32,
+    pub ports: String,
+    #[serde(skip)]
+    pub kill_timeout: Duration,
+    #[serde(skip)]
+    pub kill_signal: Option<String>,
+}
+
+/// What `run` records about a job's allocations, for `logs` after the containers are gone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub job_id: String,
+    pub allocations: Vec<ManifestAlloc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestAlloc {
+    pub id: String,
+    pub group: String,
+    pub index: u32,
+    /// The group's count, to label output like the runner does.
+    pub count: u32,
+    pub dir: PathBuf,
+    pub tasks: Vec<String>,
+}
+
+impl Manifest {
+    pub fn path(files: &JobFiles) -> PathBuf {
+        files.dir.join("runner.json")
+    }
+}
+
+fn client(connection: &ConnectionArgs) -> Result<(PodmanClient, String), RunError> {
+    let config = DriverConfig {
+        socket_path: connection.socket.clone().unwrap_or_default(),
+        ..DriverConfig::default()
+    };
+    let url = config
+        .sockets()
+        .map_err(|e| RunError::Other(e.to_string()))?
+        .into_iter()
+        .next()
+        .map(|s| s.url)
+        .ok_or_else(|| RunError::Other("no podman socket configured".into()))?;
+    let client = PodmanClient::new(&url, None).map_err(|e| RunError::PodmanUnreachable { socket: url.clone(), reason: e.to_string() })?;
+    Ok((client, url))
+}
+
+fn podman_error(socket: &str, e: PodmanError) -> RunError {
+    if e.is_unavailable() {
+        RunError::PodmanUnreachable { socket: socket.to_string(), reason: e.to_string() }
+    } else {
+        RunError::Other(e.to_string())
+    }
+}
+
+/// The runner containers of `job` (or of every job), running or not.
+pub async fn find(connection: &ConnectionArgs, job: Option<&str>) -> Result<Vec<RunnerContainer>, RunError> {
+    let (client, socket) = client(connection)?;
+    let filter = match job {
+        Some(j) => format!("{}={j}", labels::JOB),
+        None => labels::JOB.to_string(),
+    };
+    let list = client
+        .container_list(&ListOptions { all: true, labels: vec![filter], ..Default::default() })
+        .await
+        .map_err(|e| podman_error(&socket, e))?;
+    let mut out: Vec<RunnerContainer> = list
+        .into_iter()
+        .map(|c| {
+            let label = |k: &str| c.labels.get(k).cloned().unwrap_or_default();
+            RunnerContainer {
+                name: c.names.first().cloned().unwrap_or_default(),
+                job: label(labels::JOB),
+                group: label(labels::GROUP),
+                task: label(labels::TASK),
+                alloc_id: label(labels::ALLOC_ID),
+                alloc_index: label(labels::ALLOC_INDEX).parse().unwrap_or(0),
+                alloc_dir: label(labels::ALLOC_DIR),
+                stage: label(labels::STAGE),
+                leader: label(labels::LEADER) == "true",
+                ports: label(labels::PORTS),
+                kill_timeout: Duration::from_secs(label(labels::KILL_TIMEOUT).parse().unwrap_or(5)),
+                kill_signal: c.labels.get(labels::KILL_SIGNAL).cloned(),
+                state: c.state,
+                exit_code: c.exit_code,
+                id: c.id,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.job, &a.group, a.alloc_index, &a.alloc_id, &a.task).cmp(&(&b.job, &b.group, b.alloc_index, &b.alloc_id, &b.task)));
+    Ok(out)
+}
+
+pub async fn ps(args: PsArgs) -> i32 {
+    let containers = match find(&args.connection, args.job.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => return report_error(&e),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&containers).unwrap_or_default());
+        return exit_code::OK;
+    }
+    if containers.is_empty() {
+        match &args.job {
+            Some(j) => println!("no containers of job {j:?}"),
+            None => println!("no runner containers"),
+        }
+        return exit_code::OK;
+    }
+    let rows: Vec<[String; 8]> = containers
+        .iter()
+        .map(|c| {
+            let state = if c.state == "exited" { format!("exited ({})", c.exit_code) } else { c.state.clone() };
+            [
+                c.job.clone(),
+                format!("{}[{}]", c.group, c.alloc_index),
+                c.alloc_id.get(..8).unwrap_or(&c.alloc_id).to_string(),
+                c.task.clone(),
+                c.stage.clone(),
+                state,
+                c.ports.clone(),
+                c.name.clone(),
+            ]
+        })
+        .collect();
+    let header = ["JOB", "ALLOC", "ALLOC ID", "TASK", "STAGE", "STATE", "PORTS", "CONTAINER"].map(String::from);
+    let widths: Vec<usize> = (0..8).map(|i| rows.iter().chain([&header]).map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    let jobs: std::collections::BTreeSet<&str> = containers.iter().map(|c| c.job.as_str()).collect();
+    let root = state_root(&args.connection);
+    for job in jobs {
+        match runner_pid(&JobFiles::new(&root, job)) {
+            Some(pid) => println!("job {job:?}: runner pid {pid}"),
+            None => println!("job {job:?}: no runner (its containers are left as they are; `stop {job}` removes them)"),
+        }
+    }
+    exit_code::OK
+}
+
+/// The pid of the job's runner if that process is still alive.
+pub fn runner_pid(files: &JobFiles) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(files.pid()).ok()?.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let ours = cmdline.split(|b| *b == 0).any(|arg| arg == b"run");
+    ours.then_some(pid)
+}
+
+pub async fn stop(args: StopArgs) -> i32 {
+    match stop_job(&args).await {
+        Ok(code) => code,
+        Err(e) => report_error(&e),
+    }
+}
+
+async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
+    let files = JobFiles::new(&state_root(&args.connection), &args.job);
+    let mut found = false;
+    if let Some(pid) = runner_pid(&files) {
+        found = true;
+        println!("stopping job {:?}: asking its runner (pid {pid}) to stop it in Nomad's order", args.job);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        // The runner stops every task (kill timeouts) and runs poststop tasks first.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        while runner_pid(&files).is_some() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let left = find(&args.connection, Some(&args.job)).await?;
+    if !left.is_empty() {
+        found = true;
+        println!("stopping {} container{} of job {:?} without its runner (poststop tasks do not run)", left.len(), if left.len() == 1 { "" } else { "s" }, args.job);
+        remove_in_order(&args.connection, left).await?;
+    }
+    if !found {
+        return Err(RunError::JobNotFound(args.job.clone()));
+    }
+    println!("job {:?} stopped", args.job);
+    Ok(exit_code::OK)
+}
+
+/// Nomad's kill order: leader, other non-sidecar tasks, sidecars, poststop, then the
+/// network namespace holders.
+async fn remove_in_order(connection: &ConnectionArgs, containers: Vec<RunnerContainer>) -> Result<(), RunError> {
+    let (client, socket) = client(connection)?;
+    let rank = |c: &RunnerContainer| match (c.leader, c.stage.as_str()) {
+        (true, _) => 0,
+        (_, "prestart_sidecar" | "poststart_sidecar") => 2,
+        (_, "poststop") => 3,
+        (_, labels::INFRA_STAGE) => 4,
+        _ => 1,
+    };
+    let mut by_rank: BTreeMap<u8, Vec<RunnerContainer>> = BTreeMap::new();
+    for c in containers {
+        by_rank.entry(rank(&c)).or_default().push(c);
+    }
+    for (_, batch) in by_rank {
+        let stops = batch.iter().map(|c| {
+            let client = client.clone();
+            async move {
+                if c.state == "running" {
+                    if let Some(signal) = &c.kill_signal {
+                        let _ = client.container_kill(&c.id, signal).await;
+                    }
+                    let _ = client.container_stop(&c.id, c.kill_timeout).await;
+                }
+                let removed = client
+                    .container_delete(&c.id, DeleteOptions { force: true, volumes: true, stop_timeout: Some(Duration::from_secs(1)) })
+                    .await;
+                (c, removed)
+            }
+        });
+        for (c, removed) in futures::future::join_all(stops).await {
+            match removed {
+                Ok(()) => println!("  removed {} ({}.{})", c.name, c.group, c.task),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(podman_error(&socket, e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn logs(args: LogsArgs) -> i32 {
+    match show_logs(&args).await {
+        Ok(code) => code,
+        Err(e) => report_error(&e),
+    }
+}
+
+async fn show_logs(args: &LogsArgs) -> Result<i32, RunError> {
+    let files = JobFiles::new(&state_root(&args.connection), &args.job);
+    let manifest_path = Manifest::path(&files);
+    let manifest: Manifest = match tokio::fs::read(&manifest_path).await {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RunError::Other(format!("{}: {e}", manifest_path.display())))?,
+        Err(_) => return Err(RunError::JobNotFound(args.job.clone())),
+    };
+    let wanted = |group: &str, task: &str| match &args.task {
+        None => true,
+        Some(t) => t == task || *t == format!("{group}.{task}"),
+    };
+    let mut sources: Vec<(Who, PathBuf, Stream)> = Vec::new();
+    for alloc in &manifest.allocations {
+        for task in alloc.tasks.iter().filter(|t| wanted(&alloc.group, t)) {
+            let who = Who { group: alloc.group.clone(), index: (alloc.count > 1).then_some(alloc.index), task: task.clone() };
+            let logs = alloc.dir.join("alloc").join("logs");
+            sources.push((who.clone(), logs.join(format!("{task}.stdout.0")), Stream::Stdout));
+            sources.push((who, logs.join(format!("{task}.stderr.0")), Stream::Stderr));
+        }
+    }
+    if sources.is_empty() {
+        return Err(RunError::Other(format!("job {:?} has no task {:?}", args.job, args.task.clone().unwrap_or_default())));
+    }
+    let width = sources.iter().map(|(w, _, _)| w.label().len()).max().unwrap_or(0);
+    let (ui, printer) = Ui::start(use_color(args.no_color), width);
+    if !args.follow {
+        for (who, path, stream) in &sources {
+            print_file(&ui, who, path, *stream).await;
+        }
+    } else {
+        let stop = CancellationToken::new();
+        let mut followers = Vec::new();
+        for (who, path, stream) in sources {
+            let ui = ui.clone();
+            followers.push(tokio::spawn(follow(path, true, stop.clone(), move |line| ui.output(&who, stream, line))));
+        }
+        wait_until_gone(&args.connection, &files, &args.job).await;
+        stop.cancel();
+        for f in followers {
+            let _ = f.await;
+        }
+    }
+    ui.flush().await;
+    drop(ui);
+    let _ = printer.await;
+    Ok(exit_code::OK)
+}
+
+async fn print_file(ui: &Ui, who: &Who, path: &Path, stream: Stream) {
+    if let Ok(text) = tokio::fs::read_to_string(path).await {
+        for line in text.lines() {
+            ui.output(who, stream, line.to_string());
+        }
+    }
+}
+
+/// Returns when the job's runner is gone and no container of it runs, or on Ctrl-C.
+async fn wait_until_gone(connection: &ConnectionArgs, files: &JobFiles, job: &str) {
+    let poll = async {
+        loop {
+            if runner_pid(files).is_none() {
+                match find(connection, Some(job)).await {
+                    Ok(c) if c.iter().all(|c| c.state != "running") => return,
+                    Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    tokio::select! {
+        _ = poll => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,341 @@
+//! One task of one allocation, from first start to its end: templates, environment,
+//! task-time interpolation, start through the core, wait, kill on request, and Nomad's
+//! restart policy.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::driver::error::DriverError;
+use crate::driver::model::ExitResult;
+use crate::driver::task::{DnsSpec, PortSpec as CorePortSpec, TaskConfig, TaskContext, TaskResources, TaskSpec};
+use crate::driver::Driver;
+
+use super::alloc::AllocDir;
+use super::check::decode_config;
+use super::env::{task_env, AllocIdentity, BridgeInfo, EnvInputs};
+use super::interpolate::{interpolate, interpolate_value, Scope};
+use super::labels;
+use super::model::{duration_text, Group, Job, NetworkMode, Task};
+use super::ports::AllocatedPort;
+use super::restart::{Decision, RestartTracker};
+use super::template::{parse_env_file, render};
+use super::ui::{Ui, Who};
+
+/// Everything the tasks of one allocation share.
+#[derive(Clone)]
+pub struct AllocContext {
+    pub job: Arc<Job>,
+    pub group_index: usize,
+    pub alloc: AllocIdentity,
+    pub dir: AllocDir,
+    pub ports: Vec<AllocatedPort>,
+    /// Set for a group bridge network once the namespace holder runs.
+    pub bridge: Option<BridgeNamespace>,
+    pub node: Arc<BTreeMap<String, String>>,
+    pub driver: Arc<Driver>,
+    pub ui: Ui,
+}
+
+/// The container holding a bridge group's network namespace.
+#[derive(Debug, Clone)]
+pub struct BridgeNamespace {
+    pub container_name: String,
+    pub info: BridgeInfo,
+}
+
+impl AllocContext {
+    pub fn group(&self) -> &Group {
+        &self.job.groups[self.group_index]
+    }
+
+    pub fn who(&self, task: &str) -> Who {
+        let group = self.group();
+        Who {
+            group: group.name.clone(),
+            index: (group.count > 1).then_some(self.alloc.index),
+            task: task.to_string(),
+        }
+    }
+}
+
+/// What a task runner tells its allocation's lifecycle coordinator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskUpdate {
+    /// The container runs (again).
+    Running,
+    /// The task is finished for good; `failed` when it ended in failure.
+    Dead { failed: bool },
+}
+
+/// How a task runner is asked to stop.
+#[derive(Debug, Clone)]
+pub struct StopTokens {
+    /// Stop gracefully: kill_signal, then SIGKILL after kill_timeout.
+    pub kill: CancellationToken,
+    /// Stop now (second Ctrl-C): remove the container at once.
+    pub force: CancellationToken,
+}
+
+pub async fn run_task(
+    ctx: Arc<AllocContext>,
+    task_index: usize,
+    stop: StopTokens,
+    updates: mpsc::UnboundedSender<(usize, TaskUpdate)>,
+) {
+    let task = &ctx.group().tasks[task_index];
+    let who = ctx.who(&task.name);
+    let failed = run_attempts(&ctx, task, &who, &stop, |u| {
+        let _ = updates.send((task_index, u));
+    })
+    .await;
+    let _ = updates.send((task_index, TaskUpdate::Dead { failed }));
+}
+
+/// Runs the task until it is done; returns whether it failed.
+async fn run_attempts(ctx: &AllocContext, task: &Task, who: &Who, stop: &StopTokens, report: impl Fn(TaskUpdate)) -> bool {
+    let ui = &ctx.ui;
+    let mut tracker = RestartTracker::new(task.restart, ctx.job.job_type, task.lifecycle);
+    let mut attempt = 0u32;
+    loop {
+        if stop.kill.is_cancelled() {
+            return false;
+        }
+        attempt += 1;
+        let spec = match prepare(ctx, task, attempt).await {
+            Ok(spec) => spec,
+            Err(message) => {
+                ui.status(who, format!("Setup failure: {message}"));
+                return true;
+            }
+        };
+        let task_id = spec.context.id.clone();
+        let container = spec.container_name();
+        let started = tokio::select! {
+            r = ctx.driver.start(spec) => r,
+            _ = stop.force.cancelled() => return false,
+        };
+        let decision = match started {
+            Err(e) => {
+                ui.status(who, format!("Driver failure: {e}"));
+                if e.is_recoverable() {
+                    tracker.on_start_error(Instant::now())
+                } else {
+                    Decision::Fail { reason: "the error is not recoverable".into() }
+                }
+            }
+            Ok(_) => {
+                report(TaskUpdate::Running);
+                ui.status(who, format!("Started (container {container})"));
+                let (exit, killed) = wait_or_kill(ctx, task, who, &task_id, stop).await;
+                match ctx.driver.destroy(&task_id, true).await {
+                    Ok(()) | Err(DriverError::TaskNotFound(_)) => {}
+                    Err(e) => ui.status(who, format!("Could not remove container {container}: {e}")),
+                }
+                ui.status(who, describe_exit(&exit));
+                if killed {
+                    return false;
+                }
+                tracker.on_exit(exit.successful(), Instant::now())
+            }
+        };
+        match decision {
+            Decision::Done => return false,
+            Decision::Fail { reason } => {
+                ui.status(who, format!("Not restarting: {reason}"));
+                return true;
+            }
+            Decision::Restart { delay, reason } => {
+                ui.status(who, format!("Restarting in {} ({reason})", duration_text::format(round_ms(delay))));
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.kill.cancelled() => return false,
+                }
+            }
+        }
+    }
+}
+
+/// Waits for the task to exit; on a stop request, stops it and waits for that. Returns
+/// the exit and whether the runner stopped it.
+async fn wait_or_kill(ctx: &AllocContext, task: &Task, who: &Who, task_id: &str, stop: &StopTokens) -> (ExitResult, bool) {
+    let driver = &ctx.driver;
+    tokio::select! {
+        exit = driver.wait(task_id) => return (exit_or_error(exit), false),
+        _ = stop.kill.cancelled() => {}
+        _ = stop.force.cancelled() => {}
+    }
+    if !stop.force.is_cancelled() {
+        let signal = task.kill_signal.as_deref().unwrap_or("the stop signal");
+        ui_kill(&ctx.ui, who, signal, task.kill_timeout);
+        tokio::select! {
+            r = driver.stop(task_id, task.kill_timeout, task.kill_signal.as_deref()) => {
+                if let Err(e) = r {
+                    ctx.ui.status(who, format!("Stopping failed: {e}"));
+                }
+            }
+            _ = stop.force.cancelled() => {}
+        }
+    }
+    if stop.force.is_cancelled() {
+        ctx.ui.status(who, "Force-removing");
+        // Waiting first means the exit is seen before the container is removed.
+        let (exit, _) = tokio::join!(driver.wait(task_id), driver.destroy(task_id, true));
+        return (exit_or_error(exit), true);
+    }
+    (exit_or_error(driver.wait(task_id).await), true)
+}
+
+fn ui_kill(ui: &Ui, who: &Who, signal: &str, timeout: Duration) {
+    ui.status(who, format!("Killing: sending {signal}, SIGKILL after {}", duration_text::format(timeout)));
+}
+
+fn exit_or_error(r: Result<ExitResult, DriverError>) -> ExitResult {
+    r.unwrap_or_else(|e| ExitResult { exit_code: -1, signal: 0, oom_killed: false, err: Some(e.to_string()) })
+}
+
+fn describe_exit(exit: &ExitResult) -> String {
+    let mut text = format!("Exited with code {}", exit.exit_code);
+    if exit.signal != 0 {
+        text.push_str(&format!(", signal {}", exit.signal));
+    }
+    if exit.oom_killed {
+        text.push_str(", killed by the OOM killer");
+    }
+    if let Some(err) = &exit.err {
+        text.push_str(&format!(": {err}"));
+    }
+    text
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64 / 100 * 100)
+}
+
+/// Renders templates, builds the environment and the task spec for one start.
+async fn prepare(ctx: &AllocContext, task: &Task, attempt: u32) -> Result<TaskSpec, String> {
+    let job = &ctx.job;
+    let group = ctx.group();
+    let bridge_info = ctx.bridge.as_ref().map(|b| &b.info);
+    let env_inputs = |template_env: &BTreeMap<String, String>| {
+        task_env(&EnvInputs {
+            job,
+            group,
+            task,
+            alloc: &ctx.alloc,
+            ports: &ctx.ports,
+            bridge: bridge_info,
+            node: &ctx.node,
+            template_env,
+        })
+    };
+    let base_env = env_inputs(&BTreeMap::new());
+    let template_env = render_templates(ctx, task, &base_env).await?;
+    let env = if template_env.is_empty() { base_env } else { env_inputs(&template_env) };
+
+    let scope = Scope { env: Some(&env), node: Some(&ctx.node) };
+    let config_value = interpolate_value(&task.config, &scope);
+    let mut config: TaskConfig = decode_config(task, &config_value).map_err(|e| e.to_string())?;
+    let bridge = ctx.bridge.as_ref();
+    if let Some(ns) = bridge {
+        // Nomad puts every task of a bridge group into the allocation's namespace and
+        // ignores the task's own network settings.
+        config.network_mode = format!("container:{}", ns.container_name);
+        config.ports.clear();
+    } else if group.network.as_ref().is_some_and(|n| n.mode == NetworkMode::None) && config.network_mode.is_empty() {
+        config.network_mode = "none".to_string();
+    }
+    config.labels.extend(labels::task_labels(job, group, task, &ctx.alloc, &ctx.dir, &ctx.ports));
+
+    let has_network = group.network.is_some();
+    let context = TaskContext {
+        id: format!("{}/{}/{attempt}", ctx.alloc.id, task.name),
+        name: task.name.clone(),
+        alloc_id: ctx.alloc.id.clone(),
+        job_name: job.name.clone(),
+        job_id: job.id.clone(),
+        task_group_name: group.name.clone(),
+        namespace: job.namespace.clone(),
+        node_name: ctx.node.get("node.unique.name").cloned().unwrap_or_default(),
+        node_id: ctx.node.get("node.unique.id").cloned().unwrap_or_default(),
+        env,
+        user: task.user.as_deref().map(|u| interpolate(u, &scope)).unwrap_or_default(),
+        resources: resources(task, &ctx.node),
+        alloc_dir: Some(ctx.dir.shared()),
+        task_dir: Some(ctx.dir.task_dir(&task.name)),
+        local_dir: Some(ctx.dir.local(&task.name)),
+        secrets_dir: Some(ctx.dir.secrets(&task.name)),
+        ports: (has_network && bridge.is_none()).then(|| core_ports(&ctx.ports)),
+        dns: group.network.as_ref().and_then(|n| n.dns.as_ref()).map(|d| DnsSpec {
+            servers: d.servers.clone(),
+            searches: d.searches.clone(),
+            options: d.options.clone(),
+        }),
+        stdout_path: Some(ctx.dir.stdout(&task.name)),
+        stderr_path: Some(ctx.dir.stderr(&task.name)),
+        kill_signal: task.kill_signal.clone(),
+        kill_timeout: task.kill_timeout,
+        ..TaskContext::default()
+    };
+    Ok(TaskSpec { config, context })
+}
+
+pub fn core_ports(ports: &[AllocatedPort]) -> Vec<CorePortSpec> {
+    ports
+        .iter()
+        .map(|p| CorePortSpec { label: p.label.clone(), value: p.value, to: p.to, host_ip: p.host_ip.clone() })
+        .collect()
+}
+
+fn resources(task: &Task, node: &BTreeMap<String, String>) -> TaskResources {
+    let total_mhz: f64 = node.get("attr.cpu.totalcompute").and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    TaskResources {
+        cpu_shares: u64::from(task.resources.cpu),
+        cpuset_cpus: String::new(),
+        memory_mb: task.resources.memory_mb as i64,
+        memory_max_mb: match task.resources.memory_max_mb {
+            Some(u64::MAX) => -1,
+            Some(m) => m as i64,
+            None => 0,
+        },
+        percent_ticks: if total_mhz > 0.0 { (f64::from(task.resources.cpu) / total_mhz).min(1.0) } else { 0.0 },
+    }
+}
+
+/// Renders the task's templates into its directory; returns the env of `env = true` ones.
+async fn render_templates(ctx: &AllocContext, task: &Task, env: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    let mut template_env = BTreeMap::new();
+    for spec in &task.templates {
+        let where_ = format!("template {} ({})", spec.destination, spec.location);
+        let text = match (&spec.data, &spec.source) {
+            (Some(data), _) => data.clone(),
+            (None, Some(source)) => tokio::fs::read_to_string(source)
+                .await
+                .map_err(|e| format!("{where_}: cannot read source {}: {e}", source.display()))?,
+            (None, None) => String::new(),
+        };
+        let rendered = render(&text, &spec.left_delimiter, &spec.right_delimiter, env).map_err(|e| format!("{where_}: {e}"))?;
+        let scope = Scope { env: Some(env), node: Some(&ctx.node) };
+        let destination = interpolate(&spec.destination, &scope);
+        let path: PathBuf = ctx
+            .dir
+            .template_destination(&task.name, &destination)
+            .ok_or_else(|| format!("{where_}: the destination leaves the allocation directory"))?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(|e| format!("{where_}: {e}"))?;
+        }
+        tokio::fs::write(&path, &rendered).await.map_err(|e| format!("{where_}: {e}"))?;
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(spec.perms))
+            .await
+            .map_err(|e| format!("{where_}: {e}"))?;
+        if spec.env {
+            template_env.extend(parse_env_file(&rendered).map_err(|e| format!("{where_}: {e}"))?);
+        }
+    }
+    Ok(template_env)
+}

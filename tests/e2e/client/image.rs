@@ -1,0 +1,1 @@
+//! e2e: image resolution and pull (src/driver/image.rs).

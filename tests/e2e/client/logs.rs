@@ -1,0 +1,1 @@
+//! e2e: log forwarding into files and FIFOs (src/driver/logs.rs).
