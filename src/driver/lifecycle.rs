@@ -257,11 +257,8 @@ impl Driver {
             .filter(|s| !s.is_empty())
             .or(task.state.kill_signal.as_deref())
             .unwrap_or("SIGTERM");
-        let client = &task.socket.client;
-        match client.container_kill(&task.state.container_id, signal).await {
-            Ok(()) => {}
-            Err(PodmanError::NotFound { .. }) | Err(PodmanError::Conflict { .. }) => return Ok(()),
-            Err(e) => return Err(DriverError::podman(task_id, "send the kill signal")(e)),
+        if !Self::signal_running(&task, signal, "send the kill signal").await? {
+            return Ok(());
         }
         if Self::wait_for_exit(&task, timeout).await {
             return Ok(());
@@ -270,12 +267,26 @@ impl Driver {
     }
 
     async fn kill(&self, task: &Task) -> Result<(), DriverError> {
-        match task.socket.client.container_kill(&task.state.container_id, "SIGKILL").await {
-            Ok(()) | Err(PodmanError::NotFound { .. }) | Err(PodmanError::Conflict { .. }) => {}
-            Err(e) => return Err(DriverError::podman(&task.state.task_id, "kill the container")(e)),
+        if Self::signal_running(task, "SIGKILL", "kill the container").await? {
+            Self::wait_for_exit(task, KILL_SETTLE).await;
         }
-        Self::wait_for_exit(task, KILL_SETTLE).await;
         Ok(())
+    }
+
+    /// Sends `signal` to the task's container. `Ok(false)` when the container had already
+    /// stopped (or is gone): the exit watcher may not have seen that yet.
+    async fn signal_running(task: &Task, signal: &str, action: &'static str) -> Result<bool, DriverError> {
+        let client = &task.socket.client;
+        let id = &task.state.container_id;
+        match client.container_kill(id, signal).await {
+            Ok(()) => Ok(true),
+            Err(PodmanError::NotFound { .. }) => Ok(false),
+            Err(e) => match client.container_inspect(id).await {
+                Ok(inspect) if !inspect.state.running => Ok(false),
+                Err(PodmanError::NotFound { .. }) => Ok(false),
+                _ => Err(DriverError::podman(&task.state.task_id, action)(e)),
+            },
+        }
     }
 
     /// Forgets the task and, with `gc.container`, removes its container. A running task

@@ -275,9 +275,12 @@ impl Monitor {
             ..
         } = &mut *shared;
         subscribers.retain_mut(|sub| {
+            // The stream closes once the task's exit is known (or it was destroyed).
+            if !watched.contains_key(&sub.container_id) {
+                return false;
+            }
             let Some(stat) = by_id.get(sub.container_id.as_str()) else {
-                // Not running any more: close the stream once the exit is known.
-                return watched.contains_key(&sub.container_id);
+                return true;
             };
             if sub.next_due > now {
                 return true;

@@ -15,6 +15,8 @@
 //! * The task's `kill_signal` and `kill_timeout` become the container's stop signal and stop
 //!   timeout, so podman itself stops the task the way the job asks.
 //! * `userns = "ns:<path>"` is sent as podman's `path` namespace mode.
+//! * `memory_swap = "-1"` (unlimited) is sent as the largest limit, which podman accepts;
+//!   a swap limit without a memory limit, or below it, is refused with the option named.
 //! * Operator gates: `privileged` needs `allow_privileged`; `cap_add` must be within
 //!   `allow_caps`.
 //! * With `volumes.enabled = false`, host paths are checked after resolving symlinks, so a
@@ -552,6 +554,10 @@ fn devices(spec: &TaskSpec) -> Vec<Value> {
 }
 
 const MIB: i64 = 1024 * 1024;
+/// What `memory_swap = "-1"` sends: podman 4.3's API rejects -1 ("minimum memoryswap limit
+/// should be larger than memory limit"), and the kernel's page-aligned maximum means
+/// "no limit" on cgroup v1 and v2 alike.
+const UNLIMITED_SWAP: i64 = 9_223_372_036_854_771_712;
 
 fn resources(spec: &TaskSpec, host: &HostFacts) -> Value {
     let config = &spec.config;
@@ -597,6 +603,7 @@ fn resources(spec: &TaskSpec, host: &HostFacts) -> Value {
         memory.insert("reservation".into(), json!(soft));
     }
     if let Some(swap) = config.memory_swap {
+        let swap = if swap == -1 { UNLIMITED_SWAP } else { swap };
         memory.insert("swap".into(), json!(swap));
     }
     if !host.cgroup_v2 {
@@ -1382,7 +1389,7 @@ mod tests {
     fn swap_and_swappiness() {
         let s = spec(json!({"memory_swap": "-1", "memory_swappiness": 10}));
         let v1 = built(&s);
-        assert_eq!(v1["resource_limits"]["memory"]["swap"], -1);
+        assert_eq!(v1["resource_limits"]["memory"]["swap"], UNLIMITED_SWAP);
         assert_eq!(v1["resource_limits"]["memory"]["swappiness"], 10);
         let v2 = build_with(
             &s,

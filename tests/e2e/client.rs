@@ -95,7 +95,11 @@ async fn container_lifecycle() {
         .container_create(&spec(
             &label,
             &name,
-            &["sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.1; done"],
+            &[
+                "sh",
+                "-c",
+                "trap 'exit 3' TERM; while true; do sleep 0.1; done",
+            ],
         ))
         .await
         .expect("create");
@@ -106,7 +110,10 @@ async fn container_lifecycle() {
         .await
         .expect("starting a running container succeeds");
 
-    let inspect = client.container_inspect(&name).await.expect("inspect by name");
+    let inspect = client
+        .container_inspect(&name)
+        .await
+        .expect("inspect by name");
     assert_eq!(inspect.id, created.id);
     assert_eq!(inspect.name, name);
     assert!(inspect.state.running);
@@ -145,7 +152,10 @@ async fn container_lifecycle() {
     .await
     .expect("wait");
     assert_eq!(code, 3);
-    let inspect = client.container_inspect(&created.id).await.expect("inspect");
+    let inspect = client
+        .container_inspect(&created.id)
+        .await
+        .expect("inspect");
     assert!(!inspect.state.running);
     assert_eq!(inspect.state.exit_code, 3);
     assert!(inspect.state.finished_at().is_some());
@@ -175,13 +185,15 @@ async fn stop_escalates_to_kill_after_the_timeout() {
     let client = support::client();
     let label = LabelCleanup::new("stop");
     // Ignores SIGTERM: only the kill after the timeout ends it.
-    let id = run(&client, &label, &["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]).await;
-    within(
-        "stop",
-        client.container_stop(&id, Duration::from_secs(1)),
+    let id = run(
+        &client,
+        &label,
+        &["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"],
     )
-    .await
-    .expect("stop");
+    .await;
+    within("stop", client.container_stop(&id, Duration::from_secs(1)))
+        .await
+        .expect("stop");
     let inspect = client.container_inspect(&id).await.expect("inspect");
     assert!(!inspect.state.running);
     assert_eq!(inspect.state.exit_code, 137);
@@ -221,7 +233,11 @@ async fn forced_delete_removes_a_running_container() {
         )
         .await
         .expect("forced delete");
-    assert!(client.container_inspect(&id).await.expect_err("gone").is_not_found());
+    assert!(client
+        .container_inspect(&id)
+        .await
+        .expect_err("gone")
+        .is_not_found());
 }
 
 #[tokio::test]
@@ -335,7 +351,11 @@ async fn logs_keep_stdout_and_stderr_apart() {
     let id = run(
         &client,
         &label,
-        &["sh", "-c", "echo out1; echo err1 >&2; echo out2; printf partial >&2"],
+        &[
+            "sh",
+            "-c",
+            "echo out1; echo err1 >&2; echo out2; printf partial >&2",
+        ],
     )
     .await;
     within("exit", client.container_wait(&id, &[WaitCondition::Exited]))
@@ -427,7 +447,11 @@ async fn followed_logs_end_when_the_container_exits() {
     let id = run(
         &client,
         &label,
-        &["sh", "-c", "for i in 1 2 3; do echo o$i; echo e$i >&2; sleep 0.2; done"],
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo o$i; echo e$i >&2; sleep 0.2; done",
+        ],
     )
     .await;
     let frames: Vec<Frame> = within(
@@ -456,7 +480,11 @@ async fn followed_logs_end_when_the_container_exits() {
 async fn tty_container_logs_arrive_as_stdout() {
     let client = support::client();
     let label = LabelCleanup::new("ttylogs");
-    let mut s = spec(&label, &support::unique_name("tty"), &["sh", "-c", "echo out; echo err >&2"]);
+    let mut s = spec(
+        &label,
+        &support::unique_name("tty"),
+        &["sh", "-c", "echo out; echo err >&2"],
+    );
     s["terminal"] = json!(true);
     let id = run_spec(&client, s).await;
     within("exit", client.container_wait(&id, &[WaitCondition::Exited]))
@@ -544,12 +572,18 @@ async fn exec_without_tty_separates_streams_and_takes_stdin() {
         )
         .await
         .expect("exec create");
-    let mut session = client.exec_start(&exec_id, false).await.expect("exec start");
+    let mut session = client
+        .exec_start(&exec_id, false)
+        .await
+        .expect("exec start");
     session.input.write_all(b"line one\n").await.expect("stdin");
     session.input.shutdown().await.expect("half-close stdin");
     let frames: Vec<Frame> = within(
         "exec output",
-        session.output.map(|f| f.expect("frame")).collect::<Vec<_>>(),
+        session
+            .output
+            .map(|f| f.expect("frame"))
+            .collect::<Vec<_>>(),
     )
     .await;
     assert_eq!(text(&frames, StreamKind::Stdout), "hi\nline one\ndone\n");
@@ -578,7 +612,11 @@ async fn exec_with_tty_is_raw_and_resizable() {
         .exec_create(
             &id,
             &ExecConfig {
-                cmd: vec!["sh".into(), "-c".into(), "read x; stty size; echo got:$x".into()],
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "read x; stty size; echo got:$x".into(),
+                ],
                 tty: true,
                 attach_stdin: true,
                 attach_stdout: true,
@@ -589,14 +627,14 @@ async fn exec_with_tty_is_raw_and_resizable() {
         .await
         .expect("exec create");
     let mut session = client.exec_start(&exec_id, true).await.expect("exec start");
-    client
-        .exec_resize(&exec_id, 33, 101)
-        .await
-        .expect("resize");
+    client.exec_resize(&exec_id, 33, 101).await.expect("resize");
     session.input.write_all(b"hello\n").await.expect("stdin");
     let output: Vec<Frame> = within(
         "tty output",
-        session.output.map(|f| f.expect("chunk")).collect::<Vec<_>>(),
+        session
+            .output
+            .map(|f| f.expect("chunk"))
+            .collect::<Vec<_>>(),
     )
     .await;
     let out = text(&output, StreamKind::Stdout);
@@ -622,14 +660,20 @@ async fn network_and_image_existence() {
         .await
         .expect("network missing"));
 
-    assert!(client.image_exists(BUSYBOX_IMAGE).await.expect("image exists"));
+    assert!(client
+        .image_exists(BUSYBOX_IMAGE)
+        .await
+        .expect("image exists"));
     assert!(!client
         .image_exists(&format!("localhost/{}", support::unique_name("noimg")))
         .await
         .expect("image missing"));
     let image = client.image_inspect(BUSYBOX_IMAGE).await.expect("inspect");
     assert_eq!(image.os, "linux");
-    assert!(image.repo_tags.iter().any(|t| t == BUSYBOX_IMAGE), "{image:?}");
+    assert!(
+        image.repo_tags.iter().any(|t| t == BUSYBOX_IMAGE),
+        "{image:?}"
+    );
     assert_eq!(image.config.cmd, vec!["/bin/sh"]);
     let err = client
         .image_inspect(&format!("localhost/{}", support::unique_name("noimg")))
@@ -645,7 +689,14 @@ async fn image_load_from_an_archive_stream() {
     let dir = podman().scratch_dir("load");
     let archive = dir.join("image.tar");
     podman().cli_ok(&["tag", BUSYBOX_IMAGE, &name]);
-    podman().cli_ok(&["save", "--format", "docker-archive", "-o", archive.to_str().expect("utf-8"), &name]);
+    podman().cli_ok(&[
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        archive.to_str().expect("utf-8"),
+        &name,
+    ]);
     podman().cli_ok(&["untag", &name, &name]);
     assert!(!client.image_exists(&name).await.expect("exists"));
 
@@ -675,7 +726,10 @@ async fn image_pull_reports_progress_and_auth_failures() {
         )
         .await
         .expect("pull");
-    let local = client.image_inspect(&registry.busybox()).await.expect("pulled");
+    let local = client
+        .image_inspect(&registry.busybox())
+        .await
+        .expect("pulled");
     assert_eq!(local.id, id);
     assert!(
         progress.iter().any(|l| l.contains("Trying to pull")),
@@ -720,6 +774,9 @@ async fn image_pull_reports_progress_and_auth_failures() {
         .expect_err("wrong password");
     let text = err.to_string();
     assert!(matches!(err, PodmanError::Failed { .. }), "{err:?}");
-    assert!(text.contains("unauthorized") || text.contains("authentication"), "{text}");
+    assert!(
+        text.contains("unauthorized") || text.contains("authentication"),
+        "{text}"
+    );
     assert!(!text.contains(&wrong), "password leaked: {text}");
 }

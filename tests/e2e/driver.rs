@@ -387,7 +387,7 @@ async fn start_adopts_a_running_container_and_replaces_a_stopped_one() {
 async fn out_of_memory_task_exits_137() {
     let label = LabelCleanup::new("drv-oom");
     let d = driver();
-    let mut spec = task(&label, "oom", "x=a; while true; do x=$x$x; done", json!({ "memory_swap": "0b" }));
+    let mut spec = task(&label, "oom", "x=a; while true; do x=$x$x; done", json!({ "memory_swap": "16m" }));
     spec.context.resources.memory_mb = 16;
     let id = spec.context.id.clone();
     d.start(spec).await.unwrap();
@@ -435,7 +435,7 @@ async fn image_pull_emits_task_event() {
     let d = driver();
     let registry = support::registry();
     let mut events = d.subscribe_events();
-    let spec = task(&label, "pulled", "exit 0", json!({ "image": registry.busybox(), "force_pull": true }));
+    let spec = task(&label, "pulled", "exit 0", json!({ "image": registry.busybox(), "force_pull": true, "auth": { "tls_verify": false } }));
     let id = spec.context.id.clone();
     d.start(spec).await.unwrap();
     let mut messages = BTreeMap::new();

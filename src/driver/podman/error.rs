@@ -34,7 +34,10 @@ pub enum PodmanError {
         source: TransportCause,
     },
     #[error("{operation}: no answer from podman within {timeout:?}")]
-    Timeout { operation: String, timeout: Duration },
+    Timeout {
+        operation: String,
+        timeout: Duration,
+    },
     #[error("{operation}: cannot decode podman's reply: {message}")]
     Decode { operation: String, message: String },
     #[error("invalid podman socket {socket:?}: {reason}")]
@@ -113,7 +116,9 @@ mod tests {
         let e = PodmanError::from_status("kill container x", 409, br#"{"message":"not running"}"#);
         assert!(matches!(e, PodmanError::Conflict { ref message, .. } if message == "not running"));
         let e = PodmanError::from_status("create container", 500, br#"{"cause":"boom"}"#);
-        assert!(matches!(e, PodmanError::Server { status: 500, ref message, .. } if message == "boom"));
+        assert!(
+            matches!(e, PodmanError::Server { status: 500, ref message, .. } if message == "boom")
+        );
     }
 
     #[test]

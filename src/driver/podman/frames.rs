@@ -208,7 +208,10 @@ mod tests {
     #[tokio::test]
     async fn stream_ids_above_three_are_rejected() {
         let got = decode_all(frame(4, b"?"), 16).await;
-        assert_eq!(got, vec![Err("stream id 4 found, 0-3 supported".to_string())]);
+        assert_eq!(
+            got,
+            vec![Err("stream id 4 found, 0-3 supported".to_string())]
+        );
     }
 
     #[test]

@@ -34,11 +34,10 @@ use tokio_util::io::{ReaderStream, StreamReader};
 pub use error::PodmanError;
 pub use frames::{Frame, FrameDecoder, FrameError, StreamKind};
 pub use models::{
-    parse_time, ContainerConfig, ContainerInspect, ContainerState, ContainerStats,
-    CreateResponse, Event, EventActor, ExecConfig, ExecInspect, HostConfig, HostInfo,
-    ImageConfig, ImageInspect, Info, ListContainer, NetworkEndpoint, NetworkSettings,
-    OciRuntimeInfo, PortBinding, RemoteSocketInfo, SecurityInfo, Ulimit, Version,
-    VersionComponent, VersionInfo,
+    parse_time, ContainerConfig, ContainerInspect, ContainerState, ContainerStats, CreateResponse,
+    Event, EventActor, ExecConfig, ExecInspect, HostConfig, HostInfo, ImageConfig, ImageInspect,
+    Info, ListContainer, NetworkEndpoint, NetworkSettings, OciRuntimeInfo, PortBinding,
+    RemoteSocketInfo, SecurityInfo, Ulimit, Version, VersionComponent, VersionInfo,
 };
 pub use transport::{BoxError, Endpoint, RequestBody};
 
@@ -383,17 +382,17 @@ impl PodmanClient {
         E: Into<BoxError> + 'static,
     {
         let op = "load image archive";
-        let body = StreamBody::new(
-            archive
-                .map_ok(hyper::body::Frame::data)
-                .map_err(Into::into),
-        )
-        .boxed_unsync();
+        let body = StreamBody::new(archive.map_ok(hyper::body::Frame::data).map_err(Into::into))
+            .boxed_unsync();
         let mut req = self.request(Method::POST, libpod("/images/load"), body);
-        req.headers_mut()
-            .insert(CONTENT_TYPE, "application/x-tar".parse().expect("static header"));
+        req.headers_mut().insert(
+            CONTENT_TYPE,
+            "application/x-tar".parse().expect("static header"),
+        );
         let reply = self.stream(op, req).await?;
-        let body = self.bounded(op, self.timeout(), self.collect(op, reply)).await?;
+        let body = self
+            .bounded(op, self.timeout(), self.collect(op, reply))
+            .await?;
         let report: LoadReport = decode(op, &body)?;
         if report.names.is_empty() {
             return Err(PodmanError::Failed {
@@ -504,7 +503,10 @@ impl PodmanClient {
             return Ok(());
         }
         let reports: Vec<RemoveReport> = decode(&op, &body)?;
-        match reports.into_iter().find_map(|r| r.err.filter(|e| !e.is_null())) {
+        match reports
+            .into_iter()
+            .find_map(|r| r.err.filter(|e| !e.is_null()))
+        {
             Some(err) => Err(PodmanError::Failed {
                 operation: op,
                 message: err.as_str().map(str::to_string).unwrap_or(err.to_string()),
@@ -514,7 +516,10 @@ impl PodmanClient {
     }
 
     /// `GET /libpod/containers/json`.
-    pub async fn container_list(&self, opts: &ListOptions) -> Result<Vec<ListContainer>, PodmanError> {
+    pub async fn container_list(
+        &self,
+        opts: &ListOptions,
+    ) -> Result<Vec<ListContainer>, PodmanError> {
         let mut filters = serde_json::Map::new();
         if !opts.labels.is_empty() {
             filters.insert("label".into(), opts.labels.clone().into());
@@ -528,7 +533,10 @@ impl PodmanClient {
             q.push("filters", Value::Object(filters));
         }
         let list: Option<Vec<ListContainer>> = self
-            .get_json("list containers", libpod(&format!("/containers/json{}", q.as_str())))
+            .get_json(
+                "list containers",
+                libpod(&format!("/containers/json{}", q.as_str())),
+            )
             .await?;
         Ok(list.unwrap_or_default())
     }
@@ -536,11 +544,18 @@ impl PodmanClient {
     /// One stats sample of several containers in one request
     /// (`GET /libpod/containers/stats?stream=false`). An empty `ids` means every running
     /// container. Podman fails the whole request when one container is gone.
-    pub async fn container_stats(&self, ids: &[String]) -> Result<Vec<ContainerStats>, PodmanError> {
+    pub async fn container_stats(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<ContainerStats>, PodmanError> {
         let op = format!("read stats of {}", describe_ids(ids));
         let path = stats_path(ids, false, None);
         let body = self
-            .call(&op, self.request(Method::GET, path, empty_body()), self.timeout())
+            .call(
+                &op,
+                self.request(Method::GET, path, empty_body()),
+                self.timeout(),
+            )
             .await?;
         let report: StatsReport = decode(&op, &body)?;
         stats_result(&op, report)
@@ -565,7 +580,11 @@ impl PodmanClient {
     /// `GET /libpod/containers/{id}/logs`: frames with stdout and stderr kept apart (also
     /// for tty containers, which libpod reports as stdout). Without `follow` the stream ends
     /// after the logged lines; with it, when the container stops.
-    pub async fn container_logs(&self, id: &str, opts: &LogOptions) -> Result<FrameStream, PodmanError> {
+    pub async fn container_logs(
+        &self,
+        id: &str,
+        opts: &LogOptions,
+    ) -> Result<FrameStream, PodmanError> {
         let op = format!("read logs of container {id}");
         let mut q = Query::new();
         q.push("follow", opts.follow)
@@ -616,7 +635,11 @@ impl PodmanClient {
     // ---- exec ---------------------------------------------------------------------------
 
     /// `POST /libpod/containers/{id}/exec`: creates an exec session, returns its id.
-    pub async fn exec_create(&self, container: &str, config: &ExecConfig) -> Result<String, PodmanError> {
+    pub async fn exec_create(
+        &self,
+        container: &str,
+        config: &ExecConfig,
+    ) -> Result<String, PodmanError> {
         let op = format!("create exec session in container {container}");
         let body = serde_json::to_vec(config).map_err(|e| PodmanError::Decode {
             operation: op.clone(),
@@ -697,12 +720,21 @@ impl PodmanClient {
     }
 
     /// `POST /libpod/exec/{id}/resize`: the session's terminal size.
-    pub async fn exec_resize(&self, exec_id: &str, height: u16, width: u16) -> Result<(), PodmanError> {
+    pub async fn exec_resize(
+        &self,
+        exec_id: &str,
+        height: u16,
+        width: u16,
+    ) -> Result<(), PodmanError> {
         let mut q = Query::new();
         q.push("h", height).push("w", width);
         self.post_empty(
             &format!("resize exec session {exec_id}"),
-            libpod(&format!("/exec/{}/resize{}", transport::encode(exec_id), q.as_str())),
+            libpod(&format!(
+                "/exec/{}/resize{}",
+                transport::encode(exec_id),
+                q.as_str()
+            )),
             self.timeout(),
         )
         .await
@@ -823,15 +855,28 @@ impl PodmanClient {
         Err(PodmanError::from_status(op, status.as_u16(), &body))
     }
 
-    async fn get_json<T: DeserializeOwned>(&self, op: &str, path: String) -> Result<T, PodmanError> {
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        op: &str,
+        path: String,
+    ) -> Result<T, PodmanError> {
         let body = self
-            .call(op, self.request(Method::GET, path, empty_body()), self.timeout())
+            .call(
+                op,
+                self.request(Method::GET, path, empty_body()),
+                self.timeout(),
+            )
             .await?;
         decode(op, &body)
     }
 
     /// POST without body; 304 (already in that state) counts as success.
-    async fn post_empty(&self, op: &str, path: String, deadline: Duration) -> Result<(), PodmanError> {
+    async fn post_empty(
+        &self,
+        op: &str,
+        path: String,
+        deadline: Duration,
+    ) -> Result<(), PodmanError> {
         let req = self.request(Method::POST, path, empty_body());
         let (status, body) = self.call_status(op, req, deadline).await?;
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
@@ -909,7 +954,10 @@ fn format_time(t: SystemTime) -> String {
         .unwrap_or(0);
     time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
 }
 

@@ -105,7 +105,10 @@ mod lenient {
 }
 
 /// Decodes a reply, naming the operation on failure.
-pub(crate) fn decode<T: DeserializeOwned>(operation: &str, body: &[u8]) -> Result<T, super::PodmanError> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    operation: &str,
+    body: &[u8],
+) -> Result<T, super::PodmanError> {
     serde_json::from_slice(body).map_err(|e| super::PodmanError::Decode {
         operation: operation.to_string(),
         message: e.to_string(),
@@ -762,7 +765,10 @@ mod tests {
         assert!(c.state.finished_at().is_none());
         let started = c.state.started_at().expect("started");
         assert_eq!(
-            started.duration_since(UNIX_EPOCH).expect("after epoch").as_millis(),
+            started
+                .duration_since(UNIX_EPOCH)
+                .expect("after epoch")
+                .as_millis(),
             1_714_557_600_500
         );
         assert_eq!(c.network_settings.networks["podman"].ip_address, "10.0.0.2");

@@ -32,7 +32,9 @@ pub(crate) fn empty_body() -> RequestBody {
 }
 
 pub(crate) fn full_body(data: impl Into<Bytes>) -> RequestBody {
-    Full::new(data.into()).map_err(|e| match e {}).boxed_unsync()
+    Full::new(data.into())
+        .map_err(|e| match e {})
+        .boxed_unsync()
 }
 
 /// A podman API address, parsed from the socket strings the Go driver accepts.
@@ -40,7 +42,10 @@ pub(crate) fn full_body(data: impl Into<Bytes>) -> RequestBody {
 pub enum Endpoint {
     Unix(PathBuf),
     /// `http://host:port[/base]`: `authority` is `host:port`, `base` has no trailing `/`.
-    Tcp { authority: String, base: String },
+    Tcp {
+        authority: String,
+        base: String,
+    },
 }
 
 impl Endpoint {
@@ -107,9 +112,9 @@ impl Endpoint {
     async fn connect(&self) -> io::Result<Conn> {
         match self {
             Endpoint::Unix(path) => UnixStream::connect(path).await.map(Conn::Unix),
-            Endpoint::Tcp { authority, .. } => TcpStream::connect(authority.as_str())
-                .await
-                .map(Conn::Tcp),
+            Endpoint::Tcp { authority, .. } => {
+                TcpStream::connect(authority.as_str()).await.map(Conn::Tcp)
+            }
         }
     }
 }

@@ -185,6 +185,7 @@ pub mod ids {
     pub const ROOTLESS_CGROUP1_NO_LIMITS: &str = "rootless-cgroup1-no-limits";
     pub const CONTAINER_NETNS_PODMAN3: &str = "container-netns-podman3";
     pub const NETWORKS_API_V4: &str = "networks-api-v4";
+    pub const ULIMIT_REPLACES_DEFAULTS: &str = "ulimit-replaces-defaults";
 }
 
 /// The known drifts (upstream-driver.md sections 3.9, 3.12, 3.22, 3.23, 7 and 9, and
@@ -290,6 +291,18 @@ pub static DRIFTS: &[Drift] = &[
         rootless: None,
         behaviour: "no netavark network API (networks/{name}/exists, per-network options)",
         impact: "custom network_mode names and static IP/MAC per network are unavailable",
+        severity: Severity::Degraded,
+    },
+    Drift {
+        id: ids::ULIMIT_REPLACES_DEFAULTS,
+        podman: VersionRange::below(Version::new(5, 0, 0)),
+        cgroup: None,
+        rootless: None,
+        behaviour: "a task ulimit replaces containers.conf default_ulimits, and podman then \
+                    sets its own nproc/nofile defaults, which the OCI runtime may not be \
+                    permitted to apply on hosts with lower hard limits",
+        impact: "a task that sets one of nofile/nproc in ulimit must set both, or it \
+                 fails to start",
         severity: Severity::Degraded,
     },
 ];

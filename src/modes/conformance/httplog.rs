@@ -210,7 +210,7 @@ mod tests {
         };
         assert_eq!(
             render(&text),
-            "GET /x HTTP/1.1\nHost: podman\n\n{\"a\":1}\n[... 3 more bytes]"
+            "GET /x HTTP/1.1\nHost: podman\n\n{\"a\":1}\n[... 4 more bytes]"
         );
         let binary = Captured {
             kept: b"HTTP/1.1 200 OK\r\n\r\n\x01\0\0\0\0\0\0\x02hi".to_vec(),

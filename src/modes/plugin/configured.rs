@@ -23,14 +23,23 @@ pub(crate) struct ConfiguredDriver {
 impl ConfiguredDriver {
     /// The driver of the latest `SetConfig`.
     pub(crate) fn get(&self) -> Result<Arc<Driver>, Status> {
-        let current = self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         current.clone().ok_or_else(status::not_configured)
     }
 
     /// Whether this is a new configuration.
     pub(crate) fn set(&self, config: DriverConfig) -> Result<bool, DriverError> {
-        let mut current = self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if current.as_ref().is_some_and(|driver| *driver.config() == config) {
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if current
+            .as_ref()
+            .is_some_and(|driver| *driver.config() == config)
+        {
             return Ok(false);
         }
         *current = Some(Driver::new(config)?);

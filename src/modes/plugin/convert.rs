@@ -10,12 +10,12 @@ use prost_types::Timestamp;
 
 use crate::driver::config::DriverConfig;
 use crate::driver::model::{
-    Attribute, DriverNetwork, ExitResult, Fingerprint, Health, TaskEvent, TaskRunState,
-    TaskStats, TaskStatus,
+    Attribute, DriverNetwork, ExitResult, Fingerprint, Health, TaskEvent, TaskRunState, TaskStats,
+    TaskStatus,
 };
 use crate::driver::task::{
-    DeviceSpec, DnsSpec, LegacyNetwork, LegacyPort, MountSpec, PortSpec, TaskConfig,
-    TaskContext, TaskResources,
+    DeviceSpec, DnsSpec, LegacyNetwork, LegacyPort, MountSpec, PortSpec, TaskConfig, TaskContext,
+    TaskResources,
 };
 
 use super::cty;
@@ -114,7 +114,11 @@ pub(crate) fn task_context(task: &drivers::TaskConfig) -> Result<TaskContext, St
         namespace: task.namespace.clone(),
         node_name: task.node_name.clone(),
         node_id: task.node_id.clone(),
-        env: task.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        env: task
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         user: task.user.clone(),
         resources: TaskResources {
             cpu_shares: u64::try_from(cpu_shares).unwrap_or_default(),
@@ -220,9 +224,7 @@ pub(crate) fn task_status(status: &TaskStatus) -> drivers::TaskStatus {
         state: run_state(status.state) as i32,
         started_at: Some(timestamp(status.started_at)),
         completed_at: Some(status.completed_at.map_or_else(go_zero_time, timestamp)),
-        result: Some(exit_result(
-            &status.exit_result.clone().unwrap_or_default(),
-        )),
+        result: Some(exit_result(&status.exit_result.clone().unwrap_or_default())),
     }
 }
 
@@ -438,9 +440,18 @@ mod tests {
         assert_eq!(context.resources.memory_mb, 256);
         assert_eq!(context.resources.memory_max_mb, 512);
         assert!((context.resources.percent_ticks - 0.25).abs() < f64::EPSILON);
-        assert_eq!(context.alloc_dir.unwrap(), Path::new("/var/nomad/alloc/a1/alloc"));
-        assert_eq!(context.task_dir.unwrap(), Path::new("/var/nomad/alloc/a1/web"));
-        assert_eq!(context.local_dir.unwrap(), Path::new("/var/nomad/alloc/a1/web/local"));
+        assert_eq!(
+            context.alloc_dir.unwrap(),
+            Path::new("/var/nomad/alloc/a1/alloc")
+        );
+        assert_eq!(
+            context.task_dir.unwrap(),
+            Path::new("/var/nomad/alloc/a1/web")
+        );
+        assert_eq!(
+            context.local_dir.unwrap(),
+            Path::new("/var/nomad/alloc/a1/web/local")
+        );
         assert_eq!(
             context.secrets_dir.unwrap(),
             Path::new("/var/nomad/alloc/a1/web/secrets")
@@ -454,7 +465,10 @@ mod tests {
         let networks = context.networks.unwrap();
         assert_eq!(networks[0].reserved_ports[0].label, "admin");
         assert_eq!(networks[0].dynamic_ports[0].value, 23456);
-        assert_eq!(context.network_isolation_path.as_deref(), Some("/var/run/netns/a1"));
+        assert_eq!(
+            context.network_isolation_path.as_deref(),
+            Some("/var/run/netns/a1")
+        );
         assert_eq!(context.dns.unwrap().options, vec!["ndots:2"]);
         assert!(context.stdout_path.unwrap().ends_with(".web.stdout.fifo"));
         assert_eq!(context.kill_timeout, DEFAULT_KILL_TIMEOUT);
@@ -538,7 +552,10 @@ mod tests {
             description: "Cannot fingerprint certain podman sockets: b".into(),
             attributes: [
                 ("driver.podman".to_string(), Attribute::Bool(true)),
-                ("driver.podman.version".to_string(), Attribute::String("4.3.1".into())),
+                (
+                    "driver.podman.version".to_string(),
+                    Attribute::String("4.3.1".into()),
+                ),
             ]
             .into(),
         });
@@ -603,7 +620,10 @@ mod tests {
             ("ipc_mode", text("private")),
             ("ipv4_address", text("10.88.0.50")),
             ("ipv6_address", text("fd00::50")),
-            ("labels", Msgpack::Array(vec![map(&[("tier", text("test"))])])),
+            (
+                "labels",
+                Msgpack::Array(vec![map(&[("tier", text("test"))])]),
+            ),
             (
                 "logging",
                 map(&[
@@ -618,7 +638,10 @@ mod tests {
             ("oom_score_adj", Msgpack::Int(-500)),
             ("os", text("linux")),
             ("pids_limit", int(100)),
-            ("port_map", Msgpack::Array(vec![map(&[("http", int(8080))])])),
+            (
+                "port_map",
+                Msgpack::Array(vec![map(&[("http", int(8080))])]),
+            ),
             ("ports", Msgpack::Nil),
             ("privileged", yes.clone()),
             ("readonly_rootfs", yes.clone()),
@@ -628,10 +651,16 @@ mod tests {
             ("socket", text("fast")),
             ("static_ips", strings(&["10.88.0.51"])),
             ("static_mac", text("02:42:AC:11:00:02")),
-            ("sysctl", Msgpack::Array(vec![map(&[("net.core.somaxconn", text("1024"))])])),
+            (
+                "sysctl",
+                Msgpack::Array(vec![map(&[("net.core.somaxconn", text("1024"))])]),
+            ),
             ("tmpfs", strings(&["/scratch:size=1m"])),
             ("tty", yes.clone()),
-            ("ulimit", Msgpack::Array(vec![map(&[("nofile", text("1024:2048"))])])),
+            (
+                "ulimit",
+                Msgpack::Array(vec![map(&[("nofile", text("1024:2048"))])]),
+            ),
             ("userns", text("host")),
             ("variant", text("v8")),
             ("volumes", strings(&["local:/data"])),
@@ -645,7 +674,10 @@ mod tests {
         assert_eq!(decoded.args, ["-c", "sleep 1"]);
         assert_eq!(decoded.arch, "arm64");
         let auth = decoded.auth.as_ref().unwrap();
-        assert_eq!((auth.username.as_str(), auth.password.as_str()), ("user", "secret"));
+        assert_eq!(
+            (auth.username.as_str(), auth.password.as_str()),
+            ("user", "secret")
+        );
         assert!(!auth.tls_verify);
         assert!(decoded.auth_soft_fail);
         assert_eq!(decoded.cap_add, ["NET_RAW"]);
@@ -654,7 +686,10 @@ mod tests {
         assert_eq!(decoded.cpu_cfs_period, 100_000);
         assert!(decoded.cpu_hard_limit);
         assert_eq!(decoded.devices, ["/dev/null:/dev/nulltest:rwm"]);
-        assert_eq!(decoded.entrypoint.as_deref(), Some(&["/bin/sh".to_string(), "-e".to_string()][..]));
+        assert_eq!(
+            decoded.entrypoint.as_deref(),
+            Some(&["/bin/sh".to_string(), "-e".to_string()][..])
+        );
         assert_eq!(decoded.extra_hosts, ["example.internal:127.0.0.1"]);
         assert!(decoded.force_pull);
         assert_eq!(decoded.hostname, "every-option");
@@ -705,7 +740,10 @@ mod tests {
             &mut bytes,
         );
         let err = task_config(&bytes).unwrap_err();
-        assert!(err.starts_with("failed to decode driver config: config.image"), "{err}");
+        assert!(
+            err.starts_with("failed to decode driver config: config.image"),
+            "{err}"
+        );
         let err = driver_config(&[0x81, 0xa1, b'x', 0xc3]).unwrap_err();
         assert_eq!(err, "invalid plugin config: config.x: unknown option");
         assert_eq!(driver_config(&[]).unwrap(), DriverConfig::default());
@@ -715,11 +753,17 @@ mod tests {
     fn durations() {
         assert_eq!(duration(None), Duration::ZERO);
         assert_eq!(
-            duration(Some(&prost_types::Duration { seconds: 3, nanos: 5 })),
+            duration(Some(&prost_types::Duration {
+                seconds: 3,
+                nanos: 5
+            })),
             Duration::new(3, 5)
         );
         assert_eq!(
-            duration(Some(&prost_types::Duration { seconds: -3, nanos: 0 })),
+            duration(Some(&prost_types::Duration {
+                seconds: -3,
+                nanos: 0
+            })),
             Duration::ZERO
         );
     }

@@ -38,9 +38,13 @@ pub enum CtyErrorKind {
     /// The bytes are not one well-formed msgpack value.
     Malformed(String),
     /// A cty unknown value, sent as msgpack ext `ext_type`.
-    Unknown { ext_type: i8 },
+    Unknown {
+        ext_type: i8,
+    },
     InvalidUtf8,
-    NonStringKey { found: &'static str },
+    NonStringKey {
+        found: &'static str,
+    },
     NotFinite,
 }
 
@@ -267,8 +271,15 @@ mod tests {
 
     #[test]
     fn example_d_object_attribute() {
-        let input = bytes(&[&[0x81], &s("entrypoint"), &[0x82, 0xa1, 0x61, 0x01, 0xa1, 0x62, 0xc3]]);
-        assert_eq!(decode(&input).unwrap(), json!({"entrypoint": {"a": 1, "b": true}}));
+        let input = bytes(&[
+            &[0x81],
+            &s("entrypoint"),
+            &[0x82, 0xa1, 0x61, 0x01, 0xa1, 0x62, 0xc3],
+        ]);
+        assert_eq!(
+            decode(&input).unwrap(),
+            json!({"entrypoint": {"a": 1, "b": true}})
+        );
     }
 
     #[test]
@@ -282,7 +293,10 @@ mod tests {
             (&[0xd0, 0xdf], json!(-33)),
             (&[0xcc, 0x80], json!(128)),
             (&[0xcf, 0, 0, 0, 1, 0, 0, 0, 0], json!(4_294_967_296_u64)),
-            (&[0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], json!(u64::MAX)),
+            (
+                &[0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+                json!(u64::MAX),
+            ),
             (&[0xd1, 0xfc, 0x18], json!(-1000)),
             (&[0xd2, 0x80, 0, 0, 0], json!(i32::MIN)),
             (&[0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0], json!(i64::MIN)),
@@ -388,7 +402,13 @@ mod tests {
 
     #[test]
     fn unknown_values_are_rejected_with_their_field() {
-        let input = bytes(&[&[0x82], &s("image"), &s("x"), &s("args"), &[0x92, 0xa1, b'a', 0xd4, 0x00, 0x00]]);
+        let input = bytes(&[
+            &[0x82],
+            &s("image"),
+            &s("x"),
+            &s("args"),
+            &[0x92, 0xa1, b'a', 0xd4, 0x00, 0x00],
+        ]);
         let err = decode(&input).unwrap_err();
         assert_eq!(err.field, "config.args[1]");
         assert_eq!(err.reason, CtyErrorKind::Unknown { ext_type: 0 });
@@ -407,7 +427,10 @@ mod tests {
     fn bad_input_names_where() {
         let bad_utf8 = bytes(&[&[0x81], &s("auth"), &[0x81], &s("username"), &[0xa1, 0xff]]);
         let err = decode(&bad_utf8).unwrap_err();
-        assert_eq!(err.to_string(), "config.auth.username: string is not valid UTF-8");
+        assert_eq!(
+            err.to_string(),
+            "config.auth.username: string is not valid UTF-8"
+        );
         let int_key = [0x81, 0x01, 0x02];
         assert_eq!(
             decode(&int_key).unwrap_err().to_string(),
@@ -418,7 +441,9 @@ mod tests {
         let truncated = bytes(&[&[0x82], &s("image")]);
         let err = decode(&truncated).unwrap_err();
         assert!(matches!(err.reason, CtyErrorKind::Malformed(_)));
-        assert!(err.to_string().starts_with("config: not a valid cty-msgpack value"));
+        assert!(err
+            .to_string()
+            .starts_with("config: not a valid cty-msgpack value"));
     }
 
     #[test]

@@ -22,6 +22,9 @@ use super::{convert, driver_state, exec_stream, hclspec, logging, status};
 
 /// How often the fingerprint is re-sent after the first one (as the Go plugin).
 const FINGERPRINT_PERIOD: Duration = Duration::from_secs(30);
+/// The agent's exec timeout 0 means "no limit"; a day stands in for it so the call still
+/// has a deadline.
+const EXEC_WITHOUT_LIMIT: Duration = Duration::from_secs(24 * 3600);
 /// The agent's default stats interval, used when a request carries none.
 const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -60,7 +63,11 @@ pub(crate) fn capabilities() -> drivers::DriverCapabilities {
 }
 
 /// Sends `item` unless the receiver is gone or the plugin exits; false = stop producing.
-async fn deliver<T>(tx: &mpsc::Sender<Result<T, Status>>, item: T, exit: &CancellationToken) -> bool {
+async fn deliver<T>(
+    tx: &mpsc::Sender<Result<T, Status>>,
+    item: T,
+    exit: &CancellationToken,
+) -> bool {
     tokio::select! {
         sent = tx.send(Ok(item)) => sent.is_ok(),
         () = exit.cancelled() => false,
@@ -128,11 +135,15 @@ impl driver_server::Driver for DriverService {
             .into_inner()
             .handle
             .ok_or_else(|| status::invalid("error: handle cannot be nil"))?;
-        let state = driver_state::decode(&handle)
-            .map_err(|e| status::invalid(format!("failed to decode task state from handle: {e}")))?;
+        let state = driver_state::decode(&handle).map_err(|e| {
+            status::invalid(format!("failed to decode task state from handle: {e}"))
+        })?;
         let task_id = state.task_id.clone();
         driver.recover(state).await.map_err(|e| {
-            logging::warn("cannot recover task", &[("task_id", &task_id), ("error", &e)]);
+            logging::warn(
+                "cannot recover task",
+                &[("task_id", &task_id), ("error", &e)],
+            );
             status::from_driver(&e)
         })?;
         logging::info("task recovered", &[("task_id", &task_id)]);
@@ -144,12 +155,18 @@ impl driver_server::Driver for DriverService {
         request: Request<drivers::StartTaskRequest>,
     ) -> Result<Response<drivers::StartTaskResponse>, Status> {
         let driver = self.driver()?;
-        let task = request
-            .into_inner()
-            .task
-            .ok_or_else(|| status::recoverable(Code::InvalidArgument, "StartTask without a task config".into(), false))?;
+        let task = request.into_inner().task.ok_or_else(|| {
+            status::recoverable(
+                Code::InvalidArgument,
+                "StartTask without a task config".into(),
+                false,
+            )
+        })?;
         let unusable = |message: String| {
-            logging::error("cannot start task", &[("task_id", &task.id), ("error", &message)]);
+            logging::error(
+                "cannot start task",
+                &[("task_id", &task.id), ("error", &message)],
+            );
             status::recoverable(Code::InvalidArgument, message, false)
         };
         let config = convert::task_config(&task.msgpack_driver_config).map_err(unusable)?;
@@ -165,7 +182,10 @@ impl driver_server::Driver for DriverService {
             .map_err(|message| status::recoverable(Code::Internal, message, false))?;
         logging::info(
             "task started",
-            &[("task_id", &task.id), ("container_id", &started.state.container_id)],
+            &[
+                ("task_id", &task.id),
+                ("container_id", &started.state.container_id),
+            ],
         );
         Ok(Response::new(drivers::StartTaskResponse {
             result: drivers::start_task_response::Result::Success as i32,
@@ -186,7 +206,10 @@ impl driver_server::Driver for DriverService {
     ) -> Result<Response<drivers::WaitTaskResponse>, Status> {
         let driver = self.driver()?;
         let task_id = request.into_inner().task_id;
-        let result = driver.wait(&task_id).await.map_err(|e| status::from_driver(&e))?;
+        let result = driver
+            .wait(&task_id)
+            .await
+            .map_err(|e| status::from_driver(&e))?;
         Ok(Response::new(drivers::WaitTaskResponse {
             result: Some(convert::exit_result(&result)),
             err: result.err.unwrap_or_default(),
@@ -201,7 +224,11 @@ impl driver_server::Driver for DriverService {
         let request = request.into_inner();
         let signal = (!request.signal.is_empty()).then_some(request.signal.as_str());
         driver
-            .stop(&request.task_id, convert::duration(request.timeout.as_ref()), signal)
+            .stop(
+                &request.task_id,
+                convert::duration(request.timeout.as_ref()),
+                signal,
+            )
             .await
             .map_err(|e| status::from_driver(&e))?;
         Ok(Response::new(drivers::StopTaskResponse {}))
@@ -302,12 +329,11 @@ impl driver_server::Driver for DriverService {
         if request.command.is_empty() {
             return Err(status::invalid("exec needs a command"));
         }
+        let timeout = Some(convert::duration(request.timeout.as_ref()))
+            .filter(|timeout| !timeout.is_zero())
+            .unwrap_or(EXEC_WITHOUT_LIMIT);
         let output = driver
-            .exec(
-                &request.task_id,
-                request.command,
-                convert::duration(request.timeout.as_ref()),
-            )
+            .exec(&request.task_id, request.command, timeout)
             .await
             .map_err(|e| status::from_driver(&e))?;
         Ok(Response::new(drivers::ExecTaskResponse {

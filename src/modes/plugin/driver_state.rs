@@ -26,19 +26,18 @@ pub(crate) fn encode(state: &TaskState) -> Result<Vec<u8>, String> {
 /// The core state for a handle given to `RecoverTask`. The task id is always the handle
 /// config's id: that is the id the agent addresses the task by afterwards.
 pub(crate) fn decode(handle: &drivers::TaskHandle) -> Result<TaskState, String> {
-    let config = handle.config.as_ref().ok_or("the handle carries no task config")?;
+    let config = handle
+        .config
+        .as_ref()
+        .ok_or("the handle carries no task config")?;
     if config.id.is_empty() {
         return Err("the handle's task config has no id".to_string());
     }
     let mut state = if handle.version <= 1 {
         from_go_plugin(config, &handle.driver_state)?
     } else {
-        serde_json::from_slice::<TaskState>(&handle.driver_state).map_err(|e| {
-            format!(
-                "cannot decode driver state version {}: {e}",
-                handle.version
-            )
-        })?
+        serde_json::from_slice::<TaskState>(&handle.driver_state)
+            .map_err(|e| format!("cannot decode driver state version {}: {e}", handle.version))?
     };
     state.task_id.clone_from(&config.id);
     Ok(state)
@@ -150,13 +149,20 @@ mod tests {
             state: 0,
             driver_state: b"{}".to_vec(),
         };
-        assert_eq!(decode(&handle).unwrap_err(), "the handle carries no task config");
+        assert_eq!(
+            decode(&handle).unwrap_err(),
+            "the handle carries no task config"
+        );
         handle.config = Some(drivers::TaskConfig::default());
-        assert_eq!(decode(&handle).unwrap_err(), "the handle's task config has no id");
+        assert_eq!(
+            decode(&handle).unwrap_err(),
+            "the handle's task config has no id"
+        );
         handle.config = Some(handle_config());
-        assert!(decode(&handle)
-            .unwrap_err()
-            .starts_with(&format!("cannot decode driver state version {}", handle_version())));
+        assert!(decode(&handle).unwrap_err().starts_with(&format!(
+            "cannot decode driver state version {}",
+            handle_version()
+        )));
         handle.version = 1;
         handle.driver_state = vec![0x90];
         assert!(decode(&handle)

@@ -82,7 +82,11 @@ pub(crate) async fn run(
                 None => return Err(status::invalid("the first exec message must be the setup")),
             },
             Some(Err(e)) => return Err(e),
-            None => return Err(status::invalid("exec stream ended before its setup message")),
+            None => {
+                return Err(status::invalid(
+                    "exec stream ended before its setup message",
+                ))
+            }
         }
     };
     if setup.command.is_empty() {
@@ -104,7 +108,8 @@ pub(crate) async fn run(
             }
             if let Some(input) = request.stdin {
                 if let Some(sender) = &stdin {
-                    if !input.data.is_empty() && sender.send(Bytes::from(input.data)).await.is_err() {
+                    if !input.data.is_empty() && sender.send(Bytes::from(input.data)).await.is_err()
+                    {
                         stdin = None;
                     }
                 }
@@ -157,10 +162,15 @@ pub(crate) async fn run(
                 ..Default::default()
             }),
             Ok(Err(e)) => {
-                logging::warn("exec session failed", &[("task_id", &task_id), ("error", &e)]);
+                logging::warn(
+                    "exec session failed",
+                    &[("task_id", &task_id), ("error", &e)],
+                );
                 Err(status::from_driver(&e))
             }
-            Err(e) => Err(Status::internal(format!("exec session ended abnormally: {e}"))),
+            Err(e) => Err(Status::internal(format!(
+                "exec session ended abnormally: {e}"
+            ))),
         };
         let _ = responses_tx.send(last).await;
     });
@@ -173,8 +183,20 @@ mod tests {
 
     #[test]
     fn terminal_sizes_are_clamped() {
-        assert_eq!(terminal_size(24, 80), TerminalSize { height: 24, width: 80 });
-        assert_eq!(terminal_size(-1, 70_000), TerminalSize { height: 0, width: u16::MAX });
+        assert_eq!(
+            terminal_size(24, 80),
+            TerminalSize {
+                height: 24,
+                width: 80
+            }
+        );
+        assert_eq!(
+            terminal_size(-1, 70_000),
+            TerminalSize {
+                height: 0,
+                width: u16::MAX
+            }
+        );
     }
 
     #[test]

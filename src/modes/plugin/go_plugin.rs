@@ -52,7 +52,9 @@ impl GrpcStdio for Stdio {
         &self,
         _request: Request<()>,
     ) -> Result<Response<Self::StreamStdioStream>, Status> {
-        Ok(Response::new(idle_until(self.exit.clone().cancelled_owned())))
+        Ok(Response::new(idle_until(
+            self.exit.clone().cancelled_owned(),
+        )))
     }
 }
 

@@ -83,7 +83,10 @@ impl<'a> Fields<'a> {
     fn of(value: &'a Msgpack, what: &str) -> Result<Self, String> {
         match value {
             Msgpack::Map(entries) => Ok(Fields { entries }),
-            other => Err(format!("{what} is a msgpack {}, expected a map", other.kind())),
+            other => Err(format!(
+                "{what} is a msgpack {}, expected a map",
+                other.kind()
+            )),
         }
     }
 
@@ -104,7 +107,9 @@ fn network(net: &Fields<'_>) -> Result<DriverNetwork, String> {
     let mut port_map = BTreeMap::new();
     if let Some(ports) = net.get("PortMap") {
         for (label, port) in Fields::of(ports, "TaskState.Net.PortMap")?.entries {
-            let label = label.as_text().ok_or("TaskState.Net.PortMap has a non-string key")?;
+            let label = label
+                .as_text()
+                .ok_or("TaskState.Net.PortMap has a non-string key")?;
             let port = match port {
                 Msgpack::Int(p) => u16::try_from(*p).ok(),
                 _ => None,
@@ -287,10 +292,17 @@ pub(crate) mod tests {
     }
 
     /// What the Go plugin writes for a task with a port map on socket `socket`.
-    pub(crate) fn go_state_bytes(container_id: &str, socket: Option<&str>, started: i64) -> Vec<u8> {
+    pub(crate) fn go_state_bytes(
+        container_id: &str,
+        socket: Option<&str>,
+        started: i64,
+    ) -> Vec<u8> {
         let mut config = vec![
             (text("image"), text("docker.io/library/busybox:latest")),
-            (text("args"), Msgpack::Array(vec![text("sleep"), text("1000")])),
+            (
+                text("args"),
+                Msgpack::Array(vec![text("sleep"), text("1000")]),
+            ),
         ];
         if let Some(socket) = socket {
             config.push((text("socket"), text(socket)));
@@ -298,7 +310,10 @@ pub(crate) mod tests {
         let state = Msgpack::Map(vec![
             (text("TaskConfig"), Msgpack::Map(config)),
             (text("ContainerID"), text(container_id)),
-            (text("StartedAt"), Msgpack::Str(go_time_bytes(started, 123_456_789))),
+            (
+                text("StartedAt"),
+                Msgpack::Str(go_time_bytes(started, 123_456_789)),
+            ),
             (
                 text("Net"),
                 Msgpack::Map(vec![
@@ -337,9 +352,15 @@ pub(crate) mod tests {
     #[test]
     fn socket_defaults_and_nil_network() {
         let state = Msgpack::Map(vec![
-            (text("TaskConfig"), Msgpack::Map(vec![(text("socket"), text(""))])),
+            (
+                text("TaskConfig"),
+                Msgpack::Map(vec![(text("socket"), text(""))]),
+            ),
             (text("ContainerID"), text("c1")),
-            (text("StartedAt"), Msgpack::Ext(-1, 1_600_000_000u32.to_be_bytes().to_vec())),
+            (
+                text("StartedAt"),
+                Msgpack::Ext(-1, 1_600_000_000u32.to_be_bytes().to_vec()),
+            ),
             (text("Net"), Msgpack::Nil),
             (text("LogStreamer"), Msgpack::Bool(true)),
         ]);
@@ -349,7 +370,10 @@ pub(crate) mod tests {
         assert_eq!(decoded.socket, "default");
         assert_eq!(decoded.network, None);
         assert!(decoded.log_streamer);
-        assert_eq!(decoded.started_at, UNIX_EPOCH + Duration::from_secs(1_600_000_000));
+        assert_eq!(
+            decoded.started_at,
+            UNIX_EPOCH + Duration::from_secs(1_600_000_000)
+        );
     }
 
     #[test]
@@ -382,7 +406,10 @@ pub(crate) mod tests {
         let mut v2 = go_time_bytes(100, 0);
         v2[0] = 2;
         v2.push(0);
-        assert_eq!(go_binary_time(&v2), Some(UNIX_EPOCH + Duration::from_secs(100)));
+        assert_eq!(
+            go_binary_time(&v2),
+            Some(UNIX_EPOCH + Duration::from_secs(100))
+        );
         assert_eq!(go_binary_time(&[1, 2, 3]), None);
         assert_eq!(go_binary_time(&[9; 15]), None);
     }
@@ -393,8 +420,14 @@ pub(crate) mod tests {
         assert!(decode(&[0xc1]).is_err());
         assert!(decode(b"{not json").is_err());
         let mut no_id = Vec::new();
-        encode(&Msgpack::Map(vec![(text("ContainerID"), text(""))]), &mut no_id);
-        assert_eq!(decode(&no_id).unwrap_err(), "TaskState.ContainerID is missing");
+        encode(
+            &Msgpack::Map(vec![(text("ContainerID"), text(""))]),
+            &mut no_id,
+        );
+        assert_eq!(
+            decode(&no_id).unwrap_err(),
+            "TaskState.ContainerID is missing"
+        );
         let mut bad_port = Vec::new();
         encode(
             &Msgpack::Map(vec![
@@ -415,6 +448,9 @@ pub(crate) mod tests {
         );
         let mut array = Vec::new();
         encode(&Msgpack::Array(vec![]), &mut array);
-        assert_eq!(decode(&array).unwrap_err(), "TaskState is a msgpack array, expected a map");
+        assert_eq!(
+            decode(&array).unwrap_err(),
+            "TaskState is a msgpack array, expected a map"
+        );
     }
 }

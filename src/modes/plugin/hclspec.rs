@@ -379,7 +379,12 @@ mod tests {
                 }
             }
             Kind::Attr(attr) => {
-                assert!(valid_type(&attr.r#type), "type of {}: {}", attr.name, attr.r#type);
+                assert!(
+                    valid_type(&attr.r#type),
+                    "type of {}: {}",
+                    attr.name,
+                    attr.r#type
+                );
                 assert!(!attr.name.is_empty());
                 if let Some(implied) = implied_name {
                     assert_eq!(attr.name, implied);
@@ -482,6 +487,9 @@ mod tests {
             "allow_caps": defaults.allow_caps,
         });
         assert_eq!(DriverConfig::from_value(&value).unwrap(), defaults);
-        assert_eq!(list_literal(&["all".into(), "a\"b".into()]), r#"["all", "a\"b"]"#);
+        assert_eq!(
+            list_literal(&["all".into(), "a\"b".into()]),
+            r#"["all", "a\"b"]"#
+        );
     }
 }

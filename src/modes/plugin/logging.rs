@@ -19,9 +19,8 @@ use time::OffsetDateTime;
 const QUEUE_LINES: usize = 1024;
 
 /// The layout the agent parses: exactly 6 fractional digits.
-const TIMESTAMP: &[FormatItem<'static>] = format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-);
+const TIMESTAMP: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
 const MODULE: &str = "podman";
 

@@ -25,9 +25,13 @@
 //! translate between the wire and the core; `status` maps errors; `logging` writes hclog
 //! JSON lines to stderr. `proto` holds the generated stubs (clients too, for tests).
 
+mod base;
+mod configured;
 mod convert;
 pub mod cty;
+mod driver_service;
 mod driver_state;
+mod exec_stream;
 mod go_plugin;
 mod go_state;
 pub mod hclspec;
@@ -35,8 +39,10 @@ pub mod logging;
 mod msgpack;
 mod process;
 pub mod proto;
+mod status;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +51,9 @@ use tonic::transport::Server;
 pub use logging::LogLevel;
 pub use process::is_launched_by_nomad;
 
+use configured::ConfiguredDriver;
+use proto::base::base_plugin_server::BasePluginServer;
+use proto::drivers::driver_server::DriverServer;
 use proto::go_plugin::{
     grpc_broker_server::GrpcBrokerServer, grpc_controller_server::GrpcControllerServer,
     grpc_stdio_server::GrpcStdioServer,
@@ -117,13 +126,35 @@ pub async fn serve(options: PluginOptions) -> Result<(), PluginError> {
     health
         .set_service_status("plugin", tonic_health::ServingStatus::Serving)
         .await;
+    let driver = Arc::new(ConfiguredDriver::default());
     let router = Server::builder()
         // One agent connection carries a WaitTask and a TaskStats stream per task.
         .max_concurrent_streams(u32::MAX)
         .add_service(health_service)
-        .add_service(GrpcControllerServer::new(go_plugin::Controller { exit: exit.clone() }))
-        .add_service(GrpcStdioServer::new(go_plugin::Stdio { exit: exit.clone() }))
-        .add_service(GrpcBrokerServer::new(go_plugin::Broker { exit: exit.clone() }));
+        .add_service(GrpcControllerServer::new(go_plugin::Controller {
+            exit: exit.clone(),
+        }))
+        .add_service(GrpcStdioServer::new(go_plugin::Stdio {
+            exit: exit.clone(),
+        }))
+        .add_service(GrpcBrokerServer::new(go_plugin::Broker {
+            exit: exit.clone(),
+        }))
+        .add_service(
+            BasePluginServer::new(base::BaseService {
+                driver: driver.clone(),
+            })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            DriverServer::new(driver_service::DriverService {
+                driver,
+                exit: exit.clone(),
+            })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        );
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(
         UnixListenerStream::new(listener),
         exit.clone().cancelled_owned(),
@@ -149,7 +180,10 @@ pub async fn serve(options: PluginOptions) -> Result<(), PluginError> {
         // Graceful shutdown is under way: in-flight unary calls (the Shutdown reply)
         // finish; long-lived streams that outlast the grace period are cut.
         None => {
-            if tokio::time::timeout(process::EXIT_GRACE, &mut server).await.is_err() {
+            if tokio::time::timeout(process::EXIT_GRACE, &mut server)
+                .await
+                .is_err()
+            {
                 server.abort();
             }
             Ok(())

@@ -72,7 +72,11 @@ impl fmt::Display for MsgpackError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.reason {
             MsgpackErrorKind::Truncated => {
-                write!(f, "msgpack data ends in the middle of a value (byte {})", self.offset)
+                write!(
+                    f,
+                    "msgpack data ends in the middle of a value (byte {})",
+                    self.offset
+                )
             }
             MsgpackErrorKind::ReservedMarker(marker) => write!(
                 f,
@@ -307,26 +311,41 @@ mod tests {
         assert_eq!(int(&[0xcd, 0x1f, 0x90]), 8080);
         assert_eq!(int(&[0xce, 0xff, 0xff, 0xff, 0xff]), 4_294_967_295);
         assert_eq!(int(&[0xcf, 0, 0, 0, 1, 0, 0, 0, 0]), 4_294_967_296);
-        assert_eq!(int(&[0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), i128::from(u64::MAX));
+        assert_eq!(
+            int(&[0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            i128::from(u64::MAX)
+        );
         assert_eq!(int(&[0xd0, 0xdf]), -33);
         assert_eq!(int(&[0xd1, 0xff, 0x00]), -256);
         assert_eq!(int(&[0xd2, 0xff, 0xff, 0x00, 0x00]), -65536);
-        assert_eq!(int(&[0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0]), i128::from(i64::MIN));
+        assert_eq!(
+            int(&[0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0]),
+            i128::from(i64::MIN)
+        );
     }
 
     #[test]
     fn floats_strings_bins() {
-        assert_eq!(read(&[0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]).unwrap(), Msgpack::F64(1.5));
+        assert_eq!(
+            read(&[0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]).unwrap(),
+            Msgpack::F64(1.5)
+        );
         assert_eq!(read(&[0xca, 0x3f, 0xc0, 0, 0]).unwrap(), Msgpack::F32(1.5));
         assert_eq!(read(&[0xa2, b's', b'h']).unwrap().as_text(), Some("sh"));
         assert_eq!(read(&[0xd9, 1, b'x']).unwrap().as_text(), Some("x"));
         assert_eq!(read(&[0xda, 0, 1, b'x']).unwrap().as_text(), Some("x"));
-        assert_eq!(read(&[0xdb, 0, 0, 0, 1, b'x']).unwrap().as_text(), Some("x"));
+        assert_eq!(
+            read(&[0xdb, 0, 0, 0, 1, b'x']).unwrap().as_text(),
+            Some("x")
+        );
         assert_eq!(read(&[0xc4, 1, 7]).unwrap(), Msgpack::Bin(vec![7]));
         assert_eq!(read(&[0xc5, 0, 1, 7]).unwrap(), Msgpack::Bin(vec![7]));
         assert_eq!(read(&[0xc6, 0, 0, 0, 1, 7]).unwrap(), Msgpack::Bin(vec![7]));
         assert_eq!(read(&[0xd4, 0, 0]).unwrap(), Msgpack::Ext(0, vec![0]));
-        assert_eq!(read(&[0xc7, 2, 0x0c, 0x80, 0xc0]).unwrap(), Msgpack::Ext(12, vec![0x80, 0xc0]));
+        assert_eq!(
+            read(&[0xc7, 2, 0x0c, 0x80, 0xc0]).unwrap(),
+            Msgpack::Ext(12, vec![0x80, 0xc0])
+        );
     }
 
     #[test]

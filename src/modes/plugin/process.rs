@@ -215,7 +215,9 @@ mod tests {
         assert_eq!(negotiate_protocol(Some("2")).unwrap(), 2);
         assert_eq!(negotiate_protocol(Some("1, 2,3")).unwrap(), 2);
         let err = negotiate_protocol(Some("1,3")).unwrap_err();
-        assert!(matches!(err, PluginError::IncompatibleProtocol { ref offered } if offered == "1,3"));
+        assert!(
+            matches!(err, PluginError::IncompatibleProtocol { ref offered } if offered == "1,3")
+        );
         assert!(err.to_string().contains("1,3"));
         assert!(negotiate_protocol(Some("x")).is_err());
     }
@@ -236,10 +238,16 @@ mod tests {
         std::env::remove_var(SOCKET_DIR_ENV);
         let dir = socket.path().parent().unwrap().to_path_buf();
         assert_eq!(dir.parent().unwrap(), base.path());
-        assert!(dir.file_name().unwrap().to_string_lossy().starts_with("plugin"));
+        assert!(dir
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("plugin"));
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
-        tokio::net::UnixStream::connect(socket.path()).await.unwrap();
+        tokio::net::UnixStream::connect(socket.path())
+            .await
+            .unwrap();
         drop(listener);
         drop(socket);
         assert!(!dir.exists());

@@ -73,7 +73,11 @@ pub(crate) mod tests {
         assert_eq!(first.type_url, RECOVERABLE_ERROR_TYPE_URL);
         assert_eq!(blob.code, status.code() as i32);
         assert_eq!(blob.message, status.message());
-        Some(RecoverableError::decode(first.value.as_slice()).ok()?.recoverable)
+        Some(
+            RecoverableError::decode(first.value.as_slice())
+                .ok()?
+                .recoverable,
+        )
     }
 
     #[test]

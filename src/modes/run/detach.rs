@@ -3,7 +3,6 @@
 //! restarts and the stop order. This process returns once the main tasks have started.
 
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::Duration;
 

@@ -252,6 +252,7 @@ async fn prepare(ctx: &AllocContext, task: &Task, attempt: u32) -> Result<TaskSp
     config.labels.extend(labels::task_labels(job, group, task, &ctx.alloc, &ctx.dir, &ctx.ports));
 
     let has_network = group.network.is_some();
+    let user = task.user.as_deref().map(|u| interpolate(u, &scope)).unwrap_or_default();
     let context = TaskContext {
         id: format!("{}/{}/{attempt}", ctx.alloc.id, task.name),
         name: task.name.clone(),
@@ -263,7 +264,7 @@ async fn prepare(ctx: &AllocContext, task: &Task, attempt: u32) -> Result<TaskSp
         node_name: ctx.node.get("node.unique.name").cloned().unwrap_or_default(),
         node_id: ctx.node.get("node.unique.id").cloned().unwrap_or_default(),
         env,
-        user: task.user.as_deref().map(|u| interpolate(u, &scope)).unwrap_or_default(),
+        user,
         resources: resources(task, &ctx.node),
         alloc_dir: Some(ctx.dir.shared()),
         task_dir: Some(ctx.dir.task_dir(&task.name)),

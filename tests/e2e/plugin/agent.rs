@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use nomad_driver_podman::modes::plugin::proto::{
-    base::{base_plugin_client::BasePluginClient, NomadConfig, NomadDriverConfig, SetConfigRequest},
+    base::{
+        base_plugin_client::BasePluginClient, NomadConfig, NomadDriverConfig, SetConfigRequest,
+    },
     drivers::driver_client::DriverClient,
     go_plugin::grpc_controller_client::GrpcControllerClient,
 };
@@ -68,7 +70,9 @@ pub async fn connect(socket: &Path) -> Channel {
 impl Plugin {
     /// Launches the plugin as the agent does and connects to it.
     pub async fn launch(socket_dir: &Path) -> Plugin {
-        let mut child = agent_command(socket_dir).spawn().expect("spawn the plugin binary");
+        let mut child = agent_command(socket_dir)
+            .spawn()
+            .expect("spawn the plugin binary");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let handshake = tokio::time::timeout(HANDSHAKE_DEADLINE, lines.next_line())
@@ -149,7 +153,10 @@ impl Plugin {
 
     /// The exit status, if the process exits within `deadline`.
     pub async fn exit_within(&mut self, deadline: Duration) -> Option<ExitStatus> {
-        tokio::time::timeout(deadline, self.child.wait()).await.ok().map(|s| s.unwrap())
+        tokio::time::timeout(deadline, self.child.wait())
+            .await
+            .ok()
+            .map(|s| s.unwrap())
     }
 }
 
@@ -159,7 +166,10 @@ pub fn parse_handshake(line: &str) -> Vec<&str> {
     assert!(fields.len() >= 5, "handshake {line:?}");
     assert_eq!(fields[0], "1", "core protocol version in {line:?}");
     assert_eq!(fields[1], "2", "app protocol version in {line:?}");
-    assert!(Path::new(fields[3]).is_absolute(), "socket path in {line:?}");
+    assert!(
+        Path::new(fields[3]).is_absolute(),
+        "socket path in {line:?}"
+    );
     assert!(!fields[3].contains('|'));
     assert_eq!(fields[4], "grpc", "protocol in {line:?}");
     fields

@@ -49,8 +49,17 @@ impl Alloc {
     }
 
     /// The proto `TaskConfig` the agent sends for task `name` of this allocation.
-    pub fn task_config(&self, name: &str, files: &TaskFiles, msgpack: Vec<u8>) -> drivers::TaskConfig {
-        let id = format!("{}/{name}/{}", self.id, &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    pub fn task_config(
+        &self,
+        name: &str,
+        files: &TaskFiles,
+        msgpack: Vec<u8>,
+    ) -> drivers::TaskConfig {
+        let id = format!(
+            "{}/{name}/{}",
+            self.id,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let env: HashMap<String, String> = [
             ("NOMAD_ALLOC_ID", self.id.as_str()),
             ("NOMAD_TASK_NAME", name),

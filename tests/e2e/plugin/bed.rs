@@ -16,8 +16,7 @@ use super::{cty_msgpack, hcldec};
 use crate::support::{self, LabelCleanup};
 
 /// The agent config example shipped for operators; the tests run with it.
-pub const AGENT_CONFIG_EXAMPLE: &str =
-    include_str!("../../../examples/agent/client.hcl");
+pub const AGENT_CONFIG_EXAMPLE: &str = include_str!("../../../examples/agent/client.hcl");
 
 pub struct Bed {
     pub socket_dir: tempfile::TempDir,
@@ -45,7 +44,10 @@ impl Bed {
     pub async fn plugin(&self) -> Plugin {
         let plugin = Plugin::launch(self.socket_dir()).await;
         let config = example_plugin_config(&plugin).await;
-        plugin.set_config(config).await.expect("SetConfig with the example config");
+        plugin
+            .set_config(config)
+            .await
+            .expect("SetConfig with the example config");
         plugin
     }
 
@@ -133,7 +135,10 @@ impl Started {
     }
 
     pub fn handle(&self) -> drivers::TaskHandle {
-        self.response.handle.clone().expect("StartTask returns a handle")
+        self.response
+            .handle
+            .clone()
+            .expect("StartTask returns a handle")
     }
 }
 
@@ -162,7 +167,10 @@ pub async fn stop_and_destroy(plugin: &Plugin, task_id: &str) {
     driver
         .stop_task(drivers::StopTaskRequest {
             task_id: task_id.to_string(),
-            timeout: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+            timeout: Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 0,
+            }),
             signal: "SIGKILL".to_string(),
         })
         .await

@@ -77,7 +77,12 @@ pub fn string(text: &str) -> Cty {
 }
 
 pub fn object<const N: usize>(entries: [(&str, Cty); N]) -> Cty {
-    Cty::Map(entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    Cty::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 pub fn encode(value: &Cty) -> Vec<u8> {
@@ -189,7 +194,11 @@ fn encoder_matches_the_reference_bytes() {
         ("4294967296", &[0xcf, 0, 0, 0, 1, 0, 0, 0, 0]),
     ];
     for (text, bytes) in cases {
-        assert_eq!(encode(&Cty::Number(Number::parse(text).unwrap())), bytes, "{text}");
+        assert_eq!(
+            encode(&Cty::Number(Number::parse(text).unwrap())),
+            bytes,
+            "{text}"
+        );
     }
     let empty = object([
         ("auth", Cty::Null),

@@ -130,7 +130,10 @@ async fn bad_task_configs_name_the_option() {
 
     // What the agent's decoder refuses before any StartTask.
     let agent_error = |hcl: &str| hcldec::encode_hcl(&schema, hcl).unwrap_err();
-    let wrong_type = agent_error(&bed::shell_task("true").replace("command = \"sh\"", "privileged = \"yes\"\ncommand = \"sh\""));
+    let wrong_type = agent_error(
+        &bed::shell_task("true")
+            .replace("command = \"sh\"", "privileged = \"yes\"\ncommand = \"sh\""),
+    );
     assert!(wrong_type.contains("\"privileged\""), "{wrong_type}");
     let missing = agent_error("command = \"sh\"");
     assert!(missing.contains("\"image\""), "{missing}");
@@ -141,25 +144,49 @@ async fn bad_task_configs_name_the_option() {
     let valid = valid_object(&plugin, &bed).await;
     let mut wrong = valid.clone();
     wrong.insert("privileged".into(), cty_msgpack::string("yes"));
-    let status = start_raw(&plugin, &alloc, "wrong", cty_msgpack::encode(&Cty::Map(wrong))).await;
+    let status = start_raw(
+        &plugin,
+        &alloc,
+        "wrong",
+        cty_msgpack::encode(&Cty::Map(wrong)),
+    )
+    .await;
     assert!(status.message().contains("config.privileged"), "{status:?}");
     assert_eq!(status.code(), Code::InvalidArgument);
 
     let mut no_image = valid.clone();
     no_image.insert("image".into(), Cty::Null);
-    let status = start_raw(&plugin, &alloc, "noimage", cty_msgpack::encode(&Cty::Map(no_image))).await;
+    let status = start_raw(
+        &plugin,
+        &alloc,
+        "noimage",
+        cty_msgpack::encode(&Cty::Map(no_image)),
+    )
+    .await;
     assert!(status.message().contains("config.image"), "{status:?}");
 
     let mut extra = valid.clone();
     extra.insert("imagee".into(), cty_msgpack::string("x"));
-    let status = start_raw(&plugin, &alloc, "extra", cty_msgpack::encode(&Cty::Map(extra))).await;
+    let status = start_raw(
+        &plugin,
+        &alloc,
+        "extra",
+        cty_msgpack::encode(&Cty::Map(extra)),
+    )
+    .await;
     assert!(status.message().contains("config.imagee"), "{status:?}");
 
     // An unknown cty value (ext) inside an option.
     let mut bytes = cty_msgpack::encode(&Cty::Map(
         valid
             .into_iter()
-            .map(|(k, v)| if k == "hostname" { (k, cty_msgpack::string("\u{1}")) } else { (k, v) })
+            .map(|(k, v)| {
+                if k == "hostname" {
+                    (k, cty_msgpack::string("\u{1}"))
+                } else {
+                    (k, v)
+                }
+            })
             .collect(),
     ));
     let marker = bytes.windows(2).position(|w| w == [0xa1, 0x01]).unwrap();
@@ -169,7 +196,13 @@ async fn bad_task_configs_name_the_option() {
     assert!(status.message().contains("unknown value"), "{status:?}");
 
     // Nothing was created for any of them.
-    let left = support::podman().cli_ok(&["ps", "-a", "-q", "--filter", &format!("label={}", bed.cleanup.pair())]);
+    let left = support::podman().cli_ok(&[
+        "ps",
+        "-a",
+        "-q",
+        "--filter",
+        &format!("label={}", bed.cleanup.pair()),
+    ]);
     assert_eq!(left, "");
     plugin.kill().await;
 }

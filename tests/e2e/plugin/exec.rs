@@ -73,7 +73,12 @@ impl Session {
         while !String::from_utf8_lossy(&self.stdout).contains(needle) {
             let message = tokio::time::timeout(DEADLINE, self.output.next())
                 .await
-                .unwrap_or_else(|_| panic!("{needle:?} never came; stdout {:?}", String::from_utf8_lossy(&self.stdout)))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{needle:?} never came; stdout {:?}",
+                        String::from_utf8_lossy(&self.stdout)
+                    )
+                })
                 .expect("stream open")
                 .unwrap();
             assert!(!message.exited, "exited before {needle:?}");
@@ -116,7 +121,13 @@ async fn exec_streaming_without_tty() {
     let bed = Bed::new("exec");
     let plugin = bed.plugin().await;
     let alloc = bed.alloc();
-    let task = bed::start(&plugin, &alloc, "shell", &bed.labelled(&shell_task("sleep 600"))).await;
+    let task = bed::start(
+        &plugin,
+        &alloc,
+        "shell",
+        &bed.labelled(&shell_task("sleep 600")),
+    )
+    .await;
 
     let script = "read line; echo \"in:$line\"; echo to-stderr >&2; cat; exit 4";
     let mut session = Session::open(&plugin, &task.id(), &["sh", "-c", script], false).await;
@@ -141,7 +152,13 @@ async fn exec_streaming_with_tty_and_resize() {
     let bed = Bed::new("exec-tty");
     let plugin = bed.plugin().await;
     let alloc = bed.alloc();
-    let task = bed::start(&plugin, &alloc, "shell", &bed.labelled(&shell_task("sleep 600"))).await;
+    let task = bed::start(
+        &plugin,
+        &alloc,
+        "shell",
+        &bed.labelled(&shell_task("sleep 600")),
+    )
+    .await;
 
     let mut session = Session::open(&plugin, &task.id(), &["sh"], true).await;
     session

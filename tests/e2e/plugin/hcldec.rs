@@ -38,7 +38,12 @@ pub fn body_to_json(body: &hcl::Body) -> Result<Map<String, Value>, String> {
             .or_insert_with(|| Value::Array(Vec::new()));
         match slot {
             Value::Array(items) => items.push(inner),
-            _ => return Err(format!("{} is both an attribute and a block", block.identifier())),
+            _ => {
+                return Err(format!(
+                    "{} is both an attribute and a block",
+                    block.identifier()
+                ))
+            }
         }
     }
     Ok(out)
@@ -65,7 +70,9 @@ pub fn decode(spec: &Spec, body: &Map<String, Value>) -> Result<Cty, String> {
 }
 
 fn kind(spec: &Spec) -> Result<&Kind, String> {
-    spec.block.as_ref().ok_or_else(|| "Invalid spec block".to_string())
+    spec.block
+        .as_ref()
+        .ok_or_else(|| "Invalid spec block".to_string())
 }
 
 fn name_of<'a>(name: &'a str, implied: Option<&'a str>) -> Result<&'a str, String> {
@@ -116,7 +123,10 @@ fn decode_spec(
         Kind::BlockList(list) => {
             let name = name_of(&list.name, implied)?;
             consumed.insert(name.to_string());
-            let nested = list.nested.as_deref().ok_or("block list without nested spec")?;
+            let nested = list
+                .nested
+                .as_deref()
+                .ok_or("block list without nested spec")?;
             let items = blocks(body.get(name), name)?
                 .iter()
                 .map(|item| decode(nested, item).map_err(|e| format!("{name}: {e}")))
@@ -139,17 +149,25 @@ fn decode_spec(
             }
         }
         Kind::Default(default) => {
-            let primary = default.primary.as_deref().ok_or("default without primary")?;
+            let primary = default
+                .primary
+                .as_deref()
+                .ok_or("default without primary")?;
             match decode_spec(primary, body, None, consumed)? {
                 Cty::Null => {
-                    let fallback = default.default.as_deref().ok_or("default without default")?;
+                    let fallback = default
+                        .default
+                        .as_deref()
+                        .ok_or("default without default")?;
                     decode_spec(fallback, body, None, consumed)
                 }
                 value => Ok(value),
             }
         }
         Kind::Literal(literal) => literal_value(&literal.value),
-        other => Err(format!("spec kind not supported by the test client: {other:?}")),
+        other => Err(format!(
+            "spec kind not supported by the test client: {other:?}"
+        )),
     }
 }
 

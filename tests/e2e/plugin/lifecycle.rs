@@ -45,7 +45,10 @@ async fn task_lifecycle_over_the_wire() {
     task.files.stdout.wait_for("out-web").await;
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !(task.files.stdout.text() + &task.files.stderr.text()).contains("err-line") {
-        assert!(tokio::time::Instant::now() < deadline, "stderr line never arrived");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stderr line never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -111,8 +114,15 @@ async fn task_lifecycle_over_the_wire() {
     let exec = driver
         .exec_task(ExecTaskRequest {
             task_id: task_id.clone(),
-            command: vec!["sh".into(), "-c".into(), "echo exec-out; echo exec-err >&2; exit 3".into()],
-            timeout: Some(prost_types::Duration { seconds: 30, nanos: 0 }),
+            command: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo exec-out; echo exec-err >&2; exit 3".into(),
+            ],
+            timeout: Some(prost_types::Duration {
+                seconds: 30,
+                nanos: 0,
+            }),
         })
         .await
         .unwrap()
@@ -120,6 +130,18 @@ async fn task_lifecycle_over_the_wire() {
     assert_eq!(exec.result.expect("ExecTask sets result").exit_code, 3);
     assert!(String::from_utf8_lossy(&exec.stdout).contains("exec-out"));
     assert!(String::from_utf8_lossy(&[exec.stdout, exec.stderr].concat()).contains("exec-err"));
+
+    // Timeout 0 is "no limit" to the agent.
+    let unlimited = driver
+        .exec_task(ExecTaskRequest {
+            task_id: task_id.clone(),
+            command: vec!["true".into()],
+            timeout: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unlimited.result.unwrap().exit_code, 0);
 
     let missing = driver
         .signal_task(SignalTaskRequest {
@@ -139,7 +161,10 @@ async fn task_lifecycle_over_the_wire() {
     driver
         .stop_task(StopTaskRequest {
             task_id: task_id.clone(),
-            timeout: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+            timeout: Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 0,
+            }),
             signal: "SIGTERM".into(),
         })
         .await
@@ -156,12 +181,19 @@ async fn task_lifecycle_over_the_wire() {
     driver
         .stop_task(StopTaskRequest {
             task_id: task_id.clone(),
-            timeout: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+            timeout: Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 0,
+            }),
             signal: String::new(),
         })
         .await
         .unwrap();
-    let again = driver.wait_task(wait_request(&task_id)).await.unwrap().into_inner();
+    let again = driver
+        .wait_task(wait_request(&task_id))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(again.result, Some(result));
     let exited = driver
         .inspect_task(InspectTaskRequest {
@@ -192,7 +224,13 @@ async fn task_lifecycle_over_the_wire() {
     let gone = driver.wait_task(wait_request(&task_id)).await.unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
     // The container is gone too (gc.container = true in the example config).
-    let left = support::podman().cli_ok(&["ps", "-a", "-q", "--filter", &format!("label={}", bed.cleanup.pair())]);
+    let left = support::podman().cli_ok(&[
+        "ps",
+        "-a",
+        "-q",
+        "--filter",
+        &format!("label={}", bed.cleanup.pair()),
+    ]);
     assert_eq!(left, "");
     plugin.kill().await;
 }
@@ -225,7 +263,12 @@ async fn exit_codes_reach_every_waiter() {
         assert_eq!(response.err, "");
     }
     // Asked after the exit, the answer comes at once with the stored result.
-    let late = plugin.driver().wait_task(wait_request(&task.id())).await.unwrap().into_inner();
+    let late = plugin
+        .driver()
+        .wait_task(wait_request(&task.id()))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(late.result.unwrap().exit_code, 7);
     task.files.stdout.wait_for("done").await;
     bed::stop_and_destroy(&plugin, &task.id()).await;
@@ -244,7 +287,7 @@ async fn image_pulls_are_task_events() {
         .into_inner();
     let alloc = bed.alloc();
     let hcl = format!(
-        "image = {}\nforce_pull = true\ncommand = \"sleep\"\nargs = [\"300\"]\n",
+        "image = {}\nforce_pull = true\nauth {{\n  tls_verify = false\n}}\ncommand = \"sleep\"\nargs = [\"300\"]\n",
         bed::quote(&support::registry().busybox())
     );
     let task = bed::start(&plugin, &alloc, "pulled", &bed.labelled(&hcl)).await;

@@ -13,7 +13,9 @@ use nomad_driver_podman::modes::plugin::proto::{
         grpc_broker_client::GrpcBrokerClient, grpc_stdio_client::GrpcStdioClient, ConnInfo, Empty,
     },
 };
-use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
 
 use super::agent::{binary, parse_handshake, Plugin};
 use super::bed::{self, Bed};
@@ -45,12 +47,18 @@ async fn handshake_socket_and_infrastructure_services() {
     let bed = Bed::new("handshake");
     let mut plugin = Plugin::launch(bed.socket_dir()).await;
     let fields = parse_handshake(&plugin.handshake);
-    assert_eq!(fields, ["1", "2", "unix", plugin.socket.to_str().unwrap(), "grpc"]);
+    assert_eq!(
+        fields,
+        ["1", "2", "unix", plugin.socket.to_str().unwrap(), "grpc"]
+    );
 
     // A private directory in PLUGIN_UNIX_SOCKET_DIR holds the socket.
     let private_dir = plugin.socket.parent().unwrap().to_path_buf();
     assert_eq!(private_dir.parent().unwrap(), bed.socket_dir());
-    let mode = std::fs::metadata(&private_dir).unwrap().permissions().mode();
+    let mode = std::fs::metadata(&private_dir)
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o077, 0, "socket dir is private: {mode:o}");
 
     let mut health = HealthClient::new(plugin.channel.clone());
@@ -83,7 +91,12 @@ async fn handshake_socket_and_infrastructure_services() {
         .await
         .unwrap();
 
-    let info = plugin.base().plugin_info(PluginInfoRequest {}).await.unwrap().into_inner();
+    let info = plugin
+        .base()
+        .plugin_info(PluginInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(info.r#type, PluginType::Driver as i32);
     assert_eq!(info.name, "podman");
     assert_eq!(info.plugin_api_versions, ["v0.1.0"]);
@@ -91,7 +104,12 @@ async fn handshake_socket_and_infrastructure_services() {
 
     // SIGINT (Ctrl-C on a foreground agent) is ignored.
     plugin.signal(Signal::SIGINT);
-    let again = plugin.base().plugin_info(PluginInfoRequest {}).await.unwrap().into_inner();
+    let again = plugin
+        .base()
+        .plugin_info(PluginInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(again.name, "podman");
 
     // Stderr carries hclog JSON records.
@@ -99,7 +117,10 @@ async fn handshake_socket_and_infrastructure_services() {
     assert!(!lines.is_empty());
     for line in &lines {
         let record: serde_json::Value = serde_json::from_str(line).expect("JSON log line");
-        assert!(record["@level"].is_string() && record["@message"].is_string(), "{line}");
+        assert!(
+            record["@level"].is_string() && record["@message"].is_string(),
+            "{line}"
+        );
         let timestamp = record["@timestamp"].as_str().unwrap();
         let fraction = timestamp.rsplit('.').next().unwrap();
         assert_eq!(fraction.len(), "123456Z".len(), "{timestamp}");
@@ -124,7 +145,10 @@ async fn sigterm_exits_cleanly() {
     let mut plugin = Plugin::launch(bed.socket_dir()).await;
     let private_dir = plugin.socket.parent().unwrap().to_path_buf();
     plugin.signal(Signal::SIGTERM);
-    let status = plugin.exit_within(Duration::from_secs(10)).await.expect("exit on SIGTERM");
+    let status = plugin
+        .exit_within(Duration::from_secs(10))
+        .await
+        .expect("exit on SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(!private_dir.exists());
 }
@@ -136,7 +160,8 @@ async fn agent_start_sequence_validates_config_twice_then_fingerprints() {
     // without nomad_config on a short-lived instance.
     let plugin = Plugin::launch(bed.socket_dir()).await;
     let schema = bed::config_schema(&plugin).await;
-    let config = cty_msgpack::encode(&hcldec::decode(&schema, &bed::example_config_tree()).unwrap());
+    let config =
+        cty_msgpack::encode(&hcldec::decode(&schema, &bed::example_config_tree()).unwrap());
     for _ in 0..2 {
         plugin
             .base()
@@ -165,7 +190,10 @@ async fn agent_start_sequence_validates_config_twice_then_fingerprints() {
         .capabilities
         .expect("capabilities are always set");
     assert!(caps.send_signals && caps.exec);
-    assert_eq!(caps.fs_isolation, drivers::driver_capabilities::FsIsolation::Image as i32);
+    assert_eq!(
+        caps.fs_isolation,
+        drivers::driver_capabilities::FsIsolation::Image as i32
+    );
     use drivers::network_isolation_spec::NetworkIsolationMode;
     assert_eq!(
         caps.network_isolation_modes,
@@ -196,9 +224,17 @@ async fn agent_start_sequence_validates_config_twice_then_fingerprints() {
         attribute("driver.podman.health"),
         Some(Value::StringVal("healthy".into()))
     );
-    assert!(matches!(attribute("driver.podman.version"), Some(Value::StringVal(v)) if !v.is_empty()));
-    assert!(matches!(attribute("driver.podman.rootless"), Some(Value::BoolVal(false))));
-    assert_eq!(attribute("driver.podman.defaultPodman"), Some(Value::BoolVal(true)));
+    assert!(
+        matches!(attribute("driver.podman.version"), Some(Value::StringVal(v)) if !v.is_empty())
+    );
+    assert!(matches!(
+        attribute("driver.podman.rootless"),
+        Some(Value::BoolVal(false))
+    ));
+    assert_eq!(
+        attribute("driver.podman.defaultPodman"),
+        Some(Value::BoolVal(true))
+    );
     plugin.kill().await;
 }
 
@@ -223,7 +259,10 @@ async fn config_errors_name_the_option() {
         .set_config(cty_msgpack::encode(&cty_msgpack::Cty::Map(config.clone())))
         .await
         .unwrap_err();
-    assert!(status.message().contains("config.recover_stopped"), "{status:?}");
+    assert!(
+        status.message().contains("config.recover_stopped"),
+        "{status:?}"
+    );
     assert_ne!(status.code(), tonic::Code::Unavailable);
 
     config.remove("recover_stopped");
@@ -237,7 +276,11 @@ async fn config_errors_name_the_option() {
     let status = plugin.set_config(vec![0x81, 0xa1, b'a']).await.unwrap_err();
     assert!(status.message().contains("cty-msgpack"), "{status:?}");
 
-    let info = plugin.base().config_schema(ConfigSchemaRequest {}).await.unwrap();
+    let info = plugin
+        .base()
+        .config_schema(ConfigSchemaRequest {})
+        .await
+        .unwrap();
     assert!(info.into_inner().spec.is_some());
     plugin.kill().await;
 }

@@ -56,7 +56,10 @@ async fn stop_and_wait(plugin: &Plugin, task_id: &str) -> drivers::ExitResult {
     driver
         .stop_task(StopTaskRequest {
             task_id: task_id.to_string(),
-            timeout: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+            timeout: Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 0,
+            }),
             signal: "SIGTERM".into(),
         })
         .await
@@ -91,12 +94,18 @@ async fn sigkilled_plugin_recovers_all_running_tasks_in_a_fresh_process() {
         recover(&second, persisted(task.handle())).await.unwrap();
         // Idempotent: the agent may recover a task the plugin already tracks.
         recover(&second, persisted(task.handle())).await.unwrap();
-        assert_eq!(state_of(&second, &task.id()).await, drivers::TaskState::Running as i32);
+        assert_eq!(
+            state_of(&second, &task.id()).await,
+            drivers::TaskState::Running as i32
+        );
     }
     // The containers kept running and kept writing into the same FIFOs.
     for task in &tasks {
         let seen = task.files.stdout.text().matches("tick-").count();
-        task.files.stdout.wait_for(&format!("tick-{}", seen + 2)).await;
+        task.files
+            .stdout
+            .wait_for(&format!("tick-{}", seen + 2))
+            .await;
     }
     for task in &tasks {
         let result = stop_and_wait(&second, &task.id()).await;
@@ -111,16 +120,19 @@ async fn task_that_exits_while_the_plugin_is_down_reports_its_exit_code() {
     let bed = Bed::new("exit-down");
     let first = bed.plugin().await;
     let alloc = bed.alloc();
-    let script = "echo waiting; while [ ! -e /alloc/data/go ]; do sleep 0.1; done; exit 5";
+    let script = "while [ ! -e /alloc/data/go ]; do sleep 0.1; done; exit 5";
     let task = bed::start(&first, &alloc, "batch", &bed.labelled(&shell_task(script))).await;
-    task.files.stdout.wait_for("waiting").await;
     first.kill().await;
 
     std::fs::write(alloc.dir.join("alloc/data/go"), b"").unwrap();
     let name = format!("batch-{}", alloc.id);
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    while support::podman().cli_ok(&["inspect", "--format", "{{.State.Status}}", &name]) != "exited" {
-        assert!(tokio::time::Instant::now() < deadline, "the task never exited");
+    while support::podman().cli_ok(&["inspect", "--format", "{{.State.Status}}", &name]) != "exited"
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the task never exited"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -128,7 +140,9 @@ async fn task_that_exits_while_the_plugin_is_down_reports_its_exit_code() {
     recover(&second, persisted(task.handle())).await.unwrap();
     let waited = tokio::time::timeout(
         DEADLINE,
-        second.driver().wait_task(WaitTaskRequest { task_id: task.id() }),
+        second
+            .driver()
+            .wait_task(WaitTaskRequest { task_id: task.id() }),
     )
     .await
     .expect("WaitTask answers for a task that already exited")
@@ -180,7 +194,13 @@ fn go_driver_state(container_id: &str) -> Vec<u8> {
     raw(b"ContainerID", &mut out);
     raw(container_id.as_bytes(), &mut out);
     raw(b"StartedAt", &mut out);
-    raw(&time(i64::try_from(started.as_secs()).unwrap(), started.subsec_nanos()), &mut out);
+    raw(
+        &time(
+            i64::try_from(started.as_secs()).unwrap(),
+            started.subsec_nanos(),
+        ),
+        &mut out,
+    );
     raw(b"Net", &mut out);
     out.push(0xc0);
     raw(b"LogStreamer", &mut out);
@@ -193,7 +213,13 @@ async fn recovers_tasks_from_go_plugin_driver_state() {
     let bed = Bed::new("go-state");
     let first = bed.plugin().await;
     let alloc = bed.alloc();
-    let task = bed::start(&first, &alloc, "legacy", &bed.labelled(&shell_task("sleep 600"))).await;
+    let task = bed::start(
+        &first,
+        &alloc,
+        "legacy",
+        &bed.labelled(&shell_task("sleep 600")),
+    )
+    .await;
     first.kill().await;
 
     // The same container, as the Go plugin would have recorded it.
@@ -209,7 +235,10 @@ async fn recovers_tasks_from_go_plugin_driver_state() {
 
     let second = bed.plugin().await;
     recover(&second, handle).await.unwrap();
-    assert_eq!(state_of(&second, &task.id()).await, drivers::TaskState::Running as i32);
+    assert_eq!(
+        state_of(&second, &task.id()).await,
+        drivers::TaskState::Running as i32
+    );
     let result = stop_and_wait(&second, &task.id()).await;
     assert!(result.exit_code != 0 || result.signal != 0, "{result:?}");
     bed::stop_and_destroy(&second, &task.id()).await;

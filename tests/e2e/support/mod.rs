@@ -102,10 +102,16 @@ impl TestPodman {
             .arg("service")
             .arg("--time=0")
             .arg(format!("unix://{}", socket.display()));
-        let watchdog = spawn_watchdog(&dir, cmd, &dir.join("service.log"), &cleanup, &[
-            ("CONTAINERS_CONF", conf.as_os_str()),
-            ("CONTAINERS_REGISTRIES_CONF", registries_conf.as_os_str()),
-        ])?;
+        let watchdog = spawn_watchdog(
+            &dir,
+            cmd,
+            &dir.join("service.log"),
+            &cleanup,
+            &[
+                ("CONTAINERS_CONF", conf.as_os_str()),
+                ("CONTAINERS_REGISTRIES_CONF", registries_conf.as_os_str()),
+            ],
+        )?;
         let podman = TestPodman {
             dir,
             socket,
@@ -158,10 +164,7 @@ impl TestPodman {
 
     /// Runs the CLI and returns its output, whatever the exit status.
     pub fn cli(&self, args: &[&str]) -> Output {
-        self.command()
-            .args(args)
-            .output()
-            .expect("podman CLI runs")
+        self.command().args(args).output().expect("podman CLI runs")
     }
 
     /// Runs the CLI, panics with its stderr on failure, returns trimmed stdout.
@@ -210,7 +213,9 @@ impl TestPodman {
             }
             if Instant::now() > deadline {
                 let log = fs::read_to_string(self.dir.join("service.log")).unwrap_or_default();
-                return Err(format!("podman service did not answer in time; log:\n{log}"));
+                return Err(format!(
+                    "podman service did not answer in time; log:\n{log}"
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -288,7 +293,11 @@ fn claim_subnet() -> Result<(u8, PathBuf), String> {
     for i in 0..250u16 {
         let x = ((u16::from(start) + i) % 250 + 1) as u8;
         let claim = Path::new(SUBNET_CLAIMS_DIR).join(x.to_string());
-        match fs::OpenOptions::new().write(true).create_new(true).open(&claim) {
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&claim)
+        {
             Ok(mut f) => {
                 let _ = write!(f, "{pid}");
                 return Ok((x, claim));
@@ -347,8 +356,7 @@ fn ping(socket: &Path) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s
-        .write_all(b"GET /libpod/_ping HTTP/1.0\r\nHost: d\r\n\r\n")
+    if s.write_all(b"GET /libpod/_ping HTTP/1.0\r\nHost: d\r\n\r\n")
         .is_err()
     {
         return false;
@@ -503,6 +511,32 @@ impl TestRegistry {
     pub fn host(&self) -> String {
         self.addr.to_string()
     }
+
+    /// Pushes the busybox image under a fresh repository `ndp/<unique>`; returns
+    /// `<addr>/ndp/<unique>:latest`. Nothing has pulled it yet.
+    pub fn push_busybox(&self, prefix: &str) -> String {
+        let target = self.image(&format!("ndp/{}:latest", unique_name(prefix)));
+        let mut args = vec!["push", "--tls-verify=false"];
+        let creds;
+        if let Some((user, password)) = &self.credentials {
+            creds = format!("--creds={user}:{password}");
+            args.push(&creds);
+        }
+        args.extend([BUSYBOX_IMAGE, target.as_str()]);
+        podman().cli_ok(&args);
+        target
+    }
+}
+
+/// Removes image names (tags) when dropped; the busybox layers they share stay.
+pub struct ImageCleanup(pub Vec<String>);
+
+impl Drop for ImageCleanup {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = podman().cli(&["rmi", name]);
+        }
+    }
 }
 
 /// A registry without authentication.
@@ -537,7 +571,10 @@ impl TestRegistry {
                     .output()
                     .map_err(|e| format!("htpasswd (install apache2-utils): {e}"))?;
                 if !out.status.success() {
-                    return Err(format!("htpasswd: {}", String::from_utf8_lossy(&out.stderr)));
+                    return Err(format!(
+                        "htpasswd: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    ));
                 }
                 fs::write(dir.join("htpasswd"), &out.stdout).map_err(|e| e.to_string())?;
                 format!(

@@ -76,10 +76,11 @@ impl Check for VersionCheck {
             "podman {engine} is older than {OLDEST_SUPPORTED}, the oldest the driver supports"
         );
         Ok(Finding::pass(format!(
-            "podman {} (API {}, {}, built with {})",
+            "podman {} (Docker-compatible API {}, {}/{}, {})",
             text("Version"),
-            text("APIVersion"),
-            text("OsArch"),
+            text("ApiVersion"),
+            text("Os"),
+            text("Arch"),
             text("GoVersion")
         )))
     }

@@ -12,6 +12,7 @@ mod options;
 mod probe;
 mod recovery;
 mod stats;
+mod ulimit;
 
 use super::check::Check;
 
@@ -60,7 +61,8 @@ pub fn all() -> Vec<&'static dyn Check> {
     ];
     checks.extend(options::PROBES.iter().map(|probe| probe as &dyn Check));
     checks.extend([
-        &network::Bridge as &dyn Check,
+        &ulimit::Ulimit as &dyn Check,
+        &network::Bridge,
         &network::Ports {
             name: "network.ports",
             legacy: false,

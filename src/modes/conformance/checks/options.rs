@@ -195,18 +195,6 @@ pub static PROBES: &[Probe] = &[
         judge: |_, output| expect_number(output, 64, "pids.max"),
     },
     Probe {
-        name: "resources.ulimit",
-        tags: &[Tag::Resources],
-        options: |_| json!({"ulimit": {"nofile": "512:768"}}),
-        context: no_context,
-        precondition: always,
-        script: "echo $(ulimit -n) $(ulimit -Hn)",
-        judge: |_, output| {
-            ensure!(output == "512 768", "expected nofile 512:768, found {output:?}");
-            Ok(Finding::pass("nofile soft 512, hard 768"))
-        },
-    },
-    Probe {
         name: "resources.oom-score-adj",
         tags: &[Tag::Resources],
         options: |_| json!({"oom_score_adj": 500}),
