@@ -2,10 +2,18 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use nomad_driver_podman::modes::{conformance, plugin, run};
+
 #[derive(Parser)]
-#[command(name = "nomad-driver-podman", version, about = "Nomad task driver for podman")]
+#[command(
+    name = "nomad-driver-podman",
+    version,
+    about = "Nomad task driver for podman: Nomad plugin, standalone job runner, podman conformance harness",
+    after_help = "Started by a Nomad agent (its magic cookie set) with no subcommand, it runs as a plugin."
+)]
 struct Cli {
     #[command(subcommand)]
     mode: Option<Mode>,
@@ -13,20 +21,61 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Mode {
+    /// Serve the Nomad plugin protocol (what the Nomad agent starts).
+    Plugin {
+        /// Lowest level of the log lines written to stderr.
+        #[arg(long, env = "NOMAD_DRIVER_PODMAN_LOG_LEVEL", default_value = "debug")]
+        log_level: plugin::LogLevel,
+    },
+    #[command(flatten)]
+    Runner(run::RunnerCommand),
+    /// Check a podman installation for everything the driver relies on.
+    Conformance(conformance::ConformanceArgs),
     /// Print the version.
     Version,
 }
 
-fn main() -> ExitCode {
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn serve_plugin(log_level: plugin::LogLevel) -> anyhow::Result<ExitCode> {
+    let served = runtime()?.block_on(plugin::serve(plugin::PluginOptions { log_level }));
+    match served {
+        // The agent expects a prompt exit once the protocol says so; do not wait for the
+        // runtime to wind down blocking work.
+        Ok(()) => std::process::exit(0),
+        Err(plugin::PluginError::NotLaunchedByNomad) => {
+            eprintln!("{}", plugin::NOT_A_PLUGIN_MESSAGE);
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e).context("plugin failed"),
+    }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.mode {
+        Some(Mode::Plugin { log_level }) => serve_plugin(log_level),
+        None if plugin::is_launched_by_nomad() => serve_plugin(plugin::LogLevel::default()),
+        None => {
+            eprintln!("{}", plugin::NOT_A_PLUGIN_MESSAGE);
+            Ok(ExitCode::from(1))
+        }
+        Some(Mode::Runner(command)) => Ok(exit_code(runtime()?.block_on(run::execute(command)))),
+        Some(Mode::Conformance(args)) => {
+            Ok(exit_code(runtime()?.block_on(conformance::execute(args))))
+        }
         Some(Mode::Version) => {
             println!("nomad-driver-podman {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        None => {
-            eprintln!("nomad-driver-podman: no mode given; see --help");
-            ExitCode::from(1)
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

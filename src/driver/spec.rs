@@ -22,6 +22,9 @@
 //! * With `volumes.enabled = false`, host paths are checked after resolving symlinks, so a
 //!   link inside the allocation cannot point outside it.
 //! * `extra_hosts` IPv6 entries written `host:[::1]` reach podman without brackets.
+//! * Log option `max-size` becomes podman's log size limit (Go passes it as an option,
+//!   which podman's API ignores); `tag` with the k8s-file (nomad) driver is refused, as
+//!   conmon cannot start such a container.
 //!
 //! [`build`] touches the filesystem only for that symlink check.
 
@@ -168,7 +171,7 @@ pub fn build(
     out.insert("image".into(), json!(image_id));
     insert_process(&mut out, spec)?;
     out.insert("labels".into(), json!(labels(spec, driver)));
-    insert_logging(&mut out, config, driver);
+    insert_logging(&mut out, config, driver)?;
     out.insert("mounts".into(), Value::Array(mounts(spec, driver)?));
     let devices = devices(spec);
     if !devices.is_empty() {
@@ -373,24 +376,69 @@ fn glob_match(pattern: &str, text: &str) -> bool {
     remaining.len() >= last.len() && remaining.ends_with(last)
 }
 
-fn insert_logging(out: &mut Map<String, Value>, config: &TaskConfig, driver: &DriverConfig) {
+fn insert_logging(
+    out: &mut Map<String, Value>,
+    config: &TaskConfig,
+    driver: &DriverConfig,
+) -> Result<(), SpecError> {
     let mode = log_mode(config, driver);
+    // Which block the options came from, for error messages.
+    let origin = if config.logging.is_empty() {
+        "plugin config.logging.options"
+    } else {
+        "config.logging.options"
+    };
+    let mut options = mode.options.clone();
     let mut log = Map::new();
     match (mode.driver, mode.collect) {
         (LogDriver::Journald, _) => {
             log.insert("driver".into(), json!("journald"));
         }
         (LogDriver::Nomad, true) => {
+            if options.contains_key("tag") {
+                return Err(SpecError::Context {
+                    field: format!("{origin}.tag"),
+                    reason: "only the journald log driver takes a tag (conmon's k8s-file refuses it and the container cannot start)".into(),
+                });
+            }
             log.insert("driver".into(), json!("k8s-file"));
         }
         (LogDriver::Nomad, false) => {}
     }
-    if !mode.options.is_empty() {
-        log.insert("options".into(), json!(mode.options));
+    // podman's API takes the size limit as a field, not as the `max-size` option its CLI
+    // knows; passed as an option it would be silently ignored.
+    if let Some(size) = options.remove("max-size") {
+        let bytes = parse_log_size(&size).ok_or_else(|| SpecError::Context {
+            field: format!("{origin}.max-size"),
+            reason: format!("invalid size {size:?}: expected e.g. \"10m\" or \"10mb\""),
+        })?;
+        log.insert("size".into(), json!(bytes));
+    }
+    if !options.is_empty() {
+        log.insert("options".into(), json!(options));
     }
     if !log.is_empty() {
         out.insert("log_configuration".into(), Value::Object(log));
     }
+    Ok(())
+}
+
+/// Docker-style sizes as `--log-opt max-size` takes them: `1024`, `10k`, `10kb`, `5M`,
+/// `1g` (binary multiples, any case).
+fn parse_log_size(text: &str) -> Option<i64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let number: i64 = lower[..digits_end].parse().ok()?;
+    let multiplier: i64 = match &lower[digits_end..] {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(multiplier).filter(|b| *b > 0)
 }
 
 fn bind(source: &Path, target: &str, options: Vec<String>) -> Value {
@@ -1096,6 +1144,49 @@ mod tests {
         let mode = log_mode(&journald.config, &silent);
         assert_eq!(mode.driver, LogDriver::Journald);
         assert!(!mode.collect);
+    }
+
+    #[test]
+    fn log_size_and_tag_rules() {
+        let out = built(&spec(
+            json!({"logging": {"driver": "nomad", "options": {"max-size": "10mb", "max-file": "3"}}}),
+        ));
+        assert_eq!(
+            out["log_configuration"],
+            json!({"driver": "k8s-file", "size": 10 * MIB, "options": {"max-file": "3"}})
+        );
+        let err = build_with(
+            &spec(json!({"logging": {"options": {"max-size": "huge"}}})),
+            &DriverConfig::default(),
+            &HostFacts::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), "config.logging.options.max-size");
+        let err = build_with(
+            &spec(json!({"logging": {"options": {"tag": "x"}}})),
+            &DriverConfig::default(),
+            &HostFacts::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.field(), "config.logging.options.tag");
+        let mut plugin = DriverConfig::default();
+        plugin.logging.options.insert("tag".into(), "x".into());
+        let err = build_with(&spec(json!({})), &plugin, &HostFacts::default()).unwrap_err();
+        assert_eq!(err.field(), "plugin config.logging.options.tag");
+        plugin.logging.driver = "journald".into();
+        let out = build_with(&spec(json!({})), &plugin, &HostFacts::default()).unwrap();
+        assert_eq!(out["log_configuration"]["options"]["tag"], "x");
+        for (text, bytes) in [
+            ("1024", Some(1024)),
+            ("10k", Some(10240)),
+            ("5M", Some(5 * MIB)),
+            ("1gb", Some(1 << 30)),
+            ("0", None),
+            ("1.5m", None),
+            ("m", None),
+        ] {
+            assert_eq!(parse_log_size(text), bytes, "{text}");
+        }
     }
 
     #[test]

@@ -830,9 +830,9 @@ async fn stop_signal_and_timeout_are_the_tasks() {
 async fn logging_uses_k8s_file() {
     // journald: this host has no journal socket, so podman refuses such containers; the
     // journald spec is unit-tested.
-    let c = start(json!({"logging": {"driver": "nomad", "options": {"tag": "opt-tag"}}})).await;
+    let c = start(json!({"logging": {"driver": "nomad", "options": {"max-size": "1mb"}}})).await;
     assert_eq!(c.host_config("LogConfig")["Type"], "k8s-file");
-    assert_eq!(c.host_config("LogConfig")["Tag"], "opt-tag");
+    assert_eq!(c.host_config("LogConfig")["Size"], "1MB");
 }
 
 #[tokio::test]
@@ -974,25 +974,52 @@ async fn bad_input_names_option_and_value() {
 
     // Context-dependent errors come from the spec builder, still before any podman call.
     let cleanup = LabelCleanup::new("options");
-    let spec = task(json!({"ports": ["http"]}), &cleanup);
-    let err = spec::build(
-        &spec,
-        &DriverConfig::default(),
-        &host_facts(),
-        BUSYBOX_IMAGE,
-    )
-    .expect_err("ports without a network");
-    assert_eq!(err.field(), "config.ports");
-    let mut spec = task(json!({}), &cleanup);
-    spec.context.kill_signal = Some("SIGWHATEVER".into());
-    let err = spec::build(
-        &spec,
-        &DriverConfig::default(),
-        &host_facts(),
-        BUSYBOX_IMAGE,
-    )
-    .expect_err("bad signal");
-    assert!(err.to_string().contains("SIGWHATEVER"), "{err}");
+    let host = host_facts();
+    let context_cases: Vec<(Value, fn(&mut TaskContext), &str, &str)> = vec![
+        (
+            json!({"ports": ["http"]}),
+            |_| {},
+            "config.ports",
+            "No ports defined",
+        ),
+        (
+            json!({}),
+            |ctx| ctx.kill_signal = Some("SIGWHATEVER".into()),
+            "kill_signal",
+            "SIGWHATEVER",
+        ),
+        (
+            json!({"memory_swap": "64m"}),
+            |_| {},
+            "config.memory_swap",
+            "memory limit",
+        ),
+        (
+            json!({"logging": {"options": {"tag": "t"}}}),
+            |_| {},
+            "config.logging.options.tag",
+            "journald",
+        ),
+        (
+            json!({}),
+            |ctx| {
+                ctx.dns = Some(DnsSpec {
+                    servers: vec!["one.one.one.one".into()],
+                    ..DnsSpec::default()
+                })
+            },
+            "dns.servers",
+            "one.one.one.one",
+        ),
+    ];
+    for (config, context, field, shown) in context_cases {
+        let mut spec = task(config, &cleanup);
+        context(&mut spec.context);
+        let err =
+            spec::build(&spec, &DriverConfig::default(), &host, BUSYBOX_IMAGE).expect_err(field);
+        assert_eq!(err.field(), field);
+        assert!(err.to_string().contains(shown), "{err}");
+    }
     assert!(containers_with(&cleanup).is_empty());
 }
 

@@ -295,7 +295,7 @@ pub static DRIFTS: &[Drift] = &[
     },
     Drift {
         id: ids::ULIMIT_REPLACES_DEFAULTS,
-        podman: VersionRange::below(Version::new(5, 0, 0)),
+        podman: VersionRange::ANY,
         cgroup: None,
         rootless: None,
         behaviour: "a task ulimit replaces containers.conf default_ulimits, and podman then \
