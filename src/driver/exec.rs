@@ -26,7 +26,8 @@ impl Tail {
 }
 
 impl Driver {
-    /// Runs `cmd` in the task and returns its exit code and the tail of its output.
+    /// Runs `cmd` in the task and returns its exit code and the tail of its output. A zero
+    /// `timeout` means no limit.
     pub async fn exec(&self, task_id: &str, cmd: Vec<String>, timeout: Duration) -> Result<ExecOutput, DriverError> {
         let task = self.task(task_id)?;
         let (stdout_tx, mut stdout_rx) = mpsc::channel::<Bytes>(16);
@@ -64,6 +65,10 @@ impl Driver {
                 stderr: stderr.0,
             })
         };
+        if timeout.is_zero() {
+            // Nomad sends 0 for "no limit".
+            return run.await;
+        }
         tokio::time::timeout(timeout, run).await.map_err(|_| DriverError::ExecTimeout {
             task: task_id.to_string(),
             seconds: timeout.as_secs(),

@@ -189,12 +189,13 @@ impl ImageResolver {
                     source: shown.clone(),
                 });
                 let load = async {
-                    let file = tokio::fs::File::open(&path)
-                        .await
-                        .map_err(|e| ImageError::Archive {
-                            path: shown.clone(),
-                            reason: e.to_string(),
-                        })?;
+                    let file =
+                        tokio::fs::File::open(&path)
+                            .await
+                            .map_err(|e| ImageError::Archive {
+                                path: shown.clone(),
+                                reason: e.to_string(),
+                            })?;
                     self.load(&shown, tokio_util::io::ReaderStream::new(file))
                         .await
                 };
@@ -332,7 +333,10 @@ async fn bounded(
 }
 
 /// Starts an HTTP GET of an archive; the body is streamed on to podman, never stored.
-async fn download(url: &str, connect_timeout: Duration) -> Result<hyper::body::Incoming, ImageError> {
+async fn download(
+    url: &str,
+    connect_timeout: Duration,
+) -> Result<hyper::body::Incoming, ImageError> {
     let failed = |reason: String| ImageError::Download {
         url: url.to_string(),
         reason,
@@ -348,7 +352,8 @@ async fn download(url: &str, connect_timeout: Duration) -> Result<hyper::body::I
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let endpoint = Endpoint::parse(&format!("http://{authority}")).map_err(|e| failed(e.to_string()))?;
+    let endpoint =
+        Endpoint::parse(&format!("http://{authority}")).map_err(|e| failed(e.to_string()))?;
     let mut req = Request::new(transport::empty_body());
     *req.method_mut() = Method::GET;
     *req.uri_mut() = path.parse().map_err(|e| failed(format!("bad path: {e}")))?;

@@ -234,7 +234,11 @@ async fn follow_once(
             StreamKind::Stderr => &mut *stderr,
             StreamKind::Stdout | StreamKind::Stdin => &mut *stdout,
         };
-        if !sink.write(&payload, cancel).await.map_err(FollowError::Sink)? {
+        if !sink
+            .write(&payload, cancel)
+            .await
+            .map_err(FollowError::Sink)?
+        {
             return Ok(FollowEnd::Cancelled);
         }
         cursor_tx.send_replace(*cursor);
@@ -374,7 +378,13 @@ mod tests {
         // First connection: three lines in second 100, one in 101, then the stream breaks.
         let first = admit_all(&mut cursor, &[100 * SEC, 100 * SEC, 101 * SEC]);
         assert_eq!(first.len(), 3);
-        assert_eq!(cursor, LogCursor { unix_nanos: 101 * SEC, seen: 1 });
+        assert_eq!(
+            cursor,
+            LogCursor {
+                unix_nanos: 101 * SEC,
+                seen: 1
+            }
+        );
         // Reconnect from just before second 101: podman repeats that second's line.
         assert_eq!(
             cursor.since(),
@@ -382,7 +392,13 @@ mod tests {
         );
         let second = admit_all(&mut cursor, &[101 * SEC, 101 * SEC, 102 * SEC]);
         assert_eq!(second, vec![101 * SEC, 102 * SEC]);
-        assert_eq!(cursor, LogCursor { unix_nanos: 102 * SEC, seen: 1 });
+        assert_eq!(
+            cursor,
+            LogCursor {
+                unix_nanos: 102 * SEC,
+                seen: 1
+            }
+        );
     }
 
     #[test]
@@ -391,17 +407,20 @@ mod tests {
             unix_nanos: 50 * SEC,
             seen: 2,
         };
-        let got = admit_all(&mut cursor, &[49 * SEC, 50 * SEC, 50 * SEC, 50 * SEC, 51 * SEC]);
+        let got = admit_all(
+            &mut cursor,
+            &[49 * SEC, 50 * SEC, 50 * SEC, 50 * SEC, 51 * SEC],
+        );
         assert_eq!(got, vec![50 * SEC, 51 * SEC]);
     }
 
     #[test]
     fn timestamps_are_split_off() {
-        let (stamp, rest) = split_timestamp(&Bytes::from_static(b"2024-01-01T00:00:01Z hello world\n"));
+        let (stamp, rest) =
+            split_timestamp(&Bytes::from_static(b"2024-01-01T00:00:01Z hello world\n"));
         assert_eq!(stamp, Some(1_704_067_201 * SEC));
         assert_eq!(rest, Bytes::from_static(b"hello world\n"));
-        let (stamp, rest) =
-            split_timestamp(&Bytes::from_static(b"2024-01-01T00:00:01.5Z x"));
+        let (stamp, rest) = split_timestamp(&Bytes::from_static(b"2024-01-01T00:00:01.5Z x"));
         assert_eq!(stamp, Some(1_704_067_201 * SEC + SEC / 2));
         assert_eq!(rest, Bytes::from_static(b"x"));
         let (stamp, rest) = split_timestamp(&Bytes::from_static(b"no stamp here"));
@@ -460,7 +479,8 @@ mod tests {
     async fn waiting_for_a_reader_can_be_cancelled() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("nobody.fifo");
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
         let cancel = CancellationToken::new();
         cancel.cancel();
         let mut sink = Sink::new(&path);

@@ -23,6 +23,7 @@ pub mod config;
 pub mod decode;
 pub mod error;
 mod exec;
+mod gc;
 pub mod handle;
 pub mod image;
 mod lifecycle;
@@ -232,6 +233,11 @@ impl Driver {
             annotations: BTreeMap::new(),
             timestamp: SystemTime::now(),
         });
+    }
+
+    /// An event about the driver itself rather than one task (garbage collection).
+    fn emit_driver_event(&self, message: String) {
+        self.emit(&TaskContext::default(), message);
     }
 
     /// What the driver knows about a socket's podman, asking it when not known yet.

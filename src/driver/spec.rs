@@ -180,7 +180,7 @@ pub fn build(
     if host.cgroup_v2 && host.cgroup_manager == "systemd" {
         out.insert("cgroup_parent".into(), json!("nomad.slice"));
     }
-    out.insert("resource_limits".into(), resources(spec, host));
+    out.insert("resource_limits".into(), resources(spec, host)?);
     let ulimits = config.ulimits()?;
     if !ulimits.is_empty() {
         let limits: Vec<Value> = ulimits
@@ -607,7 +607,7 @@ const MIB: i64 = 1024 * 1024;
 /// "no limit" on cgroup v1 and v2 alike.
 const UNLIMITED_SWAP: i64 = 9_223_372_036_854_771_712;
 
-fn resources(spec: &TaskSpec, host: &HostFacts) -> Value {
+fn resources(spec: &TaskSpec, host: &HostFacts) -> Result<Value, SpecError> {
     let config = &spec.config;
     let res = &spec.context.resources;
     let mut cpu = Map::new();
@@ -651,6 +651,7 @@ fn resources(spec: &TaskSpec, host: &HostFacts) -> Value {
         memory.insert("reservation".into(), json!(soft));
     }
     if let Some(swap) = config.memory_swap {
+        check_swap(swap, limit)?;
         let swap = if swap == -1 { UNLIMITED_SWAP } else { swap };
         memory.insert("swap".into(), json!(swap));
     }
@@ -668,7 +669,23 @@ fn resources(spec: &TaskSpec, host: &HostFacts) -> Value {
     if config.pids_limit > 0 {
         limits.insert("pids".into(), json!({"limit": config.pids_limit}));
     }
-    Value::Object(limits)
+    Ok(Value::Object(limits))
+}
+
+/// podman refuses a swap limit without a memory limit, or one below it (swap counts
+/// memory plus swap); say so in the job's terms instead.
+fn check_swap(swap: i64, limit: Option<i64>) -> Result<(), SpecError> {
+    let reason = match limit {
+        None => "needs a hard memory limit (resources.memory, and memory_max not -1)".to_string(),
+        Some(limit) if swap != -1 && swap < limit => format!(
+            "{swap} bytes is below the memory limit of {limit} bytes; memory_swap counts memory plus swap"
+        ),
+        Some(_) => return Ok(()),
+    };
+    Err(SpecError::Context {
+        field: "config.memory_swap".into(),
+        reason,
+    })
 }
 
 fn insert_security(out: &mut Map<String, Value>, spec: &TaskSpec) -> Result<(), SpecError> {
@@ -1477,8 +1494,23 @@ mod tests {
     }
 
     #[test]
+    fn swap_needs_a_memory_limit_at_or_below_it() {
+        let mut s = spec(json!({"memory_swap": "128m"}));
+        let err = build_with(&s, &DriverConfig::default(), &HostFacts::default()).unwrap_err();
+        assert_eq!(err.field(), "config.memory_swap");
+        s.context.resources.memory_mb = 256;
+        let err = build_with(&s, &DriverConfig::default(), &HostFacts::default()).unwrap_err();
+        assert!(err.to_string().contains("below the memory limit"), "{err}");
+        s.context.resources.memory_mb = 128;
+        assert_eq!(built(&s)["resource_limits"]["memory"]["swap"], 128 * MIB);
+        s.context.resources.memory_max_mb = -1;
+        assert!(build_with(&s, &DriverConfig::default(), &HostFacts::default()).is_err());
+    }
+
+    #[test]
     fn swap_and_swappiness() {
-        let s = spec(json!({"memory_swap": "-1", "memory_swappiness": 10}));
+        let mut s = spec(json!({"memory_swap": "-1", "memory_swappiness": 10}));
+        s.context.resources.memory_mb = 64;
         let v1 = built(&s);
         assert_eq!(v1["resource_limits"]["memory"]["swap"], UNLIMITED_SWAP);
         assert_eq!(v1["resource_limits"]["memory"]["swappiness"], 10);

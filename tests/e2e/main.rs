@@ -8,3 +8,4 @@ mod driver;
 mod options;
 mod plugin;
 mod run;
+mod secrets;

@@ -43,7 +43,10 @@ pub async fn resolve(
         server_address: image.domain.clone(),
     };
     if let Some(auth) = task.filter(|a| !a.username.is_empty() || !a.password.is_empty()) {
-        return Ok(Some(credentials(auth.username.clone(), auth.password.clone())));
+        return Ok(Some(credentials(
+            auth.username.clone(),
+            auth.password.clone(),
+        )));
     }
     if let Some(file) = &config.file {
         match from_file(file, image).await {
@@ -128,7 +131,10 @@ fn normalize_key(key: &str) -> String {
         .trim_start_matches("https://")
         .trim_start_matches("http://")
         .trim_end_matches('/');
-    let key = key.strip_suffix("/v1").or(key.strip_suffix("/v2")).unwrap_or(key);
+    let key = key
+        .strip_suffix("/v1")
+        .or(key.strip_suffix("/v2"))
+        .unwrap_or(key);
     match key {
         "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
             "docker.io".to_string()
@@ -163,7 +169,10 @@ fn helper_program(helper: &str) -> String {
     }
 }
 
-async fn from_helper(helper: &str, image: &RegistryRef) -> Result<Option<(String, String)>, String> {
+async fn from_helper(
+    helper: &str,
+    image: &RegistryRef,
+) -> Result<Option<(String, String)>, String> {
     for server in [image.repository(), image.domain.clone()] {
         if let Some(found) = ask_helper(helper, &server).await? {
             return Ok(Some(found));
@@ -249,10 +258,20 @@ mod tests {
         ]
         .into();
         let key = |repo: &str| best_match(&auths, repo).map(|(k, _)| k.to_string());
-        assert_eq!(key("docker.io/library/bash"), Some("docker.io/library".into()));
+        assert_eq!(
+            key("docker.io/library/bash"),
+            Some("docker.io/library".into())
+        );
         assert_eq!(key("docker.io/user/bash"), Some("docker.io".into()));
-        assert_eq!(key("example.com/team/app"), Some("example.com/team/".into()));
-        assert_eq!(key("example.com/other/app"), None, "example.co is not example.com");
+        assert_eq!(
+            key("example.com/team/app"),
+            Some("example.com/team/".into())
+        );
+        assert_eq!(
+            key("example.com/other/app"),
+            None,
+            "example.co is not example.com"
+        );
         assert_eq!(key("docker.io/libraryx/a"), Some("docker.io".into()));
     }
 
@@ -277,7 +296,10 @@ mod tests {
             password: "p".into(),
             ..AuthEntry::default()
         };
-        assert_eq!(decode_entry(&plain).expect("plain"), ("u".into(), "p".into()));
+        assert_eq!(
+            decode_entry(&plain).expect("plain"),
+            ("u".into(), "p".into())
+        );
         assert!(decode_entry(&AuthEntry::default()).is_err());
     }
 

@@ -220,7 +220,10 @@ mod tests {
 
     #[test]
     fn docker_transport_is_normalized() {
-        assert_eq!(registry("docker://root").name, "docker.io/library/root:latest");
+        assert_eq!(
+            registry("docker://root").name,
+            "docker.io/library/root:latest"
+        );
         assert_eq!(
             registry("docker://user/repo@sha256:abc").name,
             "docker.io/user/repo@sha256:abc"

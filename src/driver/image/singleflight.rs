@@ -132,7 +132,14 @@ mod tests {
         let a = tokio::spawn(start(flights.clone()));
         let b = tokio::spawn(start(flights.clone()));
         // Both callers are registered once the flight exists and both subscribed.
-        while flights.flights.lock().expect("lock").get("img").map_or(0, |f| f.progress.receiver_count()) < 2 {
+        while flights
+            .flights
+            .lock()
+            .expect("lock")
+            .get("img")
+            .map_or(0, |f| f.progress.receiver_count())
+            < 2
+        {
             tokio::task::yield_now().await;
         }
         release_tx.send(true).expect("release");

@@ -562,6 +562,9 @@ pub struct ListContainer {
     pub state: String,
     #[serde(deserialize_with = "lenient::nullable")]
     pub labels: HashMap<String, String>,
+    /// RFC 3339 on podman 4 (see [`ListContainer::created_at`]).
+    #[serde(deserialize_with = "lenient::string")]
+    pub created: String,
     /// Unix seconds.
     #[serde(deserialize_with = "lenient::int")]
     pub started_at: i64,
@@ -574,6 +577,16 @@ pub struct ListContainer {
     pub exit_code: i32,
     #[serde(deserialize_with = "lenient::int")]
     pub pid: i64,
+}
+
+impl ListContainer {
+    /// When the container was created; podman has sent both RFC 3339 text and unix seconds.
+    pub fn created_at(&self) -> Option<SystemTime> {
+        parse_time(&self.created).or_else(|| {
+            let secs = self.created.trim().parse::<u64>().ok()?;
+            Some(UNIX_EPOCH + Duration::from_secs(secs))
+        })
+    }
 }
 
 /// One container's sample from `/libpod/containers/stats`.

@@ -65,7 +65,8 @@ impl Scope {
             )),
             Err(err) => problems.push(format!("sweep of the check's containers: {err}")),
         }
-        for image in std::mem::take(&mut *lock(&self.images)) {
+        let images = std::mem::take(&mut *lock(&self.images));
+        for image in images {
             if let Err(err) = env.podman.remove_image(&image).await {
                 problems.push(format!("remove image {image}: {err}"));
             }

@@ -59,12 +59,22 @@ async fn pulls_once_then_uses_the_local_image_unless_forced() {
     let first = resolver.ensure(&req, progress).await.expect("pull");
     assert_eq!(first.origin, ImageOrigin::Pulled);
     assert_eq!(first.name, image);
-    let busybox = support::client().image_inspect(BUSYBOX_IMAGE).await.expect("busybox");
+    let busybox = support::client()
+        .image_inspect(BUSYBOX_IMAGE)
+        .await
+        .expect("busybox");
     assert_eq!(first.id, busybox.id, "same content as pushed");
     let seen = seen.lock().expect("lock").clone();
-    assert_eq!(seen[0], ImageProgress::Pulling { image: image.clone() });
+    assert_eq!(
+        seen[0],
+        ImageProgress::Pulling {
+            image: image.clone()
+        }
+    );
     assert!(
-        seen.iter().any(|p| matches!(p, ImageProgress::Line { line, .. } if line.contains("Trying to pull"))),
+        seen.iter().any(
+            |p| matches!(p, ImageProgress::Line { line, .. } if line.contains("Trying to pull"))
+        ),
         "{seen:?}"
     );
 
@@ -121,11 +131,20 @@ async fn task_credentials_and_clear_auth_errors() {
 
     let mut req = request(&image);
     req.auth = insecure(&user, "not-the-password-xyz");
-    let err = resolver.ensure(&req, |_| {}).await.expect_err("wrong password");
+    let err = resolver
+        .ensure(&req, |_| {})
+        .await
+        .expect_err("wrong password");
     let text = err.to_string();
     assert!(text.contains(&image), "names the image: {text}");
-    assert!(text.contains("unauthorized") || text.contains("authentication required"), "{text}");
-    assert!(!text.contains("not-the-password-xyz"), "password leaked: {text}");
+    assert!(
+        text.contains("unauthorized") || text.contains("authentication required"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("not-the-password-xyz"),
+        "password leaked: {text}"
+    );
     assert!(!format!("{err:?}").contains("not-the-password-xyz"));
 
     req.auth = insecure(&user, &password);
@@ -160,18 +179,27 @@ async fn auth_file_longest_matching_key_wins() {
     });
     let mut req = request(&image);
     req.auth = insecure("", "");
-    let pulled = resolver.ensure(&req, |_| {}).await.expect("pull with auth file");
+    let pulled = resolver
+        .ensure(&req, |_| {})
+        .await
+        .expect("pull with auth file");
     assert_eq!(pulled.origin, ImageOrigin::Pulled);
 
     std::fs::write(&file, "{not json").expect("break the file");
     req.force_pull = true;
-    let err = resolver.ensure(&req, |_| {}).await.expect_err("broken file");
+    let err = resolver
+        .ensure(&req, |_| {})
+        .await
+        .expect_err("broken file");
     assert!(matches!(err, ImageError::Auth { .. }), "{err:?}");
     assert!(err.to_string().contains("auth.json"), "{err}");
 
     // auth_soft_fail: the broken file is skipped and the pull goes on without credentials.
     req.auth_soft_fail = true;
-    let err = resolver.ensure(&req, |_| {}).await.expect_err("no credentials");
+    let err = resolver
+        .ensure(&req, |_| {})
+        .await
+        .expect_err("no credentials");
     assert!(matches!(err, ImageError::Pull { .. }), "{err:?}");
 }
 
@@ -201,16 +229,25 @@ async fn credential_helper_is_asked_with_get_and_the_repository() {
     });
     let mut req = request(&image);
     req.auth = insecure("", "");
-    let pulled = resolver.ensure(&req, |_| {}).await.expect("pull with helper");
+    let pulled = resolver
+        .ensure(&req, |_| {})
+        .await
+        .expect("pull with helper");
     assert_eq!(pulled.origin, ImageOrigin::Pulled);
     let repository = image.rsplit_once(':').expect("tag").0;
     assert_eq!(std::fs::read_to_string(&asked).expect("asked"), repository);
 
     let missing = resolver_with_helper(&dir.join("docker-credential-missing"));
     req.force_pull = true;
-    let err = missing.ensure(&req, |_| {}).await.expect_err("missing helper");
+    let err = missing
+        .ensure(&req, |_| {})
+        .await
+        .expect_err("missing helper");
     assert!(matches!(err, ImageError::Auth { .. }), "{err:?}");
-    assert!(err.to_string().contains("docker-credential-missing"), "{err}");
+    assert!(
+        err.to_string().contains("docker-credential-missing"),
+        "{err}"
+    );
 }
 
 fn resolver_with_helper(path: &std::path::Path) -> ImageResolver {
@@ -239,20 +276,37 @@ fn saved_archive(format: &str) -> (std::path::PathBuf, String) {
 
 #[tokio::test]
 async fn archives_are_loaded_from_local_paths() {
-    for (format, transport) in [("docker-archive", "docker-archive"), ("oci-archive", "oci-archive")] {
+    for (format, transport) in [
+        ("docker-archive", "docker-archive"),
+        ("oci-archive", "oci-archive"),
+    ] {
         let (archive, name) = saved_archive(format);
         let _cleanup = ImageCleanup(vec![name.clone()]);
         let (seen, progress) = recorder();
         let loaded = resolver(AuthConfig::default())
-            .ensure(&request(&format!("{transport}:{}", archive.display())), progress)
+            .ensure(
+                &request(&format!("{transport}:{}", archive.display())),
+                progress,
+            )
             .await
             .expect("load");
         assert_eq!(loaded.origin, ImageOrigin::Loaded);
-        assert!(loaded.name.contains(name.trim_start_matches("localhost/").trim_end_matches(":latest")), "{loaded:?}");
-        assert!(support::client().image_exists(&loaded.name).await.expect("exists"));
+        assert!(
+            loaded.name.contains(
+                name.trim_start_matches("localhost/")
+                    .trim_end_matches(":latest")
+            ),
+            "{loaded:?}"
+        );
+        assert!(support::client()
+            .image_exists(&loaded.name)
+            .await
+            .expect("exists"));
         assert_eq!(
             seen.lock().expect("lock")[0],
-            ImageProgress::Loading { source: archive.display().to_string() }
+            ImageProgress::Loading {
+                source: archive.display().to_string()
+            }
         );
     }
     let err = resolver(AuthConfig::default())
@@ -264,7 +318,9 @@ async fn archives_are_loaded_from_local_paths() {
 
 /// Serves `body` to every GET of `/image.tar`, 404 otherwise.
 async fn serve_archive(body: Vec<u8>) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let body = Arc::new(body);
     tokio::spawn(async move {
@@ -281,9 +337,13 @@ async fn serve_archive(body: Vec<u8>) -> std::net::SocketAddr {
                 }
                 let found = head.starts_with(b"GET /image.tar ");
                 let reply = if found {
-                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
                 } else {
-                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_string()
                 };
                 let _ = conn.write_all(reply.as_bytes()).await;
                 if found {
@@ -302,14 +362,20 @@ async fn archives_are_streamed_from_http_urls() {
     let _cleanup = ImageCleanup(vec![name.clone()]);
     let addr = serve_archive(std::fs::read(&archive).expect("read archive")).await;
     let loaded = resolver(AuthConfig::default())
-        .ensure(&request(&format!("docker-archive:http://{addr}/image.tar")), |_| {})
+        .ensure(
+            &request(&format!("docker-archive:http://{addr}/image.tar")),
+            |_| {},
+        )
         .await
         .expect("load from http");
     assert_eq!(loaded.origin, ImageOrigin::Loaded);
     assert_eq!(loaded.name, name);
 
     let err = resolver(AuthConfig::default())
-        .ensure(&request(&format!("docker-archive:http://{addr}/missing.tar")), |_| {})
+        .ensure(
+            &request(&format!("docker-archive:http://{addr}/missing.tar")),
+            |_| {},
+        )
         .await
         .expect_err("404");
     assert!(matches!(err, ImageError::Download { .. }), "{err:?}");
@@ -319,7 +385,9 @@ async fn archives_are_streamed_from_http_urls() {
 #[tokio::test]
 async fn a_registry_that_never_answers_hits_the_pull_timeout() {
     // Accepts connections and says nothing.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let held = tokio::spawn(async move {
         let mut conns = Vec::new();
@@ -330,9 +398,12 @@ async fn a_registry_that_never_answers_hits_the_pull_timeout() {
     let mut req = request(&format!("{addr}/ndp/silent:latest"));
     req.auth = insecure("", "");
     req.pull_timeout = Duration::from_secs(2);
-    let err = within("pull timeout", resolver(AuthConfig::default()).ensure(&req, |_| {}))
-        .await
-        .expect_err("timeout");
+    let err = within(
+        "pull timeout",
+        resolver(AuthConfig::default()).ensure(&req, |_| {}),
+    )
+    .await
+    .expect_err("timeout");
     assert!(matches!(err, ImageError::Timeout { .. }), "{err:?}");
     assert!(err.to_string().contains("image_pull_timeout"), "{err}");
     held.abort();
@@ -340,7 +411,10 @@ async fn a_registry_that_never_answers_hits_the_pull_timeout() {
 
 #[tokio::test]
 async fn invalid_references_fail_before_podman_is_asked() {
-    for (image, want) in [("bad image", "invalid image reference"), ("dir:/var/tmp/x", "unsupported transport")] {
+    for (image, want) in [
+        ("bad image", "invalid image reference"),
+        ("dir:/var/tmp/x", "unsupported transport"),
+    ] {
         let err = resolver(AuthConfig::default())
             .ensure(&request(image), |_| {})
             .await

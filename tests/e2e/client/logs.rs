@@ -48,11 +48,17 @@ async fn stdout_and_stderr_reach_separate_fifos() {
     let id = run(
         &client,
         &label,
-        &["sh", "-c", "for i in 1 2 3; do echo out$i; echo err$i >&2; done; printf tail"],
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo out$i; echo err$i >&2; done; printf tail",
+        ],
     )
     .await;
     let forwarder = LogForwarder::spawn(client.clone(), config(&id, out, err, since));
-    within("forwarding", forwarder.join()).await.expect("forwarded");
+    within("forwarding", forwarder.join())
+        .await
+        .expect("forwarded");
     let stdout = within("stdout", readers.0).await.expect("stdout reader");
     let stderr = within("stderr", readers.1).await.expect("stderr reader");
     assert_eq!(stdout, "out1\nout2\nout3\ntail");
@@ -72,11 +78,17 @@ async fn lines_wait_for_a_late_reader() {
     within("exit", client.container_wait(&id, &[WaitCondition::Exited]))
         .await
         .expect("exited");
-    let forwarder = LogForwarder::spawn(client.clone(), config(&id, out.clone(), err.clone(), since));
+    let forwarder =
+        LogForwarder::spawn(client.clone(), config(&id, out.clone(), err.clone(), since));
     // The container is long gone when the readers arrive.
     let readers = (fifo_reader(out), fifo_reader(err));
-    within("forwarding", forwarder.join()).await.expect("forwarded");
-    assert_eq!(within("stdout", readers.0).await.expect("stdout"), "early\n");
+    within("forwarding", forwarder.join())
+        .await
+        .expect("forwarded");
+    assert_eq!(
+        within("stdout", readers.0).await.expect("stdout"),
+        "early\n"
+    );
     assert_eq!(within("stderr", readers.1).await.expect("stderr"), "oops\n");
 }
 
@@ -91,12 +103,21 @@ async fn resuming_at_the_cursor_neither_loses_nor_repeats_lines() {
     let id = run(
         &client,
         &label,
-        &["sh", "-c", "i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo line$i; echo e$i >&2; sleep 0.05; done"],
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo line$i; echo e$i >&2; sleep 0.05; done",
+        ],
     )
     .await;
     let first = LogForwarder::spawn(client.clone(), config(&id, out.clone(), err.clone(), since));
     within("first lines", async {
-        while std::fs::read_to_string(&out).unwrap_or_default().lines().count() < 10 {
+        while std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            < 10
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
@@ -111,7 +132,9 @@ async fn resuming_at_the_cursor_neither_loses_nor_repeats_lines() {
             cursor,
         },
     );
-    within("rest of the lines", second.join()).await.expect("forwarded");
+    within("rest of the lines", second.join())
+        .await
+        .expect("forwarded");
     let want: String = (1..=60).map(|i| format!("line{i}\n")).collect();
     assert_eq!(std::fs::read_to_string(&out).expect("stdout file"), want);
     let want: String = (1..=60).map(|i| format!("e{i}\n")).collect();
@@ -126,7 +149,12 @@ async fn forwarding_ends_when_the_container_is_removed() {
     let id = run(&client, &label, &["sleep", "1000"]).await;
     let forwarder = LogForwarder::spawn(
         client.clone(),
-        config(&id, dir.join("out.log"), dir.join("err.log"), SystemTime::now()),
+        config(
+            &id,
+            dir.join("out.log"),
+            dir.join("err.log"),
+            SystemTime::now(),
+        ),
     );
     client
         .container_delete(
@@ -139,5 +167,7 @@ async fn forwarding_ends_when_the_container_is_removed() {
         )
         .await
         .expect("remove");
-    within("forwarder end", forwarder.join()).await.expect("ends cleanly");
+    within("forwarder end", forwarder.join())
+        .await
+        .expect("ends cleanly");
 }

@@ -170,8 +170,9 @@ async fn exec_streaming_with_tty_and_resize() {
             ..Default::default()
         })
         .await;
-    session.stdin(b"tty && echo tty-ok\n", false).await;
-    session.read_until("tty-ok").await;
+    // The terminal echoes input: wait for text only the command's output contains.
+    session.stdin(b"tty && echo ok-$((40+2))\n", false).await;
+    session.read_until("ok-42").await;
     assert!(String::from_utf8_lossy(&session.stdout).contains("/dev/pts/"));
     session.stdin(b"stty size\n", false).await;
     session.read_until("33 101").await;

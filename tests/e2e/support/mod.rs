@@ -91,6 +91,7 @@ impl TestPodman {
         let cleanup = format!(
             "podman {storage} rm -a -f -t 0 >/dev/null 2>&1\n\
              podman {storage} pod rm -a -f >/dev/null 2>&1\n\
+             for p in $(grep -l -s -F '{dir}/' /proc/[0-9]*/cmdline | cut -d/ -f3); do [ \"$p\" = $$ ] || kill -9 \"$p\" 2>/dev/null; done\n\
              grep -o ' {dir}/[^ ]*' /proc/self/mounts | sort -r | while read -r m; do umount -l \"$m\"; done\n\
              rm -rf '{dir}' '{claim}'\n",
             dir = dir.display(),

@@ -1,0 +1,30 @@
+//! Job files: HCL parsing, evaluation (variables, locals, functions) and the check of every
+//! podman task's `config {}` against the core, then the plan `plan` prints. Arbitrary
+//! UTF-8 text as the job file.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use nomad_driver_podman::modes::run::check::check_job;
+use nomad_driver_podman::modes::run::jobspec::{parse, Source, VarInputs};
+use nomad_driver_podman::modes::run::plan;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match parse(Source::new("fuzz.nomad", text), &VarInputs::default()) {
+        Ok(loaded) => {
+            let checked = check_job(&loaded.job);
+            if checked.errors.is_empty() {
+                let plan = plan::build(&loaded.job, checked.ignored, loaded.notices.skipped_tasks);
+                let _ = plan.to_text();
+            }
+        }
+        Err(errors) => {
+            assert!(!errors.0.is_empty());
+            for e in &errors.0 {
+                let _ = e.to_string();
+            }
+        }
+    }
+});
