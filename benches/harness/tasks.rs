@@ -69,10 +69,6 @@ impl BenchTask {
         &self.spec.context.id
     }
 
-    pub fn container_name(&self) -> String {
-        self.spec.container_name()
-    }
-
     /// The proto `TaskConfig` the agent would send, logging into `stdout`/`stderr`.
     pub fn proto(&self, stdout: &Path, stderr: &Path) -> drivers::TaskConfig {
         let context = &self.spec.context;

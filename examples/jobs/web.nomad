@@ -47,7 +47,7 @@ job "web" {
         destination = "local/www/index.html"
         data        = <<-EOT
           <h1>{{ env "TITLE" }}</h1>
-          <p>alloc {{ env "NOMAD_ALLOC_ID" }} serves on port {{ env "NOMAD_PORT_http" }}; owner {{ env "OWNER" }}</p>
+          <p>alloc {{ env "NOMAD_ALLOC_ID" }} serves on port {{ env "NOMAD_PORT_http" }}</p>
         EOT
       }
 

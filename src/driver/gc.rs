@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use super::podman::{DeleteOptions, ListContainer, ListOptions};
 use super::spec::MANAGED_LABEL;
-use super::Driver;
+use super::{Driver, Socket};
 
 /// Containers with a label under one of these prefixes belong to a standalone tool (the
 /// runner, the conformance harness) that cleans up after itself; the plugin never sweeps
@@ -47,6 +47,48 @@ fn is_dangling(
 }
 
 impl Driver {
+    /// After a task is destroyed: with `gc.image`, removes its image once `gc.image_delay`
+    /// has passed and neither a task of this driver nor any container on the socket uses
+    /// it. The count of users is derived from the live task table (rebuilt by `recover`
+    /// after a restart) and podman's container list, so nothing can drift.
+    pub(crate) fn release_image(self: &Arc<Self>, socket: &Arc<Socket>, image_id: String) {
+        if !self.config.gc.image || image_id.is_empty() {
+            return;
+        }
+        let delay = self.config.gc.image_delay;
+        let driver = Arc::downgrade(self);
+        let socket = socket.clone();
+        let cancel = self.cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            let Some(driver) = Weak::upgrade(&driver) else { return };
+            let in_use_by_task = driver
+                .read_tasks()
+                .values()
+                .any(|t| t.state.image_id == image_id);
+            if in_use_by_task {
+                return;
+            }
+            let listed = socket
+                .client
+                .container_list(&ListOptions {
+                    all: true,
+                    ..ListOptions::default()
+                })
+                .await;
+            match listed {
+                Ok(containers) if !containers.iter().any(|c| c.image_id == image_id) => {}
+                _ => return,
+            }
+            if socket.client.image_remove(&image_id).await.is_ok() {
+                driver.emit_driver_event(format!("removed unused image {image_id}"));
+            }
+        });
+    }
+
     /// Starts the periodic sweeps the plugin configuration enables. The first sweep runs
     /// one period after the call, so tasks the orchestrator is about to recover after a
     /// restart are never mistaken for dangling ones.

@@ -182,7 +182,7 @@ impl ImageResolver {
         progress: impl Fn(ImageProgress) + Send + Sync,
     ) -> Resolution {
         match reference::parse(&request.image)? {
-            Source::Registry(image) => self.from_registry(image, request, &progress).await,
+            Source::Registry(image) => self.ensure_from_registry(image, request, &progress).await,
             Source::ArchiveFile { path, .. } => {
                 let shown = path.display().to_string();
                 progress(ImageProgress::Loading {
@@ -233,7 +233,7 @@ impl ImageResolver {
         })
     }
 
-    async fn from_registry(
+    async fn ensure_from_registry(
         &self,
         image: RegistryRef,
         request: &ImageRequest,

@@ -291,7 +291,7 @@ impl Driver {
 
     /// Forgets the task and, with `gc.container`, removes its container. A running task
     /// needs `force` and is killed first.
-    pub async fn destroy(&self, task_id: &str, force: bool) -> Result<(), DriverError> {
+    pub async fn destroy(self: &Arc<Self>, task_id: &str, force: bool) -> Result<(), DriverError> {
         let task = self.task(task_id)?;
         if task.exit_state() == ExitState::Running {
             if !force {
@@ -310,6 +310,7 @@ impl Driver {
             }
         }
         self.write_tasks().remove(task_id);
+        self.release_image(&task.socket, task.state.image_id.clone());
         Ok(())
     }
 

@@ -26,7 +26,14 @@ fn socket_arg(name: &str) -> String {
 /// Containers of the test bed's podman carrying `label` (any state).
 fn containers_with_label(label: &str) -> Vec<String> {
     support::podman()
-        .cli_ok(&["ps", "-a", "--format", "{{.Names}}", "--filter", &format!("label={label}")])
+        .cli_ok(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("label={label}"),
+        ])
         .split_whitespace()
         .map(str::to_string)
         .collect()
@@ -46,7 +53,10 @@ fn stderr(output: &Output) -> String {
 #[test]
 fn full_suite_passes_or_skips_with_reasons() {
     let registry = support::auth_registry();
-    let (user, password) = registry.credentials.clone().expect("auth registry credentials");
+    let (user, password) = registry
+        .credentials
+        .clone()
+        .expect("auth registry credentials");
     let dir = support::podman().scratch_dir("conformance-full");
     let report_path = dir.join("report.json");
     let http_log = dir.join("http.log");
@@ -73,7 +83,11 @@ fn full_suite_passes_or_skips_with_reasons() {
         .filter(|c| c["status"] == "fail")
         .map(|c| format!("{}: {}", c["name"], c["message"]))
         .collect();
-    assert!(problems.is_empty(), "failed checks:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "failed checks:\n{}",
+        problems.join("\n")
+    );
     assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
 
     for check in checks {
@@ -132,7 +146,10 @@ fn full_suite_passes_or_skips_with_reasons() {
     assert_eq!(containers_with_label(&run_label), Vec::<String>::new());
 
     let log = std::fs::read_to_string(&http_log).expect("http log");
-    assert!(log.contains("POST /v4.0.0/libpod/containers/create"), "http log lacks creates");
+    assert!(
+        log.contains("POST /v4.0.0/libpod/containers/create"),
+        "http log lacks creates"
+    );
     assert!(log.contains("GET /libpod/_ping"), "http log lacks the ping");
 }
 
@@ -145,13 +162,20 @@ fn unreachable_socket_fails_clearly() {
     assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(&output));
     let report: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
     let checks = report["sockets"][0]["checks"].as_array().expect("checks");
-    let ping = checks.iter().find(|c| c["name"] == "api.ping").expect("api.ping");
+    let ping = checks
+        .iter()
+        .find(|c| c["name"] == "api.ping")
+        .expect("api.ping");
     assert_eq!(ping["status"], "fail");
     let message = ping["message"].as_str().unwrap_or_default();
     assert!(message.contains("nothing.sock"), "{message}");
     for check in checks {
         let status = check["status"].as_str().unwrap_or_default();
-        assert!(status == "fail" || status == "skip", "{}: {status}", check["name"]);
+        assert!(
+            status == "fail" || status == "skip",
+            "{}: {status}",
+            check["name"]
+        );
         if status == "skip" {
             assert!(
                 check["message"]
@@ -195,13 +219,25 @@ fn junit_report_and_matrix_over_two_sockets() {
     let (up, down) = (&suites[0], &suites[1]);
     assert_eq!(up.name, "up");
     assert_eq!(up.cases.len(), 4);
-    assert!(up.cases.iter().all(|c| c.outcome == "pass"), "{:?}", up.cases);
+    assert!(
+        up.cases.iter().all(|c| c.outcome == "pass"),
+        "{:?}",
+        up.cases
+    );
     assert!(up.cases.iter().any(|c| c.name == "lifecycle.exit-zero"));
     assert_eq!(down.name, "down");
-    let ping = down.cases.iter().find(|c| c.name == "api.ping").expect("api.ping");
+    let ping = down
+        .cases
+        .iter()
+        .find(|c| c.name == "api.ping")
+        .expect("api.ping");
     assert_eq!(ping.outcome, "failure");
     assert!(!ping.message.is_empty());
-    let exit = down.cases.iter().find(|c| c.name == "lifecycle.exit-zero").expect("exit");
+    let exit = down
+        .cases
+        .iter()
+        .find(|c| c.name == "lifecycle.exit-zero")
+        .expect("exit");
     assert_eq!(exit.outcome, "skipped");
 
     let table = conformance(&[
@@ -218,8 +254,14 @@ fn junit_report_and_matrix_over_two_sockets() {
         .skip_while(|l| !l.trim_start().starts_with("CHECK  "))
         .collect();
     assert!(!matrix.is_empty(), "no matrix in:\n{text}");
-    let row = matrix.iter().find(|l| l.contains("api.ping")).expect("api.ping row");
-    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["api.ping", "pass", "fail"]);
+    let row = matrix
+        .iter()
+        .find(|l| l.contains("api.ping"))
+        .expect("api.ping row");
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        ["api.ping", "pass", "fail"]
+    );
     assert!(text.contains("all sockets: 2 checks: 1 passed, 0 degraded, 0 skipped, 1 failed"));
 }
 
@@ -303,7 +345,11 @@ fn parse_junit(xml: &str) -> Vec<Suite> {
                         .last_mut()
                         .and_then(|s| s.cases.last_mut())
                         .expect("outcome inside a testcase");
-                    case.outcome = if tag == b"failure" { "failure" } else { "skipped" };
+                    case.outcome = if tag == b"failure" {
+                        "failure"
+                    } else {
+                        "skipped"
+                    };
                     case.message = attribute(&e, "message");
                 }
                 _ => {}

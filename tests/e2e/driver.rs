@@ -449,3 +449,56 @@ async fn image_pull_emits_task_event() {
     d.wait(&id).await.unwrap();
     d.destroy(&id, false).await.unwrap();
 }
+
+#[tokio::test]
+async fn unused_image_is_removed_after_the_delay_but_not_while_used() {
+    let label = LabelCleanup::new("drv-imggc");
+    let image = format!("localhost/{}:1", support::unique_name("gcimage"));
+    // Its own image id, so removing it cannot disturb other tests.
+    support::podman()
+        .import_busybox(&image, &[&format!("LABEL=gc={}", label.value)])
+        .unwrap();
+    let d = driver_with(json!({ "gc": { "image": true, "image_delay": "1s" } }));
+    let first = task(&label, "img1", "sleep 300", json!({ "image": image }));
+    let second = task(&label, "img2", "sleep 300", json!({ "image": image }));
+    d.start(first.clone()).await.unwrap();
+    d.start(second.clone()).await.unwrap();
+    d.destroy(&first.context.id, true).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let exists = |name: &str| support::podman().cli(&["image", "exists", name]).status.success();
+    assert!(exists(&image), "still used by the second task");
+    d.destroy(&second.context.id, true).await.unwrap();
+    let mut removed = false;
+    for _ in 0..40 {
+        if !exists(&image) {
+            removed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(removed, "the image is removed once no task uses it");
+}
+
+#[tokio::test]
+async fn dangling_sweep_selects_only_our_orphans() {
+    let label = LabelCleanup::new("drv-dangling");
+    let d = driver_with(json!({
+        "gc": { "dangling_containers": { "enabled": true, "period": "1h", "creation_grace": "0s", "dry_run": true } }
+    }));
+    let orphan = support::unique_name("orphan");
+    let foreign = support::unique_name("foreign");
+    let p = support::podman();
+    p.cli_ok(&["create", "--name", &orphan, "--label", &label.pair(), "--label", "io.nomad-driver-podman.managed=true", BUSYBOX_IMAGE, "true"]);
+    p.cli_ok(&["create", "--name", &foreign, "--label", &label.pair(), BUSYBOX_IMAGE, "true"]);
+    let owned = task(&label, "owned", "sleep 300", json!({}));
+    let owned_id = d.start(owned.clone()).await.unwrap().state.container_id;
+    let orphan_id = inspect_container(&orphan)["Id"].as_str().unwrap().to_string();
+    let foreign_id = inspect_container(&foreign)["Id"].as_str().unwrap().to_string();
+
+    let swept = d.sweep_dangling_containers().await;
+    assert!(swept.contains(&orphan_id), "our label, no task: dangling");
+    assert!(!swept.contains(&foreign_id), "no label of ours: never touched");
+    assert!(!swept.contains(&owned_id), "a known task's container is not dangling");
+    assert!(container_exists(&orphan), "dry_run removes nothing");
+    d.destroy(&owned.context.id, true).await.unwrap();
+}

@@ -314,6 +314,15 @@ impl PodmanClient {
         self.exists(&format!("check image {name}"), path).await
     }
 
+    /// `DELETE /libpod/images/{name}` without force: podman refuses while a container
+    /// uses the image (409), which is what image garbage collection wants.
+    pub async fn image_remove(&self, name: &str) -> Result<(), PodmanError> {
+        let op = format!("remove image {name}");
+        let path = libpod(&format!("/images/{}", transport::encode(name)));
+        let req = self.request(Method::DELETE, path, empty_body());
+        self.call(&op, req, self.timeout()).await.map(|_| ())
+    }
+
     /// `GET /libpod/images/{name}/json`.
     pub async fn image_inspect(&self, name: &str) -> Result<ImageInspect, PodmanError> {
         let path = libpod(&format!("/images/{}/json", transport::encode(name)));

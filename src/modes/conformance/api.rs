@@ -59,7 +59,8 @@ impl Podman {
 
     /// `GET /libpod/version`, untyped.
     pub async fn version(&self) -> Result<Value, ApiError> {
-        self.get_json("read podman version", "/libpod/version").await
+        self.get_json("read podman version", "/libpod/version")
+            .await
     }
 
     /// `GET /libpod/info`, untyped (fields drift between versions).
@@ -73,13 +74,15 @@ impl Podman {
 
     pub async fn inspect_image(&self, reference: &str) -> Result<Value, ApiError> {
         let path = format!("/libpod/images/{}/json", transport::encode(reference));
-        self.get_json(&format!("inspect image {reference}"), &path).await
+        self.get_json(&format!("inspect image {reference}"), &path)
+            .await
     }
 
     /// Container inspect as podman sends it (the typed model hides type drifts).
     pub async fn inspect_container(&self, name: &str) -> Result<Value, ApiError> {
         let path = format!("/libpod/containers/{}/json", transport::encode(name));
-        self.get_json(&format!("inspect container {name}"), &path).await
+        self.get_json(&format!("inspect container {name}"), &path)
+            .await
     }
 
     pub async fn container_exists(&self, name: &str) -> Result<bool, ApiError> {
@@ -178,9 +181,10 @@ impl Podman {
             .push("changes", "ENV PATH=/bin");
         let path = format!("/libpod/images/import{}", query.as_str());
         let mut request = self.request(Method::POST, &path, transport::full_body(archive));
-        request
-            .headers_mut()
-            .insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/x-tar"));
+        request.headers_mut().insert(
+            CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/x-tar"),
+        );
         let (status, body) = self.exchange(&op, request, TRANSFER_DEADLINE).await?;
         if !(200..300).contains(&status) {
             return Err(PodmanError::from_status(&op, status, &body).into());

@@ -119,9 +119,9 @@ fn parse_registry(value: &str) -> Result<RegistryTarget, String> {
     };
     let (credentials, host) = match rest.rsplit_once('@') {
         Some((userinfo, host)) => {
-            let (user, password) = userinfo.split_once(':').ok_or_else(|| {
-                format!("registry {value:?}: credentials must be USER:PASSWORD@")
-            })?;
+            let (user, password) = userinfo
+                .split_once(':')
+                .ok_or_else(|| format!("registry {value:?}: credentials must be USER:PASSWORD@"))?;
             (Some((user.to_string(), password.to_string())), host)
         }
         None => (None, rest),

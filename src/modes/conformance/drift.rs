@@ -92,7 +92,8 @@ impl VersionRange {
     }
 
     pub fn contains(&self, version: Version) -> bool {
-        self.min.map_or(true, |min| version >= min) && self.below.map_or(true, |below| version < below)
+        self.min.map_or(true, |min| version >= min)
+            && self.below.map_or(true, |below| version < below)
     }
 }
 
@@ -143,8 +144,12 @@ impl Drift {
             None => self.podman == VersionRange::ANY,
         };
         version_matches
-            && self.cgroup.map_or(true, |cgroup| facts.cgroup_version == cgroup)
-            && self.rootless.map_or(true, |rootless| facts.rootless == rootless)
+            && self
+                .cgroup
+                .map_or(true, |cgroup| facts.cgroup_version == cgroup)
+            && self
+                .rootless
+                .map_or(true, |rootless| facts.rootless == rootless)
     }
 
     /// `podman >= 5.0.0 on cgroup v2, rootless`.
@@ -357,7 +362,9 @@ mod tests {
             ids::STATS_STOPPED_EMPTY,
             ids::STATS_STOPPED_CAUSE,
         ];
-        for version in ["3.4.4", "4.1.0", "4.1.1", "4.3.1", "4.5.9", "4.6.0", "5.2.0"] {
+        for version in [
+            "3.4.4", "4.1.0", "4.1.1", "4.3.1", "4.5.9", "4.6.0", "5.2.0",
+        ] {
             let host = facts(version, "v2", false);
             let matching = shapes.iter().filter(|id| expected(id, &host)).count();
             assert_eq!(matching, 1, "podman {version}");
@@ -367,9 +374,18 @@ mod tests {
     #[test]
     fn host_conditions_and_unknown_ids() {
         assert!(expected(ids::CGROUP2_NO_MAX_USAGE, &facts("", "v2", false)));
-        assert!(!expected(ids::CGROUP2_NO_MAX_USAGE, &facts("4.3.1", "v1", false)));
-        assert!(expected(ids::ROOTLESS_DEFAULT_PASTA, &facts("5.0.1", "v2", true)));
-        assert!(!expected(ids::ROOTLESS_DEFAULT_PASTA, &facts("5.0.1", "v2", false)));
+        assert!(!expected(
+            ids::CGROUP2_NO_MAX_USAGE,
+            &facts("4.3.1", "v1", false)
+        ));
+        assert!(expected(
+            ids::ROOTLESS_DEFAULT_PASTA,
+            &facts("5.0.1", "v2", true)
+        ));
+        assert!(!expected(
+            ids::ROOTLESS_DEFAULT_PASTA,
+            &facts("5.0.1", "v2", false)
+        ));
         assert!(!expected("no-such-drift", &facts("4.3.1", "v1", false)));
     }
 

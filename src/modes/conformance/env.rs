@@ -89,12 +89,13 @@ impl Env {
             }
             None => None,
         };
-        let url = proxy.as_ref().map_or(target.url.as_str(), |p| p.url.as_str());
+        let url = proxy
+            .as_ref()
+            .map_or(target.url.as_str(), |p| p.url.as_str());
         let driver_config = driver_config(url);
         let driver = Driver::new(driver_config.clone())
             .map_err(|err| format!("socket {}: {err}", target.url))?;
-        let podman =
-            Podman::connect(url).map_err(|err| format!("socket {}: {err}", target.url))?;
+        let podman = Podman::connect(url).map_err(|err| format!("socket {}: {err}", target.url))?;
         let facts = match tokio::time::timeout(SETUP_DEADLINE, podman.info()).await {
             Ok(Ok(info)) => Ok(HostFacts::from_info(&info)),
             Ok(Err(err)) => Err(err.to_string()),
@@ -124,7 +125,12 @@ impl Env {
                     ("io.nomad-driver-podman.managed", "true"),
                     (BYSTANDER_LABEL, env.run_id.as_str()),
                 ];
-                if env.podman.create_container(&name, reference, &labels).await.is_ok() {
+                if env
+                    .podman
+                    .create_container(&name, reference, &labels)
+                    .await
+                    .is_ok()
+                {
                     env.bystander = Some(name);
                 }
             }
@@ -155,7 +161,11 @@ impl Env {
                  busybox-static) is not installed; pass --image"
             ));
         }
-        match self.podman.import_busybox(Path::new(HOST_BUSYBOX), reference).await {
+        match self
+            .podman
+            .import_busybox(Path::new(HOST_BUSYBOX), reference)
+            .await
+        {
             Ok(()) => TestImage::Ready {
                 reference: reference.to_string(),
                 imported: true,
@@ -224,7 +234,11 @@ impl Env {
     }
 
     /// Waits for a task to exit, at most `deadline`.
-    pub async fn wait_exit(&self, task_id: &str, deadline: Duration) -> Result<ExitResult, Failure> {
+    pub async fn wait_exit(
+        &self,
+        task_id: &str,
+        deadline: Duration,
+    ) -> Result<ExitResult, Failure> {
         wait_exit(&self.driver, task_id, deadline).await
     }
 
@@ -237,7 +251,9 @@ impl Env {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Err(Failure::new("the task never became ready (/tmp/ready missing)"))
+        Err(Failure::new(
+            "the task never became ready (/tmp/ready missing)",
+        ))
     }
 
     /// Runs `sh -c script` in the task; fails unless it exits 0. Returns trimmed stdout.

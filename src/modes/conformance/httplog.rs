@@ -96,14 +96,20 @@ pub async fn start_proxy(
             let path = dir.join("podman-log-http.sock");
             let listener = UnixListener::bind(&path)
                 .map_err(|err| format!("cannot listen on {}: {err}", path.display()))?;
-            (Listener::Unix(listener), format!("unix://{}", path.display()))
+            (
+                Listener::Unix(listener),
+                format!("unix://{}", path.display()),
+            )
         }
         Endpoint::Tcp { base, .. } => {
             let listener = TcpListener::bind("127.0.0.1:0")
                 .await
                 .map_err(|err| format!("cannot listen on loopback: {err}"))?;
             let port = listener.local_addr().map_err(|err| err.to_string())?.port();
-            (Listener::Tcp(listener), format!("http://127.0.0.1:{port}{base}"))
+            (
+                Listener::Tcp(listener),
+                format!("http://127.0.0.1:{port}{base}"),
+            )
         }
     };
     let name = name.to_string();
@@ -193,7 +199,10 @@ fn render(captured: &Captured) -> String {
         _ => text.push_str(&format!("[{} bytes of binary data]", body.len())),
     }
     if captured.total > bytes.len() {
-        text.push_str(&format!("\n[... {} more bytes]", captured.total - bytes.len()));
+        text.push_str(&format!(
+            "\n[... {} more bytes]",
+            captured.total - bytes.len()
+        ));
     }
     text
 }
@@ -216,7 +225,10 @@ mod tests {
             kept: b"HTTP/1.1 200 OK\r\n\r\n\x01\0\0\0\0\0\0\x02hi".to_vec(),
             total: 29,
         };
-        assert_eq!(render(&binary), "HTTP/1.1 200 OK\n\n[10 bytes of binary data]");
+        assert_eq!(
+            render(&binary),
+            "HTTP/1.1 200 OK\n\n[10 bytes of binary data]"
+        );
     }
 
     #[tokio::test]
@@ -229,7 +241,9 @@ mod tests {
             let mut request = vec![0u8; 64];
             let n = conn.read(&mut request).await.unwrap();
             assert!(request[..n].starts_with(b"GET /ping"));
-            conn.write_all(b"HTTP/1.1 200 OK\r\n\r\npong").await.unwrap();
+            conn.write_all(b"HTTP/1.1 200 OK\r\n\r\npong")
+                .await
+                .unwrap();
         });
         let log_path = dir.path().join("http.log");
         let log = HttpLog::create(&log_path).unwrap();
@@ -245,7 +259,10 @@ mod tests {
         .unwrap();
         let path = proxy.url.strip_prefix("unix://").unwrap();
         let mut client = UnixStream::connect(path).await.unwrap();
-        client.write_all(b"GET /ping HTTP/1.1\r\n\r\n").await.unwrap();
+        client
+            .write_all(b"GET /ping HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
         client.shutdown().await.unwrap();
         let mut reply = String::new();
         client.read_to_string(&mut reply).await.unwrap();
@@ -260,7 +277,13 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert!(logged.starts_with("### 1 socket=test"), "{logged}");
-        assert!(logged.contains(">>> 22 bytes\nGET /ping HTTP/1.1\n"), "{logged}");
-        assert!(logged.contains("<<< 23 bytes\nHTTP/1.1 200 OK\n\npong"), "{logged}");
+        assert!(
+            logged.contains(">>> 22 bytes\nGET /ping HTTP/1.1\n"),
+            "{logged}"
+        );
+        assert!(
+            logged.contains("<<< 23 bytes\nHTTP/1.1 200 OK\n\npong"),
+            "{logged}"
+        );
     }
 }

@@ -124,7 +124,8 @@ pub async fn execute(args: ConformanceArgs) -> i32 {
         sockets,
     };
     let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
-    let color = to_terminal && args.format == Format::Table && std::env::var_os("NO_COLOR").is_none();
+    let color =
+        to_terminal && args.format == Format::Table && std::env::var_os("NO_COLOR").is_none();
     let rendered = report::render(&report, args.format, color);
     let written = match &args.output {
         Some(path) => tokio::fs::write(path, rendered.as_bytes())

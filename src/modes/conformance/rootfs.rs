@@ -56,7 +56,12 @@ pub async fn busybox_rootfs(busybox: &Path) -> Result<Vec<u8>, RootfsError> {
     tar.entry("bin/busybox", EntryKind::File, 0o755, &binary);
     for applet in applets.split_whitespace().filter(|a| *a != "busybox") {
         if !applet.contains('/') {
-            tar.entry(&format!("bin/{applet}"), EntryKind::Symlink("busybox"), 0o777, &[]);
+            tar.entry(
+                &format!("bin/{applet}"),
+                EntryKind::Symlink("busybox"),
+                0o777,
+                &[],
+            );
         }
     }
     tar.entry(
@@ -65,7 +70,12 @@ pub async fn busybox_rootfs(busybox: &Path) -> Result<Vec<u8>, RootfsError> {
         0o644,
         b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
     );
-    tar.entry("etc/group", EntryKind::File, 0o644, b"root:x:0:\nnobody:x:65534:\n");
+    tar.entry(
+        "etc/group",
+        EntryKind::File,
+        0o644,
+        b"root:x:0:\nnobody:x:65534:\n",
+    );
     Ok(tar.finish())
 }
 
@@ -101,7 +111,10 @@ impl Tar {
         // The checksum is computed with its own field read as spaces.
         header[148..156].fill(b' ');
         let checksum: u32 = header.iter().map(|b| u32::from(*b)).sum();
-        put(&mut header[148..156], format!("{checksum:06o}\0 ").as_bytes());
+        put(
+            &mut header[148..156],
+            format!("{checksum:06o}\0 ").as_bytes(),
+        );
         self.bytes.extend_from_slice(&header);
         if size > 0 {
             self.bytes.extend_from_slice(data);
@@ -155,7 +168,11 @@ mod tests {
         let names: Vec<String> = (0..tar.len() / 512)
             .map(|i| &tar[i * 512..i * 512 + 100])
             .filter(|h| h[0] != 0 && h.iter().all(|b| *b == 0 || b.is_ascii_graphic()))
-            .map(|h| String::from_utf8_lossy(h).trim_end_matches('\0').to_string())
+            .map(|h| {
+                String::from_utf8_lossy(h)
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
             .collect();
         for expected in ["bin/busybox", "bin/sh", "bin/sleep", "etc/passwd", "tmp"] {
             assert!(names.iter().any(|n| n == expected), "{expected} missing");

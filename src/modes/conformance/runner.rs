@@ -36,7 +36,10 @@ pub async fn run_socket(
             name: "cleanup.final-sweep".to_string(),
             tags: vec!["cleanup".to_string()],
             status: Status::Fail,
-            message: format!("containers left by the run (now removed): {}", leftovers.join(", ")),
+            message: format!(
+                "containers left by the run (now removed): {}",
+                leftovers.join(", ")
+            ),
             duration: sweep_started.elapsed(),
             drift: None,
         });
@@ -75,7 +78,11 @@ async fn run_one(env: &Env, check: &dyn Check, cancel: &CancellationToken) -> Ch
     let started = Instant::now();
     let result = |status, message: String, drift| CheckResult {
         name: check.name().to_string(),
-        tags: check.tags().iter().map(|t| t.as_str().to_string()).collect(),
+        tags: check
+            .tags()
+            .iter()
+            .map(|t| t.as_str().to_string())
+            .collect(),
         status,
         message,
         duration: started.elapsed(),
@@ -117,7 +124,11 @@ fn resolve(
         Ok(Finding::Drift { id, observed }) => (id, observed),
     };
     let Some(known) = drift::find(id) else {
-        return (Status::Fail, format!("{observed} (unknown drift {id})"), None);
+        return (
+            Status::Fail,
+            format!("{observed} (unknown drift {id})"),
+            None,
+        );
     };
     let note = DriftNote {
         id: known.id.to_string(),
@@ -228,12 +239,20 @@ mod tests {
             resolve(Ok(Finding::Skip("no".into())), Some(&host)).0,
             Status::Skip
         );
-        assert_eq!(resolve(Err(Failure::new("bad")), Some(&host)).0, Status::Fail);
+        assert_eq!(
+            resolve(Err(Failure::new("bad")), Some(&host)).0,
+            Status::Fail
+        );
     }
 
     #[test]
     fn drift_findings_follow_the_table() {
-        let observed = || Ok(Finding::drift(drift::ids::OOM_FLAG_UNSET, "exit 137, no flag"));
+        let observed = || {
+            Ok(Finding::drift(
+                drift::ids::OOM_FLAG_UNSET,
+                "exit 137, no flag",
+            ))
+        };
         let (status, message, note) = resolve(observed(), Some(&facts("4.3.1", "v1")));
         assert_eq!(status, Status::Degraded);
         assert_eq!(message, "exit 137, no flag");
@@ -241,12 +260,24 @@ mod tests {
 
         let (status, message, _) = resolve(observed(), Some(&facts("5.2.0", "v2")));
         assert_eq!(status, Status::Fail);
-        assert!(message.contains("not expected on podman 5.2.0"), "{message}");
+        assert!(
+            message.contains("not expected on podman 5.2.0"),
+            "{message}"
+        );
 
-        let handled = Ok(Finding::drift(drift::ids::STATS_STOPPED_EMPTY, "empty body"));
-        assert_eq!(resolve(handled, Some(&facts("4.3.1", "v1"))).0, Status::Pass);
+        let handled = Ok(Finding::drift(
+            drift::ids::STATS_STOPPED_EMPTY,
+            "empty body",
+        ));
+        assert_eq!(
+            resolve(handled, Some(&facts("4.3.1", "v1"))).0,
+            Status::Pass
+        );
 
         let unknown = Ok(Finding::drift("nope", "x"));
-        assert_eq!(resolve(unknown, Some(&facts("4.3.1", "v1"))).0, Status::Fail);
+        assert_eq!(
+            resolve(unknown, Some(&facts("4.3.1", "v1"))).0,
+            Status::Fail
+        );
     }
 }

@@ -57,7 +57,11 @@ impl Scope {
             }
         }
         // Containers whose start failed half-way, or that destroy did not remove.
-        match env.podman.remove_labelled(&env.check_label(self.check)).await {
+        match env
+            .podman
+            .remove_labelled(&env.check_label(self.check))
+            .await
+        {
             Ok(removed) if removed.is_empty() => {}
             Ok(removed) => problems.push(format!(
                 "containers left behind (now removed): {}",

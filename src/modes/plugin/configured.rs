@@ -42,7 +42,9 @@ impl ConfiguredDriver {
         {
             return Ok(false);
         }
-        *current = Some(Driver::new(config)?);
+        let driver = Driver::new(config)?;
+        driver.start_garbage_collection();
+        *current = Some(driver);
         Ok(true)
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::model::Stage;
-use super::task_runner::{run_task, AllocContext, StopTokens, TaskUpdate};
+use super::task_runner::{remove, run_task, AllocContext, StopTokens, TaskUpdate};
 
 /// How far the runner is asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,9 @@ enum SlotState {
 
 struct Slot {
     name: String,
+    /// When the task last started, to remove containers in reverse start order.
+    started_seq: u64,
+    leftover: Option<String>,
     stage: Stage,
     leader: bool,
     state: SlotState,
@@ -60,8 +63,8 @@ fn announce(ctx: &AllocContext, reason: &str) {
     ctx.ui.note(format!("{}: {reason}", ctx.alloc.name(&ctx.job, ctx.group())));
 }
 
-/// Runs the allocation's tasks; `started` is told once the main tasks have run (or the
-/// allocation ended before that).
+/// Runs the allocation's tasks; `started` is told once the main and poststart tasks have
+/// run (or the allocation ended before that).
 pub async fn run_alloc(ctx: Arc<AllocContext>, mut shutdown: watch::Receiver<Shutdown>, started: mpsc::UnboundedSender<()>) -> AllocOutcome {
     let group = ctx.group();
     let force = CancellationToken::new();
@@ -70,6 +73,8 @@ pub async fn run_alloc(ctx: Arc<AllocContext>, mut shutdown: watch::Receiver<Shu
         .iter()
         .map(|t| Slot {
             name: t.name.clone(),
+            started_seq: 0,
+            leftover: None,
             stage: t.stage(),
             leader: t.leader,
             state: SlotState::Pending,
@@ -95,6 +100,7 @@ pub async fn run_alloc(ctx: Arc<AllocContext>, mut shutdown: watch::Receiver<Shu
     let mut kill_stage = 0usize;
     let mut poststop_started = false;
     let mut told_started = false;
+    let mut seq = 0u64;
 
     for i in 0..slots.len() {
         if matches!(slots[i].stage, Stage::Prestart | Stage::PrestartSidecar) {
@@ -104,7 +110,12 @@ pub async fn run_alloc(ctx: Arc<AllocContext>, mut shutdown: watch::Receiver<Shu
     loop {
         if !winding_down {
             gate(&mut slots, &spawn);
-            if !told_started && all(&slots, Stage::Main, |s| s.ever_ran) {
+            let hooks_up = |s: &Slot| s.ever_ran || matches!(s.state, SlotState::Dead { .. });
+            if !told_started
+                && all(&slots, Stage::Main, |s| s.ever_ran)
+                && all(&slots, Stage::Poststart, hooks_up)
+                && all(&slots, Stage::PoststartSidecar, hooks_up)
+            {
                 told_started = true;
                 let _ = started.send(());
             }
@@ -176,10 +187,15 @@ pub async fn run_alloc(ctx: Arc<AllocContext>, mut shutdown: watch::Receiver<Shu
                 let slot = &mut slots[i];
                 match update {
                     TaskUpdate::Running => {
+                        seq += 1;
+                        slot.started_seq = seq;
                         slot.state = SlotState::Running;
                         slot.ever_ran = true;
                     }
-                    TaskUpdate::Dead { failed } => slot.state = SlotState::Dead { failed },
+                    TaskUpdate::Dead { failed, container } => {
+                        slot.state = SlotState::Dead { failed };
+                        slot.leftover = container;
+                    }
                 }
                 if failed_task.is_none() {
                     if let SlotState::Dead { failed: true } = slot.state {
@@ -202,6 +218,14 @@ pub async fn run_alloc(ctx: Arc<AllocContext>, mut shutdown: watch::Receiver<Shu
     }
     if !told_started {
         let _ = started.send(());
+    }
+    // Later containers may have joined earlier ones' namespaces (`task:NAME`): remove the
+    // most recently started first.
+    slots.sort_by(|a, b| b.started_seq.cmp(&a.started_seq));
+    for slot in &slots {
+        if let Some(task_id) = &slot.leftover {
+            remove(&ctx, &ctx.who(&slot.name), task_id).await;
+        }
     }
     match (failed_task, stopped) {
         (Some(task), _) => AllocOutcome::Failed { task },

@@ -111,9 +111,8 @@ async fn run_job(args: &RunArgs) -> Result<i32, RunError> {
             job.id
         )));
     }
-    // The previous run's allocation dirs (kept for `logs`) make way for this run's.
-    let _ = tokio::fs::remove_dir_all(&files.dir).await;
     tokio::fs::create_dir_all(&files.dir).await.map_err(RunError::io("cannot create", &files.dir))?;
+    remove_previous_allocations(&files).await;
     tokio::fs::write(files.pid(), std::process::id().to_string())
         .await
         .map_err(RunError::io("cannot write", files.pid()))?;
@@ -322,6 +321,18 @@ async fn show_driver_events(driver: Arc<Driver>, ui: Ui, allocs: BTreeMap<String
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
+}
+
+/// The previous run's allocation dirs (kept for `logs`) make way for this run's; the
+/// runner log of a `--detach` parent that is starting us stays.
+async fn remove_previous_allocations(files: &JobFiles) {
+    let Ok(mut entries) = tokio::fs::read_dir(&files.dir).await else { return };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        if entry.file_type().await.is_ok_and(|t| t.is_dir()) {
+            let _ = tokio::fs::remove_dir_all(entry.path()).await;
+        }
+    }
+    let _ = tokio::fs::remove_file(Manifest::path(files)).await;
 }
 
 fn label_width(job: &Job) -> usize {

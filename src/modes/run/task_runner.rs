@@ -68,8 +68,10 @@ impl AllocContext {
 pub enum TaskUpdate {
     /// The container runs (again).
     Running,
-    /// The task is finished for good; `failed` when it ended in failure.
-    Dead { failed: bool },
+    /// The task is finished for good; `failed` when it ended in failure. `container` is
+    /// the task id of its last container, left for the coordinator to remove: containers
+    /// that joined its network namespace must go first.
+    Dead { failed: bool, container: Option<String> },
 }
 
 /// How a task runner is asked to stop.
@@ -89,21 +91,42 @@ pub async fn run_task(
 ) {
     let task = &ctx.group().tasks[task_index];
     let who = ctx.who(&task.name);
-    let failed = run_attempts(&ctx, task, &who, &stop, |u| {
+    let mut container = None;
+    let failed = run_attempts(&ctx, task, &who, &stop, &mut container, |u| {
         let _ = updates.send((task_index, u));
     })
     .await;
-    let _ = updates.send((task_index, TaskUpdate::Dead { failed }));
+    let _ = updates.send((task_index, TaskUpdate::Dead { failed, container }));
 }
 
-/// Runs the task until it is done; returns whether it failed.
-async fn run_attempts(ctx: &AllocContext, task: &Task, who: &Who, stop: &StopTokens, report: impl Fn(TaskUpdate)) -> bool {
+/// Removes a task's container (already exited or killed).
+pub async fn remove(ctx: &AllocContext, who: &Who, task_id: &str) {
+    match ctx.driver.destroy(task_id, true).await {
+        Ok(()) | Err(DriverError::TaskNotFound(_)) => {}
+        Err(e) => ctx.ui.status(who, format!("Could not remove the container: {e}")),
+    }
+}
+
+/// Runs the task until it is done; returns whether it failed. `leftover` is the task id
+/// of the last container, not yet removed.
+async fn run_attempts(
+    ctx: &AllocContext,
+    task: &Task,
+    who: &Who,
+    stop: &StopTokens,
+    leftover: &mut Option<String>,
+    report: impl Fn(TaskUpdate),
+) -> bool {
     let ui = &ctx.ui;
     let mut tracker = RestartTracker::new(task.restart, ctx.job.job_type, task.lifecycle);
     let mut attempt = 0u32;
     loop {
         if stop.kill.is_cancelled() {
             return false;
+        }
+        // The previous container must go before a new one can take its name.
+        if let Some(old) = leftover.take() {
+            remove(ctx, who, &old).await;
         }
         attempt += 1;
         let spec = match prepare(ctx, task, attempt).await {
@@ -132,10 +155,7 @@ async fn run_attempts(ctx: &AllocContext, task: &Task, who: &Who, stop: &StopTok
                 report(TaskUpdate::Running);
                 ui.status(who, format!("Started (container {container})"));
                 let (exit, killed) = wait_or_kill(ctx, task, who, &task_id, stop).await;
-                match ctx.driver.destroy(&task_id, true).await {
-                    Ok(()) | Err(DriverError::TaskNotFound(_)) => {}
-                    Err(e) => ui.status(who, format!("Could not remove container {container}: {e}")),
-                }
+                *leftover = Some(task_id);
                 ui.status(who, describe_exit(&exit));
                 if killed {
                     return false;
@@ -170,7 +190,7 @@ async fn wait_or_kill(ctx: &AllocContext, task: &Task, who: &Who, task_id: &str,
         _ = stop.force.cancelled() => {}
     }
     if !stop.force.is_cancelled() {
-        let signal = task.kill_signal.as_deref().unwrap_or("the stop signal");
+        let signal = task.kill_signal.as_deref().unwrap_or("SIGTERM");
         ui_kill(&ctx.ui, who, signal, task.kill_timeout);
         tokio::select! {
             r = driver.stop(task_id, task.kill_timeout, task.kill_signal.as_deref()) => {

@@ -248,17 +248,22 @@ impl Check for StatsStopped {
 
     async fn run(&self, env: &Env, scope: &Scope) -> Outcome {
         let task = env.task(scope, "stopped").script("exit 0").start().await?;
-        env.wait_exit(&task.task_id, Duration::from_secs(30)).await?;
+        env.wait_exit(&task.task_id, Duration::from_secs(30))
+            .await?;
         let (status, body) = env.podman.stats_once(&task.container_name).await?;
         let cause = serde_json::from_slice::<Value>(&body)
             .ok()
             .and_then(|v| v.get("cause").and_then(Value::as_str).map(str::to_string));
         let (id, observed) = match (status, body.iter().all(u8::is_ascii_whitespace), cause) {
             (409, _, _) => (ids::STATS_STOPPED_CONFLICT, "409".to_string()),
-            (200, true, _) => (ids::STATS_STOPPED_EMPTY, "200 with an empty body".to_string()),
-            (200, _, Some(cause)) if cause.contains("stopped") => {
-                (ids::STATS_STOPPED_CAUSE, format!("200 with cause {cause:?}"))
-            }
+            (200, true, _) => (
+                ids::STATS_STOPPED_EMPTY,
+                "200 with an empty body".to_string(),
+            ),
+            (200, _, Some(cause)) if cause.contains("stopped") => (
+                ids::STATS_STOPPED_CAUSE,
+                format!("200 with cause {cause:?}"),
+            ),
             (status, _, _) => {
                 return Err(Failure(format!(
                     "stats of a stopped container answered {status}: {}; the driver's exit \

@@ -114,7 +114,9 @@ impl Check for Streaming {
             stdout: stdout_tx,
             stderr: stderr_tx,
         };
-        let cmd = ["sh", "-c", "cat; echo done >&2; exit 4"].map(str::to_string).to_vec();
+        let cmd = ["sh", "-c", "cat; echo done >&2; exit 4"]
+            .map(str::to_string)
+            .to_vec();
         let stdout = tokio::spawn(collect(stdout_rx));
         let stderr = tokio::spawn(collect(stderr_rx));
         stdin_tx
@@ -187,10 +189,14 @@ impl Check for Tty {
         .await
         .map_err(|_| Failure::new("tty exec did not end"))??;
         drop(resize_tx);
-        let stdout = String::from_utf8_lossy(&stdout.await.map_err(|e| Failure(e.to_string()))?)
-            .to_string();
+        let stdout =
+            String::from_utf8_lossy(&stdout.await.map_err(|e| Failure(e.to_string()))?).to_string();
         let stderr = stderr.await.map_err(|err| Failure(err.to_string()))?;
-        ensure!(exit.exit_code == 0, "exit code {}: {stdout:?}", exit.exit_code);
+        ensure!(
+            exit.exit_code == 0,
+            "exit code {}: {stdout:?}",
+            exit.exit_code
+        );
         ensure!(
             stdout.contains("/dev/pts/"),
             "no terminal: `tty` printed {stdout:?}"
@@ -200,7 +206,11 @@ impl Check for Tty {
             "the resize to 40x100 did not arrive: {stdout:?}"
         );
         // A terminal has one output stream.
-        ensure!(stderr.is_empty(), "stderr got {:?}", String::from_utf8_lossy(&stderr));
+        ensure!(
+            stderr.is_empty(),
+            "stderr got {:?}",
+            String::from_utf8_lossy(&stderr)
+        );
         Ok(Finding::pass("a pseudo-terminal, resized to 40x100"))
     }
 }

@@ -29,7 +29,11 @@ async fn run_image(
         .start()
         .await?;
     let exit = env.wait_exit(&task.task_id, EXIT_DEADLINE).await?;
-    ensure!(exit.exit_code == 0, "a task from {image} exited {}", exit.exit_code);
+    ensure!(
+        exit.exit_code == 0,
+        "a task from {image} exited {}",
+        exit.exit_code
+    );
     Ok(task)
 }
 
@@ -66,7 +70,10 @@ impl Check for Import {
             .import_busybox(Path::new(HOST_BUSYBOX), &reference)
             .await?;
         let inspect = env.podman.inspect_image(&reference).await?;
-        let id = inspect.get("Id").and_then(Value::as_str).unwrap_or_default();
+        let id = inspect
+            .get("Id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         ensure!(!id.is_empty(), "the imported image has no Id");
         run_image(env, scope, &reference, json!({})).await?;
         Ok(Finding::pass(format!(
@@ -92,7 +99,10 @@ impl Check for Resolve {
         let reference = env.image_reference().to_string();
         let task = run_image(env, scope, &reference, json!({})).await?;
         let inspect = env.podman.inspect_image(&reference).await?;
-        let id = inspect.get("Id").and_then(Value::as_str).unwrap_or_default();
+        let id = inspect
+            .get("Id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         ensure!(
             task.state.image_id.trim_start_matches("sha256:") == id.trim_start_matches("sha256:"),
             "the task's image id {:?} is not the image's {id:?}",
@@ -136,7 +146,11 @@ fn registry(env: &Env) -> Result<&RegistryTarget, Skip> {
 }
 
 /// The test image pushed to the registry under a per-run tag, and not present locally.
-async fn pushed_image(env: &Env, scope: &Scope, registry: &RegistryTarget) -> Result<String, Failure> {
+async fn pushed_image(
+    env: &Env,
+    scope: &Scope,
+    registry: &RegistryTarget,
+) -> Result<String, Failure> {
     let reference = format!(
         "{}/nomad-driver-podman-conformance/busybox:{}",
         registry.host, env.run_id
@@ -181,7 +195,11 @@ impl Check for Pull {
         );
         Ok(Finding::pass(format!(
             "pulled {reference}{}",
-            if registry.credentials.is_some() { " with credentials" } else { " anonymously" }
+            if registry.credentials.is_some() {
+                " with credentials"
+            } else {
+                " anonymously"
+            }
         )))
     }
 }
@@ -222,11 +240,14 @@ impl Check for PullDenied {
             )));
         };
         ensure!(
-            message.contains(&reference) || message.contains("nauthorized")
+            message.contains(&reference)
+                || message.contains("nauthorized")
                 || message.contains("authentication"),
             "the error does not say which image or why: {message}"
         );
-        Ok(Finding::pass(format!("refused without credentials: {message}")))
+        Ok(Finding::pass(format!(
+            "refused without credentials: {message}"
+        )))
     }
 }
 
@@ -261,6 +282,8 @@ impl Check for Missing {
             message.contains("127.0.0.1:1/nomad-driver-podman-conformance/missing"),
             "the error does not name the image: {message}"
         );
-        Ok(Finding::pass(format!("start failed, naming the image: {message}")))
+        Ok(Finding::pass(format!(
+            "start failed, naming the image: {message}"
+        )))
     }
 }

@@ -112,7 +112,8 @@ impl Check for States {
         let (first, second, _) = tokio::join!(
             env.wait_exit(&task.task_id, EXIT_DEADLINE),
             env.wait_exit(&task.task_id, EXIT_DEADLINE),
-            env.driver.stop(&task.task_id, Duration::from_secs(10), None),
+            env.driver
+                .stop(&task.task_id, Duration::from_secs(10), None),
         );
         let (first, second) = (first?, second?);
         ensure!(first == second, "two waiters saw {first:?} and {second:?}");
@@ -129,7 +130,9 @@ impl Check for States {
             exited.exit_result
         );
         ensure!(
-            exited.completed_at.is_some_and(|done| done >= exited.started_at),
+            exited
+                .completed_at
+                .is_some_and(|done| done >= exited.started_at),
             "completed_at {:?} is missing or before started_at",
             exited.completed_at
         );
@@ -230,7 +233,10 @@ impl Check for Stop {
                     "the task's {signal} trap did not run: {} (was {signal} sent?)",
                     describe(&exit)
                 );
-                Ok(Finding::pass(format!("{signal} delivered; {}", describe(&exit))))
+                Ok(Finding::pass(format!(
+                    "{signal} delivered; {}",
+                    describe(&exit)
+                )))
             }
             None => {
                 ensure!(
@@ -271,7 +277,9 @@ impl Check for Signal {
         ensure!(exit.exit_code == 10, "after SIGUSR1: {}", describe(&exit));
         let unknown = env.driver.signal(&task.task_id, "SIGNOPE").await;
         ensure!(unknown.is_err(), "signal SIGNOPE was accepted");
-        Ok(Finding::pass("SIGUSR1 reached the task; an unknown signal is an error"))
+        Ok(Finding::pass(
+            "SIGUSR1 reached the task; an unknown signal is an error",
+        ))
     }
 }
 
@@ -298,7 +306,10 @@ impl Check for Oom {
             .await?;
         let exit = env.wait_exit(&task.task_id, EXIT_DEADLINE).await?;
         if exit.oom_killed {
-            return Ok(Finding::pass(format!("reported as OOM killed; {}", describe(&exit))));
+            return Ok(Finding::pass(format!(
+                "reported as OOM killed; {}",
+                describe(&exit)
+            )));
         }
         if killed(&exit) {
             return Ok(Finding::drift(

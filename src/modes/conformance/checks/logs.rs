@@ -68,7 +68,9 @@ impl Check for Forwarding {
             })
             .start()
             .await?;
-        let exit = env.wait_exit(&task.task_id, Duration::from_secs(60)).await?;
+        let exit = env
+            .wait_exit(&task.task_id, Duration::from_secs(60))
+            .await?;
         ensure!(exit.exit_code == 0, "the task exited {}", exit.exit_code);
         let out = stdout.until_contains("to-stdout").await;
         let err = stderr.until_contains("to-stderr").await;
@@ -92,8 +94,11 @@ struct FifoReader {
 
 impl FifoReader {
     fn open(path: &PathBuf) -> Result<FifoReader, Failure> {
-        nix::unistd::mkfifo(path.as_path(), nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .map_err(|err| Failure(format!("mkfifo {}: {err}", path.display())))?;
+        nix::unistd::mkfifo(
+            path.as_path(),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|err| Failure(format!("mkfifo {}: {err}", path.display())))?;
         // Read-write: the FIFO never reports end-of-file between writers.
         let mut receiver = pipe::OpenOptions::new()
             .read_write(true)

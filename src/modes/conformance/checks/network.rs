@@ -35,7 +35,9 @@ fn local_podman(env: &Env) -> Result<(), Skip> {
 fn rootful(env: &Env) -> Result<(), Skip> {
     env.require_image()?;
     if env.require_api()?.rootless {
-        Err(Skip("rootless podman has no bridge network by default".to_string()))
+        Err(Skip(
+            "rootless podman has no bridge network by default".to_string(),
+        ))
     } else {
         Ok(())
     }
@@ -86,7 +88,11 @@ impl Check for Bridge {
     }
 
     async fn run(&self, env: &Env, scope: &Scope) -> Outcome {
-        let task = env.task(scope, "bridge").script("sleep 300").start().await?;
+        let task = env
+            .task(scope, "bridge")
+            .script("sleep 300")
+            .start()
+            .await?;
         let network = task
             .network
             .as_ref()
@@ -146,14 +152,16 @@ impl Check for Ports {
                     }])
                 })
         } else {
-            builder.config(json!({"ports": ["http"]})).context(|context| {
-                context.ports = Some(vec![PortSpec {
-                    label: "http".to_string(),
-                    value: host_port,
-                    to: 8080,
-                    host_ip: "127.0.0.1".to_string(),
-                }])
-            })
+            builder
+                .config(json!({"ports": ["http"]}))
+                .context(|context| {
+                    context.ports = Some(vec![PortSpec {
+                        label: "http".to_string(),
+                        value: host_port,
+                        to: 8080,
+                        host_ip: "127.0.0.1".to_string(),
+                    }])
+                })
         };
         let task = builder.start().await?;
         if self.legacy {
@@ -170,7 +178,11 @@ impl Check for Ports {
         fetch(host_port).await?;
         Ok(Finding::pass(format!(
             "127.0.0.1:{host_port} reaches the task's port 8080{}",
-            if self.legacy { "; port map returned" } else { "" }
+            if self.legacy {
+                "; port map returned"
+            } else {
+                ""
+            }
         )))
     }
 }
@@ -213,7 +225,8 @@ impl Check for HostNetwork {
             accepted.trim() == "conformance-host",
             "received {accepted:?}"
         );
-        env.wait_exit(&task.task_id, Duration::from_secs(30)).await?;
+        env.wait_exit(&task.task_id, Duration::from_secs(30))
+            .await?;
         Ok(Finding::pass("the task reached the host's loopback"))
     }
 }
@@ -229,8 +242,11 @@ pub struct Sharing {
 
 impl Sharing {
     async fn namespace_of(&self, env: &Env, task: &Started) -> Result<String, Failure> {
-        env.exec_ok(&task.task_id, &format!("readlink /proc/self/ns/{}", self.namespace))
-            .await
+        env.exec_ok(
+            &task.task_id,
+            &format!("readlink /proc/self/ns/{}", self.namespace),
+        )
+        .await
     }
 }
 
@@ -272,8 +288,9 @@ impl Check for Sharing {
             .await;
         let joiner = match joiner {
             Ok(joiner) => joiner,
-            Err(failure) if self.namespace == "net"
-                && drift::expected(ids::CONTAINER_NETNS_PODMAN3, env.facts()?) =>
+            Err(failure)
+                if self.namespace == "net"
+                    && drift::expected(ids::CONTAINER_NETNS_PODMAN3, env.facts()?) =>
             {
                 return Ok(Finding::drift(ids::CONTAINER_NETNS_PODMAN3, failure.0));
             }
@@ -308,12 +325,18 @@ impl Check for RootlessDefault {
         if env.require_api()?.rootless {
             Ok(())
         } else {
-            Err(Skip("rootful podman: the default network is the bridge".to_string()))
+            Err(Skip(
+                "rootful podman: the default network is the bridge".to_string(),
+            ))
         }
     }
 
     async fn run(&self, env: &Env, scope: &Scope) -> Outcome {
-        let task = env.task(scope, "rootless").script("sleep 300").start().await?;
+        let task = env
+            .task(scope, "rootless")
+            .script("sleep 300")
+            .start()
+            .await?;
         let inspect = env.podman.inspect_container(&task.container_name).await?;
         let mode = inspect
             .pointer("/HostConfig/NetworkMode")
@@ -322,11 +345,18 @@ impl Check for RootlessDefault {
             .to_string();
         let pasta_expected = drift::expected(ids::ROOTLESS_DEFAULT_PASTA, env.facts()?);
         match mode.as_str() {
-            "pasta" => Ok(Finding::drift(ids::ROOTLESS_DEFAULT_PASTA, "default network pasta")),
+            "pasta" => Ok(Finding::drift(
+                ids::ROOTLESS_DEFAULT_PASTA,
+                "default network pasta",
+            )),
             "slirp4netns" if !pasta_expected => Ok(Finding::pass("default network slirp4netns")),
             other => Err(Failure(format!(
                 "default rootless network is {other:?}, expected {}",
-                if pasta_expected { "pasta" } else { "slirp4netns" }
+                if pasta_expected {
+                    "pasta"
+                } else {
+                    "slirp4netns"
+                }
             ))),
         }
     }

@@ -13,7 +13,10 @@ const MIB: u64 = 1024 * 1024;
 macro_rules! cgroup_file {
     ($v2:literal, $v1:literal) => {
         concat!(
-            "cat /sys/fs/cgroup/", $v2, " 2>/dev/null || cat /sys/fs/cgroup/", $v1,
+            "cat /sys/fs/cgroup/",
+            $v2,
+            " 2>/dev/null || cat /sys/fs/cgroup/",
+            $v1,
             " 2>/dev/null || echo absent"
         )
     };
@@ -65,7 +68,10 @@ fn has_capability(status: &str, bit: u32) -> Result<bool, Failure> {
 /// Equality of a probed number with the expected one.
 fn expect_number(output: &str, expected: u64, what: &str) -> Outcome {
     let found = number(output)?;
-    ensure!(found == expected, "{what}: expected {expected}, found {found}");
+    ensure!(
+        found == expected,
+        "{what}: expected {expected}, found {found}"
+    );
     Ok(Finding::pass(format!("{what} = {found}")))
 }
 

@@ -51,12 +51,20 @@ impl Check for Running {
                 Duration::from_secs(10),
             )
             .await?;
-        ensure!(output.exit_code == 0, "exec in the recovered task exited {}", output.exit_code);
+        ensure!(
+            output.exit_code == 0,
+            "exec in the recovered task exited {}",
+            output.exit_code
+        );
         fresh
             .stop(&task.task_id, Duration::from_secs(10), None)
             .await?;
         let exit = env::wait_exit(&fresh, &task.task_id, Duration::from_secs(60)).await?;
-        ensure!(exit.exit_code == 6, "the recovered task exited {}", exit.exit_code);
+        ensure!(
+            exit.exit_code == 6,
+            "the recovered task exited {}",
+            exit.exit_code
+        );
         Ok(Finding::pass(
             "recovered (twice, idempotent), inspected, exec'd, stopped; exit code 6",
         ))
@@ -77,7 +85,8 @@ impl Check for Exited {
 
     async fn run(&self, env: &Env, scope: &Scope) -> Outcome {
         let task = env.task(scope, "recover").script("exit 7").start().await?;
-        env.wait_exit(&task.task_id, Duration::from_secs(60)).await?;
+        env.wait_exit(&task.task_id, Duration::from_secs(60))
+            .await?;
         let fresh = env.fresh_driver()?;
         scope.track_task(&fresh, &task.task_id);
         fresh.recover(task.state.clone()).await?;
@@ -87,7 +96,9 @@ impl Check for Exited {
             "a task that exited 7 while no driver watched is reported as exit code {}",
             exit.exit_code
         );
-        Ok(Finding::pass("the exit code of a task that ended meanwhile is kept (7)"))
+        Ok(Finding::pass(
+            "the exit code of a task that ended meanwhile is kept (7)",
+        ))
     }
 }
 
@@ -104,7 +115,11 @@ impl Check for Gone {
     }
 
     async fn run(&self, env: &Env, scope: &Scope) -> Outcome {
-        let task = env.task(scope, "recover").script("sleep 300").start().await?;
+        let task = env
+            .task(scope, "recover")
+            .script("sleep 300")
+            .start()
+            .await?;
         env.driver.destroy(&task.task_id, true).await?;
         let fresh = env.fresh_driver()?;
         let result = fresh.recover(task.state.clone()).await;

@@ -45,7 +45,9 @@ impl Check for Shape {
         }
         let last = &received[received.len() - 1];
         ensure!(
-            received.windows(2).all(|w| w[0].timestamp <= w[1].timestamp),
+            received
+                .windows(2)
+                .all(|w| w[0].timestamp <= w[1].timestamp),
             "sample timestamps go backwards"
         );
         ensure!(last.memory.usage > 0, "memory usage is 0");

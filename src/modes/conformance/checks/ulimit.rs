@@ -22,7 +22,10 @@ impl Ulimit {
             .start()
             .await?;
         let limits = env
-            .exec_ok(&task.task_id, "grep -E '^Max (open files|processes)' /proc/1/limits")
+            .exec_ok(
+                &task.task_id,
+                "grep -E '^Max (open files|processes)' /proc/1/limits",
+            )
             .await?;
         // "Max open files  512  768  files": the soft and hard values.
         let values = |prefix: &str| {
@@ -70,7 +73,9 @@ impl Check for Ulimit {
                     one.starts_with("nofile 512 768 "),
                     "nofile 512:768 alone gave {one}"
                 );
-                Ok(Finding::pass("nofile and nproc reach the task, alone or together"))
+                Ok(Finding::pass(
+                    "nofile and nproc reach the task, alone or together",
+                ))
             }
             Err(Failure(message)) if message.contains("rlimit") => Ok(Finding::drift(
                 ids::ULIMIT_REPLACES_DEFAULTS,

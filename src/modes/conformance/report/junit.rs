@@ -44,7 +44,11 @@ fn write_suite(xml: &mut String, socket: &SocketReport, report: &RunReport) {
     write_property(xml, 6, "url", &socket.url);
     write_property(xml, 6, "run_id", &report.run_id);
     write_property(xml, 6, "driver_version", &report.driver_version);
-    if let Some(Value::Object(facts)) = socket.facts.as_ref().and_then(|f| serde_json::to_value(f).ok()) {
+    if let Some(Value::Object(facts)) = socket
+        .facts
+        .as_ref()
+        .and_then(|f| serde_json::to_value(f).ok())
+    {
         for (key, value) in facts {
             let value = match value {
                 Value::String(text) => text,
@@ -161,18 +165,23 @@ mod tests {
         assert!(xml.contains("<testsuite name=\"local\" tests=\"4\" failures=\"1\""));
         assert!(xml.contains("<testsuite name=\"down\" tests=\"1\" failures=\"1\""));
         assert!(xml.contains("<property name=\"podman_version\" value=\"4.3.1\"/>"));
-        assert!(xml.contains(
-            "<testcase classname=\"local.api\" name=\"api.ping\" time=\"1.500\"/>"
-        ));
+        assert!(
+            xml.contains("<testcase classname=\"local.api\" name=\"api.ping\" time=\"1.500\"/>")
+        );
         assert!(xml.contains("<skipped message=\"no journald\"/>"));
         assert!(xml.contains("<failure message=\"port 8080 &quot;closed&quot;\""));
         assert!(xml.contains("<property name=\"status\" value=\"degraded\"/>"));
-        assert!(xml.contains("<system-out>degraded: exit 137 &amp; &lt;no flag&gt;&#10;known drift oom-flag-unset"));
+        assert!(xml.contains(
+            "<system-out>degraded: exit 137 &amp; &lt;no flag&gt;&#10;known drift oom-flag-unset"
+        ));
         assert_eq!(xml.matches("<testcase ").count(), 5);
     }
 
     #[test]
     fn escapes_markup_and_control_characters() {
-        assert_eq!(escape("a<b>&\"c'\u{1b}"), "a&lt;b&gt;&amp;&quot;c&apos;\u{FFFD}");
+        assert_eq!(
+            escape("a<b>&\"c'\u{1b}"),
+            "a&lt;b&gt;&amp;&quot;c&apos;\u{FFFD}"
+        );
     }
 }

@@ -118,8 +118,12 @@ mod tests {
         assert!(table.contains("podman 4.3.1, rootful, cgroup v1 (cgroupfs), runc, netavark"));
         assert!(table.contains("  PASS      api.ping         1.5s  API 4.3.1\n"));
         assert!(table.contains("  FAIL      network.ports    1.5s  port 8080 \"closed\"\n"));
-        assert!(table.contains("known drift oom-flag-unset (podman >= 4.3.0, < 4.4.0 on cgroup v1)"));
-        assert!(table.contains("local: 4 checks: 1 passed, 1 degraded, 1 skipped, 1 failed in 12.0s"));
+        assert!(
+            table.contains("known drift oom-flag-unset (podman >= 4.3.0, < 4.4.0 on cgroup v1)")
+        );
+        assert!(
+            table.contains("local: 4 checks: 1 passed, 1 degraded, 1 skipped, 1 failed in 12.0s")
+        );
         assert!(table.contains("host facts unavailable"));
         assert!(table.contains("all sockets: 5 checks: 1 passed, 1 degraded, 1 skipped, 2 failed"));
         assert!(!table.contains('\u{1b}'));

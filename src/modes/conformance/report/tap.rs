@@ -25,7 +25,10 @@ pub fn render(report: &RunReport) -> String {
                 Status::Skip => format!(" # SKIP {}", one_line(&check.message)),
                 Status::Degraded => format!(
                     " # TODO degraded ({})",
-                    check.drift.as_ref().map_or("unknown drift", |d| d.id.as_str())
+                    check
+                        .drift
+                        .as_ref()
+                        .map_or("unknown drift", |d| d.id.as_str())
                 ),
             };
             let ok = match check.status {
