@@ -2,9 +2,15 @@
 # template, with settings from env and a template read back as env. Runs until Ctrl-C.
 #   nomad-driver-podman run examples/jobs/web.nomad
 #   curl http://127.0.0.1:<port printed by the runner>/
+#   nomad-driver-podman run --var count=2 examples/jobs/web.nomad   (two allocations)
 variable "image" {
   type    = string
   default = "localhost/ndp-busybox:latest"
+}
+
+variable "count" {
+  type    = number
+  default = 1
 }
 
 variable "title" {
@@ -16,6 +22,8 @@ job "web" {
   type = "service"
 
   group "web" {
+    count = var.count
+
     network {
       port "http" {
         to = 8080

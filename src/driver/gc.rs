@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use super::podman::{DeleteOptions, ListContainer, ListOptions};
 use super::spec::MANAGED_LABEL;
-use super::{Driver, Socket};
+use super::{Driver, Socket, TaskEvent};
 
 /// Containers with a label under one of these prefixes belong to a standalone tool (the
 /// runner, the conformance harness) that cleans up after itself; the plugin never sweeps
@@ -51,12 +51,13 @@ impl Driver {
     /// has passed and neither a task of this driver nor any container on the socket uses
     /// it. The count of users is derived from the live task table (rebuilt by `recover`
     /// after a restart) and podman's container list, so nothing can drift.
-    pub(crate) fn release_image(self: &Arc<Self>, socket: &Arc<Socket>, image_id: String) {
+    pub(super) fn release_image(&self, socket: &Arc<Socket>, image_id: String) {
         if !self.config.gc.image || image_id.is_empty() {
             return;
         }
         let delay = self.config.gc.image_delay;
-        let driver = Arc::downgrade(self);
+        let tasks = Arc::downgrade(&self.tasks);
+        let events = self.events.clone();
         let socket = socket.clone();
         let cancel = self.cancel.clone();
         tokio::spawn(async move {
@@ -64,9 +65,10 @@ impl Driver {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
-            let Some(driver) = Weak::upgrade(&driver) else { return };
-            let in_use_by_task = driver
-                .read_tasks()
+            let Some(tasks) = Weak::upgrade(&tasks) else { return };
+            let in_use_by_task = tasks
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
                 .values()
                 .any(|t| t.state.image_id == image_id);
             if in_use_by_task {
@@ -84,7 +86,7 @@ impl Driver {
                 _ => return,
             }
             if socket.client.image_remove(&image_id).await.is_ok() {
-                driver.emit_driver_event(format!("removed unused image {image_id}"));
+                let _ = events.send(driver_event(format!("removed unused image {image_id}")));
             }
         });
     }
@@ -150,17 +152,29 @@ impl Driver {
                         .await
                         .is_ok();
                 if removed {
-                    self.emit_driver_event(format!(
+                    let _ = self.events.send(driver_event(format!(
                         "{} dangling container {} ({})",
                         if config.dry_run { "would remove" } else { "removed" },
                         container.names.first().map(String::as_str).unwrap_or(""),
                         container.id
-                    ));
+                    )));
                     swept.push(container.id);
                 }
             }
         }
         swept
+    }
+}
+
+/// An event about the driver itself rather than one task.
+fn driver_event(message: String) -> TaskEvent {
+    TaskEvent {
+        task_id: String::new(),
+        alloc_id: String::new(),
+        task_name: String::new(),
+        message,
+        annotations: Default::default(),
+        timestamp: SystemTime::now(),
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use super::handle::{LogTarget, TaskState, TASK_STATE_VERSION};
+use super::logs::{LogCursor, LogForwardConfig, LogForwarder};
 use super::model::{DriverNetwork, ExitResult, TaskRunState, TaskStatus};
 use super::monitor::{ExitState, Monitor};
 use super::podman::{ContainerInspect, DeleteOptions, PodmanError, PullOptions};
@@ -167,8 +168,20 @@ impl Driver {
         let running = exit == ExitState::Running;
         let (sender, _) = watch::channel(exit);
         let sender = Arc::new(sender);
-        let _ = logs_since;
-        let forwarder = None;
+        let forwarder = match (running, state.log.forward, logs_since) {
+            (true, true, Some(since)) => log_sinks(&state.log).map(|(stdout, stderr)| {
+                LogForwarder::spawn(
+                    socket.client.clone(),
+                    LogForwardConfig {
+                        container_id: state.container_id.clone(),
+                        stdout,
+                        stderr,
+                        cursor: LogCursor::at(since),
+                    },
+                )
+            }),
+            _ => None,
+        };
         if running {
             socket.monitor.watch(&state.container_id, sender.clone());
         }
@@ -291,7 +304,7 @@ impl Driver {
 
     /// Forgets the task and, with `gc.container`, removes its container. A running task
     /// needs `force` and is killed first.
-    pub async fn destroy(self: &Arc<Self>, task_id: &str, force: bool) -> Result<(), DriverError> {
+    pub async fn destroy(&self, task_id: &str, force: bool) -> Result<(), DriverError> {
         let task = self.task(task_id)?;
         if task.exit_state() == ExitState::Running {
             if !force {
@@ -299,8 +312,12 @@ impl Driver {
             }
             self.kill(&task).await?;
         }
-        if let Some(forwarder) = task.forwarder.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            forwarder.abort();
+        let forwarder = task.forwarder.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(forwarder) = forwarder {
+            // The task has exited: let the forwarder write out what podman still holds.
+            if tokio::time::timeout(LOG_DRAIN, forwarder.join()).await.is_err() {
+                // Sinks nobody reads any more; the orchestrator has moved on.
+            }
         }
         task.socket.monitor.unwatch(&task.state.container_id);
         if self.config.gc.container {
@@ -379,5 +396,21 @@ fn task_ip(inspect: &ContainerInspect, network: Option<&str>) -> String {
         Some(e) if !e.ip_address.is_empty() => e.ip_address.clone(),
         Some(e) => e.global_ipv6_address.clone(),
         None => settings.global_ipv6_address.clone(),
+    }
+}
+
+/// How long `destroy` lets log forwarding finish writing an exited task's output.
+const LOG_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Both sinks of a task's output; a missing one discards that stream. `None` when the
+/// task has nowhere to write to at all.
+fn log_sinks(target: &LogTarget) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let discard = || std::path::PathBuf::from("/dev/null");
+    match (&target.stdout_path, &target.stderr_path) {
+        (None, None) => None,
+        (out, err) => Some((
+            out.clone().unwrap_or_else(discard),
+            err.clone().unwrap_or_else(discard),
+        )),
     }
 }

@@ -82,7 +82,7 @@ struct Task {
     state: TaskState,
     socket: Arc<Socket>,
     exit: Arc<ExitSender>,
-    forwarder: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    forwarder: Mutex<Option<logs::LogForwarder>>,
 }
 
 impl Task {
@@ -96,7 +96,8 @@ impl Task {
 pub struct Driver {
     config: DriverConfig,
     sockets: Vec<Arc<Socket>>,
-    tasks: RwLock<HashMap<String, Arc<Task>>>,
+    /// Shared with background work (image GC) that outlives one call.
+    tasks: Arc<RwLock<HashMap<String, Arc<Task>>>>,
     events: broadcast::Sender<TaskEvent>,
     cancel: CancellationToken,
 }
@@ -172,7 +173,7 @@ impl Driver {
         Ok(Arc::new(Driver {
             config,
             sockets,
-            tasks: RwLock::new(HashMap::new()),
+            tasks: Arc::new(RwLock::new(HashMap::new())),
             events,
             cancel,
         }))
@@ -233,11 +234,6 @@ impl Driver {
             annotations: BTreeMap::new(),
             timestamp: SystemTime::now(),
         });
-    }
-
-    /// An event about the driver itself rather than one task (garbage collection).
-    fn emit_driver_event(&self, message: String) {
-        self.emit(&TaskContext::default(), message);
     }
 
     /// What the driver knows about a socket's podman, asking it when not known yet.

@@ -43,6 +43,28 @@ pub(crate) async fn run_spec(client: &PodmanClient, spec: Value) -> String {
     created.id
 }
 
+/// Everything the container logged so far, both streams.
+async fn logs_text(client: &PodmanClient, id: &str) -> String {
+    let frames: Vec<Frame> = client
+        .container_logs(
+            id,
+            &LogOptions {
+                stdout: true,
+                stderr: true,
+                ..LogOptions::default()
+            },
+        )
+        .await
+        .expect("logs")
+        .filter_map(|f| async move { f.ok() })
+        .collect()
+        .await;
+    frames
+        .iter()
+        .map(|f| String::from_utf8_lossy(&f.payload).into_owned())
+        .collect()
+}
+
 fn text(frames: &[Frame], stream: StreamKind) -> String {
     frames
         .iter()
@@ -98,7 +120,7 @@ async fn container_lifecycle() {
             &[
                 "sh",
                 "-c",
-                "trap 'exit 3' TERM; while true; do sleep 0.1; done",
+                "trap 'exit 3' TERM; echo ready; while true; do sleep 0.1; done",
             ],
         ))
         .await
@@ -141,6 +163,13 @@ async fn container_lifecycle() {
         .expect("wait running");
     assert_eq!(running, -1, "no exit code while running");
 
+    // SIGTERM before the trap is set would be ignored by PID 1.
+    within("trap installed", async {
+        while !logs_text(&client, &created.id).await.contains("ready") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     client
         .container_kill(&created.id, "SIGTERM")
         .await
@@ -184,13 +213,9 @@ async fn container_lifecycle() {
 async fn stop_escalates_to_kill_after_the_timeout() {
     let client = support::client();
     let label = LabelCleanup::new("stop");
-    // Ignores SIGTERM: only the kill after the timeout ends it.
-    let id = run(
-        &client,
-        &label,
-        &["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"],
-    )
-    .await;
+    // PID 1 without a SIGTERM handler never sees SIGTERM: only the kill after the timeout
+    // ends it.
+    let id = run(&client, &label, &["sleep", "1000"]).await;
     within("stop", client.container_stop(&id, Duration::from_secs(1)))
         .await
         .expect("stop");

@@ -1,9 +1,10 @@
 //! e2e: every task option group, proved by inspecting the created container.
 //!
-//! Each test decodes a task `config {}` exactly as a mode would, builds the libpod spec with
-//! `spec::build`, creates and starts the container through the libpod client on the private
-//! test service, then asserts on `podman inspect` and, where inspect cannot show the
-//! effect, on what the container's main process sees (`/proc/1/...`, `/etc/hosts`, ...).
+//! Each test decodes a task `config {}` exactly as a mode would, starts the task with
+//! `Driver::start` on the private test service (which builds the spec with `spec::build`),
+//! then asserts on `podman inspect` and, where inspect cannot show the effect, on what the
+//! container's main process sees (`/proc/1/...`, `/etc/hosts`, ...). Refused input is
+//! checked to fail with the option named and to leave no container behind.
 //!
 //! Not checkable on this host (each noted at its test): `userns = "auto"` (no subuid range
 //! for `containers`), `keep-id` (rootless only), AppArmor and SELinux (both disabled),
@@ -11,13 +12,16 @@
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nomad_driver_podman::driver::config::DriverConfig;
+use nomad_driver_podman::driver::error::DriverError;
 use nomad_driver_podman::driver::spec::{self, HostFacts, SpecError, MANAGED_LABEL};
 use nomad_driver_podman::driver::task::{
     DnsSpec, LegacyNetwork, LegacyPort, PortSpec, TaskConfig, TaskContext, TaskResources, TaskSpec,
 };
+use nomad_driver_podman::driver::Driver;
 use serde_json::{json, Value};
 
 use crate::support::{self, unique_name, LabelCleanup, BUSYBOX_IMAGE};
@@ -30,6 +34,8 @@ struct Started {
     name: String,
     inspect: Value,
     _cleanup: LabelCleanup,
+    /// Kept so the task stays registered (and monitored) while the test looks at it.
+    _driver: Arc<Driver>,
 }
 
 impl Started {
@@ -128,20 +134,21 @@ fn task(mut config: Value, cleanup: &LabelCleanup) -> TaskSpec {
     }
 }
 
-/// Builds, creates and starts the container; returns it with its inspect document.
-async fn start_with(spec: &TaskSpec, driver: &DriverConfig, cleanup: LabelCleanup) -> Started {
-    let body = spec::build(spec, driver, &host_facts(), BUSYBOX_IMAGE)
-        .unwrap_or_else(|e| panic!("spec: {e}"));
-    let client = support::client();
-    let created = client
-        .container_create(&body)
-        .await
-        .unwrap_or_else(|e| panic!("create {body}: {e}"));
-    let id = created.id;
-    client
-        .container_start(&id)
+/// A driver on the test service with the given plugin options.
+fn driver_on_test_service(options: &DriverConfig) -> Arc<Driver> {
+    let mut config = options.clone();
+    config.socket_path = support::podman().socket_url();
+    Driver::new(config).expect("driver for the test socket")
+}
+
+/// Starts the task through the driver (image, create, start) and inspects the container.
+async fn start_with(spec: &TaskSpec, options: &DriverConfig, cleanup: LabelCleanup) -> Started {
+    let driver = driver_on_test_service(options);
+    let started = driver
+        .start(spec.clone())
         .await
         .unwrap_or_else(|e| panic!("start: {e}"));
+    let id = started.state.container_id;
     let inspect: Value = serde_json::from_str(&support::podman().cli_ok(&["inspect", &id]))
         .expect("inspect is JSON");
     Started {
@@ -149,7 +156,26 @@ async fn start_with(spec: &TaskSpec, driver: &DriverConfig, cleanup: LabelCleanu
         name: spec.container_name(),
         inspect: inspect[0].clone(),
         _cleanup: cleanup,
+        _driver: driver,
     }
+}
+
+/// Starts through the driver expecting a refusal before any container exists.
+async fn refused(spec: TaskSpec, options: &DriverConfig, cleanup: &LabelCleanup) -> SpecError {
+    let driver = driver_on_test_service(options);
+    let err = match driver.start(spec).await {
+        Ok(started) => panic!(
+            "started {} instead of refusing",
+            started.state.container_name
+        ),
+        Err(DriverError::Spec { source, .. }) => source,
+        Err(other) => panic!("expected a spec error, got: {other}"),
+    };
+    assert!(
+        containers_with(cleanup).is_empty(),
+        "a container was left behind"
+    );
+    err
 }
 
 async fn start(config: Value) -> Started {
@@ -398,26 +424,20 @@ async fn disabled_volumes_refuse_host_paths_and_symlink_escapes() {
     std::fs::create_dir_all(dir.join("alloc/web/data")).expect("mkdir");
     std::os::unix::fs::symlink("/etc", dir.join("alloc/web/escape")).expect("symlink");
     let driver = DriverConfig::from_value(&json!({"volumes": {"enabled": false}})).expect("config");
-    let attempt = |volume: &str| {
-        let cleanup = LabelCleanup::new("options");
-        let mut spec = task(json!({"volumes": [volume]}), &cleanup);
+    let task_with = |volume: &str, cleanup: &LabelCleanup| {
+        let mut spec = task(json!({"volumes": [volume]}), cleanup);
         spec.context.alloc_dir = Some(dir.join("alloc"));
         spec.context.task_dir = Some(dir.join("alloc/web"));
-        (
-            spec::build(&spec, &driver, &host_facts(), BUSYBOX_IMAGE),
-            spec,
-            cleanup,
-        )
+        spec
     };
     for bad in ["/etc:/etc", "escape:/e", "../../..:/up"] {
-        let (result, _, cleanup) = attempt(bad);
-        let err = result.expect_err(bad);
+        let cleanup = LabelCleanup::new("options");
+        let err = refused(task_with(bad, &cleanup), &driver, &cleanup).await;
         assert_eq!(err.field(), "config.volumes");
         assert!(err.to_string().contains(bad), "{err}");
-        assert!(containers_with(&cleanup).is_empty());
     }
-    let (result, spec, cleanup) = attempt("data:/data");
-    result.expect("inside the allocation");
+    let cleanup = LabelCleanup::new("options");
+    let spec = task_with("data:/data", &cleanup);
     let c = start_with(&spec, &driver, cleanup).await;
     assert_eq!(c.exec(&["ls", "-d", "/data"]), "/data");
 }
@@ -849,11 +869,9 @@ async fn privileged_and_gates() {
         (json!({"cap_add": ["SYS_ADMIN"]}), "config.cap_add"),
     ] {
         let cleanup = LabelCleanup::new("options");
-        let spec = task(config, &cleanup);
-        let err = spec::build(&spec, &strict, &host_facts(), BUSYBOX_IMAGE).expect_err(option);
+        let err = refused(task(config, &cleanup), &strict, &cleanup).await;
         assert!(matches!(err, SpecError::Denied { .. }));
         assert_eq!(err.field(), option);
-        assert!(containers_with(&cleanup).is_empty());
     }
 }
 
@@ -975,7 +993,6 @@ async fn bad_input_names_option_and_value() {
 
     // Context-dependent errors come from the spec builder, still before any podman call.
     let cleanup = LabelCleanup::new("options");
-    let host = host_facts();
     let context_cases: Vec<(Value, fn(&mut TaskContext), &str, &str)> = vec![
         (
             json!({"ports": ["http"]}),
@@ -1016,12 +1033,10 @@ async fn bad_input_names_option_and_value() {
     for (config, context, field, shown) in context_cases {
         let mut spec = task(config, &cleanup);
         context(&mut spec.context);
-        let err =
-            spec::build(&spec, &DriverConfig::default(), &host, BUSYBOX_IMAGE).expect_err(field);
+        let err = refused(spec, &DriverConfig::default(), &cleanup).await;
         assert_eq!(err.field(), field);
         assert!(err.to_string().contains(shown), "{err}");
     }
-    assert!(containers_with(&cleanup).is_empty());
 }
 
 /// The same option values written as Nomad sends them (blocks as lists, numbers as strings)

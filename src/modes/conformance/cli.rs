@@ -30,7 +30,8 @@ pub struct ConformanceArgs {
     #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
     pub skip: Vec<Regex>,
 
-    /// Record every podman API request and response (without bodies of streams) to FILE.
+    /// Record every podman API request and response of the run (the driver's and the
+    /// harness's, through a recording proxy) to FILE.
     #[arg(long, value_name = "FILE")]
     pub log_http: Option<PathBuf>,
 
@@ -67,7 +68,7 @@ pub enum Format {
 /// One `--socket` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketTarget {
-    /// Name shown in reports; empty when the value had none (see [`SocketTarget::named`]).
+    /// Name shown in reports; empty when the value had none (`execute` names it then).
     pub name: String,
     /// `unix://...` or `http://...`.
     pub url: String,

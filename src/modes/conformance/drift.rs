@@ -193,6 +193,11 @@ pub mod ids {
     pub const ULIMIT_REPLACES_DEFAULTS: &str = "ulimit-replaces-defaults";
 }
 
+/// This driver learns of exits from podman's events stream; the Go driver polled this
+/// endpoint and had to recognise each shape.
+const STATS_STOPPED_IMPACT: &str =
+    "none: the driver learns of exits from the events stream, not from stats";
+
 /// The known drifts (upstream-driver.md sections 3.9, 3.12, 3.22, 3.23, 7 and 9, and
 /// podman 5.0's inspect changes).
 pub static DRIFTS: &[Drift] = &[
@@ -212,7 +217,7 @@ pub static DRIFTS: &[Drift] = &[
         cgroup: None,
         rootless: None,
         behaviour: "stats of a stopped container answer 409 (container has wrong state)",
-        impact: "none: the driver treats it as the exit signal",
+        impact: STATS_STOPPED_IMPACT,
         severity: Severity::Handled,
     },
     Drift {
@@ -221,7 +226,7 @@ pub static DRIFTS: &[Drift] = &[
         cgroup: None,
         rootless: None,
         behaviour: "stats of a stopped container answer 200 with an empty body",
-        impact: "none: the driver treats it as the exit signal",
+        impact: STATS_STOPPED_IMPACT,
         severity: Severity::Handled,
     },
     Drift {
@@ -230,7 +235,7 @@ pub static DRIFTS: &[Drift] = &[
         cgroup: None,
         rootless: None,
         behaviour: "stats of a stopped container answer 200 {\"cause\":\"container is stopped\"}",
-        impact: "none: the driver treats it as the exit signal",
+        impact: STATS_STOPPED_IMPACT,
         severity: Severity::Handled,
     },
     Drift {

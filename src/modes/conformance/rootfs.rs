@@ -49,7 +49,7 @@ pub async fn busybox_rootfs(busybox: &Path) -> Result<Vec<u8>, RootfsError> {
     let applets = String::from_utf8_lossy(&listing.stdout);
 
     let mut tar = Tar::default();
-    for dir in ["bin", "etc", "root", "var", "var/www"] {
+    for dir in ["bin", "etc", "root"] {
         tar.entry(dir, EntryKind::Directory, 0o755, &[]);
     }
     tar.entry("tmp", EntryKind::Directory, 0o1777, &[]);

@@ -56,7 +56,7 @@ pub fn task_env(inputs: &EnvInputs<'_>) -> BTreeMap<String, String> {
     set("NOMAD_TASK_DIR", "/local".into());
     set("NOMAD_SECRETS_DIR", "/secrets".into());
     set("NOMAD_MEMORY_LIMIT", task.resources.memory_mb.to_string());
-    if let Some(max) = task.resources.memory_max_mb.filter(|m| *m != u64::MAX) {
+    if let Some(max) = task.resources.memory_max_mb.filter(|m| *m > 0) {
         set("NOMAD_MEMORY_MAX_LIMIT", max.to_string());
     }
     set("NOMAD_CPU_LIMIT", task.resources.cpu.to_string());

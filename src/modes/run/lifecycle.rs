@@ -221,7 +221,7 @@ pub async fn run_alloc(ctx: Arc<AllocContext>, mut shutdown: watch::Receiver<Shu
     }
     // Later containers may have joined earlier ones' namespaces (`task:NAME`): remove the
     // most recently started first.
-    slots.sort_by(|a, b| b.started_seq.cmp(&a.started_seq));
+    slots.sort_by_key(|s| std::cmp::Reverse(s.started_seq));
     for slot in &slots {
         if let Some(task_id) = &slot.leftover {
             remove(&ctx, &ctx.who(&slot.name), task_id).await;

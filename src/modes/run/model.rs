@@ -231,7 +231,8 @@ pub struct Resources {
     pub cpu: u32,
     /// MiB, Nomad's default 300.
     pub memory_mb: u64,
-    pub memory_max_mb: Option<u64>,
+    /// MiB; -1 is Nomad's "no hard limit".
+    pub memory_max_mb: Option<i64>,
     pub cores: Option<u32>,
 }
 

@@ -233,7 +233,7 @@ async fn supervise(args: &RunArgs, job: Arc<Job>, driver: Arc<Driver>, root: &Pa
             _ => None,
         })
         .collect();
-    let stopped = outcomes.iter().any(|o| *o == AllocOutcome::Stopped);
+    let stopped = outcomes.contains(&AllocOutcome::Stopped);
     Ok(if !failed.is_empty() {
         ui.note(format!("job {:?} failed: task {} failed", job.id, failed.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")));
         exit_code::TASK_FAILED

@@ -318,11 +318,7 @@ fn resources(task: &Task, node: &BTreeMap<String, String>) -> TaskResources {
         cpu_shares: u64::from(task.resources.cpu),
         cpuset_cpus: String::new(),
         memory_mb: task.resources.memory_mb as i64,
-        memory_max_mb: match task.resources.memory_max_mb {
-            Some(u64::MAX) => -1,
-            Some(m) => m as i64,
-            None => 0,
-        },
+        memory_max_mb: task.resources.memory_max_mb.unwrap_or(0),
         percent_ticks: if total_mhz > 0.0 { (f64::from(task.resources.cpu) / total_mhz).min(1.0) } else { 0.0 },
     }
 }

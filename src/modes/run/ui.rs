@@ -78,7 +78,7 @@ impl Ui {
 
 /// Whether to color: a terminal, no NO_COLOR, and not switched off on the command line.
 pub fn use_color(no_color_flag: bool) -> bool {
-    !no_color_flag && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+    !no_color_flag && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty()) && std::io::stdout().is_terminal()
 }
 
 const PALETTE: [&str; 6] = ["36", "33", "32", "35", "34", "91"];

@@ -710,8 +710,7 @@ impl<'a> Decoder<'a> {
                         // -1 is Nomad's "no hard limit" (the core maps it); other values are MiB.
                         if let Some(v) = self.value(&attr.value) {
                             match value::to_number(&v) {
-                                Ok(n) if n == -1.0 => r.memory_max_mb = Some(u64::MAX),
-                                Ok(n) if n.fract() == 0.0 && n >= 0.0 => r.memory_max_mb = Some(n as u64),
+                                Ok(n) if n.fract() == 0.0 && n >= -1.0 => r.memory_max_mb = Some(n as i64),
                                 _ => self.error(attr.value.span(), "Invalid value for memory_max: a whole number of MiB (or -1) is required"),
                             }
                         }
@@ -727,7 +726,7 @@ impl<'a> Decoder<'a> {
             }
         }
         if let Some(max) = r.memory_max_mb {
-            if max != u64::MAX && max < r.memory_mb {
+            if max >= 0 && (max as u64) < r.memory_mb {
                 self.error(block.ident.span(), "Invalid resources: memory_max must not be below memory");
             }
         }

@@ -571,17 +571,17 @@ fn pad(out: &mut String, text: &str, width: Option<usize>, left: bool, zero: boo
         out.push_str(text);
     } else if left {
         out.push_str(text);
-        out.extend(std::iter::repeat_n(' ', fill));
+        out.extend(std::iter::repeat(' ').take(fill));
     } else if zero {
         let (sign, digits) = match text.strip_prefix(['-', '+']) {
             Some(rest) => (&text[..1], rest),
             None => ("", text),
         };
         out.push_str(sign);
-        out.extend(std::iter::repeat_n('0', fill));
+        out.extend(std::iter::repeat('0').take(fill));
         out.push_str(digits);
     } else {
-        out.extend(std::iter::repeat_n(' ', fill));
+        out.extend(std::iter::repeat(' ').take(fill));
         out.push_str(text);
     }
 }

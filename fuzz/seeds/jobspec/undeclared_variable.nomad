@@ -1,0 +1,10 @@
+job "web" {
+  group "g" {
+    task "t" {
+      driver = "podman"
+      config {
+        image = var.image
+      }
+    }
+  }
+}

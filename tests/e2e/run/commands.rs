@@ -1,0 +1,160 @@
+//! validate/plan of every example, exit codes, and ps/logs/stop without a live runner.
+
+use super::harness::{containers_of, read, repo_root, task_lines, RunnerEnv};
+
+const EXAMPLES: &[&str] = &["hello", "lifecycle", "pod-bridge", "pod-pause", "pod-task", "restart", "web"];
+
+#[test]
+fn every_example_validates_and_plans() {
+    let env = RunnerEnv::new("run-validate");
+    let mut on_disk: Vec<String> = std::fs::read_dir(repo_root().join("examples/jobs"))
+        .expect("examples")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().trim_end_matches(".nomad").to_string())
+        .collect();
+    on_disk.sort();
+    assert_eq!(on_disk, EXAMPLES, "every example is covered");
+    for name in EXAMPLES {
+        let path = format!("examples/jobs/{name}.nomad");
+        let out = env.run(&["validate", &path]);
+        assert_eq!(out.code, 0, "{name}: {}", out.stderr);
+        assert!(out.stdout.contains(&format!("job {name:?}")) && out.stdout.contains("is valid"), "{}", out.stdout);
+
+        let plan = env.run(&["plan", &path]);
+        assert_eq!(plan.code, 0, "{name}: {}", plan.stderr);
+        assert!(plan.stdout.contains("image:     localhost/ndp-busybox:latest"), "{}", plan.stdout);
+
+        let json = env.run(&["plan", "--json", &path]);
+        assert_eq!(json.code, 0);
+        let plan: serde_json::Value = serde_json::from_str(&json.stdout).expect("plan --json");
+        assert_eq!(plan["job_id"], *name);
+        for task in plan["groups"].as_array().expect("groups").iter().flat_map(|g| g["tasks"].as_array().expect("tasks")) {
+            assert_eq!(task["image"], "localhost/ndp-busybox:latest");
+            let targets: Vec<&str> = task["mounts"].as_array().expect("mounts").iter().filter_map(|m| m["target"].as_str()).collect();
+            assert!(targets.starts_with(&["/alloc", "/local", "/secrets"]), "{targets:?}");
+        }
+    }
+    let plan = env.run(&["plan", "--json", "examples/jobs/pod-bridge.nomad"]);
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).expect("json");
+    assert_eq!(plan["groups"][0]["network_mode"], "bridge");
+    assert_eq!(plan["groups"][0]["ports"][0]["label"], "http");
+    assert_eq!(plan["groups"][0]["ports"][0]["to"], 8080);
+}
+
+#[test]
+fn validate_reports_ignored_blocks_and_skipped_tasks() {
+    let env = RunnerEnv::new("run-ignored");
+    let file = env.state.join("mixed.nomad");
+    std::fs::write(
+        &file,
+        r#"job "mixed" {
+  constraint {
+    attribute = "${attr.kernel.name}"
+    value     = "linux"
+  }
+  group "g" {
+    service {
+      name = "a"
+    }
+    task "legacy" {
+      driver = "docker"
+      config {
+        image = "nginx"
+      }
+    }
+    task "t" {
+      driver = "podman"
+      config {
+        image = "localhost/ndp-busybox:latest"
+        auth {
+          username = "me"
+          password = "hunter2"
+        }
+      }
+      service {
+        name = "b"
+      }
+    }
+  }
+}
+"#,
+    )
+    .expect("job file");
+    let path = file.to_str().expect("utf-8");
+    let out = env.run(&["validate", path]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains(&format!("constraint at {path}:2:3")), "{}", out.stdout);
+    assert!(out.stdout.contains(&format!("service (2x) at {path}:7:5")), "{}", out.stdout);
+    assert!(out.stdout.contains(&format!("g.legacy (driver \"docker\") at {path}:10:5")), "{}", out.stdout);
+    let plan = env.run(&["plan", path]);
+    assert!(plan.stdout.contains("password <redacted>"), "{}", plan.stdout);
+    let json = env.run(&["plan", "--json", path]);
+    for text in [&plan.stdout, &json.stdout] {
+        assert!(!text.contains("hunter2"), "secrets are never printed:\n{text}");
+    }
+}
+
+#[test]
+fn exit_codes_tell_podman_unreachable_and_unknown_jobs_apart() {
+    let env = RunnerEnv::new("run-exit-codes");
+    for args in [
+        vec!["run", "examples/jobs/hello.nomad"],
+        vec!["ps"],
+        vec!["stop", "nothing-here"],
+    ] {
+        let mut cmd = env.command(&args);
+        cmd.env("CONTAINER_HOST", "unix:///nonexistent/podman.sock");
+        let out = env.run_with(cmd);
+        assert_eq!(out.code, 4, "{args:?}: podman unreachable; stderr:\n{}", out.stderr);
+        assert!(out.stderr.contains("podman is not reachable at unix:///nonexistent/podman.sock"), "{}", out.stderr);
+    }
+    let out = env.run(&["stop", "no-such-job"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(out.stderr.contains("no containers of job \"no-such-job\" found"), "{}", out.stderr);
+    let out = env.run(&["logs", "no-such-job"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    let out = env.run(&["run", "--no-such-flag", "examples/jobs/hello.nomad"]);
+    assert_eq!(out.code, 2, "usage errors are clap's exit code 2");
+}
+
+#[test]
+fn ps_logs_and_stop_work_after_the_runner_was_killed() {
+    let env = RunnerEnv::new("run-killed");
+    let job = env.example("web");
+    let started = env.run(&["run", "-d", job.path()]);
+    assert_eq!(started.code, 0, "{}{}", started.stdout, started.stderr);
+    let pid: i32 = started
+        .stdout
+        .split("runner pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("runner pid in {}", started.stdout));
+
+    // `logs -f` follows until the job is gone.
+    let follower = env.spawn(&["logs", "-f", &job.id, "server"]);
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill runner");
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let ps = env.run(&["ps", &job.id]);
+    assert_eq!(ps.code, 0);
+    assert!(ps.stdout.contains("server") && ps.stdout.contains("running"), "{}", ps.stdout);
+    assert!(ps.stdout.contains(&format!("job {:?}: no runner", job.id)), "{}", ps.stdout);
+    let ps_json = env.run(&["ps", "--json", &job.id]);
+    let containers: serde_json::Value = serde_json::from_str(&ps_json.stdout).expect("ps --json");
+    assert_eq!(containers[0]["task"], "server");
+    assert_eq!(containers[0]["stage"], "main");
+    assert_eq!(containers[0]["job"], job.id.as_str());
+
+    let stop = env.run(&["stop", &job.id]);
+    assert_eq!(stop.code, 0, "{}{}", stop.stdout, stop.stderr);
+    assert!(stop.stdout.contains("without its runner"), "{}", stop.stdout);
+    assert!(stop.stdout.contains("removed server-"), "{}", stop.stdout);
+    assert!(containers_of(&job.id).is_empty());
+
+    let (code, _) = follower.finish();
+    assert_eq!(code, 0, "logs -f ends once the job is gone");
+    let runner_log = read(&env.state.join(&job.id).join("runner.log"));
+    assert!(task_lines(&runner_log, "web.server").iter().any(|l| l.starts_with("==> Started")), "{runner_log}");
+}
