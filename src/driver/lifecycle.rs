@@ -9,7 +9,8 @@ use super::handle::{LogTarget, TaskState, TASK_STATE_VERSION};
 use super::logs::{LogCursor, LogForwardConfig, LogForwarder};
 use super::model::{DriverNetwork, ExitResult, TaskRunState, TaskStatus};
 use super::monitor::{ExitState, Monitor};
-use super::podman::{ContainerInspect, DeleteOptions, PodmanError, PullOptions};
+use super::image::{ImageProgress, ImageRequest, Platform, RegistryAuth};
+use super::podman::{ContainerInspect, DeleteOptions, PodmanError};
 use super::spec;
 use super::task::TaskSpec;
 use super::{Driver, DriverError, Socket, StartedTask, Task, KILL_SETTLE};
@@ -134,25 +135,42 @@ impl Driver {
     }
 
     async fn prepare_image(&self, spec: &TaskSpec, socket: &Socket) -> Result<String, DriverError> {
-        let image = spec.config.image.as_str();
-        if !spec.config.force_pull {
-            if let Ok(found) = socket.client.image_inspect(image).await {
-                return Ok(found.id);
+        let config = &spec.config;
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let request = ImageRequest {
+            image: config.image.clone(),
+            auth: config.auth.as_ref().map(|a| RegistryAuth {
+                username: a.username.clone(),
+                password: a.password.clone(),
+                tls_verify: a.tls_verify,
+            }),
+            auth_soft_fail: config.auth_soft_fail,
+            force_pull: config.force_pull,
+            pull_timeout: config.image_pull_timeout,
+            platform: Platform {
+                arch: non_empty(&config.arch),
+                os: non_empty(&config.os),
+                variant: non_empty(&config.variant),
+            },
+        };
+        let report = |progress: ImageProgress| match progress {
+            ImageProgress::Loading { source } => {
+                self.emit(&spec.context, format!("Loading image {source}"))
             }
-        }
-        self.emit(&spec.context, format!("Pulling image {image}"));
-        let options = PullOptions {
-            reference: image.to_string(),
-            tls_verify: spec.config.tls_verify(),
-            ..PullOptions::default()
+            ImageProgress::Pulling { image } => {
+                self.emit(&spec.context, format!("Pulling image {image}"))
+            }
+            // Per-layer lines are too many for task events.
+            ImageProgress::Line { .. } => {}
         };
         socket
-            .client
-            .image_pull(&options, |_| {})
+            .images
+            .ensure(&request, report)
             .await
+            .map(|resolved| resolved.id)
             .map_err(|e| DriverError::Image {
                 task: spec.context.id.clone(),
-                image: image.to_string(),
+                image: config.image.clone(),
                 message: e.to_string(),
             })
     }

@@ -73,6 +73,8 @@ pub struct StartedTask {
 struct Socket {
     config: SocketConfig,
     client: PodmanClient,
+    /// Shared by every task on the socket, so concurrent pulls of one image become one.
+    images: image::ImageResolver,
     monitor: Arc<Monitor>,
     facts: tokio::sync::Mutex<Option<HostFacts>>,
 }
@@ -120,6 +122,15 @@ fn host_facts(info: &podman::Info, api_version: &str, socket: &SocketConfig) -> 
     }
 }
 
+/// The plugin's `auth` block as the image resolver takes it.
+fn image_auth(config: &DriverConfig) -> image::AuthConfig {
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    image::AuthConfig {
+        file: non_empty(&config.auth.config).map(Into::into),
+        helper: non_empty(&config.auth.helper),
+    }
+}
+
 /// `4.3.1` -> (4, 3, 1); missing or unparsable parts count as 0.
 fn parse_version(version: &str) -> (u64, u64, u64) {
     let mut parts = version
@@ -162,8 +173,10 @@ impl Driver {
             let client = PodmanClient::new(&socket.url, Some(config.client_http_timeout))
                 .map_err(DriverError::podman(&socket.name, "connect to podman"))?;
             let monitor = Monitor::new(client.clone(), compute, cancel.child_token());
+            let images = image::ImageResolver::new(client.clone(), image_auth(&config));
             sockets.push(Arc::new(Socket {
                 config: socket,
+                images,
                 client,
                 monitor,
                 facts: tokio::sync::Mutex::new(None),
