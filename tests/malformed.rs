@@ -59,7 +59,11 @@ fn cases(dir: &str, input_ext: &str) -> Vec<(String, PathBuf, String)> {
 #[test]
 fn malformed_task_configs_fail_naming_option_and_value() {
     let cases = cases("task_config", "json");
-    assert!(cases.len() >= MIN_TASK_CONFIG_CASES, "{} cases", cases.len());
+    assert!(
+        cases.len() >= MIN_TASK_CONFIG_CASES,
+        "{} cases",
+        cases.len()
+    );
     let mut mismatches = Vec::new();
     for (name, input, expected) in &cases {
         let text = fs::read_to_string(input).expect("read case");
@@ -99,8 +103,16 @@ fn malformed_job_files_fail_validate_with_located_errors() {
             .output()
             .expect("run validate");
         let stderr = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
-        assert_eq!(out.status.code(), Some(3), "{name}: exit code; stderr:\n{stderr}");
-        assert!(out.stdout.is_empty(), "{name}: stdout {:?}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{name}: exit code; stderr:\n{stderr}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{name}: stdout {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let lines: Vec<&str> = expected.lines().collect();
         let (summary, errors) = lines.split_last().expect("expectation has lines");
         assert!(summary.ends_with("in the job file"), "{name}: {summary}");
@@ -109,13 +121,20 @@ fn malformed_job_files_fail_validate_with_located_errors() {
                 .strip_prefix(&format!("Error: {file}:"))
                 .and_then(|rest| rest.split_once(": "))
                 .map(|(line_col, _)| line_col);
-            let located = location.and_then(|lc| lc.split_once(':')).is_some_and(|(l, c)| {
-                l.parse::<u32>().is_ok_and(|l| l > 0) && c.parse::<u32>().is_ok_and(|c| c > 0)
-            });
-            assert!(located, "{name}: expected `{file}:LINE:COL: ...`, got {line}");
+            let located = location
+                .and_then(|lc| lc.split_once(':'))
+                .is_some_and(|(l, c)| {
+                    l.parse::<u32>().is_ok_and(|l| l > 0) && c.parse::<u32>().is_ok_and(|c| c > 0)
+                });
+            assert!(
+                located,
+                "{name}: expected `{file}:LINE:COL: ...`, got {line}"
+            );
         }
         if &stderr != expected {
-            mismatches.push(format!("{name}:\n--- expected\n{expected}\n--- got\n{stderr}"));
+            mismatches.push(format!(
+                "{name}:\n--- expected\n{expected}\n--- got\n{stderr}"
+            ));
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));

@@ -94,15 +94,27 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
         } else {
             None
         };
-        join_all(raw.started.iter().map(|id| tasks::remove(&bench.client, id))).await;
+        join_all(
+            raw.started
+                .iter()
+                .map(|id| tasks::remove(&bench.client, id)),
+        )
+        .await;
 
         let (burst, _logs) = plugin_burst(bench, &plugin, n, round).await?;
         plugin_times.push(burst.took);
         errors.extend(burst.errors.iter().map(|e| format!("plugin: {e}")));
         if let Some(go_design) = go_design {
             let few = &burst.started[..burst.started.len().min(1)];
-            let one = plugin_window(bench, &plugin, few, (bench.settings.stats_window / 4).max(Duration::from_secs(10))).await?;
-            let all = plugin_window(bench, &plugin, &burst.started, bench.settings.stats_window).await?;
+            let one = plugin_window(
+                bench,
+                &plugin,
+                few,
+                (bench.settings.stats_window / 4).max(Duration::from_secs(10)),
+            )
+            .await?;
+            let all =
+                plugin_window(bench, &plugin, &burst.started, bench.settings.stats_window).await?;
             let busy_rss = procfs::rss_bytes(plugin.pid())?;
             windows = Some((one, all, go_design, busy_rss, burst.started.len()));
         }
@@ -150,14 +162,26 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
     Ok(())
 }
 
-fn report_windows(bench: &mut Bench, one: &Window, all: &Window, go_design: &Window, running: usize) {
+fn report_windows(
+    bench: &mut Bench,
+    one: &Window,
+    all: &Window,
+    go_design: &Window,
+    running: usize,
+) {
     let per_task = all.samples as f64 / running.max(1) as f64 / all.seconds;
     bench.report.add(
         &format!("stats: API requests/tick, {running} tasks"),
         format!("{:.2}", all.per_tick()),
-        format!("Go design {:.2}; 1 task {:.2}", go_design.per_tick(), one.per_tick()),
+        format!(
+            "Go design {:.2}; 1 task {:.2}",
+            go_design.per_tick(),
+            one.per_tick()
+        ),
         "<= 2, flat in tasks",
-        Verdict::of(all.per_tick() <= REQUESTS_PER_TICK_GOAL && one.per_tick() <= REQUESTS_PER_TICK_GOAL),
+        Verdict::of(
+            all.per_tick() <= REQUESTS_PER_TICK_GOAL && one.per_tick() <= REQUESTS_PER_TICK_GOAL,
+        ),
     );
     println!("      plugin, {running} tasks: {}", all.routes());
     println!("      Go design: {}", go_design.routes());
@@ -176,14 +200,23 @@ fn report_windows(bench: &mut Bench, one: &Window, all: &Window, go_design: &Win
     );
     bench.report.add(
         &format!("stats: plugin CPU, {running} tasks"),
-        format!("{:.2} s/min", Window::per_minute(all.plugin_cpu, all.seconds)),
-        format!("1 task: {:.2} s/min", Window::per_minute(one.plugin_cpu, one.seconds)),
+        format!(
+            "{:.2} s/min",
+            Window::per_minute(all.plugin_cpu, all.seconds)
+        ),
+        format!(
+            "1 task: {:.2} s/min",
+            Window::per_minute(one.plugin_cpu, one.seconds)
+        ),
         "flat in tasks",
         Verdict::Info,
     );
     bench.report.add(
         &format!("stats: podman CPU, {running} tasks"),
-        format!("{:.2} s/min", Window::per_minute(all.podman_cpu, all.seconds)),
+        format!(
+            "{:.2} s/min",
+            Window::per_minute(all.podman_cpu, all.seconds)
+        ),
         format!(
             "Go design {:.2} s/min",
             Window::per_minute(go_design.podman_cpu, go_design.seconds)
@@ -196,18 +229,31 @@ fn report_windows(bench: &mut Bench, one: &Window, all: &Window, go_design: &Win
 async fn raw_burst(bench: &Bench, n: usize) -> BenchResult<Burst> {
     let mut bodies = Vec::new();
     for i in 0..n {
-        bodies.push(bench.raw.body(&BenchTask::sleeper(&bench.run, &format!("raw{i}"))?)?);
+        bodies.push(
+            bench
+                .raw
+                .body(&BenchTask::sleeper(&bench.run, &format!("raw{i}"))?)?,
+        );
     }
     let begin = Instant::now();
     let outcomes = join_all(bodies.iter().map(|body| bench.raw.create_and_start(body))).await;
     let took = begin.elapsed();
     let (started, errors) = split(outcomes);
-    Ok(Burst { took, started, errors })
+    Ok(Burst {
+        took,
+        started,
+        errors,
+    })
 }
 
 /// `n` concurrent StartTask calls over the agent's one connection. Returns the FIFO
 /// readers too: the tasks' output has somewhere to go until they are destroyed.
-async fn plugin_burst(bench: &Bench, plugin: &Plugin, n: usize, round: usize) -> BenchResult<(Burst, Vec<FifoReader>)> {
+async fn plugin_burst(
+    bench: &Bench,
+    plugin: &Plugin,
+    n: usize,
+    round: usize,
+) -> BenchResult<(Burst, Vec<FifoReader>)> {
     let logs = bench.scratch(&format!("logs-{round}"))?;
     let mut requests = Vec::new();
     let mut readers = Vec::new();
@@ -238,7 +284,14 @@ async fn plugin_burst(bench: &Bench, plugin: &Plugin, n: usize, round: usize) ->
     .await;
     let took = begin.elapsed();
     let (started, errors) = split(outcomes);
-    Ok((Burst { took, started, errors }, readers))
+    Ok((
+        Burst {
+            took,
+            started,
+            errors,
+        },
+        readers,
+    ))
 }
 
 fn split(outcomes: Vec<BenchResult<String>>) -> (Vec<String>, Vec<String>) {
@@ -260,7 +313,10 @@ async fn stop_all(plugin: &Plugin, task_ids: &[String]) {
             let _ = driver
                 .stop_task(StopTaskRequest {
                     task_id: id.clone(),
-                    timeout: Some(prost_types::Duration { seconds: 0, nanos: 0 }),
+                    timeout: Some(prost_types::Duration {
+                        seconds: 0,
+                        nanos: 0,
+                    }),
                     signal: "SIGKILL".into(),
                 })
                 .await;
@@ -277,7 +333,12 @@ async fn stop_all(plugin: &Plugin, task_ids: &[String]) {
 
 /// Counts requests and CPU over `length` while `sampling` runs; `samples` counts what the
 /// samplers received.
-async fn count_window(bench: &Bench, plugin_pid: Option<u32>, samples: &AtomicU64, length: Duration) -> BenchResult<Window> {
+async fn count_window(
+    bench: &Bench,
+    plugin_pid: Option<u32>,
+    samples: &AtomicU64,
+    length: Duration,
+) -> BenchResult<Window> {
     let podman_pid = bench.service.pid()?;
     let cpu = |pid: Option<u32>| pid.map_or(Ok(0.0), procfs::cpu_seconds);
     tokio::time::sleep(WINDOW_WARMUP).await;
@@ -300,7 +361,12 @@ async fn count_window(bench: &Bench, plugin_pid: Option<u32>, samples: &AtomicU6
 }
 
 /// TaskStats at 1 s for every task in `task_ids`, counted for `length`.
-async fn plugin_window(bench: &Bench, plugin: &Plugin, task_ids: &[String], length: Duration) -> BenchResult<Window> {
+async fn plugin_window(
+    bench: &Bench,
+    plugin: &Plugin,
+    task_ids: &[String],
+    length: Duration,
+) -> BenchResult<Window> {
     let samples = Arc::new(AtomicU64::new(0));
     let mut streams = Vec::new();
     for id in task_ids {
@@ -339,7 +405,11 @@ async fn go_design_window(bench: &Bench, container_ids: &[String]) -> BenchResul
     let pollers: Vec<_> = container_ids
         .iter()
         .map(|id| {
-            let uri: hyper::Uri = hyperlocal::Uri::new(&socket, &format!("/v1.0.0/libpod/containers/{id}/stats?stream=false")).into();
+            let uri: hyper::Uri = hyperlocal::Uri::new(
+                &socket,
+                &format!("/v1.0.0/libpod/containers/{id}/stats?stream=false"),
+            )
+            .into();
             let client = client.clone();
             let samples = samples.clone();
             tokio::spawn(async move {

@@ -53,7 +53,9 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
     let cli = match cli {
         Ok(cli) => cli,
         Err(e) => {
-            bench.report.failed(&format!("logs: {mb} MiB, podman logs"), &e, "(baseline)");
+            bench
+                .report
+                .failed(&format!("logs: {mb} MiB, podman logs"), &e, "(baseline)");
             return Ok(());
         }
     };
@@ -70,9 +72,11 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
                 Verdict::of(ratio(rate, cli_rate) >= GOAL),
             );
         }
-        Err(e) => bench
-            .report
-            .failed(&format!("logs: {mb} MiB live to FIFO"), &e, ">= 0.9x podman logs"),
+        Err(e) => bench.report.failed(
+            &format!("logs: {mb} MiB live to FIFO"),
+            &e,
+            ">= 0.9x podman logs",
+        ),
     }
     if let Ok(produced) = produced {
         bench.report.add(
@@ -117,7 +121,12 @@ async fn production_time(bench: &Bench, container: &str) -> BenchResult<Duration
 }
 
 /// The core's log forwarder over the stored output of an exited container.
-async fn replay(bench: &Bench, container: &str, dir: &std::path::Path, bytes: u64) -> BenchResult<Duration> {
+async fn replay(
+    bench: &Bench,
+    container: &str,
+    dir: &std::path::Path,
+    bytes: u64,
+) -> BenchResult<Duration> {
     let mut stdout = FifoReader::create(&dir.join("replay.stdout"), Some(bytes))?;
     let stderr = FifoReader::create(&dir.join("replay.stderr"), None)?;
     let begin = Instant::now();
@@ -162,7 +171,9 @@ async fn podman_logs(bench: &Bench, container: &str, bytes: u64) -> BenchResult<
         .map_err(|e| e.to_string())?;
     let took = begin.elapsed();
     if !status.success() || total < bytes {
-        return Err(format!("podman logs gave {total} of {bytes} bytes ({status})"));
+        return Err(format!(
+            "podman logs gave {total} of {bytes} bytes ({status})"
+        ));
     }
     Ok(took)
 }

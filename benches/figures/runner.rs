@@ -81,7 +81,10 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
     let (runner, kube) = (median(&runner_times), median(&kube_times));
     let factor = ratio(runner.as_secs_f64(), kube.as_secs_f64());
     bench.report.add(
-        &format!("runner: 3-task pod running (median of {})", bench.settings.runner_runs),
+        &format!(
+            "runner: 3-task pod running (median of {})",
+            bench.settings.runner_runs
+        ),
         format!("run {}", ms(runner)),
         format!("podman kube play {} -> {factor:.3}x", ms(kube)),
         "<= 1.1x kube play",
@@ -110,7 +113,9 @@ async fn three_running(bench: &Bench, pattern: &str, child: &mut Child) -> Bench
             }
         }
         if Instant::now() > deadline {
-            return Err(format!("containers {pattern} not running within {RUNNING_DEADLINE:?}"));
+            return Err(format!(
+                "containers {pattern} not running within {RUNNING_DEADLINE:?}"
+            ));
         }
         tokio::time::sleep(POLL).await;
     }
@@ -141,7 +146,10 @@ async fn runner_once(bench: &Bench, job: &Path, state: &Path) -> BenchResult<Dur
             nix::sys::signal::Signal::SIGINT,
         );
     }
-    if tokio::time::timeout(EXIT_DEADLINE, runner.wait()).await.is_err() {
+    if tokio::time::timeout(EXIT_DEADLINE, runner.wait())
+        .await
+        .is_err()
+    {
         let _ = runner.kill().await;
         return Err("the runner did not stop after SIGINT".into());
     }
@@ -159,7 +167,9 @@ async fn kube_once(bench: &Bench, pod: &Path) -> BenchResult<Duration> {
         .stderr(Stdio::null())
         .kill_on_drop(true);
     let begin = Instant::now();
-    let mut kube = command.spawn().map_err(|e| format!("podman kube play: {e}"))?;
+    let mut kube = command
+        .spawn()
+        .map_err(|e| format!("podman kube play: {e}"))?;
     let running = three_running(bench, KUBE_CONTAINERS, &mut kube).await;
     let took = begin.elapsed();
     let _ = kube.wait().await;

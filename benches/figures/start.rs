@@ -49,7 +49,11 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
             cli_times.push(took);
         }
     }
-    let (driver, raw, cli) = (median(&driver_times), median(&raw_times), median(&cli_times));
+    let (driver, raw, cli) = (
+        median(&driver_times),
+        median(&raw_times),
+        median(&cli_times),
+    );
     let factor = ratio(driver.as_secs_f64(), raw.as_secs_f64());
     let n = bench.settings.samples;
     bench.report.add(
@@ -88,7 +92,10 @@ async fn cli_run(bench: &Bench, name: &str) -> BenchResult<Duration> {
         "3600",
     ]);
     let begin = Instant::now();
-    let out = command.output().await.map_err(|e| format!("podman run: {e}"))?;
+    let out = command
+        .output()
+        .await
+        .map_err(|e| format!("podman run: {e}"))?;
     let took = begin.elapsed();
     if !out.status.success() {
         return Err(format!(

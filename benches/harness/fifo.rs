@@ -66,7 +66,10 @@ impl FifoReader {
 
     /// When the target was reached, waiting at most `deadline`.
     pub async fn reached(&mut self, deadline: Duration) -> BenchResult<Instant> {
-        let reached = self.reached.take().ok_or("no target set, or already awaited")?;
+        let reached = self
+            .reached
+            .take()
+            .ok_or("no target set, or already awaited")?;
         match tokio::time::timeout(deadline, reached).await {
             Ok(Ok(at)) => Ok(at),
             _ => Err(format!(

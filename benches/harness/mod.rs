@@ -84,7 +84,8 @@ impl Bench {
             .await
             .map_err(|e| e.to_string())??;
         let client = PodmanClient::new(service.url(), None).map_err(|e| e.to_string())?;
-        let proxy = CountingProxy::start(&service.dir().join("proxy.sock"), &service.socket_path())?;
+        let proxy =
+            CountingProxy::start(&service.dir().join("proxy.sock"), &service.socket_path())?;
         let raw = RawApi::new(client.clone(), driver_config(service.url())?).await?;
         Ok(Bench {
             run,

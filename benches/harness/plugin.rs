@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use nomad_driver_podman::modes::plugin::proto::{
-    base::{base_plugin_client::BasePluginClient, NomadConfig, NomadDriverConfig, SetConfigRequest},
+    base::{
+        base_plugin_client::BasePluginClient, NomadConfig, NomadDriverConfig, SetConfigRequest,
+    },
     drivers::{driver_client::DriverClient, FingerprintRequest},
     go_plugin::{grpc_controller_client::GrpcControllerClient, Empty},
 };
@@ -143,7 +145,9 @@ impl Plugin {
             (_, Ok(Ok(_))) => Ok(()),
             (asked, _) => {
                 let _ = self.child.kill().await;
-                Err(format!("the plugin did not exit after Shutdown ({asked:?})"))
+                Err(format!(
+                    "the plugin did not exit after Shutdown ({asked:?})"
+                ))
             }
         }
     }

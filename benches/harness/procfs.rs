@@ -21,7 +21,11 @@ pub fn cpu_seconds(pid: u32) -> BenchResult<f64> {
     };
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let per_second = if per_second > 0 { per_second as f64 } else { 100.0 };
+    let per_second = if per_second > 0 {
+        per_second as f64
+    } else {
+        100.0
+    };
     Ok((ticks(14)? + ticks(15)?) as f64 / per_second)
 }
 

@@ -55,8 +55,8 @@ pub struct CountingProxy {
 impl CountingProxy {
     /// Listens on `listen` and forwards every connection to `upstream`.
     pub fn start(listen: &Path, upstream: &Path) -> BenchResult<Self> {
-        let listener =
-            UnixListener::bind(listen).map_err(|e| format!("listen on {}: {e}", listen.display()))?;
+        let listener = UnixListener::bind(listen)
+            .map_err(|e| format!("listen on {}: {e}", listen.display()))?;
         let counts = Arc::new(Mutex::new(RequestCounts::default()));
         let upstream = upstream.to_path_buf();
         let sink = counts.clone();
@@ -86,7 +86,10 @@ impl CountingProxy {
     }
 
     pub fn counts(&self) -> RequestCounts {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

@@ -47,7 +47,14 @@ pub struct Report {
 
 impl Report {
     /// Records a row and prints it at once.
-    pub fn add(&mut self, figure: &str, measured: String, baseline: String, goal: &str, verdict: Verdict) {
+    pub fn add(
+        &mut self,
+        figure: &str,
+        measured: String,
+        baseline: String,
+        goal: &str,
+        verdict: Verdict,
+    ) {
         let row = Row {
             figure: figure.to_string(),
             measured,
@@ -68,11 +75,20 @@ impl Report {
 
     /// A figure that could not be measured: it counts as missed.
     pub fn failed(&mut self, figure: &str, error: &str, goal: &str) {
-        self.add(figure, format!("not measured: {error}"), "-".into(), goal, Verdict::Missed);
+        self.add(
+            figure,
+            format!("not measured: {error}"),
+            "-".into(),
+            goal,
+            Verdict::Missed,
+        );
     }
 
     pub fn missed(&self) -> usize {
-        self.rows.iter().filter(|r| r.verdict == Verdict::Missed).count()
+        self.rows
+            .iter()
+            .filter(|r| r.verdict == Verdict::Missed)
+            .count()
     }
 
     pub fn markdown(&self) -> String {

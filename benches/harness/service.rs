@@ -97,7 +97,8 @@ impl PodmanService {
     /// Pid of `podman system service`.
     pub fn pid(&self) -> BenchResult<u32> {
         let path = self.dir.join("service.pid");
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         text.trim()
             .parse()
             .map_err(|e| format!("{}: {e}", path.display()))

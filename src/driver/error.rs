@@ -72,7 +72,10 @@ impl DriverError {
         }
     }
 
-    pub(crate) fn podman<'a>(task: &'a str, action: &'static str) -> impl FnOnce(PodmanError) -> Self + 'a {
+    pub(crate) fn podman<'a>(
+        task: &'a str,
+        action: &'static str,
+    ) -> impl FnOnce(PodmanError) -> Self + 'a {
         move |source| DriverError::Podman {
             task: task.to_string(),
             action,

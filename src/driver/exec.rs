@@ -28,7 +28,12 @@ impl Tail {
 impl Driver {
     /// Runs `cmd` in the task and returns its exit code and the tail of its output. A zero
     /// `timeout` means no limit.
-    pub async fn exec(&self, task_id: &str, cmd: Vec<String>, timeout: Duration) -> Result<ExecOutput, DriverError> {
+    pub async fn exec(
+        &self,
+        task_id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, DriverError> {
         let task = self.task(task_id)?;
         let (stdout_tx, mut stdout_rx) = mpsc::channel::<Bytes>(16);
         let (stderr_tx, mut stderr_rx) = mpsc::channel::<Bytes>(16);
@@ -69,20 +74,34 @@ impl Driver {
             // Nomad sends 0 for "no limit".
             return run.await;
         }
-        tokio::time::timeout(timeout, run).await.map_err(|_| DriverError::ExecTimeout {
-            task: task_id.to_string(),
-            seconds: timeout.as_secs(),
-        })?
+        tokio::time::timeout(timeout, run)
+            .await
+            .map_err(|_| DriverError::ExecTimeout {
+                task: task_id.to_string(),
+                seconds: timeout.as_secs(),
+            })?
     }
 
     /// Runs `cmd` in the task wired to the caller's channels, optionally on a terminal,
     /// and returns its exit code once it ends.
-    pub async fn exec_streaming(&self, task_id: &str, cmd: Vec<String>, tty: bool, io: ExecIo) -> Result<ExitResult, DriverError> {
+    pub async fn exec_streaming(
+        &self,
+        task_id: &str,
+        cmd: Vec<String>,
+        tty: bool,
+        io: ExecIo,
+    ) -> Result<ExitResult, DriverError> {
         let task = self.task(task_id)?;
         self.run_exec(&task, cmd, tty, io).await
     }
 
-    async fn run_exec(&self, task: &Task, cmd: Vec<String>, tty: bool, io: ExecIo) -> Result<ExitResult, DriverError> {
+    async fn run_exec(
+        &self,
+        task: &Task,
+        cmd: Vec<String>,
+        tty: bool,
+        io: ExecIo,
+    ) -> Result<ExitResult, DriverError> {
         let task_id = task.state.task_id.as_str();
         let client = &task.socket.client;
         let session = client
@@ -99,12 +118,20 @@ impl Driver {
             )
             .await
             .map_err(DriverError::podman(task_id, "create the exec session"))?;
-        let super::podman::ExecSession { mut output, mut input } = client
+        let super::podman::ExecSession {
+            mut output,
+            mut input,
+        } = client
             .exec_start(&session, tty)
             .await
             .map_err(DriverError::podman(task_id, "start the exec session"))?;
 
-        let ExecIo { stdin, resize, stdout, stderr } = io;
+        let ExecIo {
+            stdin,
+            resize,
+            stdout,
+            stderr,
+        } = io;
         let feed_stdin = async move {
             if let Some(mut stdin) = stdin {
                 while let Some(chunk) = stdin.recv().await {

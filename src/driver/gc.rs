@@ -65,7 +65,9 @@ impl Driver {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
-            let Some(tasks) = Weak::upgrade(&tasks) else { return };
+            let Some(tasks) = Weak::upgrade(&tasks) else {
+                return;
+            };
             let in_use_by_task = tasks
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
@@ -106,7 +108,9 @@ impl Driver {
                         _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(period) => {}
                     }
-                    let Some(driver) = Weak::upgrade(&driver) else { return };
+                    let Some(driver) = Weak::upgrade(&driver) else {
+                        return;
+                    };
                     driver.sweep_dangling_containers().await;
                 }
             });
@@ -154,7 +158,11 @@ impl Driver {
                 if removed {
                     let _ = self.events.send(driver_event(format!(
                         "{} dangling container {} ({})",
-                        if config.dry_run { "would remove" } else { "removed" },
+                        if config.dry_run {
+                            "would remove"
+                        } else {
+                            "removed"
+                        },
                         container.names.first().map(String::as_str).unwrap_or(""),
                         container.id
                     )));
@@ -202,16 +210,30 @@ mod tests {
 
     fn dangling(c: &ListContainer, known: &[&str]) -> bool {
         let known = known.iter().map(|s| s.to_string()).collect();
-        is_dangling(c, &known, Duration::from_secs(300), UNIX_EPOCH + Duration::from_secs(NOW))
+        is_dangling(
+            c,
+            &known,
+            Duration::from_secs(300),
+            UNIX_EPOCH + Duration::from_secs(NOW),
+        )
     }
 
     #[test]
     fn only_old_unknown_containers_of_ours_are_dangling() {
         let old = NOW - 600;
-        assert!(dangling(&container("a", &[(MANAGED_LABEL, "true")], old), &[]));
-        assert!(!dangling(&container("a", &[(MANAGED_LABEL, "true")], old), &["a"]), "known task");
+        assert!(dangling(
+            &container("a", &[(MANAGED_LABEL, "true")], old),
+            &[]
+        ));
+        assert!(
+            !dangling(&container("a", &[(MANAGED_LABEL, "true")], old), &["a"]),
+            "known task"
+        );
         assert!(!dangling(&container("a", &[], old), &[]), "not ours");
-        assert!(!dangling(&container("a", &[(MANAGED_LABEL, "false")], old), &[]));
+        assert!(!dangling(
+            &container("a", &[(MANAGED_LABEL, "false")], old),
+            &[]
+        ));
         assert!(
             !dangling(&container("a", &[(MANAGED_LABEL, "true")], NOW - 10), &[]),
             "inside the creation grace"
@@ -220,7 +242,10 @@ mod tests {
             !dangling(
                 &container(
                     "a",
-                    &[(MANAGED_LABEL, "true"), ("io.nomad-driver-podman.runner.job", "j")],
+                    &[
+                        (MANAGED_LABEL, "true"),
+                        ("io.nomad-driver-podman.runner.job", "j")
+                    ],
                     old
                 ),
                 &[]
@@ -230,7 +255,10 @@ mod tests {
         assert!(!dangling(
             &container(
                 "a",
-                &[(MANAGED_LABEL, "true"), ("io.nomad-driver-podman.conformance", "r")],
+                &[
+                    (MANAGED_LABEL, "true"),
+                    ("io.nomad-driver-podman.conformance", "r")
+                ],
                 old
             ),
             &[]

@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use super::handle::{LogTarget, TaskState, TASK_STATE_VERSION};
+use super::image::{ImageProgress, ImageRequest, Platform, RegistryAuth};
 use super::logs::{LogCursor, LogForwardConfig, LogForwarder};
 use super::model::{DriverNetwork, ExitResult, TaskRunState, TaskStatus};
 use super::monitor::{ExitState, Monitor};
-use super::image::{ImageProgress, ImageRequest, Platform, RegistryAuth};
 use super::podman::{ContainerInspect, DeleteOptions, PodmanError};
 use super::spec;
 use super::task::TaskSpec;
@@ -24,20 +24,21 @@ impl Driver {
         if self.read_tasks().contains_key(&task_id) {
             return Err(DriverError::AlreadyStarted(task_id));
         }
-        let socket = self
-            .socket(&spec.config.socket)
-            .cloned()
-            .ok_or_else(|| DriverError::UnknownSocket {
+        let socket = self.socket(&spec.config.socket).cloned().ok_or_else(|| {
+            DriverError::UnknownSocket {
                 task: task_id.clone(),
                 socket: spec.config.socket.clone(),
-            })?;
+            }
+        })?;
         let facts = self
             .facts(&socket)
             .await
             .map_err(DriverError::podman(&task_id, "ask podman about its host"))?;
         // Everything that can be checked without podman is checked before touching it.
-        spec::build(&spec, &self.config, &facts, "")
-            .map_err(|source| DriverError::Spec { task: task_id.clone(), source })?;
+        spec::build(&spec, &self.config, &facts, "").map_err(|source| DriverError::Spec {
+            task: task_id.clone(),
+            source,
+        })?;
 
         let name = spec.container_name();
         let client = &socket.client;
@@ -47,11 +48,19 @@ impl Driver {
                 client
                     .container_delete(&existing.id, REMOVE)
                     .await
-                    .map_err(DriverError::podman(&task_id, "remove the stopped container of an earlier start"))?;
+                    .map_err(DriverError::podman(
+                        &task_id,
+                        "remove the stopped container of an earlier start",
+                    ))?;
                 None
             }
             Err(PodmanError::NotFound { .. }) => None,
-            Err(e) => return Err(DriverError::podman(&task_id, "look for an earlier container")(e)),
+            Err(e) => {
+                return Err(DriverError::podman(
+                    &task_id,
+                    "look for an earlier container",
+                )(e))
+            }
         };
 
         let inspect = match adopted {
@@ -82,7 +91,12 @@ impl Driver {
             kill_signal: spec.context.kill_signal.clone(),
         };
         let network = state.network.clone();
-        self.register(state.clone(), socket, ExitState::Running, Some(state.started_at));
+        self.register(
+            state.clone(),
+            socket,
+            ExitState::Running,
+            Some(state.started_at),
+        );
         Ok(StartedTask { state, network })
     }
 
@@ -107,8 +121,12 @@ impl Driver {
             }
         }
         let image_id = self.prepare_image(spec, socket).await?;
-        let body = spec::build(spec, &self.config, facts, &image_id)
-            .map_err(|source| DriverError::Spec { task: task_id.to_string(), source })?;
+        let body = spec::build(spec, &self.config, facts, &image_id).map_err(|source| {
+            DriverError::Spec {
+                task: task_id.to_string(),
+                source,
+            }
+        })?;
         let created = client
             .container_create(&body)
             .await
@@ -124,7 +142,10 @@ impl Driver {
             client
                 .container_inspect(&created.id)
                 .await
-                .map_err(DriverError::podman(task_id, "inspect the started container"))
+                .map_err(DriverError::podman(
+                    task_id,
+                    "inspect the started container",
+                ))
         }
         .await;
         if started.is_err() {
@@ -220,13 +241,13 @@ impl Driver {
             return Ok(());
         }
         let task_id = state.task_id.clone();
-        let socket = self
-            .socket(&state.socket)
-            .cloned()
-            .ok_or_else(|| DriverError::UnknownSocket {
-                task: task_id.clone(),
-                socket: state.socket.clone(),
-            })?;
+        let socket =
+            self.socket(&state.socket)
+                .cloned()
+                .ok_or_else(|| DriverError::UnknownSocket {
+                    task: task_id.clone(),
+                    socket: state.socket.clone(),
+                })?;
         let inspect = socket
             .client
             .container_inspect(&state.container_id)
@@ -237,10 +258,15 @@ impl Driver {
         } else {
             Monitor::exit_result(&socket.client, &state.container_id).await
         };
-        if exit != ExitState::Running && self.config.recover_stopped {
-            if socket.client.container_start(&state.container_id).await.is_ok() {
-                exit = ExitState::Running;
-            }
+        if exit != ExitState::Running
+            && self.config.recover_stopped
+            && socket
+                .client
+                .container_start(&state.container_id)
+                .await
+                .is_ok()
+        {
+            exit = ExitState::Running;
         }
         // Output written while no driver was running is not replayed: it would duplicate
         // what was forwarded before the restart.
@@ -279,7 +305,12 @@ impl Driver {
 
     /// Sends `signal` (else the task's kill signal, else SIGTERM), waits up to `timeout`
     /// for the task to exit, then kills it. Stopping an exited task is not an error.
-    pub async fn stop(&self, task_id: &str, timeout: Duration, signal: Option<&str>) -> Result<(), DriverError> {
+    pub async fn stop(
+        &self,
+        task_id: &str,
+        timeout: Duration,
+        signal: Option<&str>,
+    ) -> Result<(), DriverError> {
         let task = self.task(task_id)?;
         if task.exit_state() != ExitState::Running {
             return Ok(());
@@ -306,7 +337,11 @@ impl Driver {
 
     /// Sends `signal` to the task's container. `Ok(false)` when the container had already
     /// stopped (or is gone): the exit watcher may not have seen that yet.
-    async fn signal_running(task: &Task, signal: &str, action: &'static str) -> Result<bool, DriverError> {
+    async fn signal_running(
+        task: &Task,
+        signal: &str,
+        action: &'static str,
+    ) -> Result<bool, DriverError> {
         let client = &task.socket.client;
         let id = &task.state.container_id;
         match client.container_kill(id, signal).await {
@@ -326,20 +361,34 @@ impl Driver {
         let task = self.task(task_id)?;
         if task.exit_state() == ExitState::Running {
             if !force {
-                return Err(DriverError::StillRunning { task: task_id.to_string() });
+                return Err(DriverError::StillRunning {
+                    task: task_id.to_string(),
+                });
             }
             self.kill(&task).await?;
         }
-        let forwarder = task.forwarder.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let forwarder = task
+            .forwarder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(forwarder) = forwarder {
             // The task has exited: let the forwarder write out what podman still holds.
-            if tokio::time::timeout(LOG_DRAIN, forwarder.join()).await.is_err() {
+            if tokio::time::timeout(LOG_DRAIN, forwarder.join())
+                .await
+                .is_err()
+            {
                 // Sinks nobody reads any more; the orchestrator has moved on.
             }
         }
         task.socket.monitor.unwatch(&task.state.container_id);
         if self.config.gc.container {
-            match task.socket.client.container_delete(&task.state.container_id, REMOVE).await {
+            match task
+                .socket
+                .client
+                .container_delete(&task.state.container_id, REMOVE)
+                .await
+            {
                 Ok(()) | Err(PodmanError::NotFound { .. }) => {}
                 Err(e) => return Err(DriverError::podman(task_id, "remove the container")(e)),
             }
@@ -357,7 +406,10 @@ impl Driver {
         };
         let mut attributes = std::collections::BTreeMap::new();
         attributes.insert("container_id".to_string(), task.state.container_id.clone());
-        attributes.insert("container_name".to_string(), task.state.container_name.clone());
+        attributes.insert(
+            "container_name".to_string(),
+            task.state.container_name.clone(),
+        );
         attributes.insert("socket".to_string(), task.state.socket.clone());
         Ok(TaskStatus {
             id: task.state.task_id.clone(),
@@ -386,9 +438,16 @@ impl Driver {
     }
 
     /// CPU and memory of the task every `interval`; the stream ends when the task exits.
-    pub fn stats(&self, task_id: &str, interval: Duration) -> Result<tokio::sync::mpsc::Receiver<super::TaskStats>, DriverError> {
+    pub fn stats(
+        &self,
+        task_id: &str,
+        interval: Duration,
+    ) -> Result<tokio::sync::mpsc::Receiver<super::TaskStats>, DriverError> {
         let task = self.task(task_id)?;
-        Ok(task.socket.monitor.subscribe_stats(&task.state.container_id, interval))
+        Ok(task
+            .socket
+            .monitor
+            .subscribe_stats(&task.state.container_id, interval))
     }
 }
 

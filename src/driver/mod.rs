@@ -135,7 +135,7 @@ fn image_auth(config: &DriverConfig) -> image::AuthConfig {
 fn parse_version(version: &str) -> (u64, u64, u64) {
     let mut parts = version
         .trim_start_matches('v')
-        .split(|c: char| c == '.' || c == '-')
+        .split(['.', '-'])
         .map(|p| p.parse::<u64>().unwrap_or(0));
     (
         parts.next().unwrap_or(0),
@@ -277,7 +277,10 @@ impl Driver {
             let (version, info) = match probe {
                 Ok(Ok(found)) => found,
                 Ok(Err(_)) | Err(_) => {
-                    attributes.insert(format!("{prefix}.health"), Attribute::String("unhealthy".into()));
+                    attributes.insert(
+                        format!("{prefix}.health"),
+                        Attribute::String("unhealthy".into()),
+                    );
                     unhealthy.push(socket.config.name.clone());
                     continue;
                 }
@@ -290,16 +293,34 @@ impl Driver {
             put("defaultPodman", Attribute::Bool(socket.config.default));
             put("socketName", Attribute::String(socket.config.name.clone()));
             put("version", Attribute::String(version));
-            put("engineVersion", Attribute::String(info.version.version.clone()));
+            put(
+                "engineVersion",
+                Attribute::String(info.version.version.clone()),
+            );
             let Some(host) = &info.host else { continue };
             put("appArmor", Attribute::Bool(host.security.apparmor_enabled));
-            put("capabilities", Attribute::String(host.security.capabilities.clone()));
-            put("cgroupVersion", Attribute::String(host.cgroup_version.clone()));
+            put(
+                "capabilities",
+                Attribute::String(host.security.capabilities.clone()),
+            );
+            put(
+                "cgroupVersion",
+                Attribute::String(host.cgroup_version.clone()),
+            );
             put("rootless", Attribute::Bool(host.security.rootless));
-            put("seccompEnabled", Attribute::Bool(host.security.seccomp_enabled));
-            put("selinuxEnabled", Attribute::Bool(host.security.selinux_enabled));
+            put(
+                "seccompEnabled",
+                Attribute::Bool(host.security.seccomp_enabled),
+            );
+            put(
+                "selinuxEnabled",
+                Attribute::Bool(host.security.selinux_enabled),
+            );
             if !host.oci_runtime.path.is_empty() {
-                put("ociRuntime", Attribute::String(host.oci_runtime.path.clone()));
+                put(
+                    "ociRuntime",
+                    Attribute::String(host.oci_runtime.path.clone()),
+                );
             }
             if !host.remote_socket.path.is_empty() {
                 put("socket", Attribute::String(host.remote_socket.path.clone()));
@@ -307,13 +328,22 @@ impl Driver {
         }
         unhealthy.sort();
         let (health, description) = if unhealthy.is_empty() {
-            (Health::Healthy, "All Podman sockets are responding.".to_string())
+            (
+                Health::Healthy,
+                "All Podman sockets are responding.".to_string(),
+            )
         } else if unhealthy.len() == self.sockets.len() {
-            (Health::Undetected, "Cannot connect to any Podman socket.".to_string())
+            (
+                Health::Undetected,
+                "Cannot connect to any Podman socket.".to_string(),
+            )
         } else {
             (
                 Health::Unhealthy,
-                format!("Cannot fingerprint certain podman sockets: {}", unhealthy.join(", ")),
+                format!(
+                    "Cannot fingerprint certain podman sockets: {}",
+                    unhealthy.join(", ")
+                ),
             )
         };
         attributes.insert(

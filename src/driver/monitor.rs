@@ -29,10 +29,7 @@ const MIN_STATS_INTERVAL: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExitState {
     Running,
-    Exited {
-        result: ExitResult,
-        at: SystemTime,
-    },
+    Exited { result: ExitResult, at: SystemTime },
 }
 
 pub type ExitSender = watch::Sender<ExitState>;
@@ -96,7 +93,9 @@ impl Monitor {
     pub fn unwatch(&self, container_id: &str) {
         let mut shared = self.lock();
         shared.watched.remove(container_id);
-        shared.subscribers.retain(|s| s.container_id != container_id);
+        shared
+            .subscribers
+            .retain(|s| s.container_id != container_id);
     }
 
     /// Stats of `container_id` every `interval` until the receiver is dropped or the task
@@ -195,70 +194,90 @@ impl Monitor {
 /// Runs until the driver is dropped or cancelled. Holds the monitor only while working,
 /// so dropping the driver ends the loop.
 async fn run_exit_watcher(monitor: Weak<Monitor>) {
-        let filters = podman::EventsOptions {
-            types: vec!["container".into()],
-            actions: vec!["died".into()],
-            labels: vec![format!("{MANAGED_LABEL}=true")],
-            ..podman::EventsOptions::default()
+    let filters = podman::EventsOptions {
+        types: vec!["container".into()],
+        actions: vec!["died".into()],
+        labels: vec![format!("{MANAGED_LABEL}=true")],
+        ..podman::EventsOptions::default()
+    };
+    loop {
+        let Some(monitor) = monitor.upgrade() else {
+            return;
         };
-        loop {
-            let Some(monitor) = monitor.upgrade() else { return };
-            let cancel = monitor.cancel.clone();
-            let stream = monitor.client.events(&filters).await;
-            // Anything that died while we were not listening.
-            let _ = monitor.reconcile().await;
-            match stream {
-                Ok(mut stream) => loop {
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        event = stream.next() => match event {
-                            Some(Ok(event)) => monitor.settle(event.id()).await,
-                            Some(Err(_)) | None => break,
-                        },
-                        _ = tokio::time::sleep(RECONCILE_PERIOD) => { let _ = monitor.reconcile().await; }
-                        _ = monitor.wake_exit_watcher.notified() => { let _ = monitor.reconcile().await; }
-                    }
-                },
-                Err(_) => {}
-            }
-            drop(monitor);
+        let cancel = monitor.cancel.clone();
+        // Replaying the last seconds covers the gap between a reconcile and the
+        // stream's start; settling twice is harmless.
+        let options = podman::EventsOptions {
+            since: Some(SystemTime::now() - RECONNECT_DELAY * 2),
+            ..filters.clone()
+        };
+        // Podman 4 answers an events request only once the first event exists, so
+        // reconciling goes on while the stream connects.
+        let client = monitor.client.clone();
+        let connect = client.events(&options);
+        tokio::pin!(connect);
+        let _ = monitor.reconcile().await;
+        let connected = loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(RECONNECT_DELAY) => {}
+                stream = &mut connect => break stream,
+                _ = tokio::time::sleep(RECONCILE_PERIOD) => { let _ = monitor.reconcile().await; }
+                _ = monitor.wake_exit_watcher.notified() => { let _ = monitor.reconcile().await; }
             }
+        };
+        if let Ok(mut stream) = connected {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    event = stream.next() => match event {
+                        Some(Ok(event)) => monitor.settle(event.id()).await,
+                        Some(Err(_)) | None => break,
+                    },
+                    _ = tokio::time::sleep(RECONCILE_PERIOD) => { let _ = monitor.reconcile().await; }
+                    _ = monitor.wake_exit_watcher.notified() => { let _ = monitor.reconcile().await; }
+                }
+            }
+        }
+        drop(monitor);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(RECONNECT_DELAY) => {}
         }
     }
+}
 
 async fn run_stats_poller(monitor: Weak<Monitor>) {
-        loop {
-            let Some(monitor) = monitor.upgrade() else { return };
-            let tick = {
-                let mut shared = monitor.lock();
-                shared.subscribers.retain(|s| !s.sink.is_closed());
-                if shared.subscribers.is_empty() {
-                    shared.stats_poller_running = false;
-                    return;
-                }
-                shared
-                    .subscribers
-                    .iter()
-                    .map(|s| s.interval)
-                    .min()
-                    .unwrap_or(MIN_STATS_INTERVAL)
-            };
-            let cancel = monitor.cancel.clone();
-            // No ids: every running container, so a task that just exited cannot fail
-            // the request for all the others.
-            let polled = monitor.client.container_stats(&[]).await;
-            if let Ok(stats) = polled {
-                monitor.fan_out(&stats);
+    loop {
+        let Some(monitor) = monitor.upgrade() else {
+            return;
+        };
+        let tick = {
+            let mut shared = monitor.lock();
+            shared.subscribers.retain(|s| !s.sink.is_closed());
+            if shared.subscribers.is_empty() {
+                shared.stats_poller_running = false;
+                return;
             }
-            drop(monitor);
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(tick) => {}
-            }
+            shared
+                .subscribers
+                .iter()
+                .map(|s| s.interval)
+                .min()
+                .unwrap_or(MIN_STATS_INTERVAL)
+        };
+        let cancel = monitor.cancel.clone();
+        // No ids: every running container, so a task that just exited cannot fail
+        // the request for all the others.
+        let polled = monitor.client.container_stats(&[]).await;
+        if let Ok(stats) = polled {
+            monitor.fan_out(&stats);
         }
+        drop(monitor);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+    }
 }
 
 impl Monitor {

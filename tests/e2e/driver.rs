@@ -73,10 +73,17 @@ async fn fingerprint_reports_healthy_socket_attributes() {
     let attr = |k: &str| fp.attributes.get(k).cloned();
     use nomad_driver_podman::driver::Attribute;
     assert_eq!(attr("driver.podman"), Some(Attribute::Bool(true)));
-    assert_eq!(attr("driver.podman.health"), Some(Attribute::String("healthy".into())));
+    assert_eq!(
+        attr("driver.podman.health"),
+        Some(Attribute::String("healthy".into()))
+    );
     assert_eq!(attr("driver.podman.rootless"), Some(Attribute::Bool(false)));
-    assert!(matches!(attr("driver.podman.version"), Some(Attribute::String(v)) if v.starts_with('4') || v.starts_with('5')));
-    assert!(matches!(attr("driver.podman.cgroupVersion"), Some(Attribute::String(v)) if v == "v1" || v == "v2"));
+    assert!(
+        matches!(attr("driver.podman.version"), Some(Attribute::String(v)) if v.starts_with('4') || v.starts_with('5'))
+    );
+    assert!(
+        matches!(attr("driver.podman.cgroupVersion"), Some(Attribute::String(v)) if v == "v1" || v == "v2")
+    );
 }
 
 #[tokio::test]
@@ -105,17 +112,32 @@ async fn start_wait_reports_exit_code_and_labels_container() {
     assert_eq!(status.state, TaskRunState::Exited);
     assert_eq!(status.exit_result.unwrap().exit_code, 3);
     let labels = &inspect_container(&name)["Config"]["Labels"];
-    assert_eq!(labels["com.hashicorp.nomad.alloc_id"], json!(spec.context.alloc_id));
+    assert_eq!(
+        labels["com.hashicorp.nomad.alloc_id"],
+        json!(spec.context.alloc_id)
+    );
     assert_eq!(labels["com.hashicorp.nomad.task_name"], json!("exit3"));
     assert_eq!(labels["com.hashicorp.nomad.job_name"], json!("e2e"));
-    assert_eq!(labels["com.hashicorp.nomad.task_group_name"], json!("group"));
+    assert_eq!(
+        labels["com.hashicorp.nomad.task_group_name"],
+        json!("group")
+    );
     assert_eq!(labels["io.nomad-driver-podman.managed"], json!("true"));
     // A second wait answers at once with the same result.
     assert_eq!(d.wait(&id).await.unwrap().exit_code, 3);
     d.destroy(&id, false).await.expect("destroy");
-    assert!(!container_exists(&name), "gc.container removes the container");
-    assert!(matches!(d.inspect(&id).await, Err(DriverError::TaskNotFound(_))));
-    assert!(matches!(d.wait(&id).await, Err(DriverError::TaskNotFound(_))));
+    assert!(
+        !container_exists(&name),
+        "gc.container removes the container"
+    );
+    assert!(matches!(
+        d.inspect(&id).await,
+        Err(DriverError::TaskNotFound(_))
+    ));
+    assert!(matches!(
+        d.wait(&id).await,
+        Err(DriverError::TaskNotFound(_))
+    ));
 }
 
 #[tokio::test]
@@ -145,15 +167,26 @@ async fn stop_sends_the_tasks_kill_signal_then_kills_after_timeout() {
     d.start(spec).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     d.stop(&id, Duration::from_secs(10), None).await.unwrap();
-    assert_eq!(d.wait(&id).await.unwrap().exit_code, 42, "the task's kill signal was used");
+    assert_eq!(
+        d.wait(&id).await.unwrap().exit_code,
+        42,
+        "the task's kill signal was used"
+    );
     d.destroy(&id, false).await.unwrap();
 
     // A process ignoring the signal is killed once the timeout passes.
-    let spec = task(&label, "stubborn", "trap '' TERM; while true; do sleep 0.2; done", json!({}));
+    let spec = task(
+        &label,
+        "stubborn",
+        "trap '' TERM; while true; do sleep 0.2; done",
+        json!({}),
+    );
     let id = spec.context.id.clone();
     d.start(spec).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    d.stop(&id, Duration::from_secs(1), Some("SIGTERM")).await.unwrap();
+    d.stop(&id, Duration::from_secs(1), Some("SIGTERM"))
+        .await
+        .unwrap();
     let result = d.wait(&id).await.unwrap();
     assert_eq!(result.exit_code, 137);
     assert_eq!(result.signal, 9);
@@ -170,7 +203,10 @@ async fn destroy_running_task_needs_force() {
     let id = spec.context.id.clone();
     let name = spec.container_name();
     d.start(spec).await.unwrap();
-    assert!(matches!(d.destroy(&id, false).await, Err(DriverError::StillRunning { .. })));
+    assert!(matches!(
+        d.destroy(&id, false).await,
+        Err(DriverError::StillRunning { .. })
+    ));
     d.destroy(&id, true).await.unwrap();
     assert!(!container_exists(&name));
 }
@@ -192,7 +228,12 @@ async fn gc_container_false_keeps_the_container() {
 async fn signal_reaches_the_task() {
     let label = LabelCleanup::new("drv-signal");
     let d = driver();
-    let spec = task(&label, "hup", "trap 'exit 7' HUP; while true; do sleep 0.2; done", json!({}));
+    let spec = task(
+        &label,
+        "hup",
+        "trap 'exit 7' HUP; while true; do sleep 0.2; done",
+        json!({}),
+    );
     let id = spec.context.id.clone();
     d.start(spec).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -214,7 +255,11 @@ async fn exec_buffered_returns_exit_code_and_separate_streams() {
     let out = d
         .exec(
             &id,
-            vec!["/bin/sh".into(), "-c".into(), "echo out; echo err >&2; exit 5".into()],
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "echo out; echo err >&2; exit 5".into(),
+            ],
             Duration::from_secs(20),
         )
         .await
@@ -223,7 +268,11 @@ async fn exec_buffered_returns_exit_code_and_separate_streams() {
     assert_eq!(out.stdout, b"out\n");
     assert_eq!(out.stderr, b"err\n");
     let err = d
-        .exec(&id, vec!["sleep".into(), "30".into()], Duration::from_secs(1))
+        .exec(
+            &id,
+            vec!["sleep".into(), "30".into()],
+            Duration::from_secs(1),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, DriverError::ExecTimeout { .. }), "{err}");
@@ -250,11 +299,27 @@ async fn exec_streaming_with_stdin_and_with_tty() {
     let (in_tx, in_rx) = mpsc::channel(4);
     let (out_tx, out_rx) = mpsc::channel(16);
     let (err_tx, err_rx) = mpsc::channel(16);
-    let io = ExecIo { stdin: Some(in_rx), resize: None, stdout: out_tx, stderr: err_tx };
-    in_tx.send(Bytes::from_static(b"hello\nworld\n")).await.unwrap();
+    let io = ExecIo {
+        stdin: Some(in_rx),
+        resize: None,
+        stdout: out_tx,
+        stderr: err_tx,
+    };
+    in_tx
+        .send(Bytes::from_static(b"hello\nworld\n"))
+        .await
+        .unwrap();
     drop(in_tx);
-    let cmd = vec!["/bin/sh".into(), "-c".into(), "wc -l; echo e >&2; exit 4".into()];
-    let (result, out, err) = tokio::join!(d.exec_streaming(&id, cmd, false, io), collect(out_rx), collect(err_rx));
+    let cmd = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "wc -l; echo e >&2; exit 4".into(),
+    ];
+    let (result, out, err) = tokio::join!(
+        d.exec_streaming(&id, cmd, false, io),
+        collect(out_rx),
+        collect(err_rx)
+    );
     assert_eq!(result.unwrap().exit_code, 4);
     assert_eq!(String::from_utf8_lossy(&out).trim(), "2");
     assert_eq!(err, b"e\n");
@@ -264,9 +329,24 @@ async fn exec_streaming_with_stdin_and_with_tty() {
     let (rs_tx, rs_rx) = mpsc::channel(4);
     let (out_tx, out_rx) = mpsc::channel(16);
     let (err_tx, _err_rx) = mpsc::channel(16);
-    rs_tx.send(TerminalSize { height: 33, width: 101 }).await.unwrap();
-    let io = ExecIo { stdin: Some(in_rx), resize: Some(rs_rx), stdout: out_tx, stderr: err_tx };
-    let cmd = vec!["/bin/sh".into(), "-c".into(), "sleep 1; stty size; tty; exit 3".into()];
+    rs_tx
+        .send(TerminalSize {
+            height: 33,
+            width: 101,
+        })
+        .await
+        .unwrap();
+    let io = ExecIo {
+        stdin: Some(in_rx),
+        resize: Some(rs_rx),
+        stdout: out_tx,
+        stderr: err_tx,
+    };
+    let cmd = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "sleep 1; stty size; tty; exit 3".into(),
+    ];
     let session = d.exec_streaming(&id, cmd, true, io);
     let (result, out) = tokio::join!(session, async {
         let out = collect(out_rx).await;
@@ -291,17 +371,30 @@ async fn stats_stream_reports_memory_and_ends_when_task_exits() {
     let mut stats = d.stats(&id, Duration::from_millis(500)).unwrap();
     let mut samples = Vec::new();
     for _ in 0..4 {
-        samples.push(tokio::time::timeout(Duration::from_secs(20), stats.recv()).await.unwrap().unwrap());
+        samples.push(
+            tokio::time::timeout(Duration::from_secs(20), stats.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
     }
     assert!(samples.iter().all(|s| s.memory.usage > 0));
-    assert!(samples.iter().skip(1).any(|s| s.cpu.percent > 10.0), "a busy loop uses CPU: {samples:?}");
-    d.stop(&id, Duration::from_secs(2), Some("SIGKILL")).await.unwrap();
+    assert!(
+        samples.iter().skip(1).any(|s| s.cpu.percent > 10.0),
+        "a busy loop uses CPU: {samples:?}"
+    );
+    d.stop(&id, Duration::from_secs(2), Some("SIGKILL"))
+        .await
+        .unwrap();
     d.wait(&id).await.unwrap();
     let ended = tokio::time::timeout(Duration::from_secs(30), async {
         while stats.recv().await.is_some() {}
     })
     .await;
-    assert!(ended.is_ok(), "the stats stream closes once the task has exited");
+    assert!(
+        ended.is_ok(),
+        "the stats stream closes once the task has exited"
+    );
     d.destroy(&id, true).await.unwrap();
 }
 
@@ -310,7 +403,12 @@ async fn logs_are_forwarded_to_separate_files() {
     let label = LabelCleanup::new("drv-logs");
     let d = driver();
     let dir = tempfile::tempdir().unwrap();
-    let mut spec = task(&label, "logs", "echo to-out; echo to-err >&2; sleep 1; echo more-out", json!({}));
+    let mut spec = task(
+        &label,
+        "logs",
+        "echo to-out; echo to-err >&2; sleep 1; echo more-out",
+        json!({}),
+    );
     spec.context.stdout_path = Some(dir.path().join("stdout"));
     spec.context.stderr_path = Some(dir.path().join("stderr"));
     let id = spec.context.id.clone();
@@ -334,7 +432,12 @@ async fn logs_are_forwarded_to_separate_files() {
 async fn recover_in_a_fresh_driver_running_and_exited_tasks() {
     let label = LabelCleanup::new("drv-recover");
     let first = driver();
-    let running = task(&label, "running", "trap 'exit 9' TERM; while true; do sleep 0.2; done", json!({}));
+    let running = task(
+        &label,
+        "running",
+        "trap 'exit 9' TERM; while true; do sleep 0.2; done",
+        json!({}),
+    );
     let exiting = task(&label, "exiting", "sleep 1; exit 11", json!({}));
     let running_state = first.start(running.clone()).await.unwrap().state;
     let exiting_state = first.start(exiting.clone()).await.unwrap().state;
@@ -348,9 +451,18 @@ async fn recover_in_a_fresh_driver_running_and_exited_tasks() {
     // Recovering twice is a no-op.
     second.recover(running_state.clone()).await.unwrap();
     let exited = second.wait(&exiting.context.id).await.unwrap();
-    assert_eq!(exited.exit_code, 11, "the real exit code of a task that exited while no driver ran");
-    assert_eq!(second.inspect(&running.context.id).await.unwrap().state, TaskRunState::Running);
-    second.stop(&running.context.id, Duration::from_secs(5), None).await.unwrap();
+    assert_eq!(
+        exited.exit_code, 11,
+        "the real exit code of a task that exited while no driver ran"
+    );
+    assert_eq!(
+        second.inspect(&running.context.id).await.unwrap().state,
+        TaskRunState::Running
+    );
+    second
+        .stop(&running.context.id, Duration::from_secs(5), None)
+        .await
+        .unwrap();
     assert_eq!(second.wait(&running.context.id).await.unwrap().exit_code, 9);
     second.destroy(&running.context.id, false).await.unwrap();
     second.destroy(&exiting.context.id, false).await.unwrap();
@@ -369,7 +481,10 @@ async fn start_adopts_a_running_container_and_replaces_a_stopped_one() {
     drop(first);
     let second = driver();
     let adopted = second.start(spec.clone()).await.unwrap().state.container_id;
-    assert_eq!(adopted, original, "a running container of the same name is adopted");
+    assert_eq!(
+        adopted, original,
+        "a running container of the same name is adopted"
+    );
     second.destroy(&spec.context.id, true).await.unwrap();
 
     let third = driver_with(json!({ "gc": { "container": false } }));
@@ -379,7 +494,10 @@ async fn start_adopts_a_running_container_and_replaces_a_stopped_one() {
     third.destroy(&spec.context.id, false).await.unwrap();
     let fourth = driver();
     let fresh = fourth.start(spec.clone()).await.unwrap().state.container_id;
-    assert_ne!(fresh, stale, "a stopped container of the same name is replaced");
+    assert_ne!(
+        fresh, stale,
+        "a stopped container of the same name is replaced"
+    );
     fourth.destroy(&spec.context.id, true).await.unwrap();
 }
 
@@ -387,17 +505,28 @@ async fn start_adopts_a_running_container_and_replaces_a_stopped_one() {
 async fn out_of_memory_task_exits_137() {
     let label = LabelCleanup::new("drv-oom");
     let d = driver();
-    let mut spec = task(&label, "oom", "x=a; while true; do x=$x$x; done", json!({ "memory_swap": "16m" }));
+    let mut spec = task(
+        &label,
+        "oom",
+        "x=a; while true; do x=$x$x; done",
+        json!({ "memory_swap": "16m" }),
+    );
     spec.context.resources.memory_mb = 16;
     let id = spec.context.id.clone();
     d.start(spec).await.unwrap();
-    let result = tokio::time::timeout(Duration::from_secs(120), d.wait(&id)).await.unwrap().unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(120), d.wait(&id))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(result.exit_code, 137, "{result:?}");
     // podman 4.3.1 on cgroup v1 never sets State.OOMKilled (its conmon writes the `oom`
     // marker into its working directory instead of the exit directory), so oom_killed is
     // only asserted where podman reports it; the conformance harness reports the drift.
     if result.oom_killed {
-        assert_eq!(result.err.as_deref(), Some("Podman container killed by OOM killer"));
+        assert_eq!(
+            result.err.as_deref(),
+            Some("Podman container killed by OOM killer")
+        );
     }
     d.destroy(&id, true).await.unwrap();
 }
@@ -412,14 +541,27 @@ async fn bad_input_names_the_option_and_leaves_no_container() {
     assert!(err.to_string().contains("\"nope\""), "{err}");
     assert!(!container_exists(&spec.container_name()));
 
-    let spec = task(&label, "badnet", "exit 0", json!({ "network_mode": "no-such-network" }));
+    let spec = task(
+        &label,
+        "badnet",
+        "exit 0",
+        json!({ "network_mode": "no-such-network" }),
+    );
     let err = d.start(spec.clone()).await.unwrap_err();
     assert!(err.to_string().contains("no-such-network"), "{err}");
     assert!(!container_exists(&spec.container_name()));
 
-    let spec = task(&label, "badimage", "exit 0", json!({ "image": "localhost/no-such-image:1" }));
+    let spec = task(
+        &label,
+        "badimage",
+        "exit 0",
+        json!({ "image": "localhost/no-such-image:1" }),
+    );
     let err = d.start(spec.clone()).await.unwrap_err();
-    assert!(err.to_string().contains("localhost/no-such-image:1"), "{err}");
+    assert!(
+        err.to_string().contains("localhost/no-such-image:1"),
+        "{err}"
+    );
     assert!(!container_exists(&spec.container_name()));
 
     let denied = driver_with(json!({ "allow_privileged": false }));
@@ -435,7 +577,12 @@ async fn image_pull_emits_task_event() {
     let d = driver();
     let registry = support::registry();
     let mut events = d.subscribe_events();
-    let spec = task(&label, "pulled", "exit 0", json!({ "image": registry.busybox(), "force_pull": true, "auth": { "tls_verify": false } }));
+    let spec = task(
+        &label,
+        "pulled",
+        "exit 0",
+        json!({ "image": registry.busybox(), "force_pull": true, "auth": { "tls_verify": false } }),
+    );
     let id = spec.context.id.clone();
     d.start(spec).await.unwrap();
     let mut messages = BTreeMap::new();
@@ -443,7 +590,9 @@ async fn image_pull_emits_task_event() {
         messages.insert(event.message.clone(), event.task_id.clone());
     }
     assert!(
-        messages.iter().any(|(m, t)| m.starts_with("Pulling image") && t == &id),
+        messages
+            .iter()
+            .any(|(m, t)| m.starts_with("Pulling image") && t == &id),
         "{messages:?}"
     );
     d.wait(&id).await.unwrap();
@@ -465,7 +614,12 @@ async fn unused_image_is_removed_after_the_delay_but_not_while_used() {
     d.start(second.clone()).await.unwrap();
     d.destroy(&first.context.id, true).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let exists = |name: &str| support::podman().cli(&["image", "exists", name]).status.success();
+    let exists = |name: &str| {
+        support::podman()
+            .cli(&["image", "exists", name])
+            .status
+            .success()
+    };
     assert!(exists(&image), "still used by the second task");
     d.destroy(&second.context.id, true).await.unwrap();
     let mut removed = false;
@@ -488,17 +642,47 @@ async fn dangling_sweep_selects_only_our_orphans() {
     let orphan = support::unique_name("orphan");
     let foreign = support::unique_name("foreign");
     let p = support::podman();
-    p.cli_ok(&["create", "--name", &orphan, "--label", &label.pair(), "--label", "io.nomad-driver-podman.managed=true", BUSYBOX_IMAGE, "true"]);
-    p.cli_ok(&["create", "--name", &foreign, "--label", &label.pair(), BUSYBOX_IMAGE, "true"]);
+    p.cli_ok(&[
+        "create",
+        "--name",
+        &orphan,
+        "--label",
+        &label.pair(),
+        "--label",
+        "io.nomad-driver-podman.managed=true",
+        BUSYBOX_IMAGE,
+        "true",
+    ]);
+    p.cli_ok(&[
+        "create",
+        "--name",
+        &foreign,
+        "--label",
+        &label.pair(),
+        BUSYBOX_IMAGE,
+        "true",
+    ]);
     let owned = task(&label, "owned", "sleep 300", json!({}));
     let owned_id = d.start(owned.clone()).await.unwrap().state.container_id;
-    let orphan_id = inspect_container(&orphan)["Id"].as_str().unwrap().to_string();
-    let foreign_id = inspect_container(&foreign)["Id"].as_str().unwrap().to_string();
+    let orphan_id = inspect_container(&orphan)["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let foreign_id = inspect_container(&foreign)["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let swept = d.sweep_dangling_containers().await;
     assert!(swept.contains(&orphan_id), "our label, no task: dangling");
-    assert!(!swept.contains(&foreign_id), "no label of ours: never touched");
-    assert!(!swept.contains(&owned_id), "a known task's container is not dangling");
+    assert!(
+        !swept.contains(&foreign_id),
+        "no label of ours: never touched"
+    );
+    assert!(
+        !swept.contains(&owned_id),
+        "a known task's container is not dangling"
+    );
     assert!(container_exists(&orphan), "dry_run removes nothing");
     d.destroy(&owned.context.id, true).await.unwrap();
 }

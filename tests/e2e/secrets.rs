@@ -4,7 +4,7 @@
 //! Every test runs something with credentials of the local auth registry (right ones and
 //! wrong ones), collects every text the driver core returns (errors in `Display` and
 //! `Debug` form, task events, task status) or the runner prints (stdout and stderr of
-//! `validate`, `plan`, `run`, `logs`, `ps`, plain and JSON), and greps all of it for the
+//! `validate`, `plan` (plain and JSON), `run`, `logs`), and greps all of it for the
 //! passwords, every form of the `X-Registry-Auth` header and the auth-file `auth` entry,
 //! and the contents of a template rendered into `secrets/`.
 
@@ -34,8 +34,14 @@ impl Secrets {
         let engines = [
             ("standard", base64::engine::general_purpose::STANDARD),
             ("url-safe", base64::engine::general_purpose::URL_SAFE),
-            ("standard unpadded", base64::engine::general_purpose::STANDARD_NO_PAD),
-            ("url-safe unpadded", base64::engine::general_purpose::URL_SAFE_NO_PAD),
+            (
+                "standard unpadded",
+                base64::engine::general_purpose::STANDARD_NO_PAD,
+            ),
+            (
+                "url-safe unpadded",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            ),
         ];
         let headers = [
             json!({"username": user, "password": password, "serveraddress": registry}),
@@ -46,7 +52,10 @@ impl Secrets {
                 &format!("{name} base64 of user:password"),
                 &engine.encode(format!("{user}:{password}")),
             );
-            secrets.add(&format!("{name} base64 of the password"), &engine.encode(password));
+            secrets.add(
+                &format!("{name} base64 of the password"),
+                &engine.encode(password),
+            );
             for header in &headers {
                 secrets.add(
                     &format!("{name} base64 X-Registry-Auth {header}"),
@@ -141,7 +150,10 @@ async fn assert_start_fails_cleanly(d: &Driver, spec: TaskSpec, secrets: &Secret
 async fn assert_runs_cleanly(d: &Driver, spec: TaskSpec, secrets: &Secrets) {
     let mut events = d.subscribe_events();
     let id = spec.context.id.clone();
-    let started = d.start(spec).await.expect("start with the right credentials");
+    let started = d
+        .start(spec)
+        .await
+        .expect("start with the right credentials");
     secrets.assert_absent("the started task", &format!("{started:?}"));
     secrets.assert_absent(
         "the task state",
@@ -166,7 +178,8 @@ async fn task_auth_block_never_shows_in_errors_events_or_state() {
     secrets.extend(Secrets::for_credentials(&registry.host(), &user, &wrong));
     let d = driver(json!({}));
 
-    let auth = |password: &str| json!({"username": user, "password": password, "tls_verify": false});
+    let auth =
+        |password: &str| json!({"username": user, "password": password, "tls_verify": false});
     let spec = pulling_task(&label, &image, auth(&wrong));
     let text = assert_start_fails_cleanly(&d, spec, &secrets).await;
     assert!(text.contains(&image), "the error names the image: {text}");
@@ -251,7 +264,13 @@ impl Runner<'_> {
 
 /// A batch job pulling `image` with a password from a sensitive variable and a template
 /// rendered into the task's secrets dir; the task only reports that the secret is there.
-fn job_file(job: &str, image: &str, user: &str, template_secret: &str, label: &LabelCleanup) -> String {
+fn job_file(
+    job: &str,
+    image: &str,
+    user: &str,
+    template_secret: &str,
+    label: &LabelCleanup,
+) -> String {
     format!(
         r#"variable "registry_password" {{
   type      = string
@@ -333,20 +352,29 @@ fn runner_output_never_shows_passwords_or_secret_templates() {
     }
     let plan: Value = serde_json::from_str(&plan).expect("plan --json is JSON");
     let auth = &plan["groups"][0]["tasks"][0]["registry_auth"];
-    assert_eq!(auth["username"], json!(user), "the plan shows who pulls: {plan}");
+    assert_eq!(
+        auth["username"],
+        json!(user),
+        "the plan shows who pulls: {plan}"
+    );
     assert_eq!(auth["password"], json!("<redacted>"), "{plan}");
 
     runner.password = wrong.clone();
     let (code, output) = runner.checked(&["run", "job.nomad"], &secrets);
     assert_eq!(code, Some(1), "a failed pull fails the job:\n{output}");
-    assert!(output.contains(&image), "the failure names the image:\n{output}");
+    assert!(
+        output.contains(&image),
+        "the failure names the image:\n{output}"
+    );
 
     runner.password = password.clone();
     let (code, output) = runner.checked(&["run", "job.nomad"], &secrets);
-    assert_eq!(code, Some(0), "the job runs with the right password:\n{output}");
+    assert_eq!(
+        code,
+        Some(0),
+        "the job runs with the right password:\n{output}"
+    );
     assert!(output.contains("secret-present"), "{output}");
     let (_, logs) = runner.checked(&["logs", &job], &secrets);
     assert!(logs.contains("secret-present"), "{logs}");
-    runner.checked(&["ps", &job], &secrets);
-    runner.checked(&["ps", "--json", &job], &secrets);
 }

@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 pub fn default_state_root() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir).join("nomad-driver-podman"),
-        None => PathBuf::from(format!("/tmp/nomad-driver-podman-{}", nix::unistd::getuid())),
+        None => PathBuf::from(format!(
+            "/tmp/nomad-driver-podman-{}",
+            nix::unistd::getuid()
+        )),
     }
 }
 
@@ -29,7 +32,9 @@ pub struct AllocDir {
 
 impl AllocDir {
     pub fn new(state_root: &Path, job_id: &str, alloc_id: &str) -> Self {
-        AllocDir { root: state_root.join(job_id).join(alloc_id) }
+        AllocDir {
+            root: state_root.join(job_id).join(alloc_id),
+        }
     }
 
     pub fn shared(&self) -> PathBuf {
@@ -63,7 +68,11 @@ impl AllocDir {
     /// Creates the tree. Directories are world-writable (as Nomad makes the shared alloc
     /// dir) so tasks running as another user inside their container can write to them.
     pub async fn create(&self, tasks: &[&str]) -> std::io::Result<()> {
-        let mut dirs = vec![self.shared().join("data"), self.logs(), self.shared().join("tmp")];
+        let mut dirs = vec![
+            self.shared().join("data"),
+            self.logs(),
+            self.shared().join("tmp"),
+        ];
         for task in tasks {
             dirs.push(self.local(task));
             dirs.push(self.secrets(task));
@@ -113,20 +122,38 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         let dir = AllocDir::new(state.path(), "web", "a1");
         dir.create(&["server", "sidecar"]).await.unwrap();
-        for sub in ["alloc/data", "alloc/logs", "alloc/tmp", "server/local", "server/secrets", "server/tmp", "sidecar/local"] {
+        for sub in [
+            "alloc/data",
+            "alloc/logs",
+            "alloc/tmp",
+            "server/local",
+            "server/secrets",
+            "server/tmp",
+            "sidecar/local",
+        ] {
             let path = state.path().join("web/a1").join(sub);
-            let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let meta =
+                std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(meta.is_dir());
             assert_eq!(meta.permissions().mode() & 0o777, 0o777);
         }
-        assert_eq!(dir.stdout("server"), state.path().join("web/a1/alloc/logs/server.stdout.0"));
+        assert_eq!(
+            dir.stdout("server"),
+            state.path().join("web/a1/alloc/logs/server.stdout.0")
+        );
     }
 
     #[test]
     fn template_destinations_stay_in_the_allocation() {
         let dir = AllocDir::new(Path::new("/state"), "web", "a1");
-        assert_eq!(dir.template_destination("t", "local/x.conf"), Some(PathBuf::from("/state/web/a1/t/local/x.conf")));
-        assert_eq!(dir.template_destination("t", "../alloc/data/y"), Some(PathBuf::from("/state/web/a1/alloc/data/y")));
+        assert_eq!(
+            dir.template_destination("t", "local/x.conf"),
+            Some(PathBuf::from("/state/web/a1/t/local/x.conf"))
+        );
+        assert_eq!(
+            dir.template_destination("t", "../alloc/data/y"),
+            Some(PathBuf::from("/state/web/a1/alloc/data/y"))
+        );
         assert_eq!(dir.template_destination("t", "../../../etc/passwd"), None);
         assert_eq!(dir.template_destination("t", "/etc/passwd"), None);
     }

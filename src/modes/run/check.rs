@@ -54,7 +54,10 @@ fn top_level_key(field: &str) -> Option<&str> {
 }
 
 fn check_task(group: &Group, task: &Task, out: &mut Checked) {
-    let bridge = group.network.as_ref().is_some_and(|n| n.mode == NetworkMode::Bridge);
+    let bridge = group
+        .network
+        .as_ref()
+        .is_some_and(|n| n.mode == NetworkMode::Bridge);
     if bridge && task.name == INFRA_TASK {
         out.errors.push(JobFileError::at(
             task.location.clone(),
@@ -67,13 +70,23 @@ fn check_task(group: &Group, task: &Task, out: &mut Checked) {
             // A value that is still `${...}` is decided when the task starts.
             if !field_is_deferred(task, e.field()) {
                 let at = config_field_location(task, e.field());
-                out.errors.push(JobFileError::at(at, format!("task {:?}: {e}", task.name)));
+                out.errors
+                    .push(JobFileError::at(at, format!("task {:?}: {e}", task.name)));
             }
             return;
         }
     };
-    let located = |key: &str| task.config_locations.get(key).cloned().unwrap_or_else(|| task.config_location.clone());
-    let group_ports = group.network.as_ref().map(|n| n.ports.as_slice()).unwrap_or(&[]);
+    let located = |key: &str| {
+        task.config_locations
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| task.config_location.clone())
+    };
+    let group_ports = group
+        .network
+        .as_ref()
+        .map(|n| n.ports.as_slice())
+        .unwrap_or(&[]);
     if !config.ports.is_empty() && group.network.is_none() {
         out.errors.push(JobFileError::at(
             located("ports"),
@@ -84,7 +97,10 @@ fn check_task(group: &Group, task: &Task, out: &mut Checked) {
         if group.network.is_some() && !group_ports.iter().any(|p| &p.label == label) {
             out.errors.push(JobFileError::at(
                 located("ports"),
-                format!("task {:?}: Port {label:?} not found, check the group's network block", task.name),
+                format!(
+                    "task {:?}: Port {label:?} not found, check the group's network block",
+                    task.name
+                ),
             ));
         }
     }
@@ -105,25 +121,52 @@ fn check_task(group: &Group, task: &Task, out: &mut Checked) {
                 let at = located(key);
                 match out.ignored.iter_mut().find(|i| i.what == what) {
                     Some(i) => i.count += 1,
-                    None => out.ignored.push(Ignored { what, location: at, count: 1 }),
+                    None => out.ignored.push(Ignored {
+                        what,
+                        location: at,
+                        count: 1,
+                    }),
                 }
             }
         }
     } else if let Ok(TaskNetworkMode::Task(name)) = config.network() {
-        check_task_reference(group, task, &name, "network_mode", located("network_mode"), out);
+        check_task_reference(
+            group,
+            task,
+            &name,
+            "network_mode",
+            located("network_mode"),
+            out,
+        );
     }
     if let Ok(IpcMode::Task(name)) = config.ipc() {
         check_task_reference(group, task, &name, "ipc_mode", located("ipc_mode"), out);
     }
 }
 
-fn check_task_reference(group: &Group, task: &Task, target: &str, key: &str, at: Location, out: &mut Checked) {
+fn check_task_reference(
+    group: &Group,
+    task: &Task,
+    target: &str,
+    key: &str,
+    at: Location,
+    out: &mut Checked,
+) {
     if target == task.name {
-        out.errors.push(JobFileError::at(at, format!("task {:?}: {key} = \"task:{target}\" refers to the task itself", task.name)));
+        out.errors.push(JobFileError::at(
+            at,
+            format!(
+                "task {:?}: {key} = \"task:{target}\" refers to the task itself",
+                task.name
+            ),
+        ));
     } else if !group.tasks.iter().any(|t| t.name == target) {
         out.errors.push(JobFileError::at(
             at,
-            format!("task {:?}: {key} = \"task:{target}\" names no podman task of group {:?}", task.name, group.name),
+            format!(
+                "task {:?}: {key} = \"task:{target}\" names no podman task of group {:?}",
+                task.name, group.name
+            ),
         ));
     }
 }
@@ -134,7 +177,9 @@ fn field_is_deferred(task: &Task, field: &str) -> bool {
         match v {
             serde_json::Value::String(s) => s.contains("${"),
             serde_json::Value::Array(items) => items.iter().any(has_reference),
-            serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains("${") || has_reference(v)),
+            serde_json::Value::Object(map) => map
+                .iter()
+                .any(|(k, v)| k.contains("${") || has_reference(v)),
             _ => false,
         }
     }
@@ -149,8 +194,14 @@ mod tests {
     use crate::modes::run::jobspec::{parse, Source, VarInputs};
 
     fn check(text: &str) -> Vec<String> {
-        let job = parse(Source::new("job.nomad", text), &VarInputs::default()).unwrap().job;
-        check_job(&job).errors.iter().map(ToString::to_string).collect()
+        let job = parse(Source::new("job.nomad", text), &VarInputs::default())
+            .unwrap()
+            .job;
+        check_job(&job)
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     #[test]
@@ -183,8 +234,16 @@ mod tests {
 "#,
         );
         assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors[0].starts_with("job.nomad:10:9: task \"t\": config.memory_reservation"), "{}", errors[0]);
-        assert!(errors[1].starts_with("job.nomad:20:9: task \"u\": config.bogus: unknown option"), "{}", errors[1]);
+        assert!(
+            errors[0].starts_with("job.nomad:10:9: task \"t\": config.memory_reservation"),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            errors[1].starts_with("job.nomad:20:9: task \"u\": config.bogus: unknown option"),
+            "{}",
+            errors[1]
+        );
     }
 
     #[test]

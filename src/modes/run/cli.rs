@@ -61,7 +61,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
     pub host_ip: IpAddr,
     /// Image of the container that holds a bridge group's network namespace.
-    #[arg(long, default_value = "localhost/ndp-busybox:latest", value_name = "IMAGE")]
+    #[arg(
+        long,
+        default_value = "localhost/ndp-busybox:latest",
+        value_name = "IMAGE"
+    )]
     pub infra_image: String,
     /// Plain output even on a terminal (NO_COLOR does the same).
     #[arg(long)]

@@ -23,11 +23,17 @@ async fn spawn_and_wait(args: &RunArgs) -> Result<i32, RunError> {
     let checked = load_checked(&args.file, &args.vars).await?;
     let job_id = checked.loaded.job.id.clone();
     let files = JobFiles::new(&state_root(&args.connection), &job_id);
-    tokio::fs::create_dir_all(&files.dir).await.map_err(RunError::io("cannot create", &files.dir))?;
+    tokio::fs::create_dir_all(&files.dir)
+        .await
+        .map_err(RunError::io("cannot create", &files.dir))?;
     let _ = tokio::fs::remove_file(files.ready()).await;
-    let log = std::fs::File::create(files.log()).map_err(RunError::io("cannot create", files.log()))?;
-    let log_err = log.try_clone().map_err(RunError::io("cannot open", files.log()))?;
-    let exe = std::env::current_exe().map_err(RunError::io("cannot find", "the runner executable"))?;
+    let log =
+        std::fs::File::create(files.log()).map_err(RunError::io("cannot create", files.log()))?;
+    let log_err = log
+        .try_clone()
+        .map_err(RunError::io("cannot open", files.log()))?;
+    let exe =
+        std::env::current_exe().map_err(RunError::io("cannot find", "the runner executable"))?;
     let mut child_args: Vec<OsString> = std::env::args_os()
         .skip(1)
         .filter(|a| a != "--detach" && a != "-d")
@@ -53,8 +59,13 @@ async fn spawn_and_wait(args: &RunArgs) -> Result<i32, RunError> {
             println!("  runner log: {}", files.log().display());
             return Ok(exit_code::OK);
         }
-        if let Some(status) = child.try_wait().map_err(RunError::io("cannot watch", "the background runner"))? {
-            let output = tokio::fs::read_to_string(files.log()).await.unwrap_or_default();
+        if let Some(status) = child
+            .try_wait()
+            .map_err(RunError::io("cannot watch", "the background runner"))?
+        {
+            let output = tokio::fs::read_to_string(files.log())
+                .await
+                .unwrap_or_default();
             print!("{output}");
             return Ok(status.code().unwrap_or(exit_code::RUNNER));
         }

@@ -47,7 +47,16 @@ pub struct EnvInputs<'a> {
 /// Nomad's task environment, in Nomad's order: runtime values, then the interpolated
 /// `env` block, then template env. Keys get Nomad's cleaning (invalid characters -> `_`).
 pub fn task_env(inputs: &EnvInputs<'_>) -> BTreeMap<String, String> {
-    let EnvInputs { job, group, task, alloc, ports, bridge, node, template_env } = inputs;
+    let EnvInputs {
+        job,
+        group,
+        task,
+        alloc,
+        ports,
+        bridge,
+        node,
+        template_env,
+    } = inputs;
     let mut env = BTreeMap::new();
     let mut set = |k: &str, v: String| {
         env.insert(clean_key(k), v);
@@ -73,7 +82,13 @@ pub fn task_env(inputs: &EnvInputs<'_>) -> BTreeMap<String, String> {
     set("NOMAD_JOB_NAME", job.name.clone());
     set("NOMAD_NAMESPACE", job.namespace.clone());
     set("NOMAD_REGION", job.region.clone());
-    set("NOMAD_DC", job.datacenters.first().cloned().unwrap_or_else(|| "dc1".into()));
+    set(
+        "NOMAD_DC",
+        job.datacenters
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "dc1".into()),
+    );
 
     // Task meta wins over group meta over job meta; each key as written and upper-cased.
     let mut meta = job.meta.clone();
@@ -98,14 +113,20 @@ pub fn task_env(inputs: &EnvInputs<'_>) -> BTreeMap<String, String> {
             set(&format!("NOMAD_ALLOC_PORT_{}", p.label), p.to.to_string());
             if !bridge.ip.is_empty() {
                 set(&format!("NOMAD_ALLOC_IP_{}", p.label), bridge.ip.clone());
-                set(&format!("NOMAD_ALLOC_ADDR_{}", p.label), join_host_port(&bridge.ip, p.to));
+                set(
+                    &format!("NOMAD_ALLOC_ADDR_{}", p.label),
+                    join_host_port(&bridge.ip, p.to),
+                );
             }
         }
     }
 
     // The env block is interpolated against what is set so far.
     let runtime = env.clone();
-    let scope = Scope { env: Some(&runtime), node: Some(node) };
+    let scope = Scope {
+        env: Some(&runtime),
+        node: Some(node),
+    };
     for (k, v) in &task.env {
         env.insert(clean_key(k), interpolate(v, &scope));
     }
@@ -118,7 +139,13 @@ pub fn task_env(inputs: &EnvInputs<'_>) -> BTreeMap<String, String> {
 /// Nomad's env key cleaning: anything but letters, digits, `_` and `.` becomes `_`.
 pub fn clean_key(key: &str) -> String {
     key.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -143,7 +170,11 @@ fn total_cpu_mhz() -> u64 {
 
 /// Node attributes for `${attr.*}`, `${node.*}` (this host as a one-node cluster).
 pub fn node_attributes(job: &Job) -> BTreeMap<String, String> {
-    let proc_text = |path: &str| std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default();
+    let proc_text = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
     let hostname = proc_text("/proc/sys/kernel/hostname");
     let kernel_version = proc_text("/proc/sys/kernel/osrelease");
     let arch = match std::env::consts::ARCH {
@@ -166,7 +197,13 @@ pub fn node_attributes(job: &Job) -> BTreeMap<String, String> {
     set("attr.driver.podman", "true".into());
     set("node.unique.id", node_id);
     set("node.unique.name", hostname);
-    set("node.datacenter", job.datacenters.first().cloned().unwrap_or_else(|| "dc1".into()));
+    set(
+        "node.datacenter",
+        job.datacenters
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "dc1".into()),
+    );
     set("node.region", job.region.clone());
     set("node.class", String::new());
     set("node.pool", "default".into());
@@ -208,14 +245,27 @@ job "web" {
 
     #[test]
     fn builds_nomads_task_environment() {
-        let job = parse(Source::new("j.nomad", JOB), &VarInputs::default()).unwrap().job;
+        let job = parse(Source::new("j.nomad", JOB), &VarInputs::default())
+            .unwrap()
+            .job;
         let (group, task) = (&job.groups[0], &job.groups[0].tasks[0]);
-        let alloc = AllocIdentity { id: "0123456789abcdef".into(), index: 2 };
-        let ports = vec![AllocatedPort { label: "http".into(), value: 25000, to: 80, host_ip: "127.0.0.1".into() }];
+        let alloc = AllocIdentity {
+            id: "0123456789abcdef".into(),
+            index: 2,
+        };
+        let ports = vec![AllocatedPort {
+            label: "http".into(),
+            value: 25000,
+            to: 80,
+            host_ip: "127.0.0.1".into(),
+        }];
         let mut node = BTreeMap::new();
         node.insert("attr.kernel.name".to_string(), "linux".to_string());
-        let template_env: BTreeMap<String, String> = [("OVERRIDE".to_string(), "from-template".to_string())].into();
-        let bridge = BridgeInfo { ip: "10.88.0.5".into() };
+        let template_env: BTreeMap<String, String> =
+            [("OVERRIDE".to_string(), "from-template".to_string())].into();
+        let bridge = BridgeInfo {
+            ip: "10.88.0.5".into(),
+        };
         let env = task_env(&EnvInputs {
             job: &job,
             group,
@@ -226,7 +276,11 @@ job "web" {
             node: &node,
             template_env: &template_env,
         });
-        let get = |k: &str| env.get(k).map(String::as_str).unwrap_or_else(|| panic!("{k} missing from {env:?}"));
+        let get = |k: &str| {
+            env.get(k)
+                .map(String::as_str)
+                .unwrap_or_else(|| panic!("{k} missing from {env:?}"))
+        };
         assert_eq!(get("NOMAD_ALLOC_ID"), "0123456789abcdef");
         assert_eq!(get("NOMAD_SHORT_ALLOC_ID"), "01234567");
         assert_eq!(get("NOMAD_ALLOC_NAME"), "web.app[2]");

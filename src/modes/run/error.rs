@@ -46,11 +46,17 @@ impl RunError {
         match self {
             RunError::JobFile(_) => exit_code::JOB_FILE,
             RunError::PodmanUnreachable { .. } => exit_code::PODMAN_UNREACHABLE,
-            RunError::Io { .. } | RunError::JobNotFound(_) | RunError::Driver(_) | RunError::Other(_) => exit_code::RUNNER,
+            RunError::Io { .. }
+            | RunError::JobNotFound(_)
+            | RunError::Driver(_)
+            | RunError::Other(_) => exit_code::RUNNER,
         }
     }
 
-    pub fn io(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> RunError {
+    pub fn io(
+        what: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> RunError {
         let path = path.into();
         move |source| RunError::Io { what, path, source }
     }

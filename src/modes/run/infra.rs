@@ -20,7 +20,9 @@ pub fn task_id(ctx: &AllocContext) -> String {
 /// Starts the namespace holder; the returned namespace is what tasks join.
 pub async fn start(ctx: &AllocContext, image: &str) -> Result<BridgeNamespace, String> {
     let group = ctx.group();
-    let labels_map = labels::infra_labels(&ctx.job, group, INFRA_TASK, &ctx.alloc, &ctx.dir, &ctx.ports);
+    let labels_map = labels::infra_labels(
+        &ctx.job, group, INFRA_TASK, &ctx.alloc, &ctx.dir, &ctx.ports,
+    );
     let config = TaskConfig::from_value(&json!({
         "image": image,
         "command": "sh",
@@ -49,12 +51,18 @@ pub async fn start(ctx: &AllocContext, image: &str) -> Result<BridgeNamespace, S
     let container_name = spec.container_name();
     let started = ctx.driver.start(spec).await.map_err(|e| e.to_string())?;
     let ip = started.network.map(|n| n.ip).unwrap_or_default();
-    Ok(BridgeNamespace { container_name, info: BridgeInfo { ip } })
+    Ok(BridgeNamespace {
+        container_name,
+        info: BridgeInfo { ip },
+    })
 }
 
 /// Stops and removes the namespace holder.
 pub async fn stop(ctx: &AllocContext) {
     let id = task_id(ctx);
-    let _ = ctx.driver.stop(&id, std::time::Duration::from_secs(2), None).await;
+    let _ = ctx
+        .driver
+        .stop(&id, std::time::Duration::from_secs(2), None)
+        .await;
     let _ = ctx.driver.destroy(&id, true).await;
 }

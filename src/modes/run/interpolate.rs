@@ -72,7 +72,9 @@ pub fn interpolate(text: &str, scope: &Scope<'_>) -> String {
 pub fn interpolate_value(value: &Value, scope: &Scope<'_>) -> Value {
     match value {
         Value::String(s) => Value::String(interpolate(s, scope)),
-        Value::Array(items) => Value::Array(items.iter().map(|v| interpolate_value(v, scope)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| interpolate_value(v, scope)).collect())
+        }
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| (interpolate(k, scope), interpolate_value(v, scope)))
@@ -89,21 +91,44 @@ mod tests {
 
     #[test]
     fn replaces_known_references_and_keeps_unknown_ones() {
-        let env: BTreeMap<String, String> = [("NOMAD_ALLOC_ID", "a1"), ("NOMAD_PORT_http", "8080"), ("HOME", "/root")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let node: BTreeMap<String, String> = [("attr.kernel.name", "linux"), ("node.unique.name", "box")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let scope = Scope { env: Some(&env), node: Some(&node) };
-        assert_eq!(interpolate("${NOMAD_ALLOC_ID}-${NOMAD_PORT_http}", &scope), "a1-8080");
-        assert_eq!(interpolate("${attr.kernel.name}/${node.unique.name}", &scope), "linux/box");
-        assert_eq!(interpolate("${env[\"HOME\"]} ${env.HOME}", &scope), "/root /root");
-        assert_eq!(interpolate("${meta.rack} ${NOPE} $${x} ${unterminated", &scope), "${meta.rack} ${NOPE} $${x} ${unterminated");
+        let env: BTreeMap<String, String> = [
+            ("NOMAD_ALLOC_ID", "a1"),
+            ("NOMAD_PORT_http", "8080"),
+            ("HOME", "/root"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let node: BTreeMap<String, String> =
+            [("attr.kernel.name", "linux"), ("node.unique.name", "box")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let scope = Scope {
+            env: Some(&env),
+            node: Some(&node),
+        };
         assert_eq!(
-            interpolate_value(&json!({"args": ["-p", "${NOMAD_PORT_http}"], "labels": {"${NOMAD_ALLOC_ID}": 1}}), &scope),
+            interpolate("${NOMAD_ALLOC_ID}-${NOMAD_PORT_http}", &scope),
+            "a1-8080"
+        );
+        assert_eq!(
+            interpolate("${attr.kernel.name}/${node.unique.name}", &scope),
+            "linux/box"
+        );
+        assert_eq!(
+            interpolate("${env[\"HOME\"]} ${env.HOME}", &scope),
+            "/root /root"
+        );
+        assert_eq!(
+            interpolate("${meta.rack} ${NOPE} $${x} ${unterminated", &scope),
+            "${meta.rack} ${NOPE} $${x} ${unterminated"
+        );
+        assert_eq!(
+            interpolate_value(
+                &json!({"args": ["-p", "${NOMAD_PORT_http}"], "labels": {"${NOMAD_ALLOC_ID}": 1}}),
+                &scope
+            ),
             json!({"args": ["-p", "8080"], "labels": {"a1": 1}})
         );
     }

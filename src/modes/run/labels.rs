@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use super::alloc::AllocDir;
 use super::env::AllocIdentity;
-use super::ports::AllocatedPort;
 use super::model::{Group, Job, Task};
+use super::ports::AllocatedPort;
 
 /// The job id; every runner container has it.
 pub const JOB: &str = "io.nomad-driver-podman.runner.job";
@@ -27,26 +27,54 @@ pub const PORTS: &str = "io.nomad-driver-podman.runner.ports";
 
 pub const INFRA_STAGE: &str = "infra";
 
-pub fn task_labels(job: &Job, group: &Group, task: &Task, alloc: &AllocIdentity, dir: &AllocDir, ports: &[AllocatedPort]) -> BTreeMap<String, String> {
+pub fn task_labels(
+    job: &Job,
+    group: &Group,
+    task: &Task,
+    alloc: &AllocIdentity,
+    dir: &AllocDir,
+    ports: &[AllocatedPort],
+) -> BTreeMap<String, String> {
     let stage = serde_json::to_value(task.stage())
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
     let mut labels = common(job, group, &task.name, alloc, dir, &stage, ports);
     labels.insert(LEADER.into(), task.leader.to_string());
-    labels.insert(KILL_TIMEOUT.into(), task.kill_timeout.as_secs().max(1).to_string());
+    labels.insert(
+        KILL_TIMEOUT.into(),
+        task.kill_timeout.as_secs().max(1).to_string(),
+    );
     if let Some(signal) = &task.kill_signal {
         labels.insert(KILL_SIGNAL.into(), signal.clone());
     }
     labels
 }
 
-pub fn infra_labels(job: &Job, group: &Group, name: &str, alloc: &AllocIdentity, dir: &AllocDir, ports: &[AllocatedPort]) -> BTreeMap<String, String> {
+pub fn infra_labels(
+    job: &Job,
+    group: &Group,
+    name: &str,
+    alloc: &AllocIdentity,
+    dir: &AllocDir,
+    ports: &[AllocatedPort],
+) -> BTreeMap<String, String> {
     common(job, group, name, alloc, dir, INFRA_STAGE, ports)
 }
 
-fn common(job: &Job, group: &Group, task: &str, alloc: &AllocIdentity, dir: &AllocDir, stage: &str, ports: &[AllocatedPort]) -> BTreeMap<String, String> {
-    let ports: Vec<String> = ports.iter().map(|p| format!("{} {}:{}->{}", p.label, p.host_ip, p.value, p.to)).collect();
+fn common(
+    job: &Job,
+    group: &Group,
+    task: &str,
+    alloc: &AllocIdentity,
+    dir: &AllocDir,
+    stage: &str,
+    ports: &[AllocatedPort],
+) -> BTreeMap<String, String> {
+    let ports: Vec<String> = ports
+        .iter()
+        .map(|p| format!("{} {}:{}->{}", p.label, p.host_ip, p.value, p.to))
+        .collect();
     [
         (JOB, job.id.clone()),
         (GROUP, group.name.clone()),

@@ -42,7 +42,9 @@ enum SlotState {
     Pending,
     /// Started at least once and not finished for good (it may be between restarts).
     Running,
-    Dead { failed: bool },
+    Dead {
+        failed: bool,
+    },
 }
 
 struct Slot {
@@ -60,12 +62,19 @@ struct Slot {
 
 /// Why the allocation is winding down (first reason wins), for the status line.
 fn announce(ctx: &AllocContext, reason: &str) {
-    ctx.ui.note(format!("{}: {reason}", ctx.alloc.name(&ctx.job, ctx.group())));
+    ctx.ui.note(format!(
+        "{}: {reason}",
+        ctx.alloc.name(&ctx.job, ctx.group())
+    ));
 }
 
 /// Runs the allocation's tasks; `started` is told once the main and poststart tasks have
 /// run (or the allocation ended before that).
-pub async fn run_alloc(ctx: Arc<AllocContext>, mut shutdown: watch::Receiver<Shutdown>, started: mpsc::UnboundedSender<()>) -> AllocOutcome {
+pub async fn run_alloc(
+    ctx: Arc<AllocContext>,
+    mut shutdown: watch::Receiver<Shutdown>,
+    started: mpsc::UnboundedSender<()>,
+) -> AllocOutcome {
     let group = ctx.group();
     let force = CancellationToken::new();
     let mut slots: Vec<Slot> = group
@@ -90,7 +99,10 @@ pub async fn run_alloc(ctx: Arc<AllocContext>, mut shutdown: watch::Receiver<Shu
             return;
         }
         slot.spawned = true;
-        let stop = StopTokens { kill: slot.kill.clone(), force: force.clone() };
+        let stop = StopTokens {
+            kill: slot.kill.clone(),
+            force: force.clone(),
+        };
         tokio::spawn(run_task(ctx.clone(), i, stop, tx.clone()));
     };
 
@@ -119,16 +131,35 @@ pub async fn run_alloc(ctx: Arc<AllocContext>, mut shutdown: watch::Receiver<Shu
                 told_started = true;
                 let _ = started.send(());
             }
-            let reason = if let Some(s) = slots.iter().find(|s| s.state == SlotState::Dead { failed: true }) {
+            let reason = if let Some(s) = slots
+                .iter()
+                .find(|s| s.state == SlotState::Dead { failed: true })
+            {
                 failed_task = Some(s.name.clone());
-                Some(format!("task {:?} failed, stopping the other tasks", s.name))
-            } else if let Some(s) = slots.iter().find(|s| s.leader && matches!(s.state, SlotState::Dead { .. })) {
-                Some(format!("leader task {:?} finished, stopping the other tasks", s.name))
-            } else if slots.iter().any(|s| s.stage == Stage::Main) && all(&slots, Stage::Main, |s| matches!(s.state, SlotState::Dead { .. })) {
+                Some(format!(
+                    "task {:?} failed, stopping the other tasks",
+                    s.name
+                ))
+            } else if let Some(s) = slots
+                .iter()
+                .find(|s| s.leader && matches!(s.state, SlotState::Dead { .. }))
+            {
+                Some(format!(
+                    "leader task {:?} finished, stopping the other tasks",
+                    s.name
+                ))
+            } else if slots.iter().any(|s| s.stage == Stage::Main)
+                && all(&slots, Stage::Main, |s| {
+                    matches!(s.state, SlotState::Dead { .. })
+                })
+            {
                 Some("the main tasks finished".to_string())
             } else if *shutdown.borrow() != Shutdown::Running {
                 stopped = true;
-                Some("stopping in Nomad's order (leader, main tasks, sidecars, then poststop)".to_string())
+                Some(
+                    "stopping in Nomad's order (leader, main tasks, sidecars, then poststop)"
+                        .to_string(),
+                )
             } else {
                 None
             };
@@ -177,7 +208,9 @@ pub async fn run_alloc(ctx: Arc<AllocContext>, mut shutdown: watch::Receiver<Shu
                     }
                 }
             }
-            let done = slots.iter().all(|s| matches!(s.state, SlotState::Dead { .. }) || (!s.spawned && s.kill.is_cancelled()));
+            let done = slots.iter().all(|s| {
+                matches!(s.state, SlotState::Dead { .. }) || (!s.spawned && s.kill.is_cancelled())
+            });
             if poststop_started && done {
                 break;
             }
@@ -236,8 +269,11 @@ pub async fn run_alloc(ctx: Arc<AllocContext>, mut shutdown: watch::Receiver<Shu
 
 /// Starts the tasks whose lifecycle gate is open.
 fn gate(slots: &mut Vec<Slot>, spawn: &impl Fn(&mut Vec<Slot>, usize)) {
-    let prestart_done = all(slots, Stage::Prestart, |s| s.state == SlotState::Dead { failed: false })
-        && all(slots, Stage::PrestartSidecar, |s| s.state == SlotState::Running);
+    let prestart_done = all(slots, Stage::Prestart, |s| {
+        s.state == SlotState::Dead { failed: false }
+    }) && all(slots, Stage::PrestartSidecar, |s| {
+        s.state == SlotState::Running
+    });
     if !prestart_done {
         return;
     }

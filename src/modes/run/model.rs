@@ -135,11 +135,26 @@ impl Task {
     pub fn stage(&self) -> Stage {
         match self.lifecycle {
             None => Stage::Main,
-            Some(Lifecycle { hook: Hook::Prestart, sidecar: false }) => Stage::Prestart,
-            Some(Lifecycle { hook: Hook::Prestart, sidecar: true }) => Stage::PrestartSidecar,
-            Some(Lifecycle { hook: Hook::Poststart, sidecar: false }) => Stage::Poststart,
-            Some(Lifecycle { hook: Hook::Poststart, sidecar: true }) => Stage::PoststartSidecar,
-            Some(Lifecycle { hook: Hook::Poststop, .. }) => Stage::Poststop,
+            Some(Lifecycle {
+                hook: Hook::Prestart,
+                sidecar: false,
+            }) => Stage::Prestart,
+            Some(Lifecycle {
+                hook: Hook::Prestart,
+                sidecar: true,
+            }) => Stage::PrestartSidecar,
+            Some(Lifecycle {
+                hook: Hook::Poststart,
+                sidecar: false,
+            }) => Stage::Poststart,
+            Some(Lifecycle {
+                hook: Hook::Poststart,
+                sidecar: true,
+            }) => Stage::PoststartSidecar,
+            Some(Lifecycle {
+                hook: Hook::Poststop,
+                ..
+            }) => Stage::Poststop,
         }
     }
 }
@@ -269,7 +284,9 @@ impl TemplateSpec {
     /// Rendered into the secrets dir, so never shown by plan or validate.
     pub fn is_secret(&self) -> bool {
         let dest = self.destination.trim_start_matches("./");
-        dest == "secrets" || dest.starts_with("secrets/") || dest.starts_with("${NOMAD_SECRETS_DIR}")
+        dest == "secrets"
+            || dest.starts_with("secrets/")
+            || dest.starts_with("${NOMAD_SECRETS_DIR}")
     }
 }
 
@@ -325,7 +342,9 @@ pub mod duration_text {
         while !rest.is_empty() {
             let num_len = rest
                 .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(|| format!("invalid duration {text:?}: missing unit (use e.g. 10s, 5m, 1h)"))?;
+                .ok_or_else(|| {
+                    format!("invalid duration {text:?}: missing unit (use e.g. 10s, 5m, 1h)")
+                })?;
             if num_len == 0 {
                 return Err(format!("invalid duration {text:?}"));
             }

@@ -93,7 +93,12 @@ pub fn build(job: &Job, ignored: Vec<Ignored>, skipped_tasks: Vec<SkippedTask>) 
         job_name: job.name.clone(),
         job_type: job.job_type.as_str(),
         file: job.file.display().to_string(),
-        groups: job.groups.iter().filter(|g| !g.tasks.is_empty()).map(group_plan).collect(),
+        groups: job
+            .groups
+            .iter()
+            .filter(|g| !g.tasks.is_empty())
+            .map(group_plan)
+            .collect(),
         ignored,
         skipped_tasks,
     }
@@ -109,7 +114,11 @@ fn group_plan(group: &Group) -> GroupPlan {
             },
             n.ports
                 .iter()
-                .map(|p| PortPlan { label: p.label.clone(), static_port: p.static_port, to: p.to })
+                .map(|p| PortPlan {
+                    label: p.label.clone(),
+                    static_port: p.static_port,
+                    to: p.to,
+                })
                 .collect(),
         ),
         None => ("host", Vec::new()),
@@ -125,9 +134,20 @@ fn group_plan(group: &Group) -> GroupPlan {
 
 fn task_plan(group: &Group, task: &Task) -> TaskPlan {
     let config = decode_config(task, &task.config).ok();
-    let raw_str = |k: &str| task.config.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let bridge = group.network.as_ref().is_some_and(|n| n.mode == NetworkMode::Bridge);
-    let network_mode = config.as_ref().map_or_else(|| raw_str("network_mode"), |c| c.network_mode.clone());
+    let raw_str = |k: &str| {
+        task.config
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let bridge = group
+        .network
+        .as_ref()
+        .is_some_and(|n| n.mode == NetworkMode::Bridge);
+    let network_mode = config
+        .as_ref()
+        .map_or_else(|| raw_str("network_mode"), |c| c.network_mode.clone());
     let network = if bridge {
         format!("the allocation's network namespace (group bridge, held by {INFRA_TASK})")
     } else if let Some(t) = network_mode.strip_prefix("task:") {
@@ -138,9 +158,24 @@ fn task_plan(group: &Group, task: &Task) -> TaskPlan {
         network_mode
     };
     let mut mounts = vec![
-        MountPlan { source: "<alloc dir>/alloc".into(), target: "/alloc".into(), kind: "bind", options: Vec::new() },
-        MountPlan { source: format!("<alloc dir>/{}/local", task.name), target: "/local".into(), kind: "bind", options: Vec::new() },
-        MountPlan { source: format!("<alloc dir>/{}/secrets", task.name), target: "/secrets".into(), kind: "bind", options: Vec::new() },
+        MountPlan {
+            source: "<alloc dir>/alloc".into(),
+            target: "/alloc".into(),
+            kind: "bind",
+            options: Vec::new(),
+        },
+        MountPlan {
+            source: format!("<alloc dir>/{}/local", task.name),
+            target: "/local".into(),
+            kind: "bind",
+            options: Vec::new(),
+        },
+        MountPlan {
+            source: format!("<alloc dir>/{}/secrets", task.name),
+            target: "/secrets".into(),
+            kind: "bind",
+            options: Vec::new(),
+        },
     ];
     let mut command = Vec::new();
     let mut entrypoint = None;
@@ -157,16 +192,34 @@ fn task_plan(group: &Group, task: &Task) -> TaskPlan {
                 ports = c.ports.clone();
             }
             for v in c.bind_volumes().unwrap_or_default() {
-                let source = if v.source.starts_with('/') { v.source.clone() } else { format!("<alloc dir>/{}/{}", task.name, v.source) };
-                mounts.push(MountPlan { source, target: v.target, kind: "bind", options: v.options });
+                let source = if v.source.starts_with('/') {
+                    v.source.clone()
+                } else {
+                    format!("<alloc dir>/{}/{}", task.name, v.source)
+                };
+                mounts.push(MountPlan {
+                    source,
+                    target: v.target,
+                    kind: "bind",
+                    options: v.options,
+                });
             }
             for (target, options) in c.tmpfs_mounts().unwrap_or_default() {
-                mounts.push(MountPlan { source: "tmpfs".into(), target, kind: "tmpfs", options });
+                mounts.push(MountPlan {
+                    source: "tmpfs".into(),
+                    target,
+                    kind: "tmpfs",
+                    options,
+                });
             }
-            registry_auth = c.auth.as_ref().filter(|a| !a.username.is_empty() || !a.password.is_empty()).map(|a| AuthPlan {
-                username: a.username.clone(),
-                password: (!a.password.is_empty()).then_some("<redacted>"),
-            });
+            registry_auth = c
+                .auth
+                .as_ref()
+                .filter(|a| !a.username.is_empty() || !a.password.is_empty())
+                .map(|a| AuthPlan {
+                    username: a.username.clone(),
+                    password: (!a.password.is_empty()).then_some("<redacted>"),
+                });
             c.image.clone()
         }
         None => raw_str("image"),
@@ -205,7 +258,10 @@ fn task_plan(group: &Group, task: &Task) -> TaskPlan {
                 RestartMode::Delay => "delay",
             }
         ),
-        kill_signal: task.kill_signal.clone().unwrap_or_else(|| "the image's STOPSIGNAL (default SIGTERM)".into()),
+        kill_signal: task
+            .kill_signal
+            .clone()
+            .unwrap_or_else(|| "the image's STOPSIGNAL (default SIGTERM)".into()),
         kill_timeout: duration_text::format(task.kill_timeout),
         cpu_mhz: task.resources.cpu,
         memory_mb: task.resources.memory_mb,
@@ -215,7 +271,11 @@ fn task_plan(group: &Group, task: &Task) -> TaskPlan {
 impl Plan {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "Job {:?} ({}) from {}", self.job_id, self.job_type, self.file);
+        let _ = writeln!(
+            out,
+            "Job {:?} ({}) from {}",
+            self.job_id, self.job_type, self.file
+        );
         for g in &self.groups {
             let _ = writeln!(
                 out,
@@ -226,22 +286,37 @@ impl Plan {
                 g.network_mode
             );
             for p in &g.ports {
-                let host = p.static_port.map_or_else(|| "dynamic".to_string(), |s| format!("static {s}"));
-                let to = p.to.map_or_else(|| "same port".to_string(), |t| t.to_string());
+                let host = p
+                    .static_port
+                    .map_or_else(|| "dynamic".to_string(), |s| format!("static {s}"));
+                let to =
+                    p.to.map_or_else(|| "same port".to_string(), |t| t.to_string());
                 let _ = writeln!(out, "    port {}: host {host} -> {to}", p.label);
             }
             for t in &g.tasks {
                 let leader = if t.leader { ", leader" } else { "" };
                 let _ = writeln!(out, "\n    Task {:?} ({}{leader})", t.name, t.lifecycle);
                 let field = |out: &mut String, name: &str, value: &str| {
-                    let name = if name.is_empty() { String::new() } else { format!("{name}:") };
+                    let name = if name.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{name}:")
+                    };
                     let _ = writeln!(out, "      {name:<10} {value}");
                 };
                 field(&mut out, "image", &t.image);
                 if let Some(e) = &t.entrypoint {
                     field(&mut out, "entrypoint", &shell_words(e));
                 }
-                field(&mut out, "command", &if t.command.is_empty() { "(image default)".to_string() } else { shell_words(&t.command) });
+                field(
+                    &mut out,
+                    "command",
+                    &if t.command.is_empty() {
+                        "(image default)".to_string()
+                    } else {
+                        shell_words(&t.command)
+                    },
+                );
                 if let Some(u) = &t.user {
                     field(&mut out, "user", u);
                 }
@@ -250,23 +325,53 @@ impl Plan {
                     field(&mut out, "ports", &t.ports.join(", "));
                 }
                 for (i, (k, v)) in t.env.iter().enumerate() {
-                    field(&mut out, if i == 0 { "env" } else { "" }, &format!("{k}={v}"));
+                    field(
+                        &mut out,
+                        if i == 0 { "env" } else { "" },
+                        &format!("{k}={v}"),
+                    );
                 }
                 for (i, m) in t.mounts.iter().enumerate() {
-                    let opts = if m.options.is_empty() { String::new() } else { format!(" ({})", m.options.join(",")) };
-                    field(&mut out, if i == 0 { "mounts" } else { "" }, &format!("{} -> {} [{}]{opts}", m.source, m.target, m.kind));
+                    let opts = if m.options.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", m.options.join(","))
+                    };
+                    field(
+                        &mut out,
+                        if i == 0 { "mounts" } else { "" },
+                        &format!("{} -> {} [{}]{opts}", m.source, m.target, m.kind),
+                    );
                 }
                 for (i, tpl) in t.templates.iter().enumerate() {
                     let env = if tpl.env { ", read into env" } else { "" };
-                    field(&mut out, if i == 0 { "templates" } else { "" }, &format!("{} (perms {}{env})", tpl.destination, tpl.perms));
+                    field(
+                        &mut out,
+                        if i == 0 { "templates" } else { "" },
+                        &format!("{} (perms {}{env})", tpl.destination, tpl.perms),
+                    );
                 }
                 if let Some(a) = &t.registry_auth {
-                    let password = a.password.map_or(String::new(), |p| format!(", password {p}"));
-                    field(&mut out, "auth", &format!("user {:?}{password}", a.username));
+                    let password = a
+                        .password
+                        .map_or(String::new(), |p| format!(", password {p}"));
+                    field(
+                        &mut out,
+                        "auth",
+                        &format!("user {:?}{password}", a.username),
+                    );
                 }
-                field(&mut out, "resources", &format!("cpu {} MHz, memory {} MiB", t.cpu_mhz, t.memory_mb));
+                field(
+                    &mut out,
+                    "resources",
+                    &format!("cpu {} MHz, memory {} MiB", t.cpu_mhz, t.memory_mb),
+                );
                 field(&mut out, "restart", &t.restart);
-                field(&mut out, "stop", &format!("{}, then SIGKILL after {}", t.kill_signal, t.kill_timeout));
+                field(
+                    &mut out,
+                    "stop",
+                    &format!("{}, then SIGKILL after {}", t.kill_signal, t.kill_timeout),
+                );
             }
         }
         out.push_str(&notices_text(&self.ignored, &self.skipped_tasks));
@@ -280,14 +385,22 @@ pub fn notices_text(ignored: &[Ignored], skipped: &[SkippedTask]) -> String {
     if !ignored.is_empty() {
         let _ = writeln!(out, "\nIgnored (no effect in a local run):");
         for i in ignored {
-            let times = if i.count > 1 { format!(" ({}x)", i.count) } else { String::new() };
+            let times = if i.count > 1 {
+                format!(" ({}x)", i.count)
+            } else {
+                String::new()
+            };
             let _ = writeln!(out, "  {}{times} at {}", i.what, i.location);
         }
     }
     if !skipped.is_empty() {
         let _ = writeln!(out, "\nSkipped (only driver = \"podman\" tasks run):");
         for s in skipped {
-            let _ = writeln!(out, "  {}.{} (driver {:?}) at {}", s.group, s.task, s.driver, s.location);
+            let _ = writeln!(
+                out,
+                "  {}.{} (driver {:?}) at {}",
+                s.group, s.task, s.driver, s.location
+            );
         }
     }
     out
@@ -297,7 +410,10 @@ fn shell_words(words: &[String]) -> String {
     words
         .iter()
         .map(|w| {
-            if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=${}@%+,".contains(c)) {
+            if !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=${}@%+,".contains(c))
+            {
                 w.clone()
             } else {
                 format!("'{}'", w.replace('\'', "'\\''"))
@@ -349,7 +465,11 @@ mod tests {
     #[test]
     fn plan_shows_resolved_tasks_without_secrets() {
         let loaded = parse(Source::new("web.nomad", JOB), &VarInputs::default()).unwrap();
-        let plan = build(&loaded.job, loaded.notices.ignored, loaded.notices.skipped_tasks);
+        let plan = build(
+            &loaded.job,
+            loaded.notices.ignored,
+            loaded.notices.skipped_tasks,
+        );
         let text = plan.to_text();
         for expected in [
             "Job \"web\" (service) from web.nomad",
@@ -372,7 +492,10 @@ mod tests {
             assert!(!text.contains("s3cr3t"), "{text}");
         }
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-        assert_eq!(value["groups"][0]["tasks"][0]["command"], serde_json::json!(["httpd", "-f", "-p", "${NOMAD_PORT_http}"]));
+        assert_eq!(
+            value["groups"][0]["tasks"][0]["command"],
+            serde_json::json!(["httpd", "-f", "-p", "${NOMAD_PORT_http}"])
+        );
         assert_eq!(value["groups"][0]["ports"][0]["static_port"], 8080);
     }
 }

@@ -82,7 +82,8 @@ impl RestartTracker {
                 },
                 RestartMode::Delay => {
                     // Wait for the interval to end, then start counting afresh.
-                    let wait = (self.interval_start + self.policy.interval).saturating_duration_since(now);
+                    let wait =
+                        (self.interval_start + self.policy.interval).saturating_duration_since(now);
                     self.count = 0;
                     self.interval_start = now + wait;
                     Decision::Restart {
@@ -135,7 +136,10 @@ mod tests {
         for _ in 0..2 {
             match t.on_exit(false, now) {
                 Decision::Restart { delay, .. } => {
-                    assert!(delay >= Duration::from_secs(4) && delay < Duration::from_secs(5), "{delay:?}")
+                    assert!(
+                        delay >= Duration::from_secs(4) && delay < Duration::from_secs(5),
+                        "{delay:?}"
+                    )
                 }
                 other => panic!("{other:?}"),
             }
@@ -149,7 +153,10 @@ mod tests {
         let mut t = RestartTracker::new(policy(1, RestartMode::Fail), JobType::Service, None);
         assert!(restarts(&t.on_exit(false, now)));
         assert!(restarts(&t.on_exit(false, now + Duration::from_secs(61))));
-        assert!(matches!(t.on_exit(false, now + Duration::from_secs(62)), Decision::Fail { .. }));
+        assert!(matches!(
+            t.on_exit(false, now + Duration::from_secs(62)),
+            Decision::Fail { .. }
+        ));
     }
 
     #[test]
@@ -158,7 +165,9 @@ mod tests {
         let mut t = RestartTracker::new(policy(1, RestartMode::Delay), JobType::Service, None);
         assert!(restarts(&t.on_exit(false, now)));
         match t.on_exit(false, now + Duration::from_secs(10)) {
-            Decision::Restart { delay, .. } => assert!(delay >= Duration::from_secs(54), "{delay:?}"),
+            Decision::Restart { delay, .. } => {
+                assert!(delay >= Duration::from_secs(54), "{delay:?}")
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -167,16 +176,39 @@ mod tests {
     fn success_is_final_for_batch_and_hooks_but_restarted_for_services_and_sidecars() {
         let now = Instant::now();
         let p = policy(2, RestartMode::Fail);
-        assert_eq!(RestartTracker::new(p, JobType::Batch, None).on_exit(true, now), Decision::Done);
-        assert!(restarts(&RestartTracker::new(p, JobType::Service, None).on_exit(true, now)));
-        let prestart = Some(Lifecycle { hook: Hook::Prestart, sidecar: false });
-        assert_eq!(RestartTracker::new(p, JobType::Service, prestart).on_exit(true, now), Decision::Done);
-        let sidecar = Some(Lifecycle { hook: Hook::Poststart, sidecar: true });
-        assert!(restarts(&RestartTracker::new(p, JobType::Batch, sidecar).on_exit(true, now)));
-        let poststop = Some(Lifecycle { hook: Hook::Poststop, sidecar: false });
-        assert_eq!(RestartTracker::new(p, JobType::Service, poststop).on_exit(true, now), Decision::Done);
+        assert_eq!(
+            RestartTracker::new(p, JobType::Batch, None).on_exit(true, now),
+            Decision::Done
+        );
+        assert!(restarts(
+            &RestartTracker::new(p, JobType::Service, None).on_exit(true, now)
+        ));
+        let prestart = Some(Lifecycle {
+            hook: Hook::Prestart,
+            sidecar: false,
+        });
+        assert_eq!(
+            RestartTracker::new(p, JobType::Service, prestart).on_exit(true, now),
+            Decision::Done
+        );
+        let sidecar = Some(Lifecycle {
+            hook: Hook::Poststart,
+            sidecar: true,
+        });
+        assert!(restarts(
+            &RestartTracker::new(p, JobType::Batch, sidecar).on_exit(true, now)
+        ));
+        let poststop = Some(Lifecycle {
+            hook: Hook::Poststop,
+            sidecar: false,
+        });
+        assert_eq!(
+            RestartTracker::new(p, JobType::Service, poststop).on_exit(true, now),
+            Decision::Done
+        );
         assert!(matches!(
-            RestartTracker::new(policy(0, RestartMode::Fail), JobType::Batch, None).on_exit(false, now),
+            RestartTracker::new(policy(0, RestartMode::Fail), JobType::Batch, None)
+                .on_exit(false, now),
             Decision::Fail { .. }
         ));
     }

@@ -20,13 +20,13 @@ use super::env::{node_attributes, AllocIdentity};
 use super::error::{exit_code, RunError};
 use super::infra;
 use super::lifecycle::{run_alloc, AllocOutcome, Shutdown};
-use super::logs::follow;
+use super::logs::{follow, FlushHandle, FlushRequests};
 use super::model::{Job, NetworkMode};
 use super::plan::notices_text;
 use super::ports::PortAllocator;
 use super::state::{self, Manifest, ManifestAlloc};
 use super::task_runner::AllocContext;
-use super::ui::{use_color, Stream, Ui};
+use super::ui::{use_color, Stream, Ui, Who};
 use super::validate::load_checked;
 
 /// Files the runner keeps next to a job's allocation dirs.
@@ -36,7 +36,9 @@ pub struct JobFiles {
 
 impl JobFiles {
     pub fn new(state_root: &Path, job_id: &str) -> Self {
-        JobFiles { dir: state_root.join(job_id) }
+        JobFiles {
+            dir: state_root.join(job_id),
+        }
     }
 
     /// The pid of the runner process that owns the job while it runs.
@@ -56,7 +58,10 @@ impl JobFiles {
 }
 
 pub fn state_root(connection: &ConnectionArgs) -> PathBuf {
-    connection.state_dir.clone().unwrap_or_else(default_state_root)
+    connection
+        .state_dir
+        .clone()
+        .unwrap_or_else(default_state_root)
 }
 
 /// The core driver for the runner: the socket from --socket / CONTAINER_HOST / the
@@ -72,10 +77,16 @@ pub async fn connect(connection: &ConnectionArgs) -> Result<Arc<Driver>, RunErro
         .ok()
         .and_then(|s| s.into_iter().next())
         .map_or_else(|| config.socket_path.clone(), |s| s.url);
-    let driver = Driver::new(config).map_err(|e| RunError::PodmanUnreachable { socket: socket.clone(), reason: e.to_string() })?;
+    let driver = Driver::new(config).map_err(|e| RunError::PodmanUnreachable {
+        socket: socket.clone(),
+        reason: e.to_string(),
+    })?;
     let fingerprint = driver.fingerprint().await;
     if fingerprint.health != Health::Healthy {
-        return Err(RunError::PodmanUnreachable { socket, reason: fingerprint.description });
+        return Err(RunError::PodmanUnreachable {
+            socket,
+            reason: fingerprint.description,
+        });
     }
     Ok(driver)
 }
@@ -93,6 +104,8 @@ pub async fn run(args: RunArgs) -> i32 {
 struct Allocation {
     ctx: AllocContext,
     tasks: Vec<String>,
+    /// Each task's stdout and stderr log, with the flush requests of its follower.
+    logs: Vec<(Who, PathBuf, Stream, FlushRequests)>,
 }
 
 async fn run_job(args: &RunArgs) -> Result<i32, RunError> {
@@ -105,19 +118,27 @@ async fn run_job(args: &RunArgs) -> Result<i32, RunError> {
     let driver = connect(&args.connection).await?;
     let root = state_root(&args.connection);
     let files = JobFiles::new(&root, &job.id);
-    if !state::find(&args.connection, Some(&job.id)).await?.is_empty() {
+    if !state::find(&args.connection, Some(&job.id))
+        .await?
+        .is_empty()
+    {
         return Err(RunError::Other(format!(
             "job {:?} is already running (see `ps {0}`); stop it first with `stop {0}`",
             job.id
         )));
     }
-    tokio::fs::create_dir_all(&files.dir).await.map_err(RunError::io("cannot create", &files.dir))?;
+    tokio::fs::create_dir_all(&files.dir)
+        .await
+        .map_err(RunError::io("cannot create", &files.dir))?;
     remove_previous_allocations(&files).await;
     tokio::fs::write(files.pid(), std::process::id().to_string())
         .await
         .map_err(RunError::io("cannot write", files.pid()))?;
 
-    let (ui, printer) = Ui::start(use_color(args.no_color) && !args.detached_child, label_width(&job));
+    let (ui, printer) = Ui::start(
+        use_color(args.no_color) && !args.detached_child,
+        label_width(&job),
+    );
     let result = supervise(args, job, driver, &root, &files, &ui).await;
     ui.flush().await;
     drop(ui);
@@ -127,7 +148,14 @@ async fn run_job(args: &RunArgs) -> Result<i32, RunError> {
     result
 }
 
-async fn supervise(args: &RunArgs, job: Arc<Job>, driver: Arc<Driver>, root: &Path, files: &JobFiles, ui: &Ui) -> Result<i32, RunError> {
+async fn supervise(
+    args: &RunArgs,
+    job: Arc<Job>,
+    driver: Arc<Driver>,
+    root: &Path,
+    files: &JobFiles,
+    ui: &Ui,
+) -> Result<i32, RunError> {
     let node = Arc::new(node_attributes(&job));
     let mut allocator = PortAllocator::default();
     let host_ip = args.host_ip.to_string();
@@ -137,7 +165,10 @@ async fn supervise(args: &RunArgs, job: Arc<Job>, driver: Arc<Driver>, root: &Pa
             continue;
         }
         for index in 0..group.count {
-            let alloc = AllocIdentity { id: uuid::Uuid::new_v4().to_string(), index };
+            let alloc = AllocIdentity {
+                id: uuid::Uuid::new_v4().to_string(),
+                index,
+            };
             let dir = AllocDir::new(root, &job.id, &alloc.id);
             let ports = match &group.network {
                 Some(net) => allocator
@@ -146,11 +177,36 @@ async fn supervise(args: &RunArgs, job: Arc<Job>, driver: Arc<Driver>, root: &Pa
                 None => Vec::new(),
             };
             let mut tasks: Vec<String> = group.tasks.iter().map(|t| t.name.clone()).collect();
+            let mut logs = Vec::new();
+            let mut log_flush = BTreeMap::new();
             dir.create(&tasks.iter().map(String::as_str).collect::<Vec<_>>())
                 .await
-                .map_err(RunError::io("cannot create the allocation directory", &dir.root))?;
-            if group.network.as_ref().is_some_and(|n| n.mode == NetworkMode::Bridge) {
+                .map_err(RunError::io(
+                    "cannot create the allocation directory",
+                    &dir.root,
+                ))?;
+            if group
+                .network
+                .as_ref()
+                .is_some_and(|n| n.mode == NetworkMode::Bridge)
+            {
                 tasks.push(INFRA_TASK.to_string());
+            }
+            for task in &group.tasks {
+                let who = Who {
+                    group: group.name.clone(),
+                    index: (group.count > 1).then_some(index),
+                    task: task.name.clone(),
+                };
+                let mut flush = FlushHandle::default();
+                logs.push((
+                    who.clone(),
+                    dir.stdout(&task.name),
+                    Stream::Stdout,
+                    flush.add(),
+                ));
+                logs.push((who, dir.stderr(&task.name), Stream::Stderr, flush.add()));
+                log_flush.insert(task.name.clone(), flush);
             }
             let ctx = AllocContext {
                 job: job.clone(),
@@ -162,8 +218,9 @@ async fn supervise(args: &RunArgs, job: Arc<Job>, driver: Arc<Driver>, root: &Pa
                 node: node.clone(),
                 driver: driver.clone(),
                 ui: ui.clone(),
+                log_flush,
             };
-            allocations.push(Allocation { ctx, tasks });
+            allocations.push(Allocation { ctx, tasks, logs });
         }
     }
     let manifest = Manifest {
@@ -181,7 +238,8 @@ async fn supervise(args: &RunArgs, job: Arc<Job>, driver: Arc<Driver>, root: &Pa
             .collect(),
     };
     let manifest_path = Manifest::path(files);
-    let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(|e| RunError::Other(e.to_string()))?;
+    let manifest_json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| RunError::Other(e.to_string()))?;
     tokio::fs::write(&manifest_path, manifest_json)
         .await
         .map_err(RunError::io("cannot write", &manifest_path))?;
@@ -194,19 +252,45 @@ async fn supervise(args: &RunArgs, job: Arc<Job>, driver: Arc<Driver>, root: &Pa
         if allocations.len() == 1 { "" } else { "s" }
     ));
     for a in &allocations {
-        let ports: Vec<String> = a.ctx.ports.iter().map(|p| format!("{} {}:{}->{}", p.label, p.host_ip, p.value, p.to)).collect();
-        let ports = if ports.is_empty() { String::new() } else { format!(", ports {}", ports.join(" ")) };
-        ui.note(format!("{} is allocation {} in {}{ports}", a.ctx.alloc.name(&job, a.ctx.group()), a.ctx.alloc.id, a.ctx.dir.root.display()));
+        let ports: Vec<String> = a
+            .ctx
+            .ports
+            .iter()
+            .map(|p| format!("{} {}:{}->{}", p.label, p.host_ip, p.value, p.to))
+            .collect();
+        let ports = if ports.is_empty() {
+            String::new()
+        } else {
+            format!(", ports {}", ports.join(" "))
+        };
+        ui.note(format!(
+            "{} is allocation {} in {}{ports}",
+            a.ctx.alloc.name(&job, a.ctx.group()),
+            a.ctx.alloc.id,
+            a.ctx.dir.root.display()
+        ));
     }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(Shutdown::Running);
     let signals = tokio::spawn(watch_signals(shutdown_tx, ui.clone()));
-    let events = tokio::spawn(show_driver_events(driver.clone(), ui.clone(), allocations.iter().map(|a| (a.ctx.alloc.id.clone(), a.ctx.clone())).collect()));
+    let events = tokio::spawn(show_driver_events(
+        driver.clone(),
+        ui.clone(),
+        allocations
+            .iter()
+            .map(|a| (a.ctx.alloc.id.clone(), a.ctx.clone()))
+            .collect(),
+    ));
     let (started_tx, mut started_rx) = mpsc::unbounded_channel();
     let total = allocations.len();
     let mut handles = Vec::new();
     for allocation in allocations {
-        handles.push(tokio::spawn(run_allocation(allocation, args.infra_image.clone(), shutdown_rx.clone(), started_tx.clone())));
+        handles.push(tokio::spawn(run_allocation(
+            allocation,
+            args.infra_image.clone(),
+            shutdown_rx.clone(),
+            started_tx.clone(),
+        )));
     }
     drop(started_tx);
     if args.detached_child {
@@ -222,7 +306,9 @@ async fn supervise(args: &RunArgs, job: Arc<Job>, driver: Arc<Driver>, root: &Pa
     }
     let mut outcomes = Vec::new();
     for h in handles {
-        outcomes.push(h.await.unwrap_or(AllocOutcome::Failed { task: "(runner task panicked)".into() }));
+        outcomes.push(h.await.unwrap_or(AllocOutcome::Failed {
+            task: "(runner task panicked)".into(),
+        }));
     }
     signals.abort();
     events.abort();
@@ -235,7 +321,15 @@ async fn supervise(args: &RunArgs, job: Arc<Job>, driver: Arc<Driver>, root: &Pa
         .collect();
     let stopped = outcomes.contains(&AllocOutcome::Stopped);
     Ok(if !failed.is_empty() {
-        ui.note(format!("job {:?} failed: task {} failed", job.id, failed.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")));
+        ui.note(format!(
+            "job {:?} failed: task {} failed",
+            job.id,
+            failed
+                .iter()
+                .map(|t| format!("{t:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
         exit_code::TASK_FAILED
     } else if stopped {
         ui.note(format!("job {:?} stopped", job.id));
@@ -247,31 +341,51 @@ async fn supervise(args: &RunArgs, job: Arc<Job>, driver: Arc<Driver>, root: &Pa
 }
 
 /// One allocation: its log followers, its network namespace (bridge), its tasks.
-async fn run_allocation(allocation: Allocation, infra_image: String, shutdown: watch::Receiver<Shutdown>, started: mpsc::UnboundedSender<()>) -> AllocOutcome {
-    let Allocation { mut ctx, tasks } = allocation;
+async fn run_allocation(
+    allocation: Allocation,
+    infra_image: String,
+    shutdown: watch::Receiver<Shutdown>,
+    started: mpsc::UnboundedSender<()>,
+) -> AllocOutcome {
+    let Allocation {
+        mut ctx,
+        tasks,
+        logs,
+    } = allocation;
     let stop_following = CancellationToken::new();
     let mut followers = Vec::new();
-    for task in tasks.iter().filter(|t| t.as_str() != INFRA_TASK) {
-        let who = ctx.who(task);
-        for (path, stream) in [(ctx.dir.stdout(task), Stream::Stdout), (ctx.dir.stderr(task), Stream::Stderr)] {
-            let ui = ctx.ui.clone();
-            let who = who.clone();
-            followers.push(tokio::spawn(follow(path, true, stop_following.clone(), move |line| ui.output(&who, stream, line))));
-        }
+    for (who, path, stream, flush) in logs {
+        let ui = ctx.ui.clone();
+        followers.push(tokio::spawn(follow(
+            path,
+            true,
+            stop_following.clone(),
+            Some(flush),
+            move |line| ui.output(&who, stream, line),
+        )));
     }
     let bridge = tasks.iter().any(|t| t == INFRA_TASK);
     if bridge {
         match infra::start(&ctx, &infra_image).await {
             Ok(ns) => {
-                ctx.ui.note(format!("{}: network namespace held by {}", ctx.alloc.name(&ctx.job, ctx.group()), ns.container_name));
+                ctx.ui.note(format!(
+                    "{}: network namespace held by {}",
+                    ctx.alloc.name(&ctx.job, ctx.group()),
+                    ns.container_name
+                ));
                 ctx.bridge = Some(ns);
             }
             Err(e) => {
-                ctx.ui.note(format!("{}: cannot create the group network: {e}", ctx.alloc.name(&ctx.job, ctx.group())));
+                ctx.ui.note(format!(
+                    "{}: cannot create the group network: {e}",
+                    ctx.alloc.name(&ctx.job, ctx.group())
+                ));
                 infra::stop(&ctx).await;
                 stop_following.cancel();
                 let _ = started.send(());
-                return AllocOutcome::Failed { task: INFRA_TASK.to_string() };
+                return AllocOutcome::Failed {
+                    task: INFRA_TASK.to_string(),
+                };
             }
         }
     }
@@ -289,7 +403,10 @@ async fn run_allocation(allocation: Allocation, infra_image: String, shutdown: w
 
 /// SIGINT (Ctrl-C) and SIGTERM (`stop`): first a graceful stop, then a forced one.
 async fn watch_signals(shutdown: watch::Sender<Shutdown>, ui: Ui) {
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     let mut next = Shutdown::Graceful;
@@ -299,7 +416,9 @@ async fn watch_signals(shutdown: watch::Sender<Shutdown>, ui: Ui) {
             _ = term.recv() => {}
         }
         match next {
-            Shutdown::Graceful => ui.note("stopping the job in Nomad's order (press Ctrl-C again to force)"),
+            Shutdown::Graceful => {
+                ui.note("stopping the job in Nomad's order (press Ctrl-C again to force)")
+            }
             _ => ui.note("forcing: removing every container now, poststop tasks are skipped"),
         }
         let _ = shutdown.send(next);
@@ -326,7 +445,9 @@ async fn show_driver_events(driver: Arc<Driver>, ui: Ui, allocs: BTreeMap<String
 /// The previous run's allocation dirs (kept for `logs`) make way for this run's; the
 /// runner log of a `--detach` parent that is starting us stays.
 async fn remove_previous_allocations(files: &JobFiles) {
-    let Ok(mut entries) = tokio::fs::read_dir(&files.dir).await else { return };
+    let Ok(mut entries) = tokio::fs::read_dir(&files.dir).await else {
+        return;
+    };
     while let Ok(Some(entry)) = entries.next_entry().await {
         if entry.file_type().await.is_ok_and(|t| t.is_dir()) {
             let _ = tokio::fs::remove_dir_all(entry.path()).await;
@@ -340,7 +461,11 @@ fn label_width(job: &Job) -> usize {
         .iter()
         .flat_map(|g| {
             g.tasks.iter().map(move |t| {
-                let index = if g.count > 1 { format!("[{}]", g.count - 1).len() } else { 0 };
+                let index = if g.count > 1 {
+                    format!("[{}]", g.count - 1).len()
+                } else {
+                    0
+                };
                 g.name.len() + 1 + t.name.len() + index
             })
         })

@@ -78,27 +78,40 @@ fn client(connection: &ConnectionArgs) -> Result<(PodmanClient, String), RunErro
         .next()
         .map(|s| s.url)
         .ok_or_else(|| RunError::Other("no podman socket configured".into()))?;
-    let client = PodmanClient::new(&url, None).map_err(|e| RunError::PodmanUnreachable { socket: url.clone(), reason: e.to_string() })?;
+    let client = PodmanClient::new(&url, None).map_err(|e| RunError::PodmanUnreachable {
+        socket: url.clone(),
+        reason: e.to_string(),
+    })?;
     Ok((client, url))
 }
 
 fn podman_error(socket: &str, e: PodmanError) -> RunError {
     if e.is_unavailable() {
-        RunError::PodmanUnreachable { socket: socket.to_string(), reason: e.to_string() }
+        RunError::PodmanUnreachable {
+            socket: socket.to_string(),
+            reason: e.to_string(),
+        }
     } else {
         RunError::Other(e.to_string())
     }
 }
 
 /// The runner containers of `job` (or of every job), running or not.
-pub async fn find(connection: &ConnectionArgs, job: Option<&str>) -> Result<Vec<RunnerContainer>, RunError> {
+pub async fn find(
+    connection: &ConnectionArgs,
+    job: Option<&str>,
+) -> Result<Vec<RunnerContainer>, RunError> {
     let (client, socket) = client(connection)?;
     let filter = match job {
         Some(j) => format!("{}={j}", labels::JOB),
         None => labels::JOB.to_string(),
     };
     let list = client
-        .container_list(&ListOptions { all: true, labels: vec![filter], ..Default::default() })
+        .container_list(&ListOptions {
+            all: true,
+            labels: vec![filter],
+            ..Default::default()
+        })
         .await
         .map_err(|e| podman_error(&socket, e))?;
     let mut out: Vec<RunnerContainer> = list
@@ -124,7 +137,15 @@ pub async fn find(connection: &ConnectionArgs, job: Option<&str>) -> Result<Vec<
             }
         })
         .collect();
-    out.sort_by(|a, b| (&a.job, &a.group, a.alloc_index, &a.alloc_id, &a.task).cmp(&(&b.job, &b.group, b.alloc_index, &b.alloc_id, &b.task)));
+    out.sort_by(|a, b| {
+        (&a.job, &a.group, a.alloc_index, &a.alloc_id, &a.task).cmp(&(
+            &b.job,
+            &b.group,
+            b.alloc_index,
+            &b.alloc_id,
+            &b.task,
+        ))
+    });
     Ok(out)
 }
 
@@ -134,7 +155,10 @@ pub async fn ps(args: PsArgs) -> i32 {
         Err(e) => return report_error(&e),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&containers).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&containers).unwrap_or_default()
+        );
         return exit_code::OK;
     }
     if containers.is_empty() {
@@ -147,7 +171,11 @@ pub async fn ps(args: PsArgs) -> i32 {
     let rows: Vec<[String; 8]> = containers
         .iter()
         .map(|c| {
-            let state = if c.state == "exited" { format!("exited ({})", c.exit_code) } else { c.state.clone() };
+            let state = if c.state == "exited" {
+                format!("exited ({})", c.exit_code)
+            } else {
+                c.state.clone()
+            };
             [
                 c.job.clone(),
                 format!("{}[{}]", c.group, c.alloc_index),
@@ -160,13 +188,36 @@ pub async fn ps(args: PsArgs) -> i32 {
             ]
         })
         .collect();
-    let header = ["JOB", "ALLOC", "ALLOC ID", "TASK", "STAGE", "STATE", "PORTS", "CONTAINER"].map(String::from);
-    let widths: Vec<usize> = (0..8).map(|i| rows.iter().chain([&header]).map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let header = [
+        "JOB",
+        "ALLOC",
+        "ALLOC ID",
+        "TASK",
+        "STAGE",
+        "STATE",
+        "PORTS",
+        "CONTAINER",
+    ]
+    .map(String::from);
+    let widths: Vec<usize> = (0..8)
+        .map(|i| {
+            rows.iter()
+                .chain([&header])
+                .map(|r| r[i].len())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
         println!("{}", line.join("  ").trim_end());
     }
-    let jobs: std::collections::BTreeSet<&str> = containers.iter().map(|c| c.job.as_str()).collect();
+    let jobs: std::collections::BTreeSet<&str> =
+        containers.iter().map(|c| c.job.as_str()).collect();
     let root = state_root(&args.connection);
     for job in jobs {
         match runner_pid(&JobFiles::new(&root, job)) {
@@ -179,7 +230,11 @@ pub async fn ps(args: PsArgs) -> i32 {
 
 /// The pid of the job's runner if that process is still alive.
 pub fn runner_pid(files: &JobFiles) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(files.pid()).ok()?.trim().parse().ok()?;
+    let pid: i32 = std::fs::read_to_string(files.pid())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let ours = cmdline.split(|b| *b == 0).any(|arg| arg == b"run");
     ours.then_some(pid)
@@ -197,8 +252,14 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
     let mut found = false;
     if let Some(pid) = runner_pid(&files) {
         found = true;
-        println!("stopping job {:?}: asking its runner (pid {pid}) to stop it in Nomad's order", args.job);
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        println!(
+            "stopping job {:?}: asking its runner (pid {pid}) to stop it in Nomad's order",
+            args.job
+        );
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         // The runner stops every task (kill timeouts) and runs poststop tasks first.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
         while runner_pid(&files).is_some() && tokio::time::Instant::now() < deadline {
@@ -208,7 +269,12 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
     let left = find(&args.connection, Some(&args.job)).await?;
     if !left.is_empty() {
         found = true;
-        println!("stopping {} container{} of job {:?} without its runner (poststop tasks do not run)", left.len(), if left.len() == 1 { "" } else { "s" }, args.job);
+        println!(
+            "stopping {} container{} of job {:?} without its runner (poststop tasks do not run)",
+            left.len(),
+            if left.len() == 1 { "" } else { "s" },
+            args.job
+        );
         remove_in_order(&args.connection, left).await?;
     }
     if !found {
@@ -220,7 +286,10 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
 
 /// Nomad's kill order: leader, other non-sidecar tasks, sidecars, poststop, then the
 /// network namespace holders.
-async fn remove_in_order(connection: &ConnectionArgs, containers: Vec<RunnerContainer>) -> Result<(), RunError> {
+async fn remove_in_order(
+    connection: &ConnectionArgs,
+    containers: Vec<RunnerContainer>,
+) -> Result<(), RunError> {
     let (client, socket) = client(connection)?;
     let rank = |c: &RunnerContainer| match (c.leader, c.stage.as_str()) {
         (true, _) => 0,
@@ -244,7 +313,14 @@ async fn remove_in_order(connection: &ConnectionArgs, containers: Vec<RunnerCont
                     let _ = client.container_stop(&c.id, c.kill_timeout).await;
                 }
                 let removed = client
-                    .container_delete(&c.id, DeleteOptions { force: true, volumes: true, stop_timeout: Some(Duration::from_secs(1)) })
+                    .container_delete(
+                        &c.id,
+                        DeleteOptions {
+                            force: true,
+                            volumes: true,
+                            stop_timeout: Some(Duration::from_secs(1)),
+                        },
+                    )
                     .await;
                 (c, removed)
             }
@@ -271,7 +347,8 @@ async fn show_logs(args: &LogsArgs) -> Result<i32, RunError> {
     let files = JobFiles::new(&state_root(&args.connection), &args.job);
     let manifest_path = Manifest::path(&files);
     let manifest: Manifest = match tokio::fs::read(&manifest_path).await {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RunError::Other(format!("{}: {e}", manifest_path.display())))?,
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| RunError::Other(format!("{}: {e}", manifest_path.display())))?,
         Err(_) => return Err(RunError::JobNotFound(args.job.clone())),
     };
     let wanted = |group: &str, task: &str| match &args.task {
@@ -281,16 +358,32 @@ async fn show_logs(args: &LogsArgs) -> Result<i32, RunError> {
     let mut sources: Vec<(Who, PathBuf, Stream)> = Vec::new();
     for alloc in &manifest.allocations {
         for task in alloc.tasks.iter().filter(|t| wanted(&alloc.group, t)) {
-            let who = Who { group: alloc.group.clone(), index: (alloc.count > 1).then_some(alloc.index), task: task.clone() };
+            let who = Who {
+                group: alloc.group.clone(),
+                index: (alloc.count > 1).then_some(alloc.index),
+                task: task.clone(),
+            };
             let logs = alloc.dir.join("alloc").join("logs");
-            sources.push((who.clone(), logs.join(format!("{task}.stdout.0")), Stream::Stdout));
+            sources.push((
+                who.clone(),
+                logs.join(format!("{task}.stdout.0")),
+                Stream::Stdout,
+            ));
             sources.push((who, logs.join(format!("{task}.stderr.0")), Stream::Stderr));
         }
     }
     if sources.is_empty() {
-        return Err(RunError::Other(format!("job {:?} has no task {:?}", args.job, args.task.clone().unwrap_or_default())));
+        return Err(RunError::Other(format!(
+            "job {:?} has no task {:?}",
+            args.job,
+            args.task.clone().unwrap_or_default()
+        )));
     }
-    let width = sources.iter().map(|(w, _, _)| w.label().len()).max().unwrap_or(0);
+    let width = sources
+        .iter()
+        .map(|(w, _, _)| w.label().len())
+        .max()
+        .unwrap_or(0);
     let (ui, printer) = Ui::start(use_color(args.no_color), width);
     if !args.follow {
         for (who, path, stream) in &sources {
@@ -301,7 +394,13 @@ async fn show_logs(args: &LogsArgs) -> Result<i32, RunError> {
         let mut followers = Vec::new();
         for (who, path, stream) in sources {
             let ui = ui.clone();
-            followers.push(tokio::spawn(follow(path, true, stop.clone(), move |line| ui.output(&who, stream, line))));
+            followers.push(tokio::spawn(follow(
+                path,
+                true,
+                stop.clone(),
+                None,
+                move |line| ui.output(&who, stream, line),
+            )));
         }
         wait_until_gone(&args.connection, &files, &args.job).await;
         stop.cancel();

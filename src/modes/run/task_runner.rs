@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::driver::error::DriverError;
 use crate::driver::model::ExitResult;
-use crate::driver::task::{DnsSpec, PortSpec as CorePortSpec, TaskConfig, TaskContext, TaskResources, TaskSpec};
+use crate::driver::task::{
+    DnsSpec, PortSpec as CorePortSpec, TaskConfig, TaskContext, TaskResources, TaskSpec,
+};
 use crate::driver::Driver;
 
 use super::alloc::AllocDir;
@@ -20,6 +22,7 @@ use super::check::decode_config;
 use super::env::{task_env, AllocIdentity, BridgeInfo, EnvInputs};
 use super::interpolate::{interpolate, interpolate_value, Scope};
 use super::labels;
+use super::logs::FlushHandle;
 use super::model::{duration_text, Group, Job, NetworkMode, Task};
 use super::ports::AllocatedPort;
 use super::restart::{Decision, RestartTracker};
@@ -39,6 +42,8 @@ pub struct AllocContext {
     pub node: Arc<BTreeMap<String, String>>,
     pub driver: Arc<Driver>,
     pub ui: Ui,
+    /// Per task: makes its log followers catch up before a status line.
+    pub log_flush: BTreeMap<String, FlushHandle>,
 }
 
 /// The container holding a bridge group's network namespace.
@@ -51,6 +56,24 @@ pub struct BridgeNamespace {
 impl AllocContext {
     pub fn group(&self) -> &Group {
         &self.job.groups[self.group_index]
+    }
+
+    /// Whether another task joins this task's namespaces (`network_mode`/`ipc_mode` =
+    /// `task:NAME`), so its container must outlive theirs.
+    pub fn is_namespace_target(&self, task: &str) -> bool {
+        let target = format!("task:{task}");
+        self.group().tasks.iter().any(|t| {
+            ["network_mode", "ipc_mode"]
+                .iter()
+                .any(|k| t.config.get(*k).and_then(|v| v.as_str()) == Some(target.as_str()))
+        })
+    }
+
+    /// Lets the task's log followers pass on everything written so far.
+    pub async fn flush_logs(&self, task: &str) {
+        if let Some(flush) = self.log_flush.get(task) {
+            flush.flush().await;
+        }
     }
 
     pub fn who(&self, task: &str) -> Who {
@@ -71,7 +94,10 @@ pub enum TaskUpdate {
     /// The task is finished for good; `failed` when it ended in failure. `container` is
     /// the task id of its last container, left for the coordinator to remove: containers
     /// that joined its network namespace must go first.
-    Dead { failed: bool, container: Option<String> },
+    Dead {
+        failed: bool,
+        container: Option<String>,
+    },
 }
 
 /// How a task runner is asked to stop.
@@ -103,7 +129,9 @@ pub async fn run_task(
 pub async fn remove(ctx: &AllocContext, who: &Who, task_id: &str) {
     match ctx.driver.destroy(task_id, true).await {
         Ok(()) | Err(DriverError::TaskNotFound(_)) => {}
-        Err(e) => ctx.ui.status(who, format!("Could not remove the container: {e}")),
+        Err(e) => ctx
+            .ui
+            .status(who, format!("Could not remove the container: {e}")),
     }
 }
 
@@ -148,14 +176,22 @@ async fn run_attempts(
                 if e.is_recoverable() {
                     tracker.on_start_error(Instant::now())
                 } else {
-                    Decision::Fail { reason: "the error is not recoverable".into() }
+                    Decision::Fail {
+                        reason: "the error is not recoverable".into(),
+                    }
                 }
             }
             Ok(_) => {
                 report(TaskUpdate::Running);
                 ui.status(who, format!("Started (container {container})"));
                 let (exit, killed) = wait_or_kill(ctx, task, who, &task_id, stop).await;
-                *leftover = Some(task_id);
+                if ctx.is_namespace_target(&task.name) {
+                    *leftover = Some(task_id);
+                } else {
+                    // Removing drains the task's output into its log files first.
+                    remove(ctx, who, &task_id).await;
+                }
+                ctx.flush_logs(&task.name).await;
                 ui.status(who, describe_exit(&exit));
                 if killed {
                     return false;
@@ -170,7 +206,13 @@ async fn run_attempts(
                 return true;
             }
             Decision::Restart { delay, reason } => {
-                ui.status(who, format!("Restarting in {} ({reason})", duration_text::format(round_ms(delay))));
+                ui.status(
+                    who,
+                    format!(
+                        "Restarting in {} ({reason})",
+                        duration_text::format(round_ms(delay))
+                    ),
+                );
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = stop.kill.cancelled() => return false,
@@ -182,7 +224,13 @@ async fn run_attempts(
 
 /// Waits for the task to exit; on a stop request, stops it and waits for that. Returns
 /// the exit and whether the runner stopped it.
-async fn wait_or_kill(ctx: &AllocContext, task: &Task, who: &Who, task_id: &str, stop: &StopTokens) -> (ExitResult, bool) {
+async fn wait_or_kill(
+    ctx: &AllocContext,
+    task: &Task,
+    who: &Who,
+    task_id: &str,
+    stop: &StopTokens,
+) -> (ExitResult, bool) {
     let driver = &ctx.driver;
     tokio::select! {
         exit = driver.wait(task_id) => return (exit_or_error(exit), false),
@@ -211,11 +259,22 @@ async fn wait_or_kill(ctx: &AllocContext, task: &Task, who: &Who, task_id: &str,
 }
 
 fn ui_kill(ui: &Ui, who: &Who, signal: &str, timeout: Duration) {
-    ui.status(who, format!("Killing: sending {signal}, SIGKILL after {}", duration_text::format(timeout)));
+    ui.status(
+        who,
+        format!(
+            "Killing: sending {signal}, SIGKILL after {}",
+            duration_text::format(timeout)
+        ),
+    );
 }
 
 fn exit_or_error(r: Result<ExitResult, DriverError>) -> ExitResult {
-    r.unwrap_or_else(|e| ExitResult { exit_code: -1, signal: 0, oom_killed: false, err: Some(e.to_string()) })
+    r.unwrap_or_else(|e| ExitResult {
+        exit_code: -1,
+        signal: 0,
+        oom_killed: false,
+        err: Some(e.to_string()),
+    })
 }
 
 fn describe_exit(exit: &ExitResult) -> String {
@@ -255,9 +314,16 @@ async fn prepare(ctx: &AllocContext, task: &Task, attempt: u32) -> Result<TaskSp
     };
     let base_env = env_inputs(&BTreeMap::new());
     let template_env = render_templates(ctx, task, &base_env).await?;
-    let env = if template_env.is_empty() { base_env } else { env_inputs(&template_env) };
+    let env = if template_env.is_empty() {
+        base_env
+    } else {
+        env_inputs(&template_env)
+    };
 
-    let scope = Scope { env: Some(&env), node: Some(&ctx.node) };
+    let scope = Scope {
+        env: Some(&env),
+        node: Some(&ctx.node),
+    };
     let config_value = interpolate_value(&task.config, &scope);
     let mut config: TaskConfig = decode_config(task, &config_value).map_err(|e| e.to_string())?;
     let bridge = ctx.bridge.as_ref();
@@ -266,13 +332,24 @@ async fn prepare(ctx: &AllocContext, task: &Task, attempt: u32) -> Result<TaskSp
         // ignores the task's own network settings.
         config.network_mode = format!("container:{}", ns.container_name);
         config.ports.clear();
-    } else if group.network.as_ref().is_some_and(|n| n.mode == NetworkMode::None) && config.network_mode.is_empty() {
+    } else if group
+        .network
+        .as_ref()
+        .is_some_and(|n| n.mode == NetworkMode::None)
+        && config.network_mode.is_empty()
+    {
         config.network_mode = "none".to_string();
     }
-    config.labels.extend(labels::task_labels(job, group, task, &ctx.alloc, &ctx.dir, &ctx.ports));
+    config.labels.extend(labels::task_labels(
+        job, group, task, &ctx.alloc, &ctx.dir, &ctx.ports,
+    ));
 
     let has_network = group.network.is_some();
-    let user = task.user.as_deref().map(|u| interpolate(u, &scope)).unwrap_or_default();
+    let user = task
+        .user
+        .as_deref()
+        .map(|u| interpolate(u, &scope))
+        .unwrap_or_default();
     let context = TaskContext {
         id: format!("{}/{}/{attempt}", ctx.alloc.id, task.name),
         name: task.name.clone(),
@@ -281,7 +358,11 @@ async fn prepare(ctx: &AllocContext, task: &Task, attempt: u32) -> Result<TaskSp
         job_id: job.id.clone(),
         task_group_name: group.name.clone(),
         namespace: job.namespace.clone(),
-        node_name: ctx.node.get("node.unique.name").cloned().unwrap_or_default(),
+        node_name: ctx
+            .node
+            .get("node.unique.name")
+            .cloned()
+            .unwrap_or_default(),
         node_id: ctx.node.get("node.unique.id").cloned().unwrap_or_default(),
         env,
         user,
@@ -291,11 +372,15 @@ async fn prepare(ctx: &AllocContext, task: &Task, attempt: u32) -> Result<TaskSp
         local_dir: Some(ctx.dir.local(&task.name)),
         secrets_dir: Some(ctx.dir.secrets(&task.name)),
         ports: (has_network && bridge.is_none()).then(|| core_ports(&ctx.ports)),
-        dns: group.network.as_ref().and_then(|n| n.dns.as_ref()).map(|d| DnsSpec {
-            servers: d.servers.clone(),
-            searches: d.searches.clone(),
-            options: d.options.clone(),
-        }),
+        dns: group
+            .network
+            .as_ref()
+            .and_then(|n| n.dns.as_ref())
+            .map(|d| DnsSpec {
+                servers: d.servers.clone(),
+                searches: d.searches.clone(),
+                options: d.options.clone(),
+            }),
         stdout_path: Some(ctx.dir.stdout(&task.name)),
         stderr_path: Some(ctx.dir.stderr(&task.name)),
         kill_signal: task.kill_signal.clone(),
@@ -308,23 +393,39 @@ async fn prepare(ctx: &AllocContext, task: &Task, attempt: u32) -> Result<TaskSp
 pub fn core_ports(ports: &[AllocatedPort]) -> Vec<CorePortSpec> {
     ports
         .iter()
-        .map(|p| CorePortSpec { label: p.label.clone(), value: p.value, to: p.to, host_ip: p.host_ip.clone() })
+        .map(|p| CorePortSpec {
+            label: p.label.clone(),
+            value: p.value,
+            to: p.to,
+            host_ip: p.host_ip.clone(),
+        })
         .collect()
 }
 
 fn resources(task: &Task, node: &BTreeMap<String, String>) -> TaskResources {
-    let total_mhz: f64 = node.get("attr.cpu.totalcompute").and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let total_mhz: f64 = node
+        .get("attr.cpu.totalcompute")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     TaskResources {
         cpu_shares: u64::from(task.resources.cpu),
         cpuset_cpus: String::new(),
         memory_mb: task.resources.memory_mb as i64,
         memory_max_mb: task.resources.memory_max_mb.unwrap_or(0),
-        percent_ticks: if total_mhz > 0.0 { (f64::from(task.resources.cpu) / total_mhz).min(1.0) } else { 0.0 },
+        percent_ticks: if total_mhz > 0.0 {
+            (f64::from(task.resources.cpu) / total_mhz).min(1.0)
+        } else {
+            0.0
+        },
     }
 }
 
 /// Renders the task's templates into its directory; returns the env of `env = true` ones.
-async fn render_templates(ctx: &AllocContext, task: &Task, env: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+async fn render_templates(
+    ctx: &AllocContext,
+    task: &Task,
+    env: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, String> {
     let mut template_env = BTreeMap::new();
     for spec in &task.templates {
         let where_ = format!("template {} ({})", spec.destination, spec.location);
@@ -335,17 +436,25 @@ async fn render_templates(ctx: &AllocContext, task: &Task, env: &BTreeMap<String
                 .map_err(|e| format!("{where_}: cannot read source {}: {e}", source.display()))?,
             (None, None) => String::new(),
         };
-        let rendered = render(&text, &spec.left_delimiter, &spec.right_delimiter, env).map_err(|e| format!("{where_}: {e}"))?;
-        let scope = Scope { env: Some(env), node: Some(&ctx.node) };
+        let rendered = render(&text, &spec.left_delimiter, &spec.right_delimiter, env)
+            .map_err(|e| format!("{where_}: {e}"))?;
+        let scope = Scope {
+            env: Some(env),
+            node: Some(&ctx.node),
+        };
         let destination = interpolate(&spec.destination, &scope);
         let path: PathBuf = ctx
             .dir
             .template_destination(&task.name, &destination)
             .ok_or_else(|| format!("{where_}: the destination leaves the allocation directory"))?;
         if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| format!("{where_}: {e}"))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| format!("{where_}: {e}"))?;
         }
-        tokio::fs::write(&path, &rendered).await.map_err(|e| format!("{where_}: {e}"))?;
+        tokio::fs::write(&path, &rendered)
+            .await
+            .map_err(|e| format!("{where_}: {e}"))?;
         use std::os::unix::fs::PermissionsExt;
         tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(spec.perms))
             .await

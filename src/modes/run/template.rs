@@ -82,9 +82,20 @@ struct Pipeline {
 enum Node {
     Text(String),
     Action(Pipeline),
-    If { branches: Vec<(Pipeline, Vec<Node>)>, otherwise: Vec<Node> },
-    Range { pipe: Pipeline, body: Vec<Node>, otherwise: Vec<Node> },
-    With { pipe: Pipeline, body: Vec<Node>, otherwise: Vec<Node> },
+    If {
+        branches: Vec<(Pipeline, Vec<Node>)>,
+        otherwise: Vec<Node>,
+    },
+    Range {
+        pipe: Pipeline,
+        body: Vec<Node>,
+        otherwise: Vec<Node>,
+    },
+    With {
+        pipe: Pipeline,
+        body: Vec<Node>,
+        otherwise: Vec<Node>,
+    },
 }
 
 /// One `{{ ... }}` with its trim markers already applied to the neighbouring text.
@@ -95,12 +106,20 @@ enum Token {
 }
 
 /// Renders `text` with the task environment for `env`.
-pub fn render(text: &str, left: &str, right: &str, env: &BTreeMap<String, String>) -> Result<String, TemplateError> {
+pub fn render(
+    text: &str,
+    left: &str,
+    right: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<String, TemplateError> {
     let tokens = tokenize(text, left, right)?;
     let mut pos = 0;
     let (nodes, end) = parse_nodes(&tokens, &mut pos)?;
     if let Some((word, line)) = end {
-        return Err(TemplateError { line, message: format!("unexpected {{{{{word}}}}}") });
+        return Err(TemplateError {
+            line,
+            message: format!("unexpected {{{{{word}}}}}"),
+        });
     }
     let mut out = String::new();
     exec(&nodes, &Val::Nil, env, &mut out)?;
@@ -114,7 +133,11 @@ fn tokenize(text: &str, left: &str, right: &str) -> Result<Vec<Token>, TemplateE
     let mut trim_next_text = false;
     loop {
         let Some(start) = rest.find(left) else {
-            let t = if trim_next_text { rest.trim_start() } else { rest };
+            let t = if trim_next_text {
+                rest.trim_start()
+            } else {
+                rest
+            };
             tokens.push(Token::Text(t.to_string()));
             break;
         };
@@ -124,21 +147,29 @@ fn tokenize(text: &str, left: &str, right: &str) -> Result<Vec<Token>, TemplateE
         }
         line += rest[..start].matches('\n').count();
         let after_left = &rest[start + left.len()..];
-        let trim_left = after_left.starts_with("- ") || after_left.starts_with("-\n") || after_left.starts_with("-\t");
+        let trim_left = after_left.starts_with("- ")
+            || after_left.starts_with("-\n")
+            || after_left.starts_with("-\t");
         if trim_left {
             before = before.trim_end();
         }
         tokens.push(Token::Text(before.to_string()));
         let inner_start = if trim_left { 2 } else { 0 };
         let Some(end) = find_action_end(&after_left[inner_start..], right) else {
-            return Err(TemplateError { line, message: format!("unclosed action: missing {right}") });
+            return Err(TemplateError {
+                line,
+                message: format!("unclosed action: missing {right}"),
+            });
         };
         let mut body = &after_left[inner_start..inner_start + end];
         let trim_right = body.ends_with(" -") || body.ends_with("\n-") || body.ends_with("\t-");
         if trim_right {
             body = &body[..body.len() - 2];
         }
-        tokens.push(Token::Action { body: body.trim().to_string(), line });
+        tokens.push(Token::Action {
+            body: body.trim().to_string(),
+            line,
+        });
         line += body.matches('\n').count();
         trim_next_text = trim_right;
         rest = &after_left[inner_start + end + right.len()..];
@@ -193,7 +224,10 @@ fn parse_nodes(tokens: &[Token], pos: &mut usize) -> Result<(Vec<Node>, End), Te
                 let line = *line;
                 if body.starts_with("/*") {
                     if !body.ends_with("*/") {
-                        return Err(TemplateError { line, message: "unclosed comment".into() });
+                        return Err(TemplateError {
+                            line,
+                            message: "unclosed comment".into(),
+                        });
                     }
                     continue;
                 }
@@ -207,7 +241,10 @@ fn parse_nodes(tokens: &[Token], pos: &mut usize) -> Result<(Vec<Node>, End), Te
                             let (body_nodes, end) = parse_nodes(tokens, pos)?;
                             let branch = branches.len() - 1;
                             branches[branch].1 = body_nodes;
-                            let (end, end_line) = end.ok_or(TemplateError { line, message: "if without end".into() })?;
+                            let (end, end_line) = end.ok_or(TemplateError {
+                                line,
+                                message: "if without end".into(),
+                            })?;
                             let (w, r) = split_word(&end);
                             if w == "end" {
                                 otherwise = Vec::new();
@@ -221,37 +258,67 @@ fn parse_nodes(tokens: &[Token], pos: &mut usize) -> Result<(Vec<Node>, End), Te
                             let (else_nodes, end) = parse_nodes(tokens, pos)?;
                             match end {
                                 Some((e, _)) if e == "end" => {}
-                                _ => return Err(TemplateError { line: end_line, message: "else without end".into() }),
+                                _ => {
+                                    return Err(TemplateError {
+                                        line: end_line,
+                                        message: "else without end".into(),
+                                    })
+                                }
                             }
                             otherwise = else_nodes;
                             break;
                         }
-                        nodes.push(Node::If { branches, otherwise });
+                        nodes.push(Node::If {
+                            branches,
+                            otherwise,
+                        });
                     }
                     "range" | "with" => {
                         if rest.trim_start().starts_with('$') {
-                            return Err(TemplateError { line, message: format!("{word} with variables is not supported; use dot") });
+                            return Err(TemplateError {
+                                line,
+                                message: format!("{word} with variables is not supported; use dot"),
+                            });
                         }
                         let pipe = parse_pipeline(rest, line)?;
                         let (body_nodes, end) = parse_nodes(tokens, pos)?;
-                        let (end, end_line) = end.ok_or(TemplateError { line, message: format!("{word} without end") })?;
+                        let (end, end_line) = end.ok_or(TemplateError {
+                            line,
+                            message: format!("{word} without end"),
+                        })?;
                         let otherwise = if end == "end" {
                             Vec::new()
                         } else {
                             let (else_nodes, end) = parse_nodes(tokens, pos)?;
                             match end {
                                 Some((e, _)) if e == "end" => else_nodes,
-                                _ => return Err(TemplateError { line: end_line, message: "else without end".into() }),
+                                _ => {
+                                    return Err(TemplateError {
+                                        line: end_line,
+                                        message: "else without end".into(),
+                                    })
+                                }
                             }
                         };
                         nodes.push(if word == "range" {
-                            Node::Range { pipe, body: body_nodes, otherwise }
+                            Node::Range {
+                                pipe,
+                                body: body_nodes,
+                                otherwise,
+                            }
                         } else {
-                            Node::With { pipe, body: body_nodes, otherwise }
+                            Node::With {
+                                pipe,
+                                body: body_nodes,
+                                otherwise,
+                            }
                         });
                     }
                     "define" | "template" | "block" => {
-                        return Err(TemplateError { line, message: format!("{{{{{word}}}}} is not supported") })
+                        return Err(TemplateError {
+                            line,
+                            message: format!("{{{{{word}}}}} is not supported"),
+                        })
                     }
                     _ => nodes.push(Node::Action(parse_pipeline(body, line)?)),
                 }
@@ -360,9 +427,13 @@ fn parse_pipe_chars(
                 } else if let Ok(f) = word.parse::<f64>() {
                     Arg::Lit(Val::Float(f))
                 } else if word.starts_with('$') {
-                    return Err(err(format!("template variables ({word}) are not supported")));
+                    return Err(err(format!(
+                        "template variables ({word}) are not supported"
+                    )));
                 } else if word.starts_with('.') {
-                    return Err(err(format!("field {word} is not available in a local run (dot holds no data)")));
+                    return Err(err(format!(
+                        "field {word} is not available in a local run (dot holds no data)"
+                    )));
                 } else if word.chars().all(|c| c.is_alphanumeric() || c == '_') {
                     Arg::Func(word)
                 } else {
@@ -378,7 +449,12 @@ fn parse_pipe_chars(
     Ok(Pipeline { commands, line })
 }
 
-fn exec(nodes: &[Node], dot: &Val, env: &BTreeMap<String, String>, out: &mut String) -> Result<(), TemplateError> {
+fn exec(
+    nodes: &[Node],
+    dot: &Val,
+    env: &BTreeMap<String, String>,
+    out: &mut String,
+) -> Result<(), TemplateError> {
     for node in nodes {
         match node {
             Node::Text(t) => out.push_str(t),
@@ -386,7 +462,10 @@ fn exec(nodes: &[Node], dot: &Val, env: &BTreeMap<String, String>, out: &mut Str
                 let v = eval_pipe(pipe, dot, env)?;
                 out.push_str(&v.to_string());
             }
-            Node::If { branches, otherwise } => {
+            Node::If {
+                branches,
+                otherwise,
+            } => {
                 let mut done = false;
                 for (cond, body) in branches {
                     if eval_pipe(cond, dot, env)?.truthy() {
@@ -399,7 +478,11 @@ fn exec(nodes: &[Node], dot: &Val, env: &BTreeMap<String, String>, out: &mut Str
                     exec(otherwise, dot, env, out)?;
                 }
             }
-            Node::Range { pipe, body, otherwise } => match eval_pipe(pipe, dot, env)? {
+            Node::Range {
+                pipe,
+                body,
+                otherwise,
+            } => match eval_pipe(pipe, dot, env)? {
                 Val::List(items) if !items.is_empty() => {
                     for item in &items {
                         exec(body, item, env, out)?;
@@ -407,10 +490,17 @@ fn exec(nodes: &[Node], dot: &Val, env: &BTreeMap<String, String>, out: &mut Str
                 }
                 Val::List(_) | Val::Nil => exec(otherwise, dot, env, out)?,
                 other => {
-                    return Err(TemplateError { line: pipe.line, message: format!("range can't iterate over {other}") })
+                    return Err(TemplateError {
+                        line: pipe.line,
+                        message: format!("range can't iterate over {other}"),
+                    })
                 }
             },
-            Node::With { pipe, body, otherwise } => {
+            Node::With {
+                pipe,
+                body,
+                otherwise,
+            } => {
                 let v = eval_pipe(pipe, dot, env)?;
                 if v.truthy() {
                     exec(body, &v, env, out)?;
@@ -423,7 +513,11 @@ fn exec(nodes: &[Node], dot: &Val, env: &BTreeMap<String, String>, out: &mut Str
     Ok(())
 }
 
-fn eval_pipe(pipe: &Pipeline, dot: &Val, env: &BTreeMap<String, String>) -> Result<Val, TemplateError> {
+fn eval_pipe(
+    pipe: &Pipeline,
+    dot: &Val,
+    env: &BTreeMap<String, String>,
+) -> Result<Val, TemplateError> {
     let mut previous: Option<Val> = None;
     for command in &pipe.commands {
         previous = Some(eval_command(command, previous.take(), dot, env, pipe.line)?);
@@ -453,24 +547,57 @@ fn eval_command(
             call(name, args, env, line)
         }
         [single] if piped.is_none() => eval_arg(single),
-        _ => Err(TemplateError { line, message: "can't give arguments to a non-function".into() }),
+        _ => Err(TemplateError {
+            line,
+            message: "can't give arguments to a non-function".into(),
+        }),
     }
 }
 
 const SERVER_FUNCTIONS: &[&str] = &[
-    "key", "keyOrDefault", "keyExists", "ls", "tree", "safeLs", "safeTree", "service", "services",
-    "connect", "datacenters", "node", "nodes", "secret", "secrets", "nomadVar", "nomadVarList",
-    "nomadVarListSafe", "nomadVarExists", "nomadService", "nomadServices", "caLeaf", "caRoots",
-    "pkiCert", "file", "executeTemplate",
+    "key",
+    "keyOrDefault",
+    "keyExists",
+    "ls",
+    "tree",
+    "safeLs",
+    "safeTree",
+    "service",
+    "services",
+    "connect",
+    "datacenters",
+    "node",
+    "nodes",
+    "secret",
+    "secrets",
+    "nomadVar",
+    "nomadVarList",
+    "nomadVarListSafe",
+    "nomadVarExists",
+    "nomadService",
+    "nomadServices",
+    "caLeaf",
+    "caRoots",
+    "pkiCert",
+    "file",
+    "executeTemplate",
 ];
 
-fn call(name: &str, args: Vec<Val>, env: &BTreeMap<String, String>, line: usize) -> Result<Val, TemplateError> {
+fn call(
+    name: &str,
+    args: Vec<Val>,
+    env: &BTreeMap<String, String>,
+    line: usize,
+) -> Result<Val, TemplateError> {
     let err = |m: String| TemplateError { line, message: m };
     let want = |n: usize| -> Result<(), TemplateError> {
         if args.len() == n {
             Ok(())
         } else {
-            Err(err(format!("{name} takes {n} argument(s), got {}", args.len())))
+            Err(err(format!(
+                "{name} takes {n} argument(s), got {}",
+                args.len()
+            )))
         }
     };
     let s = |v: &Val| v.to_string();
@@ -604,15 +731,22 @@ pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, TemplateEr
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
         let Some((key, value)) = line.split_once('=') else {
-            return Err(TemplateError { line: i + 1, message: format!("expected KEY=VALUE, got {raw:?}") });
+            return Err(TemplateError {
+                line: i + 1,
+                message: format!("expected KEY=VALUE, got {raw:?}"),
+            });
         };
         let key = key.trim();
         if key.is_empty() {
-            return Err(TemplateError { line: i + 1, message: "empty variable name".into() });
+            return Err(TemplateError {
+                line: i + 1,
+                message: "empty variable name".into(),
+            });
         }
         let value = value.trim();
         let value = if value.len() >= 2
-            && ((value.starts_with('"') && value.ends_with('"')) || (value.starts_with('\'') && value.ends_with('\'')))
+            && ((value.starts_with('"') && value.ends_with('"'))
+                || (value.starts_with('\'') && value.ends_with('\'')))
         {
             let inner = &value[1..value.len() - 1];
             if value.starts_with('"') {
@@ -633,10 +767,15 @@ mod tests {
     use super::*;
 
     fn env() -> BTreeMap<String, String> {
-        [("NOMAD_PORT_http", "8080"), ("NAME", "web"), ("LIST", "a,b,c"), ("EMPTY", "")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        [
+            ("NOMAD_PORT_http", "8080"),
+            ("NAME", "web"),
+            ("LIST", "a,b,c"),
+            ("EMPTY", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     fn r(text: &str) -> String {
@@ -656,32 +795,57 @@ mod tests {
 
     #[test]
     fn renders_control_flow() {
-        assert_eq!(r("{{ if eq (env \"NAME\") \"web\" }}yes{{ else }}no{{ end }}"), "yes");
-        assert_eq!(r("{{ if env \"EMPTY\" }}a{{ else if env \"NAME\" }}b{{ else }}c{{ end }}"), "b");
-        assert_eq!(r("{{ range split \",\" (env \"LIST\") }}[{{ . }}]{{ end }}"), "[a][b][c]");
-        assert_eq!(r("{{ range split \",\" (env \"EMPTY\") }}x{{ else }}none{{ end }}"), "none");
+        assert_eq!(
+            r("{{ if eq (env \"NAME\") \"web\" }}yes{{ else }}no{{ end }}"),
+            "yes"
+        );
+        assert_eq!(
+            r("{{ if env \"EMPTY\" }}a{{ else if env \"NAME\" }}b{{ else }}c{{ end }}"),
+            "b"
+        );
+        assert_eq!(
+            r("{{ range split \",\" (env \"LIST\") }}[{{ . }}]{{ end }}"),
+            "[a][b][c]"
+        );
+        assert_eq!(
+            r("{{ range split \",\" (env \"EMPTY\") }}x{{ else }}none{{ end }}"),
+            "none"
+        );
         assert_eq!(r("{{ with env \"NAME\" }}{{ . }}!{{ end }}"), "web!");
     }
 
     #[test]
     fn custom_delimiters() {
-        assert_eq!(render("a [[ env \"NAME\" ]] {{ x }}", "[[", "]]", &env()).unwrap(), "a web {{ x }}");
+        assert_eq!(
+            render("a [[ env \"NAME\" ]] {{ x }}", "[[", "]]", &env()).unwrap(),
+            "a web {{ x }}"
+        );
     }
 
     #[test]
     fn errors_name_the_line_and_problem() {
         let e = render("ok\n{{ key \"a/b\" }}", "{{", "}}", &env()).unwrap_err();
         assert_eq!(e.line, 2);
-        assert!(e.message.contains("needs a Nomad, Consul or Vault server"), "{e}");
+        assert!(
+            e.message.contains("needs a Nomad, Consul or Vault server"),
+            "{e}"
+        );
         assert!(render("{{ if true }}x", "{{", "}}", &env()).is_err());
-        assert!(render("{{ nope }}", "{{", "}}", &env()).unwrap_err().message.contains("not defined"));
-        assert!(render("{{ env \"A\" ", "{{", "}}", &env()).unwrap_err().message.contains("unclosed"));
+        assert!(render("{{ nope }}", "{{", "}}", &env())
+            .unwrap_err()
+            .message
+            .contains("not defined"));
+        assert!(render("{{ env \"A\" ", "{{", "}}", &env())
+            .unwrap_err()
+            .message
+            .contains("unclosed"));
         assert!(render("{{ end }}", "{{", "}}", &env()).is_err());
     }
 
     #[test]
     fn env_files_parse_like_nomads() {
-        let parsed = parse_env_file("# c\nA=1\nexport B = two\nC=\"q \\\"x\\\"\"\nD='s'\n\n").unwrap();
+        let parsed =
+            parse_env_file("# c\nA=1\nexport B = two\nC=\"q \\\"x\\\"\"\nD='s'\n\n").unwrap();
         assert_eq!(parsed["A"], "1");
         assert_eq!(parsed["B"], "two");
         assert_eq!(parsed["C"], "q \"x\"");

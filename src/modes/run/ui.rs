@@ -28,8 +28,15 @@ impl Who {
 
 #[derive(Debug)]
 enum Line {
-    Output { who: Who, stream: Stream, text: String },
-    Status { who: Option<Who>, text: String },
+    Output {
+        who: Who,
+        stream: Stream,
+        text: String,
+    },
+    Status {
+        who: Option<Who>,
+        text: String,
+    },
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
@@ -54,17 +61,27 @@ impl Ui {
     }
 
     pub fn output(&self, who: &Who, stream: Stream, text: String) {
-        let _ = self.tx.send(Line::Output { who: who.clone(), stream, text });
+        let _ = self.tx.send(Line::Output {
+            who: who.clone(),
+            stream,
+            text,
+        });
     }
 
     /// A task event (started, exited, restarting ...).
     pub fn status(&self, who: &Who, text: impl Into<String>) {
-        let _ = self.tx.send(Line::Status { who: Some(who.clone()), text: text.into() });
+        let _ = self.tx.send(Line::Status {
+            who: Some(who.clone()),
+            text: text.into(),
+        });
     }
 
     /// A runner-level message.
     pub fn note(&self, text: impl Into<String>) {
-        let _ = self.tx.send(Line::Status { who: None, text: text.into() });
+        let _ = self.tx.send(Line::Status {
+            who: None,
+            text: text.into(),
+        });
     }
 
     /// Waits until everything sent so far is written.
@@ -78,7 +95,9 @@ impl Ui {
 
 /// Whether to color: a terminal, no NO_COLOR, and not switched off on the command line.
 pub fn use_color(no_color_flag: bool) -> bool {
-    !no_color_flag && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty()) && std::io::stdout().is_terminal()
+    !no_color_flag
+        && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty())
+        && std::io::stdout().is_terminal()
 }
 
 const PALETTE: [&str; 6] = ["36", "33", "32", "35", "34", "91"];
@@ -99,13 +118,17 @@ async fn print_lines(mut rx: mpsc::UnboundedReceiver<Line>, color: bool, width: 
                 let label = format!("{:<width$} |", who.label());
                 let body = text.trim_end_matches(['\n', '\r']);
                 match (color, stream) {
-                    (true, Stream::Stderr) => format!("\x1b[{c}m{label}\x1b[0m \x1b[2m{body}\x1b[0m\n"),
+                    (true, Stream::Stderr) => {
+                        format!("\x1b[{c}m{label}\x1b[0m \x1b[2m{body}\x1b[0m\n")
+                    }
                     (true, Stream::Stdout) => format!("\x1b[{c}m{label}\x1b[0m {body}\n"),
                     (false, _) => format!("{label} {body}\n"),
                 }
             }
             Line::Status { who, text } => {
-                let label = who.as_ref().map_or_else(|| "runner".to_string(), Who::label);
+                let label = who
+                    .as_ref()
+                    .map_or_else(|| "runner".to_string(), Who::label);
                 let label = format!("{label:<width$} |");
                 match (color, &who) {
                     (true, Some(who)) => {
@@ -130,9 +153,17 @@ mod tests {
 
     #[test]
     fn labels_show_the_index_only_when_needed() {
-        let who = Who { group: "app".into(), index: None, task: "server".into() };
+        let who = Who {
+            group: "app".into(),
+            index: None,
+            task: "server".into(),
+        };
         assert_eq!(who.label(), "app.server");
-        let who = Who { group: "app".into(), index: Some(1), task: "server".into() };
+        let who = Who {
+            group: "app".into(),
+            index: Some(1),
+            task: "server".into(),
+        };
         assert_eq!(who.label(), "app[1].server");
     }
 }

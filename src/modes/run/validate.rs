@@ -60,7 +60,10 @@ pub async fn validate(args: ValidateArgs) -> i32 {
             ignored: job.map_or(&[], |c| c.ignored.as_slice()),
             skipped_tasks: job.map_or(&[], |c| c.loaded.notices.skipped_tasks.as_slice()),
         };
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
         return match result {
             Ok(_) => exit_code::OK,
             Err(e) => e.exit_code(),
@@ -80,7 +83,10 @@ pub async fn validate(args: ValidateArgs) -> i32 {
                 tasks,
                 if tasks == 1 { "" } else { "s" }
             );
-            print!("{}", plan::notices_text(&checked.ignored, &checked.loaded.notices.skipped_tasks));
+            print!(
+                "{}",
+                plan::notices_text(&checked.ignored, &checked.loaded.notices.skipped_tasks)
+            );
             exit_code::OK
         }
         Err(e) => report_error(&e),
@@ -90,9 +96,16 @@ pub async fn validate(args: ValidateArgs) -> i32 {
 pub async fn plan(args: PlanArgs) -> i32 {
     match load_checked(&args.file, &args.vars).await {
         Ok(checked) => {
-            let plan = plan::build(&checked.loaded.job, checked.ignored, checked.loaded.notices.skipped_tasks);
+            let plan = plan::build(
+                &checked.loaded.job,
+                checked.ignored,
+                checked.loaded.notices.skipped_tasks,
+            );
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plan).unwrap_or_default()
+                );
             } else {
                 print!("{}", plan.to_text());
             }

@@ -2,14 +2,28 @@
 
 use super::harness::{containers_of, read, repo_root, task_lines, RunnerEnv};
 
-const EXAMPLES: &[&str] = &["hello", "lifecycle", "pod-bridge", "pod-pause", "pod-task", "restart", "web"];
+const EXAMPLES: &[&str] = &[
+    "hello",
+    "lifecycle",
+    "pod-bridge",
+    "pod-pause",
+    "pod-task",
+    "restart",
+    "web",
+];
 
 #[test]
 fn every_example_validates_and_plans() {
     let env = RunnerEnv::new("run-validate");
     let mut on_disk: Vec<String> = std::fs::read_dir(repo_root().join("examples/jobs"))
         .expect("examples")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().trim_end_matches(".nomad").to_string())
+        .map(|e| {
+            e.expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".nomad")
+                .to_string()
+        })
         .collect();
     on_disk.sort();
     assert_eq!(on_disk, EXAMPLES, "every example is covered");
@@ -17,20 +31,42 @@ fn every_example_validates_and_plans() {
         let path = format!("examples/jobs/{name}.nomad");
         let out = env.run(&["validate", &path]);
         assert_eq!(out.code, 0, "{name}: {}", out.stderr);
-        assert!(out.stdout.contains(&format!("job {name:?}")) && out.stdout.contains("is valid"), "{}", out.stdout);
+        assert!(
+            out.stdout.contains(&format!("job {name:?}")) && out.stdout.contains("is valid"),
+            "{}",
+            out.stdout
+        );
 
         let plan = env.run(&["plan", &path]);
         assert_eq!(plan.code, 0, "{name}: {}", plan.stderr);
-        assert!(plan.stdout.contains("image:     localhost/ndp-busybox:latest"), "{}", plan.stdout);
+        assert!(
+            plan.stdout
+                .contains("image:     localhost/ndp-busybox:latest"),
+            "{}",
+            plan.stdout
+        );
 
         let json = env.run(&["plan", "--json", &path]);
         assert_eq!(json.code, 0);
         let plan: serde_json::Value = serde_json::from_str(&json.stdout).expect("plan --json");
         assert_eq!(plan["job_id"], *name);
-        for task in plan["groups"].as_array().expect("groups").iter().flat_map(|g| g["tasks"].as_array().expect("tasks")) {
+        for task in plan["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .flat_map(|g| g["tasks"].as_array().expect("tasks"))
+        {
             assert_eq!(task["image"], "localhost/ndp-busybox:latest");
-            let targets: Vec<&str> = task["mounts"].as_array().expect("mounts").iter().filter_map(|m| m["target"].as_str()).collect();
-            assert!(targets.starts_with(&["/alloc", "/local", "/secrets"]), "{targets:?}");
+            let targets: Vec<&str> = task["mounts"]
+                .as_array()
+                .expect("mounts")
+                .iter()
+                .filter_map(|m| m["target"].as_str())
+                .collect();
+            assert!(
+                targets.starts_with(&["/alloc", "/local", "/secrets"]),
+                "{targets:?}"
+            );
         }
     }
     let plan = env.run(&["plan", "--json", "examples/jobs/pod-bridge.nomad"]);
@@ -82,14 +118,34 @@ fn validate_reports_ignored_blocks_and_skipped_tasks() {
     let path = file.to_str().expect("utf-8");
     let out = env.run(&["validate", path]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains(&format!("constraint at {path}:2:3")), "{}", out.stdout);
-    assert!(out.stdout.contains(&format!("service (2x) at {path}:7:5")), "{}", out.stdout);
-    assert!(out.stdout.contains(&format!("g.legacy (driver \"docker\") at {path}:10:5")), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!("constraint at {path}:2:3")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!("service (2x) at {path}:7:5")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("g.legacy (driver \"docker\") at {path}:10:5")),
+        "{}",
+        out.stdout
+    );
     let plan = env.run(&["plan", path]);
-    assert!(plan.stdout.contains("password <redacted>"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("password <redacted>"),
+        "{}",
+        plan.stdout
+    );
     let json = env.run(&["plan", "--json", path]);
     for text in [&plan.stdout, &json.stdout] {
-        assert!(!text.contains("hunter2"), "secrets are never printed:\n{text}");
+        assert!(
+            !text.contains("hunter2"),
+            "secrets are never printed:\n{text}"
+        );
     }
 }
 
@@ -104,12 +160,26 @@ fn exit_codes_tell_podman_unreachable_and_unknown_jobs_apart() {
         let mut cmd = env.command(&args);
         cmd.env("CONTAINER_HOST", "unix:///nonexistent/podman.sock");
         let out = env.run_with(cmd);
-        assert_eq!(out.code, 4, "{args:?}: podman unreachable; stderr:\n{}", out.stderr);
-        assert!(out.stderr.contains("podman is not reachable at unix:///nonexistent/podman.sock"), "{}", out.stderr);
+        assert_eq!(
+            out.code, 4,
+            "{args:?}: podman unreachable; stderr:\n{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr
+                .contains("podman is not reachable at unix:///nonexistent/podman.sock"),
+            "{}",
+            out.stderr
+        );
     }
     let out = env.run(&["stop", "no-such-job"]);
     assert_eq!(out.code, 5, "{}", out.stderr);
-    assert!(out.stderr.contains("no containers of job \"no-such-job\" found"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("no containers of job \"no-such-job\" found"),
+        "{}",
+        out.stderr
+    );
     let out = env.run(&["logs", "no-such-job"]);
     assert_eq!(out.code, 5, "{}", out.stderr);
     let out = env.run(&["run", "--no-such-flag", "examples/jobs/hello.nomad"]);
@@ -130,17 +200,38 @@ fn ps_logs_and_stop_work_after_the_runner_was_killed() {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("runner pid in {}", started.stdout));
 
+    // One runner per job: a second `run` of the same job is refused.
+    let again = env.run(&["run", job.path()]);
+    assert_eq!(again.code, 5, "{}{}", again.stdout, again.stderr);
+    assert!(
+        again.stderr.contains("is already running"),
+        "{}",
+        again.stderr
+    );
+
     // `logs -f` follows until the job is gone.
     let follower = env.spawn(&["logs", "-f", &job.id, "server"]);
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill runner");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill runner");
     while std::path::Path::new(&format!("/proc/{pid}")).exists() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let ps = env.run(&["ps", &job.id]);
     assert_eq!(ps.code, 0);
-    assert!(ps.stdout.contains("server") && ps.stdout.contains("running"), "{}", ps.stdout);
-    assert!(ps.stdout.contains(&format!("job {:?}: no runner", job.id)), "{}", ps.stdout);
+    assert!(
+        ps.stdout.contains("server") && ps.stdout.contains("running"),
+        "{}",
+        ps.stdout
+    );
+    assert!(
+        ps.stdout.contains(&format!("job {:?}: no runner", job.id)),
+        "{}",
+        ps.stdout
+    );
     let ps_json = env.run(&["ps", "--json", &job.id]);
     let containers: serde_json::Value = serde_json::from_str(&ps_json.stdout).expect("ps --json");
     assert_eq!(containers[0]["task"], "server");
@@ -149,12 +240,126 @@ fn ps_logs_and_stop_work_after_the_runner_was_killed() {
 
     let stop = env.run(&["stop", &job.id]);
     assert_eq!(stop.code, 0, "{}{}", stop.stdout, stop.stderr);
-    assert!(stop.stdout.contains("without its runner"), "{}", stop.stdout);
+    assert!(
+        stop.stdout.contains("without its runner"),
+        "{}",
+        stop.stdout
+    );
     assert!(stop.stdout.contains("removed server-"), "{}", stop.stdout);
     assert!(containers_of(&job.id).is_empty());
 
     let (code, _) = follower.finish();
     assert_eq!(code, 0, "logs -f ends once the job is gone");
     let runner_log = read(&env.state.join(&job.id).join("runner.log"));
-    assert!(task_lines(&runner_log, "web.server").iter().any(|l| l.starts_with("==> Started")), "{runner_log}");
+    assert!(
+        task_lines(&runner_log, "web.server")
+            .iter()
+            .any(|l| l.starts_with("==> Started")),
+        "{runner_log}"
+    );
+}
+
+#[test]
+fn a_second_ctrl_c_forces_the_stop_and_skips_poststop() {
+    let env = RunnerEnv::new("run-force");
+    let id = crate::support::unique_name("force");
+    let file = env.state.join("force.nomad");
+    // `sleep` as PID 1 ignores SIGTERM, so a graceful stop would wait the whole minute.
+    std::fs::write(
+        &file,
+        format!(
+            r#"job "{id}" {{
+  group "g" {{
+    task "stubborn" {{
+      driver = "podman"
+      config {{
+        image   = "localhost/ndp-busybox:latest"
+        command = "sleep"
+        args    = ["600"]
+      }}
+      kill_timeout = "60s"
+    }}
+    task "after" {{
+      driver = "podman"
+      lifecycle {{
+        hook = "poststop"
+      }}
+      config {{
+        image   = "localhost/ndp-busybox:latest"
+        command = "true"
+      }}
+    }}
+  }}
+}}
+"#
+        ),
+    )
+    .expect("job file");
+    let _cleanup = crate::support::LabelCleanup {
+        key: super::harness::JOB_LABEL.into(),
+        value: id.clone(),
+    };
+    let mut running = env.spawn(&["run", file.to_str().expect("utf-8")]);
+    running.wait_for("g.stubborn | ==> Started");
+    running.interrupt();
+    running.wait_for("g.stubborn | ==> Killing: sending SIGTERM, SIGKILL after 1m");
+    running.interrupt();
+    let (code, out) = running.finish();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("forcing: removing every container now, poststop tasks are skipped"),
+        "{out}"
+    );
+    assert!(
+        task_lines(&out, "g.after").is_empty(),
+        "poststop skipped:\n{out}"
+    );
+    assert!(containers_of(&id).is_empty());
+}
+
+#[test]
+fn image_pulls_show_as_status_lines() {
+    let env = RunnerEnv::new("run-pull");
+    let id = crate::support::unique_name("pull");
+    let image = crate::support::registry().busybox();
+    let file = env.state.join("pull.nomad");
+    std::fs::write(
+        &file,
+        format!(
+            r#"job "{id}" {{
+  type = "batch"
+  group "g" {{
+    task "pulled" {{
+      driver = "podman"
+      config {{
+        image      = "{image}"
+        force_pull = true
+        command    = "echo"
+        args       = ["pulled ok"]
+        auth {{
+          tls_verify = false
+        }}
+      }}
+    }}
+  }}
+}}
+"#
+        ),
+    )
+    .expect("job file");
+    let _cleanup = crate::support::LabelCleanup {
+        key: super::harness::JOB_LABEL.into(),
+        value: id.clone(),
+    };
+    let out = env.run(&["run", file.to_str().expect("utf-8")]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let lines = task_lines(&out.stdout, "g.pulled");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == &format!("==> Pulling image {image}")),
+        "{}",
+        out.stdout
+    );
+    assert!(lines.iter().any(|l| l == "pulled ok"), "{}", out.stdout);
 }

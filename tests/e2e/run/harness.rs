@@ -34,7 +34,9 @@ pub struct Finished {
 
 impl RunnerEnv {
     pub fn new(prefix: &str) -> Self {
-        RunnerEnv { state: podman().scratch_dir(prefix) }
+        RunnerEnv {
+            state: podman().scratch_dir(prefix),
+        }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -79,21 +81,35 @@ impl RunnerEnv {
             .stderr(file)
             .spawn()
             .expect("runner binary starts");
-        Running { child: Some(child), log }
+        Running {
+            child: Some(child),
+            log,
+        }
     }
 
     /// A copy of `examples/jobs/<name>.nomad` with a unique job id, and a guard that
     /// removes the job's containers whatever happens.
     pub fn example(&self, name: &str) -> ExampleJob {
-        let text = fs::read_to_string(repo_root().join("examples/jobs").join(format!("{name}.nomad")))
-            .expect("example exists");
+        let text = fs::read_to_string(
+            repo_root()
+                .join("examples/jobs")
+                .join(format!("{name}.nomad")),
+        )
+        .expect("example exists");
         let id = unique_name(name);
         let needle = format!("job \"{name}\"");
-        assert!(text.contains(&needle), "example {name} declares job {name:?}");
+        assert!(
+            text.contains(&needle),
+            "example {name} declares job {name:?}"
+        );
         let file = self.state.join(format!("{id}.nomad"));
-        fs::write(&file, text.replacen(&needle, &format!("job \"{id}\""), 1)).expect("write job copy");
+        fs::write(&file, text.replacen(&needle, &format!("job \"{id}\""), 1))
+            .expect("write job copy");
         ExampleJob {
-            _cleanup: LabelCleanup { key: JOB_LABEL.to_string(), value: id.clone() },
+            _cleanup: LabelCleanup {
+                key: JOB_LABEL.to_string(),
+                value: id.clone(),
+            },
             id,
             file,
         }
@@ -102,7 +118,13 @@ impl RunnerEnv {
     /// The allocation directories of a job's last run.
     pub fn alloc_dirs(&self, job: &str) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = fs::read_dir(self.state.join(job))
-            .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
             .unwrap_or_default();
         dirs.sort();
         dirs
@@ -160,18 +182,28 @@ impl Running {
                     panic!("runner exited ({status}) before printing {text:?}:\n{out}");
                 }
             }
-            assert!(Instant::now() < deadline, "no {text:?} in the output:\n{out}");
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in the output:\n{out}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.as_ref().map(|c| c.id() as i32).unwrap_or_default()
+        self.child
+            .as_ref()
+            .map(|c| c.id() as i32)
+            .unwrap_or_default()
     }
 
     /// Ctrl-C.
     pub fn interrupt(&self) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .expect("SIGINT");
     }
 
     /// Waits for the exit; returns the code and the whole output.
@@ -200,7 +232,10 @@ pub fn ports_of(output: &str, label: &str) -> Vec<u16> {
         .filter(|l| l.contains("is allocation"))
         .filter_map(|l| {
             let start = l.find(&needle)? + needle.len();
-            let digits: String = l[start..].chars().take_while(char::is_ascii_digit).collect();
+            let digits: String = l[start..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
             digits.parse().ok()
         })
         .collect()
@@ -212,14 +247,20 @@ pub fn http_get(port: u16, path: &str) -> String {
     loop {
         if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-            if stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).is_ok() {
+            if stream
+                .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+                .is_ok()
+            {
                 let mut response = String::new();
                 if stream.read_to_string(&mut response).is_ok() && response.starts_with("HTTP/1") {
                     return response;
                 }
             }
         }
-        assert!(Instant::now() < deadline, "nothing answers on 127.0.0.1:{port}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing answers on 127.0.0.1:{port}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -227,7 +268,14 @@ pub fn http_get(port: u16, path: &str) -> String {
 /// Names of the containers (any state) of a runner job.
 pub fn containers_of(job: &str) -> Vec<String> {
     podman()
-        .cli_ok(&["ps", "-a", "--format", "{{.Names}}", "--filter", &format!("label={JOB_LABEL}={job}")])
+        .cli_ok(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("label={JOB_LABEL}={job}"),
+        ])
         .lines()
         .map(str::to_string)
         .filter(|l| !l.is_empty())
@@ -237,7 +285,12 @@ pub fn containers_of(job: &str) -> Vec<String> {
 /// The environment of a container, as podman reports it.
 pub fn container_env(name: &str) -> Vec<String> {
     podman()
-        .cli_ok(&["inspect", "--format", "{{range .Config.Env}}{{println .}}{{end}}", name])
+        .cli_ok(&[
+            "inspect",
+            "--format",
+            "{{range .Config.Env}}{{println .}}{{end}}",
+            name,
+        ])
         .lines()
         .map(str::to_string)
         .collect()

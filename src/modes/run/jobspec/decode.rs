@@ -49,26 +49,75 @@ impl Notices {
     fn ignore(&mut self, what: &str, location: Location) {
         match self.ignored.iter_mut().find(|i| i.what == what) {
             Some(existing) => existing.count += 1,
-            None => self.ignored.push(Ignored { what: what.to_string(), location, count: 1 }),
+            None => self.ignored.push(Ignored {
+                what: what.to_string(),
+                location,
+                count: 1,
+            }),
         }
     }
 }
 
 /// Blocks and arguments Nomad accepts that have no effect in a local run.
 const IGNORED_IN_JOB: &[&str] = &[
-    "all_at_once", "priority", "node_pool", "constraint", "affinity", "spread", "update",
-    "migrate", "reschedule", "periodic", "parameterized", "multiregion", "vault", "consul",
-    "ui", "vault_token", "consul_token", "vault_namespace", "consul_namespace", "id",
+    "all_at_once",
+    "priority",
+    "node_pool",
+    "constraint",
+    "affinity",
+    "spread",
+    "update",
+    "migrate",
+    "reschedule",
+    "periodic",
+    "parameterized",
+    "multiregion",
+    "vault",
+    "consul",
+    "ui",
+    "vault_token",
+    "consul_token",
+    "vault_namespace",
+    "consul_namespace",
+    "id",
 ];
 const IGNORED_IN_GROUP: &[&str] = &[
-    "constraint", "affinity", "spread", "service", "volume", "update", "migrate", "reschedule",
-    "scaling", "consul", "vault", "ephemeral_disk", "stop_after_client_disconnect",
-    "max_client_disconnect", "prevent_reschedule_on_lost", "disconnect", "shutdown_delay",
+    "constraint",
+    "affinity",
+    "spread",
+    "service",
+    "volume",
+    "update",
+    "migrate",
+    "reschedule",
+    "scaling",
+    "consul",
+    "vault",
+    "ephemeral_disk",
+    "stop_after_client_disconnect",
+    "max_client_disconnect",
+    "prevent_reschedule_on_lost",
+    "disconnect",
+    "shutdown_delay",
 ];
 const IGNORED_IN_TASK: &[&str] = &[
-    "artifact", "service", "vault", "consul", "identity", "volume_mount", "constraint",
-    "affinity", "logs", "dispatch_payload", "kind", "shutdown_delay", "scaling", "csi_plugin",
-    "action", "schedule", "secret",
+    "artifact",
+    "service",
+    "vault",
+    "consul",
+    "identity",
+    "volume_mount",
+    "constraint",
+    "affinity",
+    "logs",
+    "dispatch_payload",
+    "kind",
+    "shutdown_delay",
+    "scaling",
+    "csi_plugin",
+    "action",
+    "schedule",
+    "secret",
 ];
 
 pub struct Decoder<'a> {
@@ -79,7 +128,11 @@ pub struct Decoder<'a> {
 
 impl<'a> Decoder<'a> {
     pub fn new(ev: Evaluator<'a>) -> Self {
-        Decoder { ev, errors: Vec::new(), notices: Notices::default() }
+        Decoder {
+            ev,
+            errors: Vec::new(),
+            notices: Notices::default(),
+        }
     }
 
     fn at(&self, span: Option<std::ops::Range<usize>>) -> Location {
@@ -106,7 +159,13 @@ impl<'a> Decoder<'a> {
         match value::to_string(&v) {
             Ok(s) => Some(s),
             Err(m) => {
-                self.error(attr.value.span(), format!("Incorrect attribute value type: {} must be a string; {m}", key(attr)));
+                self.error(
+                    attr.value.span(),
+                    format!(
+                        "Incorrect attribute value type: {} must be a string; {m}",
+                        key(attr)
+                    ),
+                );
                 None
             }
         }
@@ -117,7 +176,13 @@ impl<'a> Decoder<'a> {
         match value::to_bool(&v) {
             Ok(b) => Some(b),
             Err(m) => {
-                self.error(attr.value.span(), format!("Incorrect attribute value type: {} must be a bool; {m}", key(attr)));
+                self.error(
+                    attr.value.span(),
+                    format!(
+                        "Incorrect attribute value type: {} must be a bool; {m}",
+                        key(attr)
+                    ),
+                );
                 None
             }
         }
@@ -128,11 +193,23 @@ impl<'a> Decoder<'a> {
         match value::to_number(&v) {
             Ok(n) if n.fract() == 0.0 && n >= min && n <= max => Some(n as u64),
             Ok(n) => {
-                self.error(attr.value.span(), format!("Invalid value for {}: {n} is not a whole number between {min} and {max}", key(attr)));
+                self.error(
+                    attr.value.span(),
+                    format!(
+                        "Invalid value for {}: {n} is not a whole number between {min} and {max}",
+                        key(attr)
+                    ),
+                );
                 None
             }
             Err(m) => {
-                self.error(attr.value.span(), format!("Incorrect attribute value type: {} must be a number; {m}", key(attr)));
+                self.error(
+                    attr.value.span(),
+                    format!(
+                        "Incorrect attribute value type: {} must be a number; {m}",
+                        key(attr)
+                    ),
+                );
                 None
             }
         }
@@ -143,7 +220,10 @@ impl<'a> Decoder<'a> {
         match duration_text::parse(&text) {
             Ok(d) => Some(d),
             Err(m) => {
-                self.error(attr.value.span(), format!("Invalid value for {}: {m}", key(attr)));
+                self.error(
+                    attr.value.span(),
+                    format!("Invalid value for {}: {m}", key(attr)),
+                );
                 None
             }
         }
@@ -154,7 +234,14 @@ impl<'a> Decoder<'a> {
         let items = match v {
             Value::Array(items) => items,
             other => {
-                self.error(attr.value.span(), format!("Incorrect attribute value type: {} must be a list of strings, got a {}", key(attr), type_name(&other)));
+                self.error(
+                    attr.value.span(),
+                    format!(
+                        "Incorrect attribute value type: {} must be a list of strings, got a {}",
+                        key(attr),
+                        type_name(&other)
+                    ),
+                );
                 return None;
             }
         };
@@ -163,7 +250,13 @@ impl<'a> Decoder<'a> {
             match value::to_string(item) {
                 Ok(s) => out.push(s),
                 Err(m) => {
-                    self.error(attr.value.span(), format!("Incorrect attribute value type: {} must be a list of strings; {m}", key(attr)));
+                    self.error(
+                        attr.value.span(),
+                        format!(
+                            "Incorrect attribute value type: {} must be a list of strings; {m}",
+                            key(attr)
+                        ),
+                    );
                     return None;
                 }
             }
@@ -173,9 +266,18 @@ impl<'a> Decoder<'a> {
 
     /// `meta`/`env` given as a map attribute (`env = { A = "1" }`).
     fn string_map_attr(&mut self, attr: &Attribute) -> BTreeMap<String, String> {
-        let Some(v) = self.value(&attr.value) else { return BTreeMap::new() };
+        let Some(v) = self.value(&attr.value) else {
+            return BTreeMap::new();
+        };
         let Value::Object(map) = v else {
-            self.error(attr.value.span(), format!("Incorrect attribute value type: {} must be a map of strings, got a {}", key(attr), type_name(&v)));
+            self.error(
+                attr.value.span(),
+                format!(
+                    "Incorrect attribute value type: {} must be a map of strings, got a {}",
+                    key(attr),
+                    type_name(&v)
+                ),
+            );
             return BTreeMap::new();
         };
         let mut out = BTreeMap::new();
@@ -184,7 +286,10 @@ impl<'a> Decoder<'a> {
                 Ok(s) => {
                     out.insert(k, s);
                 }
-                Err(m) => self.error(attr.value.span(), format!("Incorrect value for {}.{k}: {m}", key(attr))),
+                Err(m) => self.error(
+                    attr.value.span(),
+                    format!("Incorrect value for {}.{k}: {m}", key(attr)),
+                ),
             }
         }
         out
@@ -201,7 +306,13 @@ impl<'a> Decoder<'a> {
                         out.insert(key(attr).to_string(), s);
                     }
                 }
-                Structure::Block(b) => self.error(b.ident.span(), format!("Unsupported block type: {} holds only attributes", block.ident.value().as_str())),
+                Structure::Block(b) => self.error(
+                    b.ident.span(),
+                    format!(
+                        "Unsupported block type: {} holds only attributes",
+                        block.ident.value().as_str()
+                    ),
+                ),
             }
         }
         out
@@ -209,7 +320,13 @@ impl<'a> Decoder<'a> {
 
     fn no_labels(&mut self, block: &Block) {
         if let Some(label) = block.labels.first() {
-            self.error(label.span(), format!("Extraneous label for {}: no labels are expected", block.ident.value().as_str()));
+            self.error(
+                label.span(),
+                format!(
+                    "Extraneous label for {}: no labels are expected",
+                    block.ident.value().as_str()
+                ),
+            );
         }
     }
 
@@ -224,18 +341,33 @@ impl<'a> Decoder<'a> {
                 Some(name)
             }
             _ => {
-                self.error(block.ident.span(), format!("Missing name for {what}: a {what} block needs exactly one label"));
+                self.error(
+                    block.ident.span(),
+                    format!("Missing name for {what}: a {what} block needs exactly one label"),
+                );
                 None
             }
         }
     }
 
     fn unsupported_attr(&mut self, attr: &Attribute, within: &str) {
-        self.error(attr.key.span(), format!("Unsupported argument: an argument named {:?} is not expected in {within}", key(attr)));
+        self.error(
+            attr.key.span(),
+            format!(
+                "Unsupported argument: an argument named {:?} is not expected in {within}",
+                key(attr)
+            ),
+        );
     }
 
     fn unsupported_block(&mut self, block: &Block, within: &str) {
-        self.error(block.ident.span(), format!("Unsupported block type: blocks of type {:?} are not expected in {within}", block.ident.value().as_str()));
+        self.error(
+            block.ident.span(),
+            format!(
+                "Unsupported block type: blocks of type {:?} are not expected in {within}",
+                block.ident.value().as_str()
+            ),
+        );
     }
 
     /// Rejects a second definition of the same argument (Nomad: "Attribute redefined").
@@ -243,7 +375,13 @@ impl<'a> Decoder<'a> {
         let mut seen: BTreeMap<&str, ()> = BTreeMap::new();
         for attr in body.attributes() {
             if seen.insert(key(attr), ()).is_some() {
-                self.error(attr.key.span(), format!("Attribute redefined: the argument {:?} was already set in this block", key(attr)));
+                self.error(
+                    attr.key.span(),
+                    format!(
+                        "Attribute redefined: the argument {:?} was already set in this block",
+                        key(attr)
+                    ),
+                );
             }
         }
     }
@@ -267,7 +405,12 @@ impl<'a> Decoder<'a> {
             if let Some(t) = self.string(attr) {
                 match JobType::parse(&t) {
                     Some(t) => job.job_type = t,
-                    None => self.error(attr.value.span(), format!("Invalid job type {t:?}: expected service, batch, system or sysbatch")),
+                    None => self.error(
+                        attr.value.span(),
+                        format!(
+                            "Invalid job type {t:?}: expected service, batch, system or sysbatch"
+                        ),
+                    ),
                 }
             }
         }
@@ -297,24 +440,37 @@ impl<'a> Decoder<'a> {
                         }
                     }
                     "meta" => job.meta = self.string_map_attr(attr),
-                    k if IGNORED_IN_JOB.contains(&k) => self.notices.ignore(k, self.ev.location(attr.key.span())),
+                    k if IGNORED_IN_JOB.contains(&k) => {
+                        self.notices.ignore(k, self.ev.location(attr.key.span()))
+                    }
                     _ => self.unsupported_attr(attr, "a job block"),
                 },
                 Structure::Block(b) => match b.ident.value().as_str() {
                     "group" => group_blocks.push(b),
                     "meta" => job.meta.extend(self.string_map_block(b)),
-                    k if IGNORED_IN_JOB.contains(&k) => self.notices.ignore(k, self.ev.location(b.ident.span())),
+                    k if IGNORED_IN_JOB.contains(&k) => {
+                        self.notices.ignore(k, self.ev.location(b.ident.span()))
+                    }
                     _ => self.unsupported_block(b, "a job block"),
                 },
             }
         }
         if group_blocks.is_empty() {
-            self.error(block.ident.span(), "Missing group: a job needs at least one group block");
+            self.error(
+                block.ident.span(),
+                "Missing group: a job needs at least one group block",
+            );
         }
         for b in group_blocks {
             if let Some(group) = self.group(b, job.job_type) {
                 if job.groups.iter().any(|g| g.name == group.name) {
-                    self.error(b.labels.first().and_then(|l| l.span()), format!("Duplicate group {:?}: group names must be unique within a job", group.name));
+                    self.error(
+                        b.labels.first().and_then(|l| l.span()),
+                        format!(
+                            "Duplicate group {:?}: group names must be unique within a job",
+                            group.name
+                        ),
+                    );
                     continue;
                 }
                 job.groups.push(group);
@@ -341,7 +497,9 @@ impl<'a> Decoder<'a> {
                         }
                     }
                     "meta" => meta = self.string_map_attr(attr),
-                    k if IGNORED_IN_GROUP.contains(&k) => self.notices.ignore(k, self.ev.location(attr.key.span())),
+                    k if IGNORED_IN_GROUP.contains(&k) => {
+                        self.notices.ignore(k, self.ev.location(attr.key.span()))
+                    }
                     _ => self.unsupported_attr(attr, "a group block"),
                 },
                 Structure::Block(b) => match b.ident.value().as_str() {
@@ -349,13 +507,18 @@ impl<'a> Decoder<'a> {
                     "meta" => meta.extend(self.string_map_block(b)),
                     "network" => {
                         if network.is_some() {
-                            self.error(b.ident.span(), "Duplicate network block: a group has at most one network");
+                            self.error(
+                                b.ident.span(),
+                                "Duplicate network block: a group has at most one network",
+                            );
                         } else {
                             network = self.network(b);
                         }
                     }
                     "restart" => restart_block = Some(b),
-                    k if IGNORED_IN_GROUP.contains(&k) => self.notices.ignore(k, self.ev.location(b.ident.span())),
+                    k if IGNORED_IN_GROUP.contains(&k) => {
+                        self.notices.ignore(k, self.ev.location(b.ident.span()))
+                    }
                     _ => self.unsupported_block(b, "a group block"),
                 },
             }
@@ -365,13 +528,24 @@ impl<'a> Decoder<'a> {
             None => RestartPolicy::default_for(job_type),
         };
         if task_blocks.is_empty() {
-            self.error(block.ident.span(), format!("Missing task: group {name:?} needs at least one task block"));
+            self.error(
+                block.ident.span(),
+                format!("Missing task: group {name:?} needs at least one task block"),
+            );
         }
         let mut tasks: Vec<Task> = Vec::new();
         for b in task_blocks {
-            let Some(task) = self.task(b, &name, group_restart) else { continue };
+            let Some(task) = self.task(b, &name, group_restart) else {
+                continue;
+            };
             if tasks.iter().any(|t| t.name == task.name) {
-                self.error(b.labels.first().and_then(|l| l.span()), format!("Duplicate task {:?}: task names must be unique within a group", task.name));
+                self.error(
+                    b.labels.first().and_then(|l| l.span()),
+                    format!(
+                        "Duplicate task {:?}: task names must be unique within a group",
+                        task.name
+                    ),
+                );
                 continue;
             }
             tasks.push(task);
@@ -379,9 +553,19 @@ impl<'a> Decoder<'a> {
         let leaders: Vec<&Task> = tasks.iter().filter(|t| t.leader).collect();
         if leaders.len() > 1 {
             let at = leaders[1].location.clone();
-            self.errors.push(JobFileError::at(at, format!("Only one task may be marked as leader in group {name:?}")));
+            self.errors.push(JobFileError::at(
+                at,
+                format!("Only one task may be marked as leader in group {name:?}"),
+            ));
         }
-        Some(Group { name, count, meta, network, tasks, location })
+        Some(Group {
+            name,
+            count,
+            meta,
+            network,
+            tasks,
+            location,
+        })
     }
 
     fn network(&mut self, block: &Block) -> Option<GroupNetwork> {
@@ -398,7 +582,9 @@ impl<'a> Decoder<'a> {
             match structure {
                 Structure::Attribute(attr) => match key(attr) {
                     "mode" => {
-                        let Some(mode) = self.string(attr) else { continue };
+                        let Some(mode) = self.string(attr) else {
+                            continue;
+                        };
                         net.mode = match mode.as_str() {
                             "host" => NetworkMode::Host,
                             "bridge" => NetworkMode::Bridge,
@@ -410,7 +596,9 @@ impl<'a> Decoder<'a> {
                         }
                     }
                     "hostname" => net.hostname = self.string(attr),
-                    "mbits" => self.notices.ignore("mbits", self.ev.location(attr.key.span())),
+                    "mbits" => self
+                        .notices
+                        .ignore("mbits", self.ev.location(attr.key.span())),
                     _ => self.unsupported_attr(attr, "a network block"),
                 },
                 Structure::Block(b) => match b.ident.value().as_str() {
@@ -431,8 +619,14 @@ impl<'a> Decoder<'a> {
         }
         for (i, port) in net.ports.iter().enumerate() {
             if let Some(p) = port.static_port {
-                if net.ports[..i].iter().any(|other| other.static_port == Some(p)) {
-                    self.errors.push(JobFileError::at(port.location.clone(), format!("Port collision: static port {p} is used by two labels")));
+                if net.ports[..i]
+                    .iter()
+                    .any(|other| other.static_port == Some(p))
+                {
+                    self.errors.push(JobFileError::at(
+                        port.location.clone(),
+                        format!("Port collision: static port {p} is used by two labels"),
+                    ));
                 }
             }
         }
@@ -442,7 +636,13 @@ impl<'a> Decoder<'a> {
     fn port(&mut self, block: &Block) -> Option<PortSpec> {
         let label = self.one_label(block, "port")?;
         self.check_duplicates(&block.body);
-        let mut port = PortSpec { label, static_port: None, to: None, host_network: None, location: self.at(block.span()) };
+        let mut port = PortSpec {
+            label,
+            static_port: None,
+            to: None,
+            host_network: None,
+            location: self.at(block.span()),
+        };
         for structure in block.body.iter() {
             match structure {
                 Structure::Attribute(attr) => match key(attr) {
@@ -485,7 +685,9 @@ impl<'a> Decoder<'a> {
                             continue;
                         }
                     };
-                    let Some(values) = self.string_list(attr) else { continue };
+                    let Some(values) = self.string_list(attr) else {
+                        continue;
+                    };
                     *list = values;
                 }
                 Structure::Block(b) => self.unsupported_block(b, "a dns block"),
@@ -518,17 +720,27 @@ impl<'a> Decoder<'a> {
                     "mode" => match self.string(attr).as_deref() {
                         Some("fail") => policy.mode = RestartMode::Fail,
                         Some("delay") => policy.mode = RestartMode::Delay,
-                        Some(other) => self.error(attr.value.span(), format!("Invalid restart mode {other:?}: expected \"fail\" or \"delay\"")),
+                        Some(other) => self.error(
+                            attr.value.span(),
+                            format!(
+                                "Invalid restart mode {other:?}: expected \"fail\" or \"delay\""
+                            ),
+                        ),
                         None => {}
                     },
-                    "render_templates" => self.notices.ignore("render_templates", self.ev.location(attr.key.span())),
+                    "render_templates" => self
+                        .notices
+                        .ignore("render_templates", self.ev.location(attr.key.span())),
                     _ => self.unsupported_attr(attr, "a restart block"),
                 },
                 Structure::Block(b) => self.unsupported_block(b, "a restart block"),
             }
         }
         if policy.attempts > 0 && policy.delay > policy.interval {
-            self.error(block.ident.span(), "Invalid restart policy: delay must not be longer than interval");
+            self.error(
+                block.ident.span(),
+                "Invalid restart policy: delay must not be longer than interval",
+            );
         }
         policy
     }
@@ -540,12 +752,20 @@ impl<'a> Decoder<'a> {
         let driver = match block.body.get_attribute("driver") {
             Some(attr) => self.string(attr)?,
             None => {
-                self.error(block.ident.span(), format!("Missing required argument: task {name:?} needs a driver"));
+                self.error(
+                    block.ident.span(),
+                    format!("Missing required argument: task {name:?} needs a driver"),
+                );
                 return None;
             }
         };
         if driver != "podman" {
-            self.notices.skipped_tasks.push(SkippedTask { group: group.to_string(), task: name, driver, location });
+            self.notices.skipped_tasks.push(SkippedTask {
+                group: group.to_string(),
+                task: name,
+                driver,
+                location,
+            });
             return None;
         }
         let mut task = Task {
@@ -586,21 +806,30 @@ impl<'a> Decoder<'a> {
                         if let Some(v) = self.value(&attr.value) {
                             if let Value::Object(map) = &v {
                                 for k in map.keys() {
-                                    task.config_locations.insert(k.clone(), task.config_location.clone());
+                                    task.config_locations
+                                        .insert(k.clone(), task.config_location.clone());
                                 }
                                 task.config = v;
                             } else {
-                                self.error(attr.value.span(), "Incorrect attribute value type: config must be an object");
+                                self.error(
+                                    attr.value.span(),
+                                    "Incorrect attribute value type: config must be an object",
+                                );
                             }
                         }
                     }
-                    k if IGNORED_IN_TASK.contains(&k) => self.notices.ignore(k, self.ev.location(attr.key.span())),
+                    k if IGNORED_IN_TASK.contains(&k) => {
+                        self.notices.ignore(k, self.ev.location(attr.key.span()))
+                    }
                     _ => self.unsupported_attr(attr, "a task block"),
                 },
                 Structure::Block(b) => match b.ident.value().as_str() {
                     "config" => {
                         if has_config {
-                            self.error(b.ident.span(), "Duplicate config block: a task has one config");
+                            self.error(
+                                b.ident.span(),
+                                "Duplicate config block: a task has one config",
+                            );
                             continue;
                         }
                         has_config = true;
@@ -620,13 +849,21 @@ impl<'a> Decoder<'a> {
                             task.templates.push(t);
                         }
                     }
-                    k if IGNORED_IN_TASK.contains(&k) => self.notices.ignore(k, self.ev.location(b.ident.span())),
+                    k if IGNORED_IN_TASK.contains(&k) => {
+                        self.notices.ignore(k, self.ev.location(b.ident.span()))
+                    }
                     _ => self.unsupported_block(b, "a task block"),
                 },
             }
         }
         if !has_config {
-            self.error(block.ident.span(), format!("Missing config: podman task {:?} needs a config block with an image", task.name));
+            self.error(
+                block.ident.span(),
+                format!(
+                    "Missing config: podman task {:?} needs a config block with an image",
+                    task.name
+                ),
+            );
         }
         Some(task)
     }
@@ -648,14 +885,25 @@ impl<'a> Decoder<'a> {
                 Structure::Block(b) => {
                     let name = b.ident.value().as_str().to_string();
                     if !b.labels.is_empty() {
-                        self.error(b.labels[0].span(), format!("Extraneous label for {name}: config blocks take no labels"));
+                        self.error(
+                            b.labels[0].span(),
+                            format!("Extraneous label for {name}: config blocks take no labels"),
+                        );
                         continue;
                     }
-                    locations.entry(name.clone()).or_insert_with(|| self.at(b.span()));
+                    locations
+                        .entry(name.clone())
+                        .or_insert_with(|| self.at(b.span()));
                     let (inner, _) = self.config_body(&b.body);
                     match out.entry(name).or_insert_with(|| Value::Array(Vec::new())) {
                         Value::Array(items) => items.push(inner),
-                        _ => self.error(b.ident.span(), format!("{} is set both as an argument and as a block", b.ident.value().as_str())),
+                        _ => self.error(
+                            b.ident.span(),
+                            format!(
+                                "{} is set both as an argument and as a block",
+                                b.ident.value().as_str()
+                            ),
+                        ),
                     }
                 }
             }
@@ -689,11 +937,17 @@ impl<'a> Decoder<'a> {
             }
         }
         let Some(hook) = hook else {
-            self.error(block.ident.span(), "Missing required argument: a lifecycle block needs a hook");
+            self.error(
+                block.ident.span(),
+                "Missing required argument: a lifecycle block needs a hook",
+            );
             return None;
         };
         if hook == Hook::Poststop && sidecar {
-            self.error(block.ident.span(), "Invalid lifecycle: a poststop task cannot be a sidecar");
+            self.error(
+                block.ident.span(),
+                "Invalid lifecycle: a poststop task cannot be a sidecar",
+            );
         }
         Some(Lifecycle { hook, sidecar })
     }
@@ -704,8 +958,14 @@ impl<'a> Decoder<'a> {
         for structure in block.body.iter() {
             match structure {
                 Structure::Attribute(attr) => match key(attr) {
-                    "cpu" => r.cpu = self.whole_number(attr, 1.0, 1e7).map_or(r.cpu, |n| n as u32),
-                    "memory" => r.memory_mb = self.whole_number(attr, 10.0, 1e9).unwrap_or(r.memory_mb),
+                    "cpu" => {
+                        r.cpu = self
+                            .whole_number(attr, 1.0, 1e7)
+                            .map_or(r.cpu, |n| n as u32)
+                    }
+                    "memory" => {
+                        r.memory_mb = self.whole_number(attr, 10.0, 1e9).unwrap_or(r.memory_mb)
+                    }
                     "memory_max" => {
                         // -1 is Nomad's "no hard limit" (the core maps it); other values are MiB.
                         if let Some(v) = self.value(&attr.value) {
@@ -716,18 +976,26 @@ impl<'a> Decoder<'a> {
                         }
                     }
                     "cores" => r.cores = self.whole_number(attr, 1.0, 4096.0).map(|n| n as u32),
-                    "disk" | "iops" | "secrets" => self.notices.ignore(&format!("resources.{}", key(attr)), self.ev.location(attr.key.span())),
+                    "disk" | "iops" | "secrets" => self.notices.ignore(
+                        &format!("resources.{}", key(attr)),
+                        self.ev.location(attr.key.span()),
+                    ),
                     _ => self.unsupported_attr(attr, "a resources block"),
                 },
                 Structure::Block(b) => match b.ident.value().as_str() {
-                    k @ ("device" | "network" | "numa") => self.notices.ignore(&format!("resources.{k}"), self.ev.location(b.ident.span())),
+                    k @ ("device" | "network" | "numa") => self
+                        .notices
+                        .ignore(&format!("resources.{k}"), self.ev.location(b.ident.span())),
                     _ => self.unsupported_block(b, "a resources block"),
                 },
             }
         }
         if let Some(max) = r.memory_max_mb {
             if max >= 0 && (max as u64) < r.memory_mb {
-                self.error(block.ident.span(), "Invalid resources: memory_max must not be below memory");
+                self.error(
+                    block.ident.span(),
+                    "Invalid resources: memory_max must not be below memory",
+                );
             }
         }
         r
@@ -765,34 +1033,54 @@ impl<'a> Decoder<'a> {
                         }
                     }
                     "left_delimiter" => spec.left_delimiter = self.string(attr).unwrap_or_default(),
-                    "right_delimiter" => spec.right_delimiter = self.string(attr).unwrap_or_default(),
-                    "error_on_missing_key" => spec.error_on_missing_key = self.bool(attr).unwrap_or(false),
-                    k @ ("change_mode" | "change_signal" | "splay" | "uid" | "gid" | "vault_grace") => {
-                        self.notices.ignore(&format!("template.{k}"), self.ev.location(attr.key.span()));
+                    "right_delimiter" => {
+                        spec.right_delimiter = self.string(attr).unwrap_or_default()
+                    }
+                    "error_on_missing_key" => {
+                        spec.error_on_missing_key = self.bool(attr).unwrap_or(false)
+                    }
+                    k @ ("change_mode" | "change_signal" | "splay" | "uid" | "gid"
+                    | "vault_grace") => {
+                        self.notices
+                            .ignore(&format!("template.{k}"), self.ev.location(attr.key.span()));
                     }
                     _ => self.unsupported_attr(attr, "a template block"),
                 },
                 Structure::Block(b) => match b.ident.value().as_str() {
-                    k @ ("wait" | "change_script") => self.notices.ignore(&format!("template.{k}"), self.ev.location(b.ident.span())),
+                    k @ ("wait" | "change_script") => self
+                        .notices
+                        .ignore(&format!("template.{k}"), self.ev.location(b.ident.span())),
                     _ => self.unsupported_block(b, "a template block"),
                 },
             }
         }
         if spec.destination.is_empty() {
-            self.error(block.ident.span(), "Missing required argument: a template needs a destination");
+            self.error(
+                block.ident.span(),
+                "Missing required argument: a template needs a destination",
+            );
             return None;
         }
         if spec.left_delimiter.is_empty() || spec.right_delimiter.is_empty() {
-            self.error(block.ident.span(), "Invalid template: delimiters must not be empty");
+            self.error(
+                block.ident.span(),
+                "Invalid template: delimiters must not be empty",
+            );
             return None;
         }
         match (&spec.data, &spec.source) {
             (Some(_), Some(_)) => {
-                self.error(block.ident.span(), "Invalid template: set either data or source, not both");
+                self.error(
+                    block.ident.span(),
+                    "Invalid template: set either data or source, not both",
+                );
                 None
             }
             (None, None) => {
-                self.error(block.ident.span(), "Invalid template: one of data or source is required");
+                self.error(
+                    block.ident.span(),
+                    "Invalid template: one of data or source is required",
+                );
                 None
             }
             _ => Some(spec),

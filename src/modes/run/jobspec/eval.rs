@@ -143,7 +143,11 @@ impl<'a> Evaluator<'a> {
         self.source.locate(span)
     }
 
-    fn err(&self, span: Option<std::ops::Range<usize>>, message: impl Into<String>) -> JobFileError {
+    fn err(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        message: impl Into<String>,
+    ) -> JobFileError {
         JobFileError::at(self.location(span), message)
     }
 
@@ -187,9 +191,9 @@ impl<'a> Evaluator<'a> {
                 Ok(Value::Object(out))
             }
             Expression::StringTemplate(t) => self.render(t, scope, false, false).map(Value::String),
-            Expression::HeredocTemplate(h) => {
-                self.render(&h.template, scope, false, false).map(Value::String)
-            }
+            Expression::HeredocTemplate(h) => self
+                .render(&h.template, scope, false, false)
+                .map(Value::String),
             Expression::Parenthesis(p) => self.eval_in(p.inner(), scope),
             Expression::Variable(name) => self.variable(name.value().as_str(), expr, scope),
             Expression::Conditional(c) => {
@@ -216,17 +220,19 @@ impl<'a> Evaluator<'a> {
                         .map_err(|m| self.err(op.expr.span(), format!("Invalid operand: {m}"))),
                 }
             }
-            Expression::BinaryOp(op) => self.binary(
-                *op.operator.value(),
-                &op.lhs_expr,
-                &op.rhs_expr,
-                scope,
-            ),
+            Expression::BinaryOp(op) => {
+                self.binary(*op.operator.value(), &op.lhs_expr, &op.rhs_expr, scope)
+            }
             Expression::ForExpr(f) => self.for_expr(f, scope),
         }
     }
 
-    fn variable(&self, name: &str, expr: &Expression, scope: &Scope) -> Result<Value, JobFileError> {
+    fn variable(
+        &self,
+        name: &str,
+        expr: &Expression,
+        scope: &Scope,
+    ) -> Result<Value, JobFileError> {
         if let Some((_, v)) = scope.iter().rev().find(|(n, _)| n == name) {
             return Ok(v.clone());
         }
@@ -244,7 +250,10 @@ impl<'a> Evaluator<'a> {
                         }
                         Ok(Value::Object(out))
                     }
-                    Locals::None => Err(self.err(expr.span(), "Variables not allowed: local values cannot be used here")),
+                    Locals::None => Err(self.err(
+                        expr.span(),
+                        "Variables not allowed: local values cannot be used here",
+                    )),
                 };
             }
             _ => {}
@@ -275,7 +284,9 @@ impl<'a> Evaluator<'a> {
                 }
                 return Err(self.err(
                     t.span(),
-                    format!("Variables not allowed: the runtime value {root_name} cannot be used here"),
+                    format!(
+                        "Variables not allowed: the runtime value {root_name} cannot be used here"
+                    ),
                 ));
             }
             if !shadowed && (root_name == "var" || root_name == "local") {
@@ -307,7 +318,9 @@ impl<'a> Evaluator<'a> {
         let missing = || {
             self.err(
                 span.clone(),
-                format!("Reference to undeclared local value: no locals block defines local.{name}"),
+                format!(
+                    "Reference to undeclared local value: no locals block defines local.{name}"
+                ),
             )
         };
         match self.locals {
@@ -319,10 +332,16 @@ impl<'a> Evaluator<'a> {
                 // A failed local was reported at its definition; repeat it here as a
                 // pointer so the dependent value is not silently null.
                 lazy.get(name, self.vars)?.ok_or_else(|| {
-                    self.err(span, format!("local.{name} could not be evaluated (see its error)"))
+                    self.err(
+                        span,
+                        format!("local.{name} could not be evaluated (see its error)"),
+                    )
                 })
             }
-            Locals::None => Err(self.err(span, "Variables not allowed: local values cannot be used here")),
+            Locals::None => Err(self.err(
+                span,
+                "Variables not allowed: local values cannot be used here",
+            )),
         }
     }
 
@@ -376,7 +395,12 @@ impl<'a> Evaluator<'a> {
         Ok(current)
     }
 
-    fn index(&self, current: Value, index: &Value, span: Option<std::ops::Range<usize>>) -> Result<Value, JobFileError> {
+    fn index(
+        &self,
+        current: Value,
+        index: &Value,
+        span: Option<std::ops::Range<usize>>,
+    ) -> Result<Value, JobFileError> {
         match current {
             Value::Array(mut items) => {
                 let n = value::to_number(index)
@@ -384,18 +408,28 @@ impl<'a> Evaluator<'a> {
                 if n < 0.0 || n.fract() != 0.0 || n as usize >= items.len() {
                     return Err(self.err(
                         span,
-                        format!("Invalid index: {n} is out of range for a list of {} elements", items.len()),
+                        format!(
+                            "Invalid index: {n} is out of range for a list of {} elements",
+                            items.len()
+                        ),
                     ));
                 }
                 Ok(items.swap_remove(n as usize))
             }
             Value::Object(mut map) => {
-                let key = to_string(index).map_err(|m| self.err(span.clone(), format!("Invalid index: {m}")))?;
+                let key = to_string(index)
+                    .map_err(|m| self.err(span.clone(), format!("Invalid index: {m}")))?;
                 map.remove(&key).ok_or_else(|| {
-                    self.err(span, format!("Invalid index: the given key {key:?} does not exist"))
+                    self.err(
+                        span,
+                        format!("Invalid index: the given key {key:?} does not exist"),
+                    )
                 })
             }
-            other => Err(self.err(span, format!("Invalid index: a {} cannot be indexed", type_name(&other)))),
+            other => Err(self.err(
+                span,
+                format!("Invalid index: a {} cannot be indexed", type_name(&other)),
+            )),
         }
     }
 
@@ -439,7 +473,10 @@ impl<'a> Evaluator<'a> {
             }
             BinaryOperator::Div => number(a / b),
             BinaryOperator::Mod => number(a % b),
-            BinaryOperator::Eq | BinaryOperator::NotEq | BinaryOperator::And | BinaryOperator::Or => {
+            BinaryOperator::Eq
+            | BinaryOperator::NotEq
+            | BinaryOperator::And
+            | BinaryOperator::Or => {
                 unreachable!("handled above")
             }
         })
@@ -453,7 +490,11 @@ impl<'a> Evaluator<'a> {
     fn for_expr(&self, f: &ForExpr, scope: &Scope) -> Result<Value, JobFileError> {
         let collection = self.eval_in(&f.intro.collection_expr, scope)?;
         let pairs = self.iterate(collection, f.intro.collection_expr.span())?;
-        let key_var = f.intro.key_var.as_ref().map(|k| k.value().as_str().to_string());
+        let key_var = f
+            .intro
+            .key_var
+            .as_ref()
+            .map(|k| k.value().as_str().to_string());
         let value_var = f.intro.value_var.value().as_str().to_string();
         let mut list = Vec::new();
         let mut object = Object::new();
@@ -473,10 +514,14 @@ impl<'a> Evaluator<'a> {
                 None => list.push(item),
                 Some(key_expr) => {
                     let key = self.eval_in(key_expr, &inner)?;
-                    let key = to_string(&key)
-                        .map_err(|m| self.err(key_expr.span(), format!("Invalid object key: {m}")))?;
+                    let key = to_string(&key).map_err(|m| {
+                        self.err(key_expr.span(), format!("Invalid object key: {m}"))
+                    })?;
                     if f.grouping {
-                        match object.entry(key).or_insert_with(|| Value::Array(Vec::new())) {
+                        match object
+                            .entry(key)
+                            .or_insert_with(|| Value::Array(Vec::new()))
+                        {
                             Value::Array(group) => group.push(item),
                             _ => unreachable!("grouping entries are always lists"),
                         }
@@ -498,17 +543,27 @@ impl<'a> Evaluator<'a> {
         })
     }
 
-    fn iterate(&self, collection: Value, span: Option<std::ops::Range<usize>>) -> Result<Vec<(Value, Value)>, JobFileError> {
+    fn iterate(
+        &self,
+        collection: Value,
+        span: Option<std::ops::Range<usize>>,
+    ) -> Result<Vec<(Value, Value)>, JobFileError> {
         match collection {
             Value::Array(items) => Ok(items
                 .into_iter()
                 .enumerate()
                 .map(|(i, v)| (number(i as f64), v))
                 .collect()),
-            Value::Object(map) => Ok(map.into_iter().map(|(k, v)| (Value::String(k), v)).collect()),
+            Value::Object(map) => Ok(map
+                .into_iter()
+                .map(|(k, v)| (Value::String(k), v))
+                .collect()),
             other => Err(self.err(
                 span,
-                format!("Iteration over non-iterable value: a {} cannot be iterated", type_name(&other)),
+                format!(
+                    "Iteration over non-iterable value: a {} cannot be iterated",
+                    type_name(&other)
+                ),
             )),
         }
     }
@@ -532,11 +587,15 @@ impl<'a> Evaluator<'a> {
                         Err(err) => last = Some(err),
                     }
                 }
-                return Err(last.unwrap_or_else(|| self.err(span, "try needs at least one argument")));
+                return Err(
+                    last.unwrap_or_else(|| self.err(span, "try needs at least one argument"))
+                );
             }
             "can" => {
                 let [e] = arg_exprs.as_slice() else {
-                    return Err(self.err(span, "Call to function \"can\" failed: expected 1 argument"));
+                    return Err(
+                        self.err(span, "Call to function \"can\" failed: expected 1 argument")
+                    );
                 };
                 return Ok(Value::Bool(self.eval_in(e, scope).is_ok()));
             }
@@ -552,7 +611,12 @@ impl<'a> Evaluator<'a> {
                 _ => return Err(self.err(span, format!("Call to function {name:?} failed: the final argument expanded with `...` must be a list"))),
             }
         }
-        let failed = |m: String| self.err(span.clone(), format!("Call to function {name:?} failed: {m}"));
+        let failed = |m: String| {
+            self.err(
+                span.clone(),
+                format!("Call to function {name:?} failed: {m}"),
+            )
+        };
         match name {
             "file" => {
                 let [path] = args.as_slice() else {
@@ -584,14 +648,22 @@ impl<'a> Evaluator<'a> {
                     type_name(&other)
                 )))
             }
-            Err(args) => return Err(TemplateFileError::Call(format!("expected 2 arguments, got {}", args.len()))),
+            Err(args) => {
+                return Err(TemplateFileError::Call(format!(
+                    "expected 2 arguments, got {}",
+                    args.len()
+                )))
+            }
         };
         let path = to_string(&path).map_err(TemplateFileError::Call)?;
         let text = self.read_file(&path).map_err(TemplateFileError::Call)?;
         let source = Source::new(self.source.base_dir().join(Path::new(&path)), text);
         let template = hcl::edit::parser::parse_template(source.text()).map_err(|e| {
             let at = source.location(e.location().offset());
-            TemplateFileError::Template(JobFileError::at(at, format!("Invalid template: {}", e.message())))
+            TemplateFileError::Template(JobFileError::at(
+                at,
+                format!("Invalid template: {}", e.message()),
+            ))
         })?;
         // Templates see only the variables they are given (and the runtime pass-through).
         let empty = Object::new();
@@ -609,14 +681,24 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Renders a template, applying `~` strip markers to adjacent literals.
-    fn render(&self, template: &Template, scope: &Scope, trim_first: bool, trim_last: bool) -> Result<String, JobFileError> {
+    fn render(
+        &self,
+        template: &Template,
+        scope: &Scope,
+        trim_first: bool,
+        trim_last: bool,
+    ) -> Result<String, JobFileError> {
         let elements: Vec<&Element> = template.iter().collect();
         let mut out = String::new();
         for (i, element) in elements.iter().enumerate() {
             match element {
                 Element::Literal(lit) => {
                     let mut text: &str = lit.value();
-                    let strip_start = if i == 0 { trim_first } else { strips_after(elements[i - 1]) };
+                    let strip_start = if i == 0 {
+                        trim_first
+                    } else {
+                        strips_after(elements[i - 1])
+                    };
                     let strip_end = match elements.get(i + 1) {
                         Some(next) => strips_before(next),
                         None => trim_last,
@@ -632,7 +714,10 @@ impl<'a> Evaluator<'a> {
                 Element::Interpolation(interp) => {
                     let v = self.eval_in(&interp.expr, scope)?;
                     let s = to_string(&v).map_err(|m| {
-                        self.err(interp.expr.span(), format!("Invalid template interpolation value: {m}"))
+                        self.err(
+                            interp.expr.span(),
+                            format!("Invalid template interpolation value: {m}"),
+                        )
                     })?;
                     out.push_str(&s);
                 }
@@ -644,7 +729,12 @@ impl<'a> Evaluator<'a> {
                             .as_ref()
                             .map_or(d.endif_expr.strip.strip_start(), |e| e.strip.strip_start());
                         if cond {
-                            out.push_str(&self.render(&d.if_expr.template, scope, d.if_expr.strip.strip_end(), if_end)?);
+                            out.push_str(&self.render(
+                                &d.if_expr.template,
+                                scope,
+                                d.if_expr.strip.strip_end(),
+                                if_end,
+                            )?);
                         } else if let Some(else_expr) = &d.else_expr {
                             out.push_str(&self.render(
                                 &else_expr.template,
@@ -663,7 +753,12 @@ impl<'a> Evaluator<'a> {
                                 inner.push((key_var.value().as_str().to_string(), k));
                             }
                             inner.push((f.value_var.value().as_str().to_string(), v));
-                            out.push_str(&self.render(&f.template, &inner, f.strip.strip_end(), d.endfor_expr.strip.strip_start())?);
+                            out.push_str(&self.render(
+                                &f.template,
+                                &inner,
+                                f.strip.strip_end(),
+                                d.endfor_expr.strip.strip_start(),
+                            )?);
                         }
                     }
                 },
@@ -712,7 +807,9 @@ mod tests {
         let source = Source::new("t.nomad", text.clone());
         let body = hcl::edit::parser::parse_body(&text).unwrap();
         let attr = body.get_attribute("x").unwrap();
-        let Value::Object(vars) = vars else { unreachable!() };
+        let Value::Object(vars) = vars else {
+            unreachable!()
+        };
         let locals = Object::new();
         Evaluator {
             source,
@@ -724,11 +821,17 @@ mod tests {
     }
 
     fn eval(src: &str) -> Value {
-        eval_with(src, json!({"name": "web", "n": 3, "list": ["a", "b"], "m": {"k": "v"}})).unwrap()
+        eval_with(
+            src,
+            json!({"name": "web", "n": 3, "list": ["a", "b"], "m": {"k": "v"}}),
+        )
+        .unwrap()
     }
 
     fn eval_err(src: &str) -> String {
-        eval_with(src, json!({"name": "web", "list": ["a"]})).unwrap_err().to_string()
+        eval_with(src, json!({"name": "web", "list": ["a"]}))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -740,7 +843,10 @@ mod tests {
         assert_eq!(eval("var.n > 2 && !false"), json!(true));
         assert_eq!(eval("var.n == 3.0 ? \"y\" : \"n\""), json!("y"));
         assert_eq!(eval("[1, \"a\", null, true]"), json!([1, "a", null, true]));
-        assert_eq!(eval("{ a = 1, \"b\" = 2, (var.name) = 3 }"), json!({"a": 1, "b": 2, "web": 3}));
+        assert_eq!(
+            eval("{ a = 1, \"b\" = 2, (var.name) = 3 }"),
+            json!({"a": 1, "b": 2, "web": 3})
+        );
         assert_eq!(eval("false && var.missing"), json!(false));
     }
 
@@ -756,17 +862,32 @@ mod tests {
     #[test]
     fn templates_interpolate_and_strip() {
         assert_eq!(eval("\"${var.name}-${var.n}\""), json!("web-3"));
-        assert_eq!(eval("\"a  ${~ var.name ~}  b\""), json!("aweb" .to_string() + "b"));
-        assert_eq!(eval("\"%{ for x in var.list }${x},%{ endfor }\""), json!("a,b,"));
-        assert_eq!(eval("\"%{ if var.n > 5 }big%{ else }small%{ endif }\""), json!("small"));
+        assert_eq!(
+            eval("\"a  ${~ var.name ~}  b\""),
+            json!("aweb".to_string() + "b")
+        );
+        assert_eq!(
+            eval("\"%{ for x in var.list }${x},%{ endfor }\""),
+            json!("a,b,")
+        );
+        assert_eq!(
+            eval("\"%{ if var.n > 5 }big%{ else }small%{ endif }\""),
+            json!("small")
+        );
         assert_eq!(eval("\"$${literal}\""), json!("${literal}"));
-        assert_eq!(eval("<<-EOT\n    hello ${var.name}\n    EOT"), json!("hello web\n"));
+        assert_eq!(
+            eval("<<-EOT\n    hello ${var.name}\n    EOT"),
+            json!("hello web\n")
+        );
     }
 
     #[test]
     fn runtime_references_pass_through_as_text() {
         assert_eq!(eval("\"${NOMAD_ALLOC_ID}\""), json!("${NOMAD_ALLOC_ID}"));
-        assert_eq!(eval("\"x-${attr.kernel.name}-${var.name}\""), json!("x-${attr.kernel.name}-web"));
+        assert_eq!(
+            eval("\"x-${attr.kernel.name}-${var.name}\""),
+            json!("x-${attr.kernel.name}-web")
+        );
         assert_eq!(eval("\"${env[\"HOME\"]}\""), json!("${env[\"HOME\"]}"));
         assert_eq!(eval("node.unique.name"), json!("${node.unique.name}"));
         assert_eq!(eval("\"${meta.rack}\""), json!("${meta.rack}"));
@@ -775,9 +896,18 @@ mod tests {
     #[test]
     fn for_expressions() {
         assert_eq!(eval("[for s in var.list : upper(s)]"), json!(["A", "B"]));
-        assert_eq!(eval("[for i, s in var.list : \"${i}${s}\" if i > 0]"), json!(["1b"]));
-        assert_eq!(eval("{for s in var.list : s => length(s)}"), json!({"a": 1, "b": 1}));
-        assert_eq!(eval("{for s in [\"a\", \"a\"] : s => 1...}"), json!({"a": [1, 1]}));
+        assert_eq!(
+            eval("[for i, s in var.list : \"${i}${s}\" if i > 0]"),
+            json!(["1b"])
+        );
+        assert_eq!(
+            eval("{for s in var.list : s => length(s)}"),
+            json!({"a": 1, "b": 1})
+        );
+        assert_eq!(
+            eval("{for s in [\"a\", \"a\"] : s => 1...}"),
+            json!({"a": [1, 1]})
+        );
         assert_eq!(eval("{for k, v in var.m : v => k}"), json!({"v": "k"}));
     }
 
@@ -793,13 +923,26 @@ mod tests {
     #[test]
     fn errors_are_located() {
         assert_eq!(eval_err("var.nope"), "t.nomad:1:9: Reference to undeclared input variable: no variable \"nope\" block declares var.nope");
-        assert_eq!(eval_err("foo"), "t.nomad:1:5: Unknown variable: there is no variable named \"foo\"");
-        assert_eq!(eval_err("nosuch(1)"), "t.nomad:1:5: Call to unknown function: there is no function named \"nosuch\"");
-        assert!(eval_err("upper(var.list)").starts_with("t.nomad:1:5: Call to function \"upper\" failed"));
-        assert_eq!(eval_err("var.list[3]"), "t.nomad:1:13: Invalid index: 3 is out of range for a list of 1 elements");
-        assert!(eval_err("\"${var.list}\"").starts_with("t.nomad:1:8: Invalid template interpolation value"));
+        assert_eq!(
+            eval_err("foo"),
+            "t.nomad:1:5: Unknown variable: there is no variable named \"foo\""
+        );
+        assert_eq!(
+            eval_err("nosuch(1)"),
+            "t.nomad:1:5: Call to unknown function: there is no function named \"nosuch\""
+        );
+        assert!(eval_err("upper(var.list)")
+            .starts_with("t.nomad:1:5: Call to function \"upper\" failed"));
+        assert_eq!(
+            eval_err("var.list[3]"),
+            "t.nomad:1:13: Invalid index: 3 is out of range for a list of 1 elements"
+        );
+        assert!(eval_err("\"${var.list}\"")
+            .starts_with("t.nomad:1:8: Invalid template interpolation value"));
         assert!(eval_err("1 / 0").starts_with("t.nomad:1:9: Division by zero"));
-        assert!(eval_err("local.x").starts_with("t.nomad:1:11: Reference to undeclared local value"));
+        assert!(
+            eval_err("local.x").starts_with("t.nomad:1:11: Reference to undeclared local value")
+        );
     }
 
     #[test]
@@ -809,7 +952,12 @@ mod tests {
         let body = hcl::edit::parser::parse_body(text).unwrap();
         let entries = body
             .attributes()
-            .map(|a| (a.key.value().as_str().to_string(), (a.value.clone(), source.clone())))
+            .map(|a| {
+                (
+                    a.key.value().as_str().to_string(),
+                    (a.value.clone(), source.clone()),
+                )
+            })
             .collect();
         let lazy = LazyLocals::new(entries);
         let vars = json!({"n": 1}).as_object().unwrap().clone();

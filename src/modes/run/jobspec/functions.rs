@@ -10,13 +10,62 @@ use super::value::{self, number, to_number, to_string, type_name, Object};
 
 /// Names of every function a job file may call, for "unknown function" errors.
 pub const NAMES: &[&str] = &[
-    "abs", "base64decode", "base64encode", "basename", "can", "ceil", "chunklist", "coalesce",
-    "coalescelist", "compact", "concat", "contains", "dirname", "distinct", "element", "file",
-    "flatten", "floor", "format", "formatlist", "index", "join", "jsondecode", "jsonencode",
-    "keys", "length", "lookup", "lower", "max", "merge", "min", "range", "regex_replace",
-    "replace", "reverse", "slice", "sort", "split", "strrev", "substr", "templatefile", "title",
-    "tobool", "tolist", "tomap", "tonumber", "toset", "tostring", "trim", "trimprefix",
-    "trimspace", "trimsuffix", "try", "upper", "values", "zipmap",
+    "abs",
+    "base64decode",
+    "base64encode",
+    "basename",
+    "can",
+    "ceil",
+    "chunklist",
+    "coalesce",
+    "coalescelist",
+    "compact",
+    "concat",
+    "contains",
+    "dirname",
+    "distinct",
+    "element",
+    "file",
+    "flatten",
+    "floor",
+    "format",
+    "formatlist",
+    "index",
+    "join",
+    "jsondecode",
+    "jsonencode",
+    "keys",
+    "length",
+    "lookup",
+    "lower",
+    "max",
+    "merge",
+    "min",
+    "range",
+    "regex_replace",
+    "replace",
+    "reverse",
+    "slice",
+    "sort",
+    "split",
+    "strrev",
+    "substr",
+    "templatefile",
+    "title",
+    "tobool",
+    "tolist",
+    "tomap",
+    "tonumber",
+    "toset",
+    "tostring",
+    "trim",
+    "trimprefix",
+    "trimspace",
+    "trimsuffix",
+    "try",
+    "upper",
+    "values",
+    "zipmap",
 ];
 
 pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
@@ -43,7 +92,9 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         "trim" => {
             let [s, cut] = exact::<2>(&args)?;
             let (s, cut) = (to_string(s)?, to_string(cut)?);
-            Ok(Value::String(s.trim_matches(|c| cut.contains(c)).to_string()))
+            Ok(Value::String(
+                s.trim_matches(|c| cut.contains(c)).to_string(),
+            ))
         }
         "trimprefix" => {
             let [s, p] = exact::<2>(&args)?;
@@ -61,7 +112,8 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
             let [s, pattern, with] = exact::<3>(&args)?;
             let re = regex::Regex::new(&to_string(pattern)?).map_err(|e| e.to_string())?;
             Ok(Value::String(
-                re.replace_all(&to_string(s)?, to_string(with)?.as_str()).into_owned(),
+                re.replace_all(&to_string(s)?, to_string(with)?.as_str())
+                    .into_owned(),
             ))
         }
         "split" => {
@@ -71,7 +123,9 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
                 return Err("the separator must not be empty".into());
             }
             Ok(Value::Array(
-                s.split(sep.as_str()).map(|p| Value::String(p.into())).collect(),
+                s.split(sep.as_str())
+                    .map(|p| Value::String(p.into()))
+                    .collect(),
             ))
         }
         "join" => join(&args),
@@ -83,7 +137,12 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         "concat" => {
             let mut out = Vec::new();
             for (i, arg) in args.iter().enumerate() {
-                out.extend(list(arg).map_err(|e| format!("argument {}: {e}", i + 1))?.iter().cloned());
+                out.extend(
+                    list(arg)
+                        .map_err(|e| format!("argument {}: {e}", i + 1))?
+                        .iter()
+                        .cloned(),
+                );
             }
             Ok(Value::Array(out))
         }
@@ -125,7 +184,9 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         }
         "contains" => {
             let [l, needle] = exact::<2>(&args)?;
-            Ok(Value::Bool(list(l)?.iter().any(|v| value::equal(v, needle))))
+            Ok(Value::Bool(
+                list(l)?.iter().any(|v| value::equal(v, needle)),
+            ))
         }
         "index" => {
             let [l, needle] = exact::<2>(&args)?;
@@ -156,7 +217,12 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         }
         "keys" => {
             let [m] = exact::<1>(&args)?;
-            Ok(Value::Array(object(m)?.keys().map(|k| Value::String(k.clone())).collect()))
+            Ok(Value::Array(
+                object(m)?
+                    .keys()
+                    .map(|k| Value::String(k.clone()))
+                    .collect(),
+            ))
         }
         "values" => {
             let [m] = exact::<1>(&args)?;
@@ -208,7 +274,10 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
             let items = list(l)?;
             let (start, end) = (index_arg(start)?, index_arg(end)?);
             if start > end || end > items.len() {
-                return Err(format!("invalid slice {start}..{end} of a list of {}", items.len()));
+                return Err(format!(
+                    "invalid slice {start}..{end} of a list of {}",
+                    items.len()
+                ));
             }
             Ok(Value::Array(items[start..end].to_vec()))
         }
@@ -219,13 +288,18 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
                 return Err("the chunk size must be positive".into());
             }
             Ok(Value::Array(
-                list(l)?.chunks(size).map(|c| Value::Array(c.to_vec())).collect(),
+                list(l)?
+                    .chunks(size)
+                    .map(|c| Value::Array(c.to_vec()))
+                    .collect(),
             ))
         }
         "range" => range(&args),
         "jsonencode" => {
             let [v] = exact::<1>(&args)?;
-            serde_json::to_string(v).map(Value::String).map_err(|e| e.to_string())
+            serde_json::to_string(v)
+                .map(Value::String)
+                .map_err(|e| e.to_string())
         }
         "jsondecode" => {
             let [s] = exact::<1>(&args)?;
@@ -334,9 +408,19 @@ fn substr(args: &[Value]) -> Result<Value, String> {
     let offset = to_number(offset)? as i64;
     let length = to_number(length)? as i64;
     let len = chars.len() as i64;
-    let start = if offset < 0 { (len + offset).max(0) } else { offset.min(len) };
-    let end = if length < 0 { len } else { (start + length).min(len) };
-    Ok(Value::String(chars[start as usize..end as usize].iter().collect()))
+    let start = if offset < 0 {
+        (len + offset).max(0)
+    } else {
+        offset.min(len)
+    };
+    let end = if length < 0 {
+        len
+    } else {
+        (start + length).min(len)
+    };
+    Ok(Value::String(
+        chars[start as usize..end as usize].iter().collect(),
+    ))
 }
 
 /// `replace(string, search, replacement)`; a search wrapped in slashes is a regex, as in
@@ -346,7 +430,9 @@ fn replace(args: &[Value]) -> Result<Value, String> {
     let (s, search, with) = (to_string(s)?, to_string(search)?, to_string(with)?);
     if search.len() > 1 && search.starts_with('/') && search.ends_with('/') {
         let re = regex::Regex::new(&search[1..search.len() - 1]).map_err(|e| e.to_string())?;
-        return Ok(Value::String(re.replace_all(&s, with.as_str()).into_owned()));
+        return Ok(Value::String(
+            re.replace_all(&s, with.as_str()).into_owned(),
+        ));
     }
     if search.is_empty() {
         return Ok(Value::String(s));
@@ -355,7 +441,9 @@ fn replace(args: &[Value]) -> Result<Value, String> {
 }
 
 fn join(args: &[Value]) -> Result<Value, String> {
-    let (sep, lists) = args.split_first().ok_or("join needs a separator and a list")?;
+    let (sep, lists) = args
+        .split_first()
+        .ok_or("join needs a separator and a list")?;
     if lists.is_empty() {
         return Err("join needs at least one list".into());
     }
@@ -377,7 +465,9 @@ fn lookup(mut args: Vec<Value>) -> Result<Value, String> {
     let key = to_string(&args[1])?;
     match object(&args[0])?.get(&key) {
         Some(v) => Ok(v.clone()),
-        None => default.ok_or_else(|| format!("the map has no key {key:?} and no default was given")),
+        None => {
+            default.ok_or_else(|| format!("the map has no key {key:?} and no default was given"))
+        }
     }
 }
 
@@ -414,7 +504,9 @@ fn flatten_into(items: &[Value], out: &mut Vec<Value>) {
 }
 
 fn formatlist(args: &[Value]) -> Result<Value, String> {
-    let (fmt, rest) = args.split_first().ok_or("formatlist needs a format string")?;
+    let (fmt, rest) = args
+        .split_first()
+        .ok_or("formatlist needs a format string")?;
     let fmt = to_string(fmt)?;
     let len = rest
         .iter()
@@ -470,7 +562,9 @@ pub fn format(fmt: &str, args: &[Value]) -> Result<String, String> {
         if chars.peek() == Some(&'[') {
             chars.next();
             let digits: String = chars.by_ref().take_while(|&c| c != ']').collect();
-            let n: usize = digits.parse().map_err(|_| format!("invalid argument index [{digits}]"))?;
+            let n: usize = digits
+                .parse()
+                .map_err(|_| format!("invalid argument index [{digits}]"))?;
             if n == 0 {
                 return Err("argument indexes start at 1".into());
             }
@@ -484,13 +578,21 @@ pub fn format(fmt: &str, args: &[Value]) -> Result<String, String> {
         } else {
             None
         };
-        let verb = chars.next().ok_or("the format string ends with an incomplete verb")?;
+        let verb = chars
+            .next()
+            .ok_or("the format string ends with an incomplete verb")?;
         let arg = args
             .get(next_arg)
             .ok_or_else(|| format!("not enough arguments for the format verb %{verb}"))?;
         next_arg += 1;
         let text = format_verb(verb, arg, precision, plus)?;
-        pad(&mut out, &text, width, left, zero && !left && verb != 's' && verb != 'q');
+        pad(
+            &mut out,
+            &text,
+            width,
+            left,
+            zero && !left && verb != 's' && verb != 'q',
+        );
     }
     if !explicit_index && next_arg < args.len() {
         return Err(format!(
@@ -514,7 +616,12 @@ fn take_digits(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<u
     digits.parse().ok()
 }
 
-fn format_verb(verb: char, arg: &Value, precision: Option<usize>, plus: bool) -> Result<String, String> {
+fn format_verb(
+    verb: char,
+    arg: &Value,
+    precision: Option<usize>,
+    plus: bool,
+) -> Result<String, String> {
     let sign = |f: f64, s: String| if plus && f >= 0.0 { format!("+{s}") } else { s };
     let integer = |arg: &Value| -> Result<i64, String> {
         let f = to_number(arg)?;
@@ -592,7 +699,9 @@ mod tests {
     use serde_json::json;
 
     fn f(name: &str, args: Value) -> Result<Value, String> {
-        let Value::Array(args) = args else { unreachable!() };
+        let Value::Array(args) = args else {
+            unreachable!()
+        };
         call(name, args)
     }
 
@@ -601,11 +710,23 @@ mod tests {
         assert_eq!(f("upper", json!(["ab"])).unwrap(), json!("AB"));
         assert_eq!(f("lower", json!(["AB"])).unwrap(), json!("ab"));
         assert_eq!(f("trimspace", json!(["  a \n"])).unwrap(), json!("a"));
-        assert_eq!(f("replace", json!(["a-b-c", "-", "+"])).unwrap(), json!("a+b+c"));
-        assert_eq!(f("replace", json!(["a1b22", "/[0-9]+/", "#"])).unwrap(), json!("a#b#"));
+        assert_eq!(
+            f("replace", json!(["a-b-c", "-", "+"])).unwrap(),
+            json!("a+b+c")
+        );
+        assert_eq!(
+            f("replace", json!(["a1b22", "/[0-9]+/", "#"])).unwrap(),
+            json!("a#b#")
+        );
         assert_eq!(f("split", json!([",", "a,b"])).unwrap(), json!(["a", "b"]));
-        assert_eq!(f("join", json!(["-", ["a", 1], ["c"]])).unwrap(), json!("a-1-c"));
-        assert_eq!(f("title", json!(["hello world"])).unwrap(), json!("Hello World"));
+        assert_eq!(
+            f("join", json!(["-", ["a", 1], ["c"]])).unwrap(),
+            json!("a-1-c")
+        );
+        assert_eq!(
+            f("title", json!(["hello world"])).unwrap(),
+            json!("Hello World")
+        );
         assert_eq!(f("substr", json!(["hello", 1, 3])).unwrap(), json!("ell"));
         assert_eq!(f("substr", json!(["hello", -3, -1])).unwrap(), json!("llo"));
         assert_eq!(f("trimprefix", json!(["abc", "ab"])).unwrap(), json!("c"));
@@ -615,27 +736,52 @@ mod tests {
 
     #[test]
     fn format_handles_common_verbs() {
-        let out = format("%s-%d-%05.1f-%t-%q-%-3s|-%03d-%%", &json!(["a", 7, 2.25, true, "x", "y", -5]).as_array().unwrap().clone()).unwrap();
+        let out = format(
+            "%s-%d-%05.1f-%t-%q-%-3s|-%03d-%%",
+            &json!(["a", 7, 2.25, true, "x", "y", -5])
+                .as_array()
+                .unwrap()
+                .clone(),
+        )
+        .unwrap();
         assert_eq!(out, "a-7-002.2-true-\"x\"-y  |--05-%");
-        assert_eq!(format("%[2]s %[1]s", &[json!("a"), json!("b")]).unwrap(), "b a");
+        assert_eq!(
+            format("%[2]s %[1]s", &[json!("a"), json!("b")]).unwrap(),
+            "b a"
+        );
         assert!(format("%d", &[json!("x")]).is_err());
         assert!(format("%s %s", &[json!("x")]).is_err());
         assert!(format("%s", &[json!("x"), json!("y")]).is_err());
-        assert_eq!(f("formatlist", json!(["%s=%s", ["a", "b"], "v"])).unwrap(), json!(["a=v", "b=v"]));
+        assert_eq!(
+            f("formatlist", json!(["%s=%s", ["a", "b"], "v"])).unwrap(),
+            json!(["a=v", "b=v"])
+        );
     }
 
     #[test]
     fn collection_functions() {
         assert_eq!(f("concat", json!([[1], [2, 3]])).unwrap(), json!([1, 2, 3]));
-        assert_eq!(f("merge", json!([{"a": 1, "b": 1}, null, {"b": 2}])).unwrap(), json!({"a": 1, "b": 2}));
+        assert_eq!(
+            f("merge", json!([{"a": 1, "b": 1}, null, {"b": 2}])).unwrap(),
+            json!({"a": 1, "b": 2})
+        );
         assert_eq!(f("lookup", json!([{"a": 1}, "a"])).unwrap(), json!(1));
-        assert_eq!(f("lookup", json!([{"a": 1}, "b", "d"])).unwrap(), json!("d"));
+        assert_eq!(
+            f("lookup", json!([{"a": 1}, "b", "d"])).unwrap(),
+            json!("d")
+        );
         assert!(f("lookup", json!([{"a": 1}, "b"])).is_err());
         assert_eq!(f("coalesce", json!([null, "", "x"])).unwrap(), json!("x"));
         assert_eq!(f("length", json!([[1, 2]])).unwrap(), json!(2));
-        assert_eq!(f("keys", json!([{"b": 1, "a": 2}])).unwrap(), json!(["a", "b"]));
+        assert_eq!(
+            f("keys", json!([{"b": 1, "a": 2}])).unwrap(),
+            json!(["a", "b"])
+        );
         assert_eq!(f("range", json!([3])).unwrap(), json!([0, 1, 2]));
-        assert_eq!(f("flatten", json!([[1, [2, [3]]]])).unwrap(), json!([1, 2, 3]));
+        assert_eq!(
+            f("flatten", json!([[1, [2, [3]]]])).unwrap(),
+            json!([1, 2, 3])
+        );
         assert_eq!(f("distinct", json!([[1, 1, 2]])).unwrap(), json!([1, 2]));
         assert_eq!(f("element", json!([["a", "b"], 3])).unwrap(), json!("b"));
         assert_eq!(f("zipmap", json!([["a"], [1]])).unwrap(), json!({"a": 1}));
@@ -644,8 +790,14 @@ mod tests {
 
     #[test]
     fn encoding_and_conversion_functions() {
-        assert_eq!(f("jsonencode", json!([{"a": [1, "x"]}])).unwrap(), json!("{\"a\":[1,\"x\"]}"));
-        assert_eq!(f("jsondecode", json!(["{\"a\":1}"])).unwrap(), json!({"a": 1}));
+        assert_eq!(
+            f("jsonencode", json!([{"a": [1, "x"]}])).unwrap(),
+            json!("{\"a\":[1,\"x\"]}")
+        );
+        assert_eq!(
+            f("jsondecode", json!(["{\"a\":1}"])).unwrap(),
+            json!({"a": 1})
+        );
         assert!(f("jsondecode", json!(["{"])).is_err());
         assert_eq!(f("base64encode", json!(["hi"])).unwrap(), json!("aGk="));
         assert_eq!(f("base64decode", json!(["aGk="])).unwrap(), json!("hi"));

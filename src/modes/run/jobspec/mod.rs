@@ -35,7 +35,10 @@ pub struct LoadedJob {
 /// Reads and evaluates a job file. Blocking (file reads); call it off the async runtime.
 pub fn load(path: &Path, inputs: &VarInputs) -> Result<LoadedJob, JobFileErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        JobFileErrors::one(JobFileError::unlocated(format!("cannot read job file {}: {e}", path.display())))
+        JobFileErrors::one(JobFileError::unlocated(format!(
+            "cannot read job file {}: {e}",
+            path.display()
+        )))
     })?;
     parse(Source::new(path, text), inputs)
 }
@@ -43,7 +46,10 @@ pub fn load(path: &Path, inputs: &VarInputs) -> Result<LoadedJob, JobFileErrors>
 /// Evaluates job-file text (`source` names the file for error locations).
 pub fn parse(source: Source, inputs: &VarInputs) -> Result<LoadedJob, JobFileErrors> {
     let body = hcl::edit::parser::parse_body(source.text()).map_err(|e| {
-        JobFileError::at(source.location(e.location().offset()), format!("Invalid HCL: {}", e.message()))
+        JobFileError::at(
+            source.location(e.location().offset()),
+            format!("Invalid HCL: {}", e.message()),
+        )
     })?;
     let mut errors = Vec::new();
     let mut decls = Vec::new();
@@ -89,11 +95,17 @@ pub fn parse(source: Source, inputs: &VarInputs) -> Result<LoadedJob, JobFileErr
     let job_block = match job_blocks.as_slice() {
         [one] => Some(*one),
         [] => {
-            errors.push(JobFileError::at(source.location(0), "Missing job block: a job file needs one job block"));
+            errors.push(JobFileError::at(
+                source.location(0),
+                "Missing job block: a job file needs one job block",
+            ));
             None
         }
         [_, second, ..] => {
-            errors.push(JobFileError::at(source.locate(second.span()), "Duplicate job block: a job file holds exactly one job"));
+            errors.push(JobFileError::at(
+                source.locate(second.span()),
+                "Duplicate job block: a job file holds exactly one job",
+            ));
             None
         }
     };

@@ -150,7 +150,10 @@ fn decodes_a_full_job() {
     let net = group.network.as_ref().unwrap();
     assert_eq!(net.mode, NetworkMode::Bridge);
     assert_eq!(net.ports.len(), 2);
-    assert_eq!((net.ports[0].static_port, net.ports[0].to), (Some(8080), Some(80)));
+    assert_eq!(
+        (net.ports[0].static_port, net.ports[0].to),
+        (Some(8080), Some(80))
+    );
     assert_eq!((net.ports[1].static_port, net.ports[1].to), (None, None));
     assert_eq!(group.tasks.len(), 2);
 
@@ -167,8 +170,14 @@ fn decodes_a_full_job() {
             "ulimit": [{"nofile": "1024:2048"}],
         })
     );
-    assert_eq!(server.config_locations["image"].to_string(), "job.nomad:56:9");
-    assert_eq!(server.config_locations["ulimit"].to_string(), "job.nomad:62:9");
+    assert_eq!(
+        server.config_locations["image"].to_string(),
+        "job.nomad:56:9"
+    );
+    assert_eq!(
+        server.config_locations["ulimit"].to_string(),
+        "job.nomad:62:9"
+    );
     assert_eq!(server.env["GREETING"], "hello WORLD");
     assert_eq!(server.env["ALLOC"], "${NOMAD_ALLOC_ID}");
     assert_eq!(server.env["COUNT"], "3");
@@ -204,7 +213,11 @@ fn decodes_a_full_job() {
             ("priority".to_string(), 1, "job.nomad:20:3".to_string()),
             ("constraint".to_string(), 1, "job.nomad:25:3".to_string()),
             ("service".to_string(), 2, "job.nomad:42:5".to_string()),
-            ("template.change_mode".to_string(), 1, "job.nomad:77:9".to_string()),
+            (
+                "template.change_mode".to_string(),
+                1,
+                "job.nomad:77:9".to_string()
+            ),
         ]
     );
     assert_eq!(loaded.notices.skipped_tasks.len(), 1);
@@ -221,7 +234,10 @@ fn variables_come_from_inputs() {
     };
     let loaded = parse_with(FULL, &inputs).unwrap();
     assert_eq!(loaded.job.groups[0].count, 3);
-    assert_eq!(loaded.job.groups[0].tasks[0].config["image"], json!("img:env"));
+    assert_eq!(
+        loaded.job.groups[0].tasks[0].config["image"],
+        json!("img:env")
+    );
 }
 
 #[test]
@@ -264,7 +280,10 @@ fn errors_carry_file_line_and_column() {
     );
     let parse_error = errors("job \"x\" {\n  group \"g\" {\n");
     assert_eq!(parse_error.len(), 1);
-    assert_eq!(parse_error[0], "job.nomad:2:14: Invalid HCL: invalid block body; expected `}`, newline or identifier");
+    assert_eq!(
+        parse_error[0],
+        "job.nomad:2:14: Invalid HCL: invalid block body; expected `}`, newline or identifier"
+    );
 }
 
 #[test]
@@ -314,7 +333,11 @@ fn a_job_without_podman_tasks_has_nothing_to_run() {
 fn templatefile_and_file_read_relative_to_the_job_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("motd.txt"), "hi\n").unwrap();
-    std::fs::write(dir.path().join("conf.tpl"), "%{ for p in ports ~}\nlisten ${p}\n%{ endfor ~}\nid=${NOMAD_ALLOC_ID}\n").unwrap();
+    std::fs::write(
+        dir.path().join("conf.tpl"),
+        "%{ for p in ports ~}\nlisten ${p}\n%{ endfor ~}\nid=${NOMAD_ALLOC_ID}\n",
+    )
+    .unwrap();
     let job = dir.path().join("job.nomad");
     std::fs::write(
         &job,
@@ -339,5 +362,8 @@ fn templatefile_and_file_read_relative_to_the_job_file() {
     let loaded = load(&job, &VarInputs::default()).unwrap();
     let task = &loaded.job.groups[0].tasks[0];
     assert_eq!(task.env["MOTD"], "hi");
-    assert_eq!(task.templates[0].data.as_deref(), Some("listen 80\nlisten 81\nid=${NOMAD_ALLOC_ID}\n"));
+    assert_eq!(
+        task.templates[0].data.as_deref(),
+        Some("listen 80\nlisten 81\nid=${NOMAD_ALLOC_ID}\n")
+    );
 }

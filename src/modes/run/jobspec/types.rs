@@ -131,7 +131,10 @@ impl TypeConstraint {
                 Value::Array(items) => {
                     let mut out = Vec::with_capacity(items.len());
                     for (i, item) in items.into_iter().enumerate() {
-                        out.push(elem.convert(item).map_err(|e| format!("element {i}: {e}"))?);
+                        out.push(
+                            elem.convert(item)
+                                .map_err(|e| format!("element {i}: {e}"))?,
+                        );
                     }
                     if matches!(self, TypeConstraint::Set(_)) {
                         let mut unique: Vec<Value> = Vec::with_capacity(out.len());
@@ -166,7 +169,8 @@ impl TypeConstraint {
                             .ok_or_else(|| format!("attribute {name:?} is required"))?;
                         out.insert(
                             name.clone(),
-                            ty.convert(v).map_err(|e| format!("attribute {name:?}: {e}"))?,
+                            ty.convert(v)
+                                .map_err(|e| format!("attribute {name:?}: {e}"))?,
                         );
                     }
                     Ok(Value::Object(out))
@@ -194,7 +198,10 @@ impl TypeConstraint {
     pub fn wants_expression(&self) -> bool {
         !matches!(
             self,
-            TypeConstraint::String | TypeConstraint::Any | TypeConstraint::Number | TypeConstraint::Bool
+            TypeConstraint::String
+                | TypeConstraint::Any
+                | TypeConstraint::Number
+                | TypeConstraint::Bool
         )
     }
 }
@@ -215,7 +222,10 @@ mod tests {
             ty("object({ a = number, b = list(bool) })").to_string(),
             "object({a = number, b = list(bool)})"
         );
-        assert_eq!(ty("tuple([string, number])").to_string(), "tuple([string, number])");
+        assert_eq!(
+            ty("tuple([string, number])").to_string(),
+            "tuple([string, number])"
+        );
         assert!(TypeConstraint::parse(&hcl::edit::parser::parse_expr("strin").unwrap()).is_err());
     }
 
@@ -225,12 +235,17 @@ mod tests {
         assert_eq!(ty("string").convert(json!(3)).unwrap(), json!("3"));
         assert_eq!(ty("bool").convert(json!("false")).unwrap(), json!(false));
         assert!(ty("number").convert(json!("three")).is_err());
-        assert_eq!(ty("set(string)").convert(json!(["a", "a", 1])).unwrap(), json!(["a", "1"]));
+        assert_eq!(
+            ty("set(string)").convert(json!(["a", "a", 1])).unwrap(),
+            json!(["a", "1"])
+        );
         assert_eq!(
             ty("map(number)").convert(json!({"a": "1"})).unwrap(),
             json!({"a": 1})
         );
-        let err = ty("object({ a = number })").convert(json!({"b": 1})).unwrap_err();
+        let err = ty("object({ a = number })")
+            .convert(json!({"b": 1}))
+            .unwrap_err();
         assert!(err.contains("\"a\" is required"), "{err}");
         assert!(ty("list(string)").convert(json!("x")).is_err());
     }

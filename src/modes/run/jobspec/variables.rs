@@ -52,10 +52,17 @@ struct Validation {
 
 impl VariableDecl {
     /// Reads a `variable` block; defaults are literal values (no references), as in Nomad.
-    pub fn decode(block: &Block, source: &Source, errors: &mut Vec<JobFileError>) -> Option<VariableDecl> {
+    pub fn decode(
+        block: &Block,
+        source: &Source,
+        errors: &mut Vec<JobFileError>,
+    ) -> Option<VariableDecl> {
         let location = source.locate(block.span());
         let [label] = block.labels.as_slice() else {
-            errors.push(JobFileError::at(location, "a variable block needs exactly one label: its name"));
+            errors.push(JobFileError::at(
+                location,
+                "a variable block needs exactly one label: its name",
+            ));
             return None;
         };
         let name = label.as_str().to_string();
@@ -126,8 +133,8 @@ impl VariableDecl {
                 Err(m) => {
                     default_invalid = true;
                     errors.push(JobFileError::at(
-                    source.locate(default_expr.flatten()),
-                    format!("Invalid default value for variable {name:?}: {m}"),
+                        source.locate(default_expr.flatten()),
+                        format!("Invalid default value for variable {name:?}: {m}"),
                     ))
                 }
             }
@@ -151,7 +158,11 @@ struct Assignment {
 }
 
 /// Resolves every declared variable; pushes located errors for bad or missing values.
-pub fn resolve(decls: &[VariableDecl], inputs: &VarInputs, errors: &mut Vec<JobFileError>) -> Object {
+pub fn resolve(
+    decls: &[VariableDecl],
+    inputs: &VarInputs,
+    errors: &mut Vec<JobFileError>,
+) -> Object {
     let mut assigned: std::collections::BTreeMap<String, Assignment> = Default::default();
     let declared = |name: &str| decls.iter().find(|d| d.name == name);
 
@@ -160,7 +171,14 @@ pub fn resolve(decls: &[VariableDecl], inputs: &VarInputs, errors: &mut Vec<JobF
         if let Some(decl) = declared(name) {
             match parse_raw(decl, raw) {
                 Ok(value) => {
-                    assigned.insert(name.clone(), Assignment { value, origin: None, what: format!("NOMAD_VAR_{name}") });
+                    assigned.insert(
+                        name.clone(),
+                        Assignment {
+                            value,
+                            origin: None,
+                            what: format!("NOMAD_VAR_{name}"),
+                        },
+                    );
                 }
                 Err(m) => errors.push(JobFileError::unlocated(format!("NOMAD_VAR_{name}: {m}"))),
             }
@@ -175,12 +193,21 @@ pub fn resolve(decls: &[VariableDecl], inputs: &VarInputs, errors: &mut Vec<JobF
                 ));
                 continue;
             }
-            assigned.insert(name, Assignment { value, origin: Some(location), what: format!("-var-file {}", path.display()) });
+            assigned.insert(
+                name,
+                Assignment {
+                    value,
+                    origin: Some(location),
+                    what: format!("-var-file {}", path.display()),
+                },
+            );
         }
     }
     for flag in &inputs.flags {
         let Some((name, raw)) = flag.split_once('=') else {
-            errors.push(JobFileError::unlocated(format!("-var {flag:?}: expected name=value")));
+            errors.push(JobFileError::unlocated(format!(
+                "-var {flag:?}: expected name=value"
+            )));
             continue;
         };
         let name = name.trim();
@@ -192,7 +219,14 @@ pub fn resolve(decls: &[VariableDecl], inputs: &VarInputs, errors: &mut Vec<JobF
         };
         match parse_raw(decl, raw) {
             Ok(value) => {
-                assigned.insert(name.to_string(), Assignment { value, origin: None, what: format!("-var {name}") });
+                assigned.insert(
+                    name.to_string(),
+                    Assignment {
+                        value,
+                        origin: None,
+                        what: format!("-var {name}"),
+                    },
+                );
             }
             Err(m) => errors.push(JobFileError::unlocated(format!("-var {name}: {m}"))),
         }
@@ -204,7 +238,10 @@ pub fn resolve(decls: &[VariableDecl], inputs: &VarInputs, errors: &mut Vec<JobF
             Some(a) => match decl.ty.convert(a.value) {
                 Ok(v) => v,
                 Err(m) => {
-                    let message = format!("Invalid value for variable {:?} from {}: {m}", decl.name, a.what);
+                    let message = format!(
+                        "Invalid value for variable {:?} from {}: {m}",
+                        decl.name, a.what
+                    );
                     errors.push(match a.origin {
                         Some(at) => JobFileError::at(at, message),
                         None => JobFileError::at(decl.location.clone(), message),
@@ -233,9 +270,16 @@ pub fn resolve(decls: &[VariableDecl], inputs: &VarInputs, errors: &mut Vec<JobF
 }
 
 /// Runs each variable's `validation` blocks against its resolved value.
-pub fn validate(decls: &[VariableDecl], values: &Object, source: &Source, errors: &mut Vec<JobFileError>) {
+pub fn validate(
+    decls: &[VariableDecl],
+    values: &Object,
+    source: &Source,
+    errors: &mut Vec<JobFileError>,
+) {
     for decl in decls {
-        let Some(value) = values.get(&decl.name) else { continue };
+        let Some(value) = values.get(&decl.name) else {
+            continue;
+        };
         let mut own = Object::new();
         own.insert(decl.name.clone(), value.clone());
         let evaluator = Evaluator {
@@ -272,34 +316,55 @@ fn parse_raw(decl: &VariableDecl, raw: &str) -> Result<Value, String> {
     if !decl.ty.wants_expression() {
         return Ok(Value::String(raw.to_string()));
     }
-    let expr = hcl::edit::parser::parse_expr(raw).map_err(|e| format!("invalid value: {}", e.message()))?;
+    let expr = hcl::edit::parser::parse_expr(raw)
+        .map_err(|e| format!("invalid value: {}", e.message()))?;
     let source = Source::new("<value>", raw);
     let empty = Object::new();
-    Evaluator { source, vars: &empty, locals: Locals::None, runtime_refs: false }
-        .eval(&expr)
-        .map_err(|e| e.message)
+    Evaluator {
+        source,
+        vars: &empty,
+        locals: Locals::None,
+        runtime_refs: false,
+    }
+    .eval(&expr)
+    .map_err(|e| e.message)
 }
 
 /// The assignments of one `-var-file` (HCL `name = value` lines, or a JSON object).
-fn read_var_file(path: &std::path::Path, errors: &mut Vec<JobFileError>) -> Vec<(String, Value, Location)> {
+fn read_var_file(
+    path: &std::path::Path,
+    errors: &mut Vec<JobFileError>,
+) -> Vec<(String, Value, Location)> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            errors.push(JobFileError::unlocated(format!("cannot read variable file {}: {e}", path.display())));
+            errors.push(JobFileError::unlocated(format!(
+                "cannot read variable file {}: {e}",
+                path.display()
+            )));
             return Vec::new();
         }
     };
     let source = Source::new(path, text);
     if path.extension().is_some_and(|e| e == "json") {
         return match serde_json::from_str::<Value>(source.text()) {
-            Ok(Value::Object(map)) => map.into_iter().map(|(k, v)| (k, v, source.location(0))).collect(),
+            Ok(Value::Object(map)) => map
+                .into_iter()
+                .map(|(k, v)| (k, v, source.location(0)))
+                .collect(),
             Ok(_) => {
-                errors.push(JobFileError::at(source.location(0), "a JSON variable file must hold one object"));
+                errors.push(JobFileError::at(
+                    source.location(0),
+                    "a JSON variable file must hold one object",
+                ));
                 Vec::new()
             }
             Err(e) => {
                 let offset = line_col_offset(source.text(), e.line(), e.column());
-                errors.push(JobFileError::at(source.location(offset), format!("invalid JSON: {e}")));
+                errors.push(JobFileError::at(
+                    source.location(offset),
+                    format!("invalid JSON: {e}"),
+                ));
                 Vec::new()
             }
         };
@@ -307,17 +372,29 @@ fn read_var_file(path: &std::path::Path, errors: &mut Vec<JobFileError>) -> Vec<
     let body = match hcl::edit::parser::parse_body(source.text()) {
         Ok(b) => b,
         Err(e) => {
-            errors.push(JobFileError::at(source.location(e.location().offset()), e.message().to_string()));
+            errors.push(JobFileError::at(
+                source.location(e.location().offset()),
+                e.message().to_string(),
+            ));
             return Vec::new();
         }
     };
     let empty = Object::new();
-    let evaluator = Evaluator { source: source.clone(), vars: &empty, locals: Locals::None, runtime_refs: false };
+    let evaluator = Evaluator {
+        source: source.clone(),
+        vars: &empty,
+        locals: Locals::None,
+        runtime_refs: false,
+    };
     let mut out = Vec::new();
     for structure in body.iter() {
         match structure {
             Structure::Attribute(attr) => match evaluator.eval(&attr.value) {
-                Ok(v) => out.push((attr.key.value().as_str().to_string(), v, source.locate(attr.span()))),
+                Ok(v) => out.push((
+                    attr.key.value().as_str().to_string(),
+                    v,
+                    source.locate(attr.span()),
+                )),
                 Err(e) => errors.push(e),
             },
             Structure::Block(b) => errors.push(JobFileError::at(
@@ -330,7 +407,11 @@ fn read_var_file(path: &std::path::Path, errors: &mut Vec<JobFileError>) -> Vec<
 }
 
 fn line_col_offset(text: &str, line: usize, column: usize) -> usize {
-    let line_start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
     line_start + column.saturating_sub(1)
 }
 
@@ -380,19 +461,29 @@ variable "required" {}
         let inputs = VarInputs {
             flags: vec!["count=5".into(), "ports=[1, 2]".into(), "required=r".into()],
             files: vec![file],
-            env: vec![("image".into(), "from-env".into()), ("count".into(), "2".into()), ("unrelated".into(), "x".into())],
+            env: vec![
+                ("image".into(), "from-env".into()),
+                ("count".into(), "2".into()),
+                ("unrelated".into(), "x".into()),
+            ],
         };
         let mut errors = Vec::new();
         let values = resolve(&decls, &inputs, &mut errors);
         validate(&decls, &values, &source, &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(Value::Object(values), json!({"image": "from-file", "count": 5, "ports": [1, 2], "required": "r"}));
+        assert_eq!(
+            Value::Object(values),
+            json!({"image": "from-file", "count": 5, "ports": [1, 2], "required": "r"})
+        );
     }
 
     #[test]
     fn missing_invalid_and_failing_values_are_located() {
         let (decls, source) = decls(VARS);
-        let inputs = VarInputs { flags: vec!["count=20".into(), "nope=1".into()], ..Default::default() };
+        let inputs = VarInputs {
+            flags: vec!["count=20".into(), "nope=1".into()],
+            ..Default::default()
+        };
         let mut errors = Vec::new();
         let values = resolve(&decls, &inputs, &mut errors);
         validate(&decls, &values, &source, &mut errors);
@@ -414,7 +505,14 @@ variable "required" {}
         let file = dir.path().join("v.hcl");
         std::fs::write(&file, "required = 1\ncount = \"many\"\nother = 2\n").unwrap();
         let mut errors = Vec::new();
-        resolve(&decls, &VarInputs { files: vec![file.clone()], ..Default::default() }, &mut errors);
+        resolve(
+            &decls,
+            &VarInputs {
+                files: vec![file.clone()],
+                ..Default::default()
+            },
+            &mut errors,
+        );
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         let f = file.display();
         assert_eq!(
