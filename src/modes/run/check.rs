@@ -7,6 +7,7 @@ use crate::driver::task::{IpcMode, NetworkMode as TaskNetworkMode, TaskConfig};
 use super::jobspec::decode::Ignored;
 use super::jobspec::{JobFileError, Location};
 use super::model::{Group, Job, NetworkMode, Task};
+use super::template::render;
 
 /// The task name of an allocation's network-namespace holder (group bridge networks);
 /// Nomad's own docker infra container is `nomad_init_<alloc>`.
@@ -64,6 +65,7 @@ fn check_task(group: &Group, task: &Task, out: &mut Checked) {
             format!("task name {INFRA_TASK:?} is reserved for the allocation's network namespace in a bridge group"),
         ));
     }
+    check_templates(task, out);
     let config = match TaskConfig::from_value(&task.config) {
         Ok(c) => c,
         Err(e) => {
@@ -141,6 +143,38 @@ fn check_task(group: &Group, task: &Task, out: &mut Checked) {
     }
     if let Ok(IpcMode::Task(name)) = config.ipc() {
         check_task_reference(group, task, &name, "ipc_mode", located("ipc_mode"), out);
+    }
+}
+
+/// Templates must parse (and a `source` exist): a local run can tell before starting.
+/// Reads template sources, so it blocks.
+fn check_templates(task: &Task, out: &mut Checked) {
+    let env = std::collections::BTreeMap::new();
+    for t in &task.templates {
+        let text = match (&t.data, &t.source) {
+            (Some(data), _) => data.clone(),
+            (None, Some(source)) => match std::fs::read_to_string(source) {
+                Ok(text) => text,
+                Err(e) => {
+                    out.errors.push(JobFileError::at(
+                        t.location.clone(),
+                        format!(
+                            "template {}: cannot read source {}: {e}",
+                            t.destination,
+                            source.display()
+                        ),
+                    ));
+                    continue;
+                }
+            },
+            (None, None) => continue,
+        };
+        if let Err(e) = render(&text, &t.left_delimiter, &t.right_delimiter, &env) {
+            out.errors.push(JobFileError::at(
+                t.location.clone(),
+                format!("template {}: {e}", t.destination),
+            ));
+        }
     }
 }
 
@@ -241,6 +275,40 @@ mod tests {
         );
         assert!(
             errors[1].starts_with("job.nomad:20:9: task \"u\": config.bogus: unknown option"),
+            "{}",
+            errors[1]
+        );
+    }
+
+    #[test]
+    fn templates_must_parse_and_their_sources_exist() {
+        let errors = check(
+            r#"job "j" {
+  group "g" {
+    task "t" {
+      driver = "podman"
+      config {
+        image = "busybox"
+      }
+      template {
+        data        = "{{ key \"a/b\" }}"
+        destination = "local/a"
+      }
+      template {
+        source      = "/nonexistent/x.tpl"
+        destination = "local/b"
+      }
+    }
+  }
+}
+"#,
+        );
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].starts_with("job.nomad:8:7: template local/a: line 1: the template function \"key\" needs a Nomad, Consul or Vault server"), "{}", errors[0]);
+        assert!(
+            errors[1].starts_with(
+                "job.nomad:12:7: template local/b: cannot read source /nonexistent/x.tpl"
+            ),
             "{}",
             errors[1]
         );

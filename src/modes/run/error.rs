@@ -36,8 +36,6 @@ pub enum RunError {
     #[error("no containers of job {0:?} found (is it running?)")]
     JobNotFound(String),
     #[error("{0}")]
-    Driver(#[from] crate::driver::error::DriverError),
-    #[error("{0}")]
     Other(String),
 }
 
@@ -46,10 +44,9 @@ impl RunError {
         match self {
             RunError::JobFile(_) => exit_code::JOB_FILE,
             RunError::PodmanUnreachable { .. } => exit_code::PODMAN_UNREACHABLE,
-            RunError::Io { .. }
-            | RunError::JobNotFound(_)
-            | RunError::Driver(_)
-            | RunError::Other(_) => exit_code::RUNNER,
+            RunError::Io { .. } | RunError::JobNotFound(_) | RunError::Other(_) => {
+                exit_code::RUNNER
+            }
         }
     }
 

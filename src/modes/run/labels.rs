@@ -35,11 +35,7 @@ pub fn task_labels(
     dir: &AllocDir,
     ports: &[AllocatedPort],
 ) -> BTreeMap<String, String> {
-    let stage = serde_json::to_value(task.stage())
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    let mut labels = common(job, group, &task.name, alloc, dir, &stage, ports);
+    let mut labels = common(job, group, &task.name, alloc, dir, task.stage().id(), ports);
     labels.insert(LEADER.into(), task.leader.to_string());
     labels.insert(
         KILL_TIMEOUT.into(),

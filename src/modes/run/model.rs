@@ -5,12 +5,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use super::jobspec::source::Location;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Job {
     /// The block label: `NOMAD_JOB_ID` and the key ps/logs/stop find containers by.
     pub id: String,
@@ -25,8 +24,7 @@ pub struct Job {
     pub file: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobType {
     Service,
     Batch,
@@ -60,7 +58,7 @@ impl JobType {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Group {
     pub name: String,
     pub count: u32,
@@ -70,7 +68,7 @@ pub struct Group {
     pub location: Location,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct GroupNetwork {
     pub mode: NetworkMode,
     pub ports: Vec<PortSpec>,
@@ -79,15 +77,14 @@ pub struct GroupNetwork {
     pub location: Location,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetworkMode {
     Host,
     Bridge,
     None,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct PortSpec {
     pub label: String,
     /// `static`: a fixed host port; `None` means a dynamic one from 20000-32000.
@@ -99,29 +96,26 @@ pub struct PortSpec {
     pub location: Location,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Dns {
     pub servers: Vec<String>,
     pub searches: Vec<String>,
     pub options: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Task {
     pub name: String,
     /// The task `config {}` block as JSON, for `TaskConfig::from_value`.
     pub config: Value,
     /// Where each top-level config key (and the block itself) was written, to locate
     /// errors the core reports by field name.
-    #[serde(skip)]
     pub config_locations: BTreeMap<String, Location>,
-    #[serde(skip)]
     pub config_location: Location,
     pub env: BTreeMap<String, String>,
     pub meta: BTreeMap<String, String>,
     pub user: Option<String>,
     pub kill_signal: Option<String>,
-    #[serde(with = "duration_text")]
     pub kill_timeout: Duration,
     pub lifecycle: Option<Lifecycle>,
     pub leader: bool,
@@ -159,14 +153,13 @@ impl Task {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifecycle {
     pub hook: Hook,
     pub sidecar: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     Prestart,
     Poststart,
@@ -174,8 +167,7 @@ pub enum Hook {
 }
 
 /// Where a task sits in Nomad's lifecycle ordering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Stage {
     Prestart,
     PrestartSidecar,
@@ -190,6 +182,18 @@ impl Stage {
         matches!(self, Stage::PrestartSidecar | Stage::PoststartSidecar)
     }
 
+    /// The stage as a label value (`prestart_sidecar`).
+    pub fn id(self) -> &'static str {
+        match self {
+            Stage::Prestart => "prestart",
+            Stage::PrestartSidecar => "prestart_sidecar",
+            Stage::Main => "main",
+            Stage::Poststart => "poststart",
+            Stage::PoststartSidecar => "poststart_sidecar",
+            Stage::Poststop => "poststop",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Stage::Prestart => "prestart",
@@ -202,12 +206,10 @@ impl Stage {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestartPolicy {
     pub attempts: u32,
-    #[serde(with = "duration_text")]
     pub interval: Duration,
-    #[serde(with = "duration_text")]
     pub delay: Duration,
     pub mode: RestartMode,
 }
@@ -233,14 +235,13 @@ impl RestartPolicy {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartMode {
     Fail,
     Delay,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resources {
     /// MHz, Nomad's default 100.
     pub cpu: u32,
@@ -262,10 +263,9 @@ impl Default for Resources {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TemplateSpec {
     /// Inline template text (`data`).
-    #[serde(skip)]
     pub data: Option<String>,
     /// `source`, resolved against the job file's directory.
     pub source: Option<PathBuf>,
@@ -290,13 +290,9 @@ impl TemplateSpec {
     }
 }
 
-/// Durations print as Go-style text (`30s`, `1m30s`) in plan output.
+/// Go-style duration text (`30s`, `1m30s`), as job files write durations.
 pub mod duration_text {
     use std::time::Duration;
-
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*d))
-    }
 
     pub fn format(d: Duration) -> String {
         let total_ms = d.as_millis();

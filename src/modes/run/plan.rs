@@ -258,10 +258,7 @@ fn task_plan(group: &Group, task: &Task) -> TaskPlan {
                 RestartMode::Delay => "delay",
             }
         ),
-        kill_signal: task
-            .kill_signal
-            .clone()
-            .unwrap_or_else(|| "the image's STOPSIGNAL (default SIGTERM)".into()),
+        kill_signal: task.kill_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
         kill_timeout: duration_text::format(task.kill_timeout),
         cpu_mhz: task.resources.cpu,
         memory_mb: task.resources.memory_mb,

@@ -434,6 +434,8 @@ fn parse_pipe_chars(
                     return Err(err(format!(
                         "field {word} is not available in a local run (dot holds no data)"
                     )));
+                } else if SERVER_FUNCTIONS.contains(&word.as_str()) {
+                    return Err(err(server_function(&word)));
                 } else if word.chars().all(|c| c.is_alphanumeric() || c == '_') {
                     Arg::Func(word)
                 } else {
@@ -583,6 +585,10 @@ const SERVER_FUNCTIONS: &[&str] = &[
     "executeTemplate",
 ];
 
+fn server_function(name: &str) -> String {
+    format!("the template function {name:?} needs a Nomad, Consul or Vault server, which a local run does not have")
+}
+
 fn call(
     name: &str,
     args: Vec<Val>,
@@ -608,7 +614,11 @@ fn call(
         }
         "envOrDefault" => {
             want(2)?;
-            Val::Str(env.get(&s(&args[0])).cloned().unwrap_or_else(|| s(&args[1])))
+            Val::Str(
+                env.get(&s(&args[0]))
+                    .cloned()
+                    .unwrap_or_else(|| s(&args[1])),
+            )
         }
         "toUpper" => {
             want(1)?;
@@ -628,13 +638,23 @@ fn call(
             if text.is_empty() {
                 Val::List(Vec::new())
             } else {
-                Val::List(text.split(s(&args[0]).as_str()).map(|p| Val::Str(p.to_string())).collect())
+                Val::List(
+                    text.split(s(&args[0]).as_str())
+                        .map(|p| Val::Str(p.to_string()))
+                        .collect(),
+                )
             }
         }
         "join" => {
             want(2)?;
             match &args[1] {
-                Val::List(items) => Val::Str(items.iter().map(ToString::to_string).collect::<Vec<_>>().join(&s(&args[0]))),
+                Val::List(items) => Val::Str(
+                    items
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(&s(&args[0])),
+                ),
                 other => return Err(err(format!("join needs a list, got {other}"))),
             }
         }
@@ -648,9 +668,13 @@ fn call(
         }
         "print" => Val::Str(args.iter().map(ToString::to_string).collect()),
         "printf" => {
-            let (fmt, rest) = args.split_first().ok_or_else(|| err("printf needs a format".into()))?;
+            let (fmt, rest) = args
+                .split_first()
+                .ok_or_else(|| err("printf needs a format".into()))?;
             let json_args: Vec<serde_json::Value> = rest.iter().map(to_json).collect();
-            Val::Str(crate::modes::run::jobspec::functions::format(&s(fmt), &json_args).map_err(err)?)
+            Val::Str(
+                crate::modes::run::jobspec::functions::format(&s(fmt), &json_args).map_err(err)?,
+            )
         }
         "eq" | "ne" | "lt" | "le" | "gt" | "ge" => {
             want(2)?;
@@ -659,14 +683,30 @@ fn call(
                 "eq" => ordering == Some(std::cmp::Ordering::Equal),
                 "ne" => ordering != Some(std::cmp::Ordering::Equal),
                 "lt" => ordering == Some(std::cmp::Ordering::Less),
-                "le" => matches!(ordering, Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)),
+                "le" => matches!(
+                    ordering,
+                    Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+                ),
                 "gt" => ordering == Some(std::cmp::Ordering::Greater),
-                _ => matches!(ordering, Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)),
+                _ => matches!(
+                    ordering,
+                    Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+                ),
             })
         }
         // Go's and/or return the deciding argument, not a bool.
-        "and" => args.iter().find(|a| !a.truthy()).or(args.last()).cloned().unwrap_or(Val::Nil),
-        "or" => args.iter().find(|a| a.truthy()).or(args.last()).cloned().unwrap_or(Val::Nil),
+        "and" => args
+            .iter()
+            .find(|a| !a.truthy())
+            .or(args.last())
+            .cloned()
+            .unwrap_or(Val::Nil),
+        "or" => args
+            .iter()
+            .find(|a| a.truthy())
+            .or(args.last())
+            .cloned()
+            .unwrap_or(Val::Nil),
         "not" => {
             want(1)?;
             Val::Bool(!args[0].truthy())
@@ -688,9 +728,6 @@ fn call(
                     .ok_or_else(|| err(format!("index {i} out of range")))?,
                 _ => return Err(err("index needs a list and a number".into())),
             }
-        }
-        other if SERVER_FUNCTIONS.contains(&other) => {
-            return Err(err(format!("the template function {other:?} needs a Nomad, Consul or Vault server, which a local run does not have")))
         }
         other => return Err(err(format!("function {other:?} not defined"))),
     })

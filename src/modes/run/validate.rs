@@ -23,11 +23,16 @@ pub async fn load_checked(file: &std::path::Path, vars: &VarArgs) -> Result<Chec
         env: VarInputs::env_from(std::env::vars()),
     };
     let path = file.to_path_buf();
-    let loaded = tokio::task::spawn_blocking(move || jobspec::load(&path, &inputs))
-        .await
-        .map_err(|e| RunError::Other(format!("reading the job file stopped: {e}")))?
-        .map_err(RunError::JobFile)?;
-    let checked = check_job(&loaded.job);
+    // Reading the job file, variable files and template sources blocks.
+    let (loaded, checked) = tokio::task::spawn_blocking(move || {
+        jobspec::load(&path, &inputs).map(|loaded| {
+            let checked = check_job(&loaded.job);
+            (loaded, checked)
+        })
+    })
+    .await
+    .map_err(|e| RunError::Other(format!("reading the job file stopped: {e}")))?
+    .map_err(RunError::JobFile)?;
     if !checked.errors.is_empty() {
         return Err(RunError::JobFile(JobFileErrors(checked.errors)));
     }

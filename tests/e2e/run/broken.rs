@@ -118,6 +118,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         "Invalid template: set either data or source, not both",
     ),
     (
+        "template_server_function.nomad",
+        "8:7",
+        "template secrets/db.env: line 2: the template function \"secret\" needs a Nomad, Consul or Vault server",
+    ),
+    (
         "template_without_destination.nomad",
         "8:7",
         "Missing required argument: a template needs a destination",

@@ -355,7 +355,7 @@ fn restart_policy_restarts_a_failing_task_then_gives_up() {
 
 /// The Go plugin README's three pod patterns: the sidecar reaches the server on
 /// localhost, the port is reachable from the host, detach/ps/logs/stop work.
-fn pod_pattern(example: &str, body: &str, tasks: &[&str]) {
+fn pod_pattern(example: &str, body: &str, tasks: &[&str], server_env: &[&str]) {
     let env = RunnerEnv::new(&format!("run-{example}"));
     let job = env.example(example);
     let started = env.run(&["run", "--detach", job.path()]);
@@ -392,6 +392,18 @@ fn pod_pattern(example: &str, body: &str, tasks: &[&str]) {
         "reachable from the host"
     );
 
+    let server = containers_of(&job.id)
+        .into_iter()
+        .find(|n| n.starts_with("server-"))
+        .expect("server container");
+    let env_of_server = container_env(&server);
+    for expected in server_env {
+        assert!(
+            env_of_server.iter().any(|e| e == expected),
+            "{expected} missing from {env_of_server:?}"
+        );
+    }
+
     // The probe sidecar reaches the server on localhost.
     let expected = format!("probe: {body}");
     let mut seen = String::new();
@@ -423,12 +435,22 @@ fn pod_pattern(example: &str, body: &str, tasks: &[&str]) {
 
 #[test]
 fn pod_with_a_sidecar_joining_the_server() {
-    pod_pattern("pod-task", "server-ok", &["server", "probe"]);
+    pod_pattern(
+        "pod-task",
+        "server-ok",
+        &["server", "probe"],
+        &["NOMAD_PORT_http=8080"],
+    );
 }
 
 #[test]
 fn pod_with_a_pause_container_owning_the_namespace() {
-    pod_pattern("pod-pause", "pause-ok", &["pod", "server", "probe"]);
+    pod_pattern(
+        "pod-pause",
+        "pause-ok",
+        &["pod", "server", "probe"],
+        &["NOMAD_PORT_http=8080"],
+    );
 }
 
 #[test]
@@ -437,5 +459,10 @@ fn pod_with_a_group_bridge_network() {
         "pod-bridge",
         "bridge-ok",
         &["nomad_init", "server", "probe"],
+        &[
+            "NOMAD_PORT_http=8080",
+            "NOMAD_ALLOC_PORT_http=8080",
+            "NOMAD_ALLOC_INTERFACE_http=eth0",
+        ],
     );
 }
