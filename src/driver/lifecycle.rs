@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use super::handle::{LogTarget, TaskState, TASK_STATE_VERSION};
 use super::image::{ImageProgress, ImageRequest, Platform, RegistryAuth};
 use super::logs::{LogCursor, LogForwardConfig, LogForwarder};
-use super::model::{DriverNetwork, ExitResult, TaskRunState, TaskStatus};
+use super::model::{DriverNetwork, ExitResult, TaskRunState, TaskStatus, PULL_PROGRESS_ANNOTATION};
 use super::monitor::{ExitState, Monitor};
 use super::podman::{ContainerInspect, DeleteOptions, PodmanError};
 use super::spec;
@@ -181,8 +181,13 @@ impl Driver {
             ImageProgress::Pulling { image } => {
                 self.emit(&spec.context, format!("Pulling image {image}"))
             }
-            // Per-layer lines are too many for task events.
-            ImageProgress::Line { .. } => {}
+            ImageProgress::Line { image, line } => {
+                let mut event = self.task_event(&spec.context, line);
+                event
+                    .annotations
+                    .insert(PULL_PROGRESS_ANNOTATION.to_string(), image);
+                let _ = self.events.send(event);
+            }
         };
         socket
             .images

@@ -237,16 +237,20 @@ impl Driver {
             .ok_or_else(|| DriverError::TaskNotFound(task_id.to_string()))
     }
 
-    fn emit(&self, context: &TaskContext, message: String) {
-        // Nobody listening is fine.
-        let _ = self.events.send(TaskEvent {
+    fn task_event(&self, context: &TaskContext, message: String) -> TaskEvent {
+        TaskEvent {
             task_id: context.id.clone(),
             alloc_id: context.alloc_id.clone(),
             task_name: context.name.clone(),
             message,
             annotations: BTreeMap::new(),
             timestamp: SystemTime::now(),
-        });
+        }
+    }
+
+    fn emit(&self, context: &TaskContext, message: String) {
+        // Nobody listening is fine.
+        let _ = self.events.send(self.task_event(context, message));
     }
 
     /// What the driver knows about a socket's podman, asking it when not known yet.

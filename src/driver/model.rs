@@ -82,8 +82,13 @@ pub struct TaskStats {
     pub memory: MemoryStats,
 }
 
+/// Annotation key of image pull progress events: the value is the image, the message is
+/// podman's progress line. Frequent; a front-end shows them as a live line or drops them.
+pub const PULL_PROGRESS_ANNOTATION: &str = "image_pull_progress";
+
 /// Something that happened to a task that an operator should see (image pulls,
-/// restarts of the exit watcher, ...).
+/// podman warnings, garbage collection). An event about the driver itself rather than one
+/// task has an empty `task_id`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskEvent {
     pub task_id: String,

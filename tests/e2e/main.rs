@@ -5,6 +5,7 @@ mod support;
 mod client;
 mod conformance;
 mod driver;
+mod faults;
 mod options;
 mod plugin;
 mod run;

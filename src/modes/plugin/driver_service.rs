@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::driver::task::TaskSpec;
-use crate::driver::Driver;
+use crate::driver::{Driver, PULL_PROGRESS_ANNOTATION};
 
 use super::configured::ConfiguredDriver;
 use super::proto::drivers::{
@@ -303,6 +303,12 @@ impl driver_server::Driver for DriverService {
             .take_until(exit.cancelled_owned())
             // A lagging receiver skipped events; the stream itself stays usable.
             .filter_map(|event| async move { event.ok() })
+            // Nomad wants task events: not the driver's own, nor per-layer pull lines.
+            .filter(|event| {
+                let wanted = !event.task_id.is_empty()
+                    && !event.annotations.contains_key(PULL_PROGRESS_ANNOTATION);
+                async move { wanted }
+            })
             .map(|event| Ok(convert::task_event(&event)));
         Ok(Response::new(Box::pin(stream)))
     }

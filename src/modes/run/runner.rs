@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::driver::config::DriverConfig;
 use crate::driver::model::Health;
-use crate::driver::Driver;
+use crate::driver::{Driver, PULL_PROGRESS_ANNOTATION};
 
 use super::alloc::{default_state_root, AllocDir};
 use super::check::INFRA_TASK;
@@ -433,7 +433,12 @@ async fn show_driver_events(driver: Arc<Driver>, ui: Ui, allocs: BTreeMap<String
         match events.recv().await {
             Ok(event) => {
                 if let Some(ctx) = allocs.get(&event.alloc_id) {
-                    ui.status(&ctx.who(&event.task_name), event.message);
+                    let who = ctx.who(&event.task_name);
+                    if event.annotations.contains_key(PULL_PROGRESS_ANNOTATION) {
+                        ui.progress(&who, event.message);
+                    } else {
+                        ui.status(&who, event.message);
+                    }
                 }
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,

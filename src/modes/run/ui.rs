@@ -37,6 +37,11 @@ enum Line {
         who: Option<Who>,
         text: String,
     },
+    /// A line that replaces itself (image pull progress); terminal only.
+    Progress {
+        who: Who,
+        text: String,
+    },
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
@@ -76,6 +81,14 @@ impl Ui {
         });
     }
 
+    /// Pull progress, shown as one live line on a terminal and dropped elsewhere.
+    pub fn progress(&self, who: &Who, text: impl Into<String>) {
+        let _ = self.tx.send(Line::Progress {
+            who: who.clone(),
+            text: text.into(),
+        });
+    }
+
     /// A runner-level message.
     pub fn note(&self, text: impl Into<String>) {
         let _ = self.tx.send(Line::Status {
@@ -105,8 +118,21 @@ const PALETTE: [&str; 6] = ["36", "33", "32", "35", "34", "91"];
 async fn print_lines(mut rx: mpsc::UnboundedReceiver<Line>, color: bool, width: usize) {
     let mut out = tokio::io::stdout();
     let mut colors: BTreeMap<Who, &'static str> = BTreeMap::new();
+    // Whether the cursor sits at the end of a live progress line, to be cleared first.
+    let mut progress_shown = false;
     while let Some(line) = rx.recv().await {
         let text = match line {
+            // Color is on only on a terminal: elsewhere progress lines would be noise.
+            Line::Progress { .. } if !color => continue,
+            Line::Progress { who, text } => {
+                let label = format!("{:<width$} |", who.label());
+                let _ = out
+                    .write_all(format!("\r\x1b[2K\x1b[2m{label} {}\x1b[0m", text.trim()).as_bytes())
+                    .await;
+                let _ = out.flush().await;
+                progress_shown = true;
+                continue;
+            }
             Line::Flush(done) => {
                 let _ = out.flush().await;
                 let _ = done.send(());
@@ -140,6 +166,11 @@ async fn print_lines(mut rx: mpsc::UnboundedReceiver<Line>, color: bool, width: 
                     (false, _) => format!("{label} ==> {text}\n"),
                 }
             }
+        };
+        let text = if std::mem::take(&mut progress_shown) {
+            format!("\r\x1b[2K{text}")
+        } else {
+            text
         };
         // A closed stdout (e.g. a pipe whose reader left) must not stop the runner.
         let _ = out.write_all(text.as_bytes()).await;
