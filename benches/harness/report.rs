@@ -63,7 +63,7 @@ impl Report {
             verdict,
         };
         println!(
-            "  {:<34} {:<30} | baseline: {:<34} | goal: {:<24} [{}]",
+            "  {:<46} {:<24} | baseline: {:<40} | goal: {:<22} [{}]",
             row.figure,
             row.measured,
             row.baseline,

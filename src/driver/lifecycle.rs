@@ -35,10 +35,7 @@ impl Driver {
             .await
             .map_err(DriverError::podman(&task_id, "ask podman about its host"))?;
         // Everything that can be checked without podman is checked before touching it.
-        spec::build(&spec, &self.config, &facts, "").map_err(|source| DriverError::Spec {
-            task: task_id.clone(),
-            source,
-        })?;
+        self.build_spec(&spec, &facts, "").await?;
 
         let name = spec.container_name();
         let client = &socket.client;
@@ -100,6 +97,33 @@ impl Driver {
         Ok(StartedTask { state, network })
     }
 
+    /// The container spec of a task. Off the async threads: with `volumes.enabled = false`
+    /// it resolves host paths on disk.
+    async fn build_spec(
+        &self,
+        spec: &TaskSpec,
+        facts: &spec::HostFacts,
+        image_id: &str,
+    ) -> Result<serde_json::Value, DriverError> {
+        let (task, config, facts, image) = (
+            spec.clone(),
+            self.config.clone(),
+            facts.clone(),
+            image_id.to_string(),
+        );
+        let built =
+            tokio::task::spawn_blocking(move || spec::build(&task, &config, &facts, &image))
+                .await
+                .map_err(|e| DriverError::Io {
+                    task: spec.context.id.clone(),
+                    message: format!("building the container spec failed: {e}"),
+                })?;
+        built.map_err(|source| DriverError::Spec {
+            task: spec.context.id.clone(),
+            source,
+        })
+    }
+
     async fn create_and_start(
         &self,
         spec: &TaskSpec,
@@ -121,12 +145,7 @@ impl Driver {
             }
         }
         let image_id = self.prepare_image(spec, socket).await?;
-        let body = spec::build(spec, &self.config, facts, &image_id).map_err(|source| {
-            DriverError::Spec {
-                task: task_id.to_string(),
-                source,
-            }
-        })?;
+        let body = self.build_spec(spec, facts, &image_id).await?;
         let created = client
             .container_create(&body)
             .await

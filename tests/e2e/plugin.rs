@@ -2,13 +2,14 @@
 //! (environment, handshake, gRPC over the unix socket, HCL -> hclspec -> cty-msgpack,
 //! allocation dirs and log FIFOs) against the private podman service.
 
-mod agent;
-mod alloc;
-mod bed;
+pub(crate) mod agent;
+pub(crate) mod alloc;
+pub(crate) mod bed;
 mod cty_msgpack;
 mod decode;
 mod exec;
+mod gates;
 mod hcldec;
 mod lifecycle;
 mod process;
-mod recovery;
+pub(crate) mod recovery;

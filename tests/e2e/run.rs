@@ -4,4 +4,4 @@
 mod broken;
 mod commands;
 mod examples;
-mod harness;
+pub(crate) mod harness;

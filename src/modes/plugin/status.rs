@@ -20,6 +20,15 @@ const RECOVERABLE_ERROR_TYPE_URL: &str =
 fn code_of(err: &DriverError) -> Code {
     if matches!(err, DriverError::TaskNotFound(_)) {
         Code::NotFound
+    } else if matches!(
+        err,
+        DriverError::Config { .. }
+            | DriverError::Spec { .. }
+            | DriverError::PluginConfig(_)
+            | DriverError::UnknownSocket { .. }
+    ) {
+        // The job or the plugin configuration asks for something this driver refuses.
+        Code::InvalidArgument
     } else if err.is_recoverable() {
         Code::FailedPrecondition
     } else {

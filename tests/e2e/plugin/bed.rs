@@ -67,7 +67,13 @@ impl Bed {
 /// The `config {}` body of the `plugin "nomad-driver-podman"` block of the example, as
 /// the agent's config parser hands it over, with `socket_path` aimed at the test service.
 pub fn example_config_tree() -> serde_json::Map<String, Value> {
-    let agent = hcl::parse(AGENT_CONFIG_EXAMPLE).expect("the example agent config parses");
+    plugin_config_tree(AGENT_CONFIG_EXAMPLE)
+}
+
+/// The `config {}` body of the plugin block of an agent config, socket aimed at the test
+/// service.
+pub fn plugin_config_tree(agent_config: &str) -> serde_json::Map<String, Value> {
+    let agent = hcl::parse(agent_config).expect("the example agent config parses");
     let plugin = agent
         .blocks()
         .find(|b| {

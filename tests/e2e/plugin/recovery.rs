@@ -14,14 +14,17 @@ use crate::support;
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The handle as a restarted agent hands it back: `msgpack_driver_config` is not persisted.
-fn persisted(mut handle: drivers::TaskHandle) -> drivers::TaskHandle {
+pub(crate) fn persisted(mut handle: drivers::TaskHandle) -> drivers::TaskHandle {
     if let Some(config) = handle.config.as_mut() {
         config.msgpack_driver_config.clear();
     }
     handle
 }
 
-async fn recover(plugin: &Plugin, handle: drivers::TaskHandle) -> Result<(), tonic::Status> {
+pub(crate) async fn recover(
+    plugin: &Plugin,
+    handle: drivers::TaskHandle,
+) -> Result<(), tonic::Status> {
     plugin
         .driver()
         .recover_task(RecoverTaskRequest {
@@ -32,7 +35,7 @@ async fn recover(plugin: &Plugin, handle: drivers::TaskHandle) -> Result<(), ton
         .map(|_| ())
 }
 
-async fn state_of(plugin: &Plugin, task_id: &str) -> i32 {
+pub(crate) async fn state_of(plugin: &Plugin, task_id: &str) -> i32 {
     plugin
         .driver()
         .inspect_task(InspectTaskRequest {

@@ -63,6 +63,12 @@ pub fn client() -> PodmanClient {
     PodmanClient::new(&podman().socket_url(), None).expect("client for the test socket")
 }
 
+/// A second, independent podman service (own storage, network and socket) for a test that
+/// must disturb its service; torn down when the returned value is dropped.
+pub fn start_private_podman() -> TestPodman {
+    TestPodman::start().unwrap_or_else(|e| panic!("private test bed: {e}"))
+}
+
 impl TestPodman {
     fn start() -> Result<Self, String> {
         let dir = make_temp_dir("podman")?;
@@ -204,6 +210,71 @@ impl TestPodman {
             ));
         }
         Ok(())
+    }
+
+    /// SIGKILLs this service's `podman system service` process(es), as a crash would;
+    /// containers keep running under conmon. Never call it on the shared [`podman()`].
+    pub fn kill_service(&self) {
+        let socket_arg = self.socket_url();
+        let services: Vec<i32> = fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                // The podman process itself, not the watchdog shell that carries its argv.
+                args.first().is_some_and(|a| a.ends_with(b"podman"))
+                    && args
+                        .windows(2)
+                        .any(|w| w == [&b"system"[..], &b"service"[..]])
+                    && args.contains(&socket_arg.as_bytes())
+            })
+            .collect();
+        assert!(!services.is_empty(), "no podman service on {socket_arg}");
+        for pid in &services {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let deadline = Instant::now() + SERVICE_START_DEADLINE;
+        // Gone, or a zombie its parent has not reaped yet.
+        while services.iter().any(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|stat| {
+                    !stat
+                        .rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+                .unwrap_or(false)
+        }) {
+            assert!(Instant::now() < deadline, "podman service survived SIGKILL");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts `podman system service` again on the same socket and storage (after
+    /// [`TestPodman::kill_service`]) and waits until it answers. The watchdog's cleanup
+    /// still ends it: it kills every process whose command line names this test bed's dir.
+    pub fn restart_service(&self) {
+        let _ = fs::remove_file(&self.socket);
+        let log = fs::File::create(self.dir.join("service-restarted.log")).expect("service log");
+        self.command()
+            .arg("system")
+            .arg("service")
+            .arg("--time=0")
+            .arg(self.socket_url())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("podman system service starts again");
+        self.wait_ready()
+            .unwrap_or_else(|e| panic!("restarted service: {e}"));
     }
 
     fn wait_ready(&self) -> Result<(), String> {
