@@ -11,6 +11,11 @@ use super::model::{ExecIo, ExecOutput, ExitResult};
 use super::podman::{ExecConfig, StreamKind};
 use super::{Driver, DriverError, Task, EXEC_BUFFER};
 
+/// A resize refused because the session is not running yet is tried again this often.
+const RESIZE_ATTEMPTS: usize = 10;
+const RESIZE_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+const RESIZE_SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// Keeps the last `EXEC_BUFFER` bytes written to it.
 #[derive(Default)]
 struct Tail(Vec<u8>);
@@ -144,8 +149,24 @@ impl Driver {
             }
         };
         let resizer = async {
-            if let Some(mut resize) = resize {
-                while let Some(size) = resize.recv().await {
+            let Some(mut resize) = resize else { return };
+            let mut first = true;
+            while let Some(size) = resize.recv().await {
+                for _ in 0..RESIZE_ATTEMPTS {
+                    if client
+                        .exec_resize(&session, size.height, size.width)
+                        .await
+                        .is_ok()
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(RESIZE_RETRY).await;
+                }
+                if std::mem::take(&mut first) {
+                    // Podman 4.3 can accept a resize sent right after the session started
+                    // and still lose it while conmon attaches the terminal: apply the first
+                    // size once more after the attach has settled.
+                    tokio::time::sleep(RESIZE_SETTLE).await;
                     let _ = client.exec_resize(&session, size.height, size.width).await;
                 }
             }

@@ -264,7 +264,8 @@ impl TestPodman {
     pub fn restart_service(&self) {
         let _ = fs::remove_file(&self.socket);
         let log = fs::File::create(self.dir.join("service-restarted.log")).expect("service log");
-        self.command()
+        let mut service = self
+            .command()
             .arg("system")
             .arg("service")
             .arg("--time=0")
@@ -273,6 +274,8 @@ impl TestPodman {
             .stderr(log)
             .spawn()
             .expect("podman system service starts again");
+        // Reaped whenever it ends (a later kill_service, or the cleanup), leaving no zombie.
+        std::thread::spawn(move || service.wait());
         self.wait_ready()
             .unwrap_or_else(|e| panic!("restarted service: {e}"));
     }
