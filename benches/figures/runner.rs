@@ -71,7 +71,7 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
     let mut runner_times = Vec::new();
     let mut kube_times = Vec::new();
     for i in 0..WARMUP + bench.settings.runner_runs {
-        let runner = runner_once(bench, &job, &dir.join("state")).await?;
+        let runner = runner_once(bench, bench.service.url(), &job, &dir.join("state")).await?;
         let kube = kube_once(bench, &pod).await?;
         if i >= WARMUP {
             runner_times.push(runner);
@@ -90,6 +90,45 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
         "<= 1.1x kube play",
         Verdict::of(factor <= GOAL),
     );
+    profile(bench, &job, &dir.join("state")).await
+}
+
+/// One more run through the counting proxy: when the runner made which request, to show
+/// where its time goes (process start and job file before the first request, then the
+/// API calls of the infra container and the three tasks).
+async fn profile(bench: &mut Bench, job: &Path, state: &Path) -> BenchResult<()> {
+    let begin = Instant::now();
+    let url = bench.proxy.url();
+    let took = runner_once(bench, &url, job, state).await?;
+    let timeline: Vec<(Duration, String)> = bench
+        .proxy
+        .timeline_since(begin)
+        .into_iter()
+        .filter(|(at, _)| *at <= took)
+        .collect();
+    let first = timeline.first().map_or(took, |(at, _)| *at);
+    let starts: Vec<String> = timeline
+        .iter()
+        .filter(|(_, route)| route.ends_with("/start"))
+        .map(|(at, _)| ms(*at))
+        .collect();
+    bench.report.add(
+        "runner: where the time goes (1 run)",
+        format!("1st API call at {}", ms(first)),
+        format!(
+            "{} calls; starts at {}; all running at {}",
+            timeline.len(),
+            starts.join(", "),
+            ms(took)
+        ),
+        "(context)",
+        Verdict::Info,
+    );
+    let calls: Vec<String> = timeline
+        .iter()
+        .map(|(at, route)| format!("{:.0} {route}", at.as_secs_f64() * 1000.0))
+        .collect();
+    println!("      {}", calls.join("; "));
     Ok(())
 }
 
@@ -121,13 +160,18 @@ async fn three_running(bench: &Bench, pattern: &str, child: &mut Child) -> Bench
     }
 }
 
-async fn runner_once(bench: &Bench, job: &Path, state: &Path) -> BenchResult<Duration> {
+async fn runner_once(
+    bench: &Bench,
+    socket: &str,
+    job: &Path,
+    state: &Path,
+) -> BenchResult<Duration> {
     let begin = Instant::now();
     let mut runner = Command::new(binary())
         .arg("run")
         .arg(job)
         .arg("--socket")
-        .arg(bench.service.url())
+        .arg(socket)
         .arg("--state-dir")
         .arg(state)
         .arg("--no-color")

@@ -74,7 +74,44 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
         "(context)",
         Verdict::Info,
     );
-    requests_per_start(bench).await
+    requests_per_start(bench).await?;
+    extra_request_costs(bench, driver.saturating_sub(raw)).await
+}
+
+/// What the requests `Driver::start` makes beyond create+start cost on their own
+/// (median of the same number of samples), next to the measured gap.
+async fn extra_request_costs(bench: &mut Bench, gap: Duration) -> BenchResult<()> {
+    let task = BenchTask::sleeper(&bench.run, "probe")?;
+    let id = bench.raw.create_and_start(&bench.raw.body(&task)?).await?;
+    let missing = format!("missing-{}", uuid::Uuid::new_v4());
+    let (mut by_name, mut image, mut inspect) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..bench.settings.samples {
+        let begin = Instant::now();
+        let _ = bench.client.container_inspect(&missing).await;
+        by_name.push(begin.elapsed());
+        let begin = Instant::now();
+        let _ = bench.client.image_inspect(BUSYBOX_IMAGE).await;
+        image.push(begin.elapsed());
+        let begin = Instant::now();
+        let _ = bench.client.container_inspect(&id).await;
+        inspect.push(begin.elapsed());
+    }
+    tasks::remove(&bench.client, &id).await;
+    let (by_name, image, inspect) = (median(&by_name), median(&image), median(&inspect));
+    bench.report.add(
+        "Driver::start's extra calls, each alone",
+        format!("{}", ms(by_name + image + inspect)),
+        format!(
+            "name check {} + image {} + inspect {}; gap {}",
+            ms(by_name),
+            ms(image),
+            ms(inspect),
+            ms(gap)
+        ),
+        "(context)",
+        Verdict::Info,
+    );
+    Ok(())
 }
 
 /// `scripts/podman-service cli DIR run -d ...`, timed; then removed.

@@ -29,18 +29,33 @@ pub fn cpu_seconds(pid: u32) -> BenchResult<f64> {
     Ok((ticks(14)? + ticks(15)?) as f64 / per_second)
 }
 
-/// `VmRSS` of `pid` in bytes.
-pub fn rss_bytes(pid: u32) -> BenchResult<u64> {
-    status_kib(pid, "VmRSS:").map(|kib| kib * 1024)
+/// Resident memory of a process, split the way /proc/<pid>/status does.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// `VmRSS`, bytes.
+    pub rss: u64,
+    /// `RssAnon`: heap, stacks.
+    pub anon: u64,
+    /// `RssFile`: the mapped binary and libraries.
+    pub file: u64,
+    pub threads: u64,
 }
 
-fn status_kib(pid: u32, key: &str) -> BenchResult<u64> {
+pub fn memory(pid: u32) -> BenchResult<Memory> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(key))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .ok_or_else(|| format!("{path}: no {key}"))
+    let field = |key: &str| -> BenchResult<u64> {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("{path}: no {key}"))
+    };
+    Ok(Memory {
+        rss: field("VmRSS:")? * 1024,
+        anon: field("RssAnon:")? * 1024,
+        file: field("RssFile:")? * 1024,
+        threads: field("Threads:")?,
+    })
 }

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use regex::Regex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,9 +47,13 @@ impl RequestCounts {
     }
 }
 
+/// When each request was seen, and its route.
+type Timeline = Vec<(Instant, String)>;
+
 pub struct CountingProxy {
     path: PathBuf,
     counts: Arc<Mutex<RequestCounts>>,
+    timeline: Arc<Mutex<Timeline>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -58,17 +63,20 @@ impl CountingProxy {
         let listener = UnixListener::bind(listen)
             .map_err(|e| format!("listen on {}: {e}", listen.display()))?;
         let counts = Arc::new(Mutex::new(RequestCounts::default()));
+        let timeline = Arc::new(Mutex::new(Vec::new()));
         let upstream = upstream.to_path_buf();
-        let sink = counts.clone();
-        let routes = Arc::new(RouteNames::new());
+        let recorder = Recorder {
+            counts: counts.clone(),
+            timeline: timeline.clone(),
+            routes: Arc::new(RouteNames::new()),
+        };
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let upstream = upstream.clone();
-                let sink = sink.clone();
-                let routes = routes.clone();
+                let recorder = recorder.clone();
                 tokio::spawn(async move {
                     if let Ok(server) = UnixStream::connect(&upstream).await {
-                        relay(client, server, sink, routes).await;
+                        relay(client, server, recorder).await;
                     }
                 });
             }
@@ -76,6 +84,7 @@ impl CountingProxy {
         Ok(CountingProxy {
             path: listen.to_path_buf(),
             counts,
+            timeline,
             accept,
         })
     }
@@ -91,6 +100,39 @@ impl CountingProxy {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+
+    /// Requests seen after `start`, as offsets from it.
+    pub fn timeline_since(&self, start: Instant) -> Vec<(Duration, String)> {
+        self.timeline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(at, _)| *at >= start)
+            .map(|(at, route)| (*at - start, route.clone()))
+            .collect()
+    }
+}
+
+#[derive(Clone)]
+struct Recorder {
+    counts: Arc<Mutex<RequestCounts>>,
+    timeline: Arc<Mutex<Timeline>>,
+    routes: Arc<RouteNames>,
+}
+
+impl Recorder {
+    fn record(&self, routes: Vec<String>, became_opaque: bool) {
+        let now = Instant::now();
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut timeline = self.timeline.lock().unwrap_or_else(|e| e.into_inner());
+        for route in routes {
+            *counts.by_route.entry(route.clone()).or_default() += 1;
+            timeline.push((now, route));
+        }
+        if became_opaque {
+            counts.opaque_connections += 1;
+        }
+    }
 }
 
 impl Drop for CountingProxy {
@@ -100,12 +142,7 @@ impl Drop for CountingProxy {
     }
 }
 
-async fn relay(
-    client: UnixStream,
-    server: UnixStream,
-    counts: Arc<Mutex<RequestCounts>>,
-    routes: Arc<RouteNames>,
-) {
+async fn relay(client: UnixStream, server: UnixStream, recorder: Recorder) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let responses = tokio::spawn(async move {
@@ -121,15 +158,10 @@ async fn relay(
         };
         let was_opaque = scanner.is_opaque();
         let mut seen = Vec::new();
-        scanner.feed(&buf[..n], |line| seen.push(routes.route(line)));
-        if !seen.is_empty() || (scanner.is_opaque() && !was_opaque) {
-            let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
-            for route in seen {
-                *counts.by_route.entry(route).or_default() += 1;
-            }
-            if scanner.is_opaque() && !was_opaque {
-                counts.opaque_connections += 1;
-            }
+        scanner.feed(&buf[..n], |line| seen.push(recorder.routes.route(line)));
+        let became_opaque = scanner.is_opaque() && !was_opaque;
+        if !seen.is_empty() || became_opaque {
+            recorder.record(seen, became_opaque);
         }
         if server_write.write_all(&buf[..n]).await.is_err() {
             break;

@@ -9,6 +9,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
 const HEADER_LEN: usize = 8;
+/// Largest allocation made ahead of a frame's payload arriving.
+const MAX_RESERVE: usize = 64 * 1024;
 
 /// Which standard stream a frame belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +71,9 @@ impl Decoder for FrameDecoder {
         };
         let len = u32::from_be_bytes([src[4], src[5], src[6], src[7]]) as usize;
         if src.len() < HEADER_LEN + len {
-            src.reserve(HEADER_LEN + len - src.len());
+            // The buffer grows with the data that arrives, not with what a header claims:
+            // a corrupt or hostile length must not allocate gigabytes up front.
+            src.reserve((HEADER_LEN + len - src.len()).min(MAX_RESERVE));
             return Ok(None);
         }
         src.advance(HEADER_LEN);
@@ -102,6 +106,13 @@ impl Decoder for FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_claiming_4_gib_allocates_only_as_data_arrives() {
+        let mut src = BytesMut::from(&[1u8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff][..]);
+        assert!(FrameDecoder::new().decode(&mut src).unwrap().is_none());
+        assert!(src.capacity() <= HEADER_LEN + MAX_RESERVE);
+    }
     use futures::StreamExt;
     use tokio_util::codec::FramedRead;
 

@@ -193,7 +193,8 @@ fn find_action_end(s: &str, right: &str) -> Option<usize> {
                 }
             }
             None => {
-                if s[i..].starts_with(right) {
+                // Byte-wise: `i` may sit inside a multi-byte character.
+                if bytes[i..].starts_with(right.as_bytes()) {
                     return Some(i);
                 }
                 if b == b'"' || b == b'`' {
