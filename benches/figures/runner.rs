@@ -112,6 +112,19 @@ async fn profile(bench: &mut Bench, job: &Path, state: &Path) -> BenchResult<()>
         .filter(|(_, route)| route.ends_with("/start"))
         .map(|(at, _)| ms(*at))
         .collect();
+    let mut info = Vec::new();
+    for _ in 0..5 {
+        let asked = Instant::now();
+        bench.client.info().await.map_err(|e| e.to_string())?;
+        info.push(asked.elapsed());
+    }
+    bench.report.add(
+        "runner: GET /libpod/info alone (median of 5)",
+        ms(median(&info)),
+        "the runner's fingerprint waits for it".into(),
+        "(context)",
+        Verdict::Info,
+    );
     bench.report.add(
         "runner: where the time goes (1 run)",
         format!("1st API call at {}", ms(first)),

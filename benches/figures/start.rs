@@ -1,5 +1,7 @@
 //! Start latency: `Driver::start` versus the same body through raw create+start, versus
-//! `podman run -d`. The variants take turns so load changes on the host hit all three.
+//! `podman run -d`. A fourth variant replays the driver's own sequence of API calls with
+//! the raw client, timing each call, to show where any gap comes from. The variants take
+//! turns so load changes on the host hit all of them alike.
 
 use std::time::{Duration, Instant};
 
@@ -10,12 +12,15 @@ use crate::harness::{Bench, BenchResult};
 
 const GOAL: f64 = 1.05;
 const WARMUP: usize = 2;
+/// The calls `Driver::start` makes for a new task, in order.
+const DRIVER_CALLS: [&str; 5] = ["name check", "image", "create", "start", "inspect"];
 
 pub async fn run(bench: &mut Bench) -> BenchResult<()> {
     let driver = bench.driver(bench.service.url())?;
     let mut driver_times = Vec::new();
     let mut raw_times = Vec::new();
     let mut cli_times = Vec::new();
+    let mut replay_times: Vec<[Duration; 5]> = Vec::new();
     for i in 0..WARMUP + bench.settings.samples {
         let keep = i >= WARMUP;
 
@@ -48,6 +53,11 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
         if keep {
             cli_times.push(took);
         }
+
+        let steps = replay(bench).await?;
+        if keep {
+            replay_times.push(steps);
+        }
     }
     let (driver, raw, cli) = (
         median(&driver_times),
@@ -74,44 +84,60 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
         "(context)",
         Verdict::Info,
     );
-    requests_per_start(bench).await?;
-    extra_request_costs(bench, driver.saturating_sub(raw)).await
-}
-
-/// What the requests `Driver::start` makes beyond create+start cost on their own
-/// (median of the same number of samples), next to the measured gap.
-async fn extra_request_costs(bench: &mut Bench, gap: Duration) -> BenchResult<()> {
-    let task = BenchTask::sleeper(&bench.run, "probe")?;
-    let id = bench.raw.create_and_start(&bench.raw.body(&task)?).await?;
-    let missing = format!("missing-{}", uuid::Uuid::new_v4());
-    let (mut by_name, mut image, mut inspect) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..bench.settings.samples {
-        let begin = Instant::now();
-        let _ = bench.client.container_inspect(&missing).await;
-        by_name.push(begin.elapsed());
-        let begin = Instant::now();
-        let _ = bench.client.image_inspect(BUSYBOX_IMAGE).await;
-        image.push(begin.elapsed());
-        let begin = Instant::now();
-        let _ = bench.client.container_inspect(&id).await;
-        inspect.push(begin.elapsed());
-    }
-    tasks::remove(&bench.client, &id).await;
-    let (by_name, image, inspect) = (median(&by_name), median(&image), median(&inspect));
+    let totals: Vec<Duration> = replay_times.iter().map(|s| s.iter().sum()).collect();
+    let steps: Vec<String> = DRIVER_CALLS
+        .iter()
+        .enumerate()
+        .map(|(i, call)| {
+            let times: Vec<Duration> = replay_times.iter().map(|s| s[i]).collect();
+            format!("{call} {}", ms(median(&times)))
+        })
+        .collect();
     bench.report.add(
-        "Driver::start's extra calls, each alone",
-        format!("{}", ms(by_name + image + inspect)),
-        format!(
-            "name check {} + image {} + inspect {}; gap {}",
-            ms(by_name),
-            ms(image),
-            ms(inspect),
-            ms(gap)
-        ),
-        "(context)",
+        &format!("driver's calls replayed raw (median of {n})"),
+        ms(median(&totals)),
+        steps.join(" + "),
+        "(where the gap is)",
         Verdict::Info,
     );
-    Ok(())
+    requests_per_start(bench).await
+}
+
+/// The calls `Driver::start` makes, made with the raw client and timed one by one.
+async fn replay(bench: &Bench) -> BenchResult<[Duration; 5]> {
+    let task = BenchTask::sleeper(&bench.run, "start")?;
+    let client = &bench.client;
+    let mut lap = Instant::now();
+    let mut split = || {
+        let now = Instant::now();
+        let took = now - lap;
+        lap = now;
+        took
+    };
+    let _ = client.container_inspect(&task.spec.container_name()).await;
+    let name_check = split();
+    let image_id = client
+        .image_inspect(BUSYBOX_IMAGE)
+        .await
+        .map_err(|e| e.to_string())?
+        .id;
+    let image = split();
+    let mut body = bench.raw.body(&task)?;
+    body["image"] = serde_json::Value::String(image_id);
+    let created = client
+        .container_create(&body)
+        .await
+        .map_err(|e| e.to_string())?;
+    let create = split();
+    client
+        .container_start(&created.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let start = split();
+    let _ = client.container_inspect(&created.id).await;
+    let inspect = split();
+    tasks::remove(client, &created.id).await;
+    Ok([name_check, image, create, start, inspect])
 }
 
 /// `scripts/podman-service cli DIR run -d ...`, timed; then removed.

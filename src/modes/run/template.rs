@@ -366,6 +366,7 @@ fn parse_pipe_chars(
                 chars.next();
                 break;
             }
+            ')' => return Err(err("unexpected ) without a matching (".into())),
             '|' => {
                 chars.next();
                 if current.is_empty() {
@@ -829,6 +830,15 @@ mod tests {
         assert_eq!(r("{{ envOrDefault \"MISSING\" \"dflt\" }}"), "dflt");
         assert_eq!(r("{{ printf \"%s:%d\" (env \"NAME\") 3 }}"), "web:3");
         assert_eq!(r("{{ `raw {{` }}"), "raw {{");
+    }
+
+    #[test]
+    fn malformed_actions_are_errors_not_hangs_or_panics() {
+        // Both found by fuzzing the job-file parser.
+        let stray = render("{{ ) }}", "{{", "}}", &env()).unwrap_err();
+        assert!(stray.message.contains("unexpected )"), "{stray:?}");
+        let non_ascii = render("{{ é }}", "{{", "}}", &env()).unwrap_err();
+        assert!(non_ascii.message.contains("\"é\""), "{non_ascii:?}");
     }
 
     #[test]
