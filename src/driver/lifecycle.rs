@@ -88,11 +88,13 @@ impl Driver {
             kill_signal: spec.context.kill_signal.clone(),
         };
         let network = state.network.clone();
+        // Everything the container ever logged is this task's: podman's StartedAt can be a
+        // moment later than the first line's timestamp, so starting there could drop it.
         self.register(
             state.clone(),
             socket,
             ExitState::Running,
-            Some(state.started_at),
+            Some(SystemTime::UNIX_EPOCH),
         );
         Ok(StartedTask { state, network })
     }
