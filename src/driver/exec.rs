@@ -7,14 +7,20 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use super::model::{ExecIo, ExecOutput, ExitResult};
+use super::model::{ExecIo, ExecOutput, ExitResult, TerminalSize};
 use super::podman::{ExecConfig, StreamKind};
 use super::{Driver, DriverError, Task, EXEC_BUFFER};
 
 /// A resize refused because the session is not running yet is tried again this often.
 const RESIZE_ATTEMPTS: usize = 10;
 const RESIZE_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
-const RESIZE_SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
+/// Delays after which the latest terminal size is applied again.
+const RESIZE_REAPPLY: [std::time::Duration; 4] = [
+    std::time::Duration::from_millis(300),
+    std::time::Duration::from_millis(700),
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+];
 
 /// Keeps the last `EXEC_BUFFER` bytes written to it.
 #[derive(Default)]
@@ -150,24 +156,39 @@ impl Driver {
         };
         let resizer = async {
             let Some(mut resize) = resize else { return };
-            let mut first = true;
-            while let Some(size) = resize.recv().await {
+            let session = session.as_str();
+            let apply = |size: TerminalSize| async move {
                 for _ in 0..RESIZE_ATTEMPTS {
                     if client
-                        .exec_resize(&session, size.height, size.width)
+                        .exec_resize(session, size.height, size.width)
                         .await
                         .is_ok()
                     {
-                        break;
+                        return;
                     }
                     tokio::time::sleep(RESIZE_RETRY).await;
                 }
-                if std::mem::take(&mut first) {
-                    // Podman 4.3 can accept a resize sent right after the session started
-                    // and still lose it while conmon attaches the terminal: apply the first
-                    // size once more after the attach has settled.
-                    tokio::time::sleep(RESIZE_SETTLE).await;
-                    let _ = client.exec_resize(&session, size.height, size.width).await;
+            };
+            // Podman 4.3 can accept a resize sent right after the session started and still
+            // lose it while conmon attaches the terminal (later on a loaded host): the
+            // latest size is applied again a few times while the session is young.
+            let mut reapply = RESIZE_REAPPLY.iter();
+            let mut latest: Option<TerminalSize> = None;
+            loop {
+                let wait = latest.and_then(|_| reapply.next());
+                tokio::select! {
+                    size = resize.recv() => match size {
+                        Some(size) => {
+                            apply(size).await;
+                            latest = Some(size);
+                        }
+                        None => return,
+                    },
+                    _ = tokio::time::sleep(wait.copied().unwrap_or_default()), if wait.is_some() => {
+                        if let Some(size) = latest {
+                            apply(size).await;
+                        }
+                    }
                 }
             }
         };
