@@ -118,10 +118,6 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
             let all =
                 plugin_window(bench, &plugin, &burst.started, bench.settings.stats_window).await?;
             let busy = procfs::memory(plugin.pid())?;
-            if let Ok(hold) = std::env::var("BENCH_HOLD_SECS") {
-                println!("TEMP HOLD pid {} for {hold} s", plugin.pid());
-                tokio::time::sleep(Duration::from_secs(hold.parse().unwrap_or(0))).await;
-            }
             windows = Some((one, all, go_design, busy, burst.started.len()));
         }
         stop_all(&plugin, &burst.started).await;

@@ -3,6 +3,8 @@
 //! reading the same output, and with a plain read of the libpod logs endpoint, which
 //! bounds anything that forwards through the API.
 
+use std::io::{BufRead, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -55,6 +57,7 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
     let produced = production_time(bench, &container).await;
     let api = api_read(bench, &container).await;
     let cli = podman_logs(bench, &container, bytes).await;
+    let direct = k8s_file_read(bench, &container, &dir).await;
     tasks::remove(&bench.client, &container).await;
     let _ = driver.destroy(task.id(), true).await;
 
@@ -84,6 +87,15 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
         format!("{api_rate:.1} MB/s"),
         baseline(api_rate),
         "(bounds API forwarding)",
+        Verdict::Info,
+    );
+    let (direct_bytes, direct_took) = direct?;
+    let direct_rate = mb_per_s(direct_bytes, direct_took);
+    bench.report.add(
+        "logs: k8s-file read directly to FIFO",
+        format!("{direct_rate:.1} MB/s"),
+        baseline(direct_rate),
+        "(what a file tailer could do)",
         Verdict::Info,
     );
     bench.report.add(
@@ -202,4 +214,57 @@ async fn podman_logs(bench: &Bench, container: &str, bytes: u64) -> BenchResult<
         ));
     }
     Ok(took)
+}
+
+/// What reading the k8s-file log directly could do (podman logs does this): the stored
+/// lines parsed (`<time> <stream> <P|F> <text>`) and their text written to a FIFO.
+/// Blocking file I/O, so it runs off the runtime.
+async fn k8s_file_read(bench: &Bench, container: &str, dir: &Path) -> BenchResult<(u64, Duration)> {
+    let inspect = bench
+        .client
+        .container_inspect(container)
+        .await
+        .map_err(|e| e.to_string())?;
+    let log = inspect.raw["LogPath"]
+        .as_str()
+        .ok_or("podman reports no LogPath")?
+        .to_string();
+    let reader = FifoReader::create(&dir.join("k8s-file"))?;
+    let fifo = reader.path().to_path_buf();
+    let begin = Instant::now();
+    let written = tokio::task::spawn_blocking(move || -> BenchResult<u64> {
+        let file = std::fs::File::open(&log).map_err(|e| format!("{log}: {e}"))?;
+        let mut out = std::io::BufWriter::with_capacity(
+            256 * 1024,
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&fifo)
+                .map_err(|e| format!("{}: {e}", fifo.display()))?,
+        );
+        let mut written = 0u64;
+        for line in std::io::BufReader::with_capacity(256 * 1024, file).split(b'\n') {
+            let line = line.map_err(|e| e.to_string())?;
+            let mut fields = line.splitn(4, |b| *b == b' ');
+            let (_, _, tag, text) = (
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next().unwrap_or(&[]),
+            );
+            out.write_all(text).map_err(|e| e.to_string())?;
+            written += text.len() as u64;
+            if tag == Some(b"F".as_slice()) {
+                out.write_all(b"\n").map_err(|e| e.to_string())?;
+                written += 1;
+            }
+        }
+        out.flush().map_err(|e| e.to_string())?;
+        Ok(written)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    while reader.received() < written {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok((written, begin.elapsed()))
 }
