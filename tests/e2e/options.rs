@@ -993,7 +993,8 @@ async fn bad_input_names_option_and_value() {
 
     // Context-dependent errors come from the spec builder, still before any podman call.
     let cleanup = LabelCleanup::new("options");
-    let context_cases: Vec<(Value, fn(&mut TaskContext), &str, &str)> = vec![
+    type ContextCase = (Value, fn(&mut TaskContext), &'static str, &'static str);
+    let context_cases: Vec<ContextCase> = vec![
         (
             json!({"ports": ["http"]}),
             |_| {},
