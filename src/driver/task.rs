@@ -99,11 +99,22 @@ pub struct TaskConfig {
     pub socket: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskAuth {
     pub username: String,
     pub password: String,
     pub tls_verify: bool,
+}
+
+/// Never shows the password, so `{:?}` of a task config cannot leak it.
+impl std::fmt::Debug for TaskAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("tls_verify", &self.tls_verify)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -935,6 +946,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_registry_password() {
+        let auth = TaskAuth {
+            username: "u".into(),
+            password: "hunter2".into(),
+            tls_verify: true,
+        };
+        assert!(!format!("{auth:?}").contains("hunter2"));
+    }
 
     fn decode(value: Value) -> Result<TaskConfig, ConfigError> {
         TaskConfig::from_value(&value)
