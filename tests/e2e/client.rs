@@ -713,7 +713,11 @@ async fn image_load_from_an_archive_stream() {
     let name = format!("localhost/{}:latest", support::unique_name("load"));
     let dir = podman().scratch_dir("load");
     let archive = dir.join("image.tar");
-    podman().cli_ok(&["tag", BUSYBOX_IMAGE, &name]);
+    // An image id of its own: other tests tag and untag copies of the busybox image
+    // concurrently, which must not touch what this test loads.
+    podman()
+        .import_busybox(&name, &[&format!("LABEL=load={name}")])
+        .expect("import");
     podman().cli_ok(&[
         "save",
         "--format",
@@ -722,7 +726,7 @@ async fn image_load_from_an_archive_stream() {
         archive.to_str().expect("utf-8"),
         &name,
     ]);
-    podman().cli_ok(&["untag", &name, &name]);
+    podman().cli_ok(&["rmi", &name]);
     assert!(!client.image_exists(&name).await.expect("exists"));
 
     let file = tokio::fs::File::open(&archive).await.expect("open archive");
@@ -732,7 +736,7 @@ async fn image_load_from_an_archive_stream() {
         .expect("load");
     assert!(names.contains(&name), "{names:?}");
     assert!(client.image_exists(&name).await.expect("exists"));
-    podman().cli_ok(&["untag", &name, &name]);
+    podman().cli_ok(&["rmi", &name]);
 }
 
 #[tokio::test]
