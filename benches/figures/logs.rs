@@ -80,31 +80,42 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
         ">= 0.9x podman logs, all of it",
         Verdict::of(complete && ratio(live_rate, cli_rate) >= GOAL),
     );
-    let (api_bytes, api_took) = api?;
-    let api_rate = mb_per_s(api_bytes, api_took);
-    bench.report.add(
-        "logs: libpod logs API read, no follow",
-        format!("{api_rate:.1} MB/s"),
-        baseline(api_rate),
-        "(bounds API forwarding)",
-        Verdict::Info,
-    );
-    let (direct_bytes, direct_took) = direct?;
-    let direct_rate = mb_per_s(direct_bytes, direct_took);
-    bench.report.add(
-        "logs: k8s-file read directly to FIFO",
-        format!("{direct_rate:.1} MB/s"),
-        baseline(direct_rate),
-        "(what a file tailer could do)",
-        Verdict::Info,
-    );
-    bench.report.add(
-        "logs: container + conmon producing",
-        format!("{:.1} MB/s", mb_per_s(bytes, produced?)),
-        "-".into(),
-        "(context)",
-        Verdict::Info,
-    );
+    let readers = [
+        (
+            "logs: libpod logs API read, no follow",
+            "(bounds API forwarding)",
+            api,
+        ),
+        (
+            "logs: k8s-file read directly to FIFO",
+            "(what a file tailer could do)",
+            direct,
+        ),
+    ];
+    for (figure, goal, outcome) in readers {
+        match outcome {
+            Ok((read, took)) => {
+                let rate = mb_per_s(read, took);
+                let measured = format!("{rate:.1} MB/s");
+                bench
+                    .report
+                    .add(figure, measured, baseline(rate), goal, Verdict::Info);
+            }
+            Err(e) => bench.report.failed(figure, &e, goal),
+        }
+    }
+    match produced {
+        Ok(took) => bench.report.add(
+            "logs: container + conmon producing",
+            format!("{:.1} MB/s", mb_per_s(bytes, took)),
+            "-".into(),
+            "(context)",
+            Verdict::Info,
+        ),
+        Err(e) => bench
+            .report
+            .failed("logs: container + conmon producing", &e, "(context)"),
+    }
     Ok(())
 }
 
@@ -225,9 +236,9 @@ async fn k8s_file_read(bench: &Bench, container: &str, dir: &Path) -> BenchResul
         .container_inspect(container)
         .await
         .map_err(|e| e.to_string())?;
-    let log = inspect.raw["LogPath"]
+    let log = inspect.raw["HostConfig"]["LogConfig"]["Path"]
         .as_str()
-        .ok_or("podman reports no LogPath")?
+        .ok_or("podman reports no HostConfig.LogConfig.Path")?
         .to_string();
     let reader = FifoReader::create(&dir.join("k8s-file"))?;
     let fifo = reader.path().to_path_buf();

@@ -11,8 +11,10 @@ use super::BenchResult;
 pub const BUSYBOX_IMAGE: &str = "localhost/ndp-busybox:latest";
 
 /// Runs when the watchdog's stdin closes: pods and containers, the service, leftover
-/// mounts under the directory, then the directory itself.
-const TEARDOWN: &str = r#"cat >/dev/null
+/// mounts under the directory, then the directory itself. Signals meant for the bench's
+/// process group (Ctrl-C, `timeout`) must not end the watchdog before it cleaned up.
+const TEARDOWN: &str = r#"trap '' INT TERM HUP
+cat >/dev/null
 "$0" cli "$1" pod rm -af -t 0 >/dev/null 2>&1
 "$0" stop "$1" >/dev/null 2>&1
 grep -o " $1/[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m"; done
