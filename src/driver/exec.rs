@@ -13,14 +13,31 @@ use super::{Driver, DriverError, Task, EXEC_BUFFER};
 
 /// A resize refused because the session is not running yet is tried again this often.
 const RESIZE_ATTEMPTS: usize = 10;
-const RESIZE_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+const RESIZE_RETRY: Duration = Duration::from_millis(100);
 /// Delays after which the latest terminal size is applied again.
-const RESIZE_REAPPLY: [std::time::Duration; 4] = [
-    std::time::Duration::from_millis(300),
-    std::time::Duration::from_millis(700),
-    std::time::Duration::from_secs(1),
-    std::time::Duration::from_secs(2),
+const RESIZE_REAPPLY: [Duration; 4] = [
+    Duration::from_millis(300),
+    Duration::from_millis(700),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
 ];
+
+/// How long a terminal session waits for the caller's first size before starting.
+const INITIAL_SIZE_WAIT: Duration = Duration::from_millis(250);
+
+/// The caller's terminal size, when it sends one right away (Nomad's CLI does). Passing it
+/// to exec start is the only way the process sees it from its first instruction: podman
+/// 4.3 can accept a resize sent after the start and still lose it.
+async fn first_terminal_size(sizes: &mut mpsc::Receiver<TerminalSize>) -> Option<TerminalSize> {
+    let mut latest = tokio::time::timeout(INITIAL_SIZE_WAIT, sizes.recv())
+        .await
+        .ok()
+        .flatten()?;
+    while let Ok(size) = sizes.try_recv() {
+        latest = size;
+    }
+    Some(latest)
+}
 
 /// Keeps the last `EXEC_BUFFER` bytes written to it.
 #[derive(Default)]
@@ -129,20 +146,24 @@ impl Driver {
             )
             .await
             .map_err(DriverError::podman(task_id, "create the exec session"))?;
+        let ExecIo {
+            stdin,
+            mut resize,
+            stdout,
+            stderr,
+        } = io;
+        let initial_size = match resize.as_mut() {
+            Some(sizes) if tty => first_terminal_size(sizes).await,
+            _ => None,
+        };
         let super::podman::ExecSession {
             mut output,
             mut input,
         } = client
-            .exec_start(&session, tty)
+            .exec_start(&session, tty, initial_size.map(|s| (s.height, s.width)))
             .await
             .map_err(DriverError::podman(task_id, "start the exec session"))?;
 
-        let ExecIo {
-            stdin,
-            resize,
-            stdout,
-            stderr,
-        } = io;
         let feed_stdin = async move {
             if let Some(mut stdin) = stdin {
                 while let Some(chunk) = stdin.recv().await {

@@ -670,9 +670,21 @@ impl PodmanClient {
 
     /// `POST /libpod/exec/{id}/start`, attached: the connection is upgraded to a raw
     /// bidirectional stream. `tty` must match the session's `Tty`.
-    pub async fn exec_start(&self, exec_id: &str, tty: bool) -> Result<ExecSession, PodmanError> {
+    /// Starts an attached exec session. `size` (height, width) sets the terminal's size
+    /// before the process starts, which a resize sent afterwards cannot promise.
+    pub async fn exec_start(
+        &self,
+        exec_id: &str,
+        tty: bool,
+        size: Option<(u16, u16)>,
+    ) -> Result<ExecSession, PodmanError> {
         let op = format!("start exec session {exec_id}");
-        let body = serde_json::json!({"Detach": false, "Tty": tty}).to_string();
+        let mut body = serde_json::json!({"Detach": false, "Tty": tty});
+        if let Some((height, width)) = size.filter(|_| tty) {
+            body["h"] = height.into();
+            body["w"] = width.into();
+        }
+        let body = body.to_string();
         let mut req = self.json_request(
             Method::POST,
             libpod(&format!("/exec/{}/start", transport::encode(exec_id))),
