@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use super::handle::{LogTarget, TaskState, TASK_STATE_VERSION};
 use super::image::{ImageProgress, ImageRequest, Platform, RegistryAuth};
-use super::logs::{LogCursor, LogForwardConfig, LogForwarder};
+use super::logs::{LogCursor, LogForwardConfig, LogForwarder, LogSource};
 use super::model::{DriverNetwork, ExitResult, TaskRunState, TaskStatus, PULL_PROGRESS_ANNOTATION};
 use super::monitor::{ExitState, Monitor};
 use super::podman::{ContainerInspect, DeleteOptions, PodmanError};
@@ -242,6 +242,8 @@ impl Driver {
                         stdout,
                         stderr,
                         cursor: LogCursor::at(since),
+                        source: LogSource::Auto,
+                        exited: sender.subscribe(),
                     },
                 )
             }),

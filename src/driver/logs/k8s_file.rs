@@ -1,0 +1,240 @@
+//! Tailing a container's k8s-file log from disk. conmon writes one record per line:
+//! `<RFC 3339 time> <stdout|stderr> <F|P> <text>`, where `P` marks part of a line that
+//! the next record continues. Reading the file directly runs many times faster than the
+//! logs API, whose per-line serialisation bounds forwarding far below `podman logs`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::watch;
+
+use super::{parse_stamp, ExitState, LogError, Output, StreamKind};
+
+const READ_CHUNK: usize = 256 * 1024;
+/// Waits at the end of the file grow from the first to the last while nothing arrives.
+const FIRST_POLL: Duration = Duration::from_millis(10);
+const MAX_POLL: Duration = Duration::from_millis(250);
+/// After the exit the file is read once more after this pause, for output conmon was
+/// still writing.
+const SETTLE: Duration = Duration::from_millis(100);
+/// A "record" longer than this without a newline is not conmon's: it is passed on as is
+/// rather than buffered without bound.
+const MAX_RECORD: usize = 1024 * 1024;
+
+/// One parsed record.
+#[derive(Debug, PartialEq, Eq)]
+struct Record<'a> {
+    stamp: Option<i64>,
+    stream: StreamKind,
+    text: &'a [u8],
+    /// The record ends a line (`F`): a newline follows its text.
+    full: bool,
+}
+
+impl<'a> Record<'a> {
+    /// A record from one line (without its newline). Lines that are not records are
+    /// passed on whole, as stdout, rather than dropped.
+    fn parse(line: &'a [u8]) -> Record<'a> {
+        let raw = Record {
+            stamp: None,
+            stream: StreamKind::Stdout,
+            text: line,
+            full: true,
+        };
+        let mut fields = line.splitn(4, |b| *b == b' ');
+        let (Some(time), Some(stream), Some(tag)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return raw;
+        };
+        let stream = match stream {
+            b"stdout" => StreamKind::Stdout,
+            b"stderr" => StreamKind::Stderr,
+            _ => return raw,
+        };
+        let full = match tag {
+            b"F" => true,
+            b"P" => false,
+            _ => return raw,
+        };
+        let Some(stamp) = parse_stamp(time) else {
+            return raw;
+        };
+        Record {
+            stamp: Some(stamp),
+            stream,
+            text: fields.next().unwrap_or_default(),
+            full,
+        }
+    }
+}
+
+/// Forwards the log at `path` from the output's cursor until the container has exited
+/// and the file is read to its end.
+pub(super) async fn tail(
+    path: &Path,
+    output: &mut Output,
+    mut exited: watch::Receiver<ExitState>,
+) -> Result<(), LogError> {
+    let source_error = |e: std::io::Error| LogError::Source {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let mut file = tokio::fs::File::open(path).await.map_err(source_error)?;
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut pending = Vec::new();
+    let mut at_cursor = 0;
+    let mut poll = FIRST_POLL;
+    let mut settled = false;
+    let cancel = output.cancel.clone();
+    loop {
+        // Taken before the read: the exit counts only once a read after it found the end.
+        let exited_before = has_exited(&exited);
+        let read = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            r = file.read(&mut buf) => r.map_err(source_error)?,
+        };
+        if read > 0 {
+            pending.extend_from_slice(&buf[..read]);
+            if !forward_records(&mut pending, output, &mut at_cursor).await? {
+                return Ok(());
+            }
+            poll = FIRST_POLL;
+            settled = false;
+            continue;
+        }
+        if let Some(reopened) = replaced(path, &mut file).await.map_err(source_error)? {
+            file = reopened;
+            continue;
+        }
+        if exited_before {
+            if settled {
+                return Ok(());
+            }
+            settled = true;
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(SETTLE) => {}
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = exited.changed() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
+        poll = (poll * 2).min(MAX_POLL);
+    }
+}
+
+fn has_exited(exited: &watch::Receiver<ExitState>) -> bool {
+    exited.has_changed().is_err() || *exited.borrow() != ExitState::Running
+}
+
+/// At the end of the file: a new file at `path` (conmon rotated the log) to go on with,
+/// or the same file rewound when it was truncated.
+async fn replaced(
+    path: &Path,
+    file: &mut tokio::fs::File,
+) -> std::io::Result<Option<tokio::fs::File>> {
+    let current = file.metadata().await?;
+    match tokio::fs::metadata(path).await {
+        Ok(at_path) if at_path.ino() != current.ino() || at_path.dev() != current.dev() => {
+            return tokio::fs::File::open(path).await.map(Some);
+        }
+        // Removed with its container: nothing more will come.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    let position = file.stream_position().await?;
+    if current.len() < position {
+        file.rewind().await?;
+    }
+    Ok(None)
+}
+
+/// Writes every complete record in `pending` and drops it from there; `Ok(false)` when
+/// cancelled first. Records of one read are batched per stream: one write each.
+async fn forward_records(
+    pending: &mut Vec<u8>,
+    output: &mut Output,
+    at_cursor: &mut u64,
+) -> Result<bool, LogError> {
+    let mut stdout = Vec::with_capacity(pending.len());
+    let mut stderr = Vec::new();
+    let mut consumed = 0;
+    while let Some(end) = memchr::memchr(b'\n', &pending[consumed..]) {
+        let record = Record::parse(&pending[consumed..consumed + end]);
+        consumed += end + 1;
+        if let Some(stamp) = record.stamp {
+            if !output.cursor.admit(stamp, at_cursor) {
+                continue;
+            }
+        }
+        let batch = match record.stream {
+            StreamKind::Stderr => &mut stderr,
+            StreamKind::Stdout | StreamKind::Stdin => &mut stdout,
+        };
+        batch.extend_from_slice(record.text);
+        if record.full {
+            batch.push(b'\n');
+        }
+    }
+    if consumed == 0 && pending.len() > MAX_RECORD {
+        stdout.extend_from_slice(pending);
+        consumed = pending.len();
+    }
+    pending.drain(..consumed);
+    if !output.write(StreamKind::Stdout, &stdout).await?
+        || !output.write(StreamKind::Stderr, &stderr).await?
+    {
+        return Ok(false);
+    }
+    output.publish();
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_parse() {
+        let r = Record::parse(b"2024-01-01T00:00:01.500000000+00:00 stderr F oops: it broke");
+        assert_eq!(
+            r,
+            Record {
+                stamp: Some(1_704_067_201_500_000_000),
+                stream: StreamKind::Stderr,
+                text: b"oops: it broke",
+                full: true,
+            }
+        );
+        let r = Record::parse(b"2024-01-01T00:00:01+01:00 stdout P part");
+        assert_eq!(r.stamp, Some(1_704_063_601_000_000_000));
+        assert_eq!((r.stream, r.text, r.full), (StreamKind::Stdout, &b"part"[..], false));
+        // An empty line: nothing after the tag.
+        let r = Record::parse(b"2024-01-01T00:00:01Z stdout F");
+        assert_eq!((r.text, r.full), (&b""[..], true));
+    }
+
+    #[test]
+    fn lines_that_are_not_records_pass_whole() {
+        for line in [
+            &b"just text"[..],
+            b"2024-01-01T00:00:01Z stdin F x",
+            b"2024-01-01T00:00:01Z stdout X x",
+            b"yesterday stdout F x",
+        ] {
+            let r = Record::parse(line);
+            assert_eq!(
+                (r.stamp, r.stream, r.text, r.full),
+                (None, StreamKind::Stdout, line, true),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+}
