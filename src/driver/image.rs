@@ -165,6 +165,21 @@ pub struct ImageResolver {
     pulls: Arc<SingleFlight<Resolution>>,
 }
 
+impl ImageRequest {
+    /// The name to hand podman's create directly when the image needs no check of ours:
+    /// a registry image, no `force_pull`, no platform. When podman does not have it,
+    /// create fails with "image not known" and [`ImageResolver::ensure`] pulls it.
+    pub fn local_name(&self) -> Option<String> {
+        if self.force_pull || !self.platform.is_default() {
+            return None;
+        }
+        match reference::parse(&self.image) {
+            Ok(Source::Registry(image)) => Some(image.name),
+            _ => None,
+        }
+    }
+}
+
 impl ImageResolver {
     pub fn new(client: PodmanClient, auth: AuthConfig) -> Self {
         ImageResolver {

@@ -38,32 +38,7 @@ impl Driver {
         self.build_spec(&spec, &facts, "").await?;
 
         let name = spec.container_name();
-        let client = &socket.client;
-        let adopted = match client.container_inspect(&name).await {
-            Ok(existing) if existing.state.running => Some(existing),
-            Ok(existing) => {
-                client
-                    .container_delete(&existing.id, REMOVE)
-                    .await
-                    .map_err(DriverError::podman(
-                        &task_id,
-                        "remove the stopped container of an earlier start",
-                    ))?;
-                None
-            }
-            Err(PodmanError::NotFound { .. }) => None,
-            Err(e) => {
-                return Err(DriverError::podman(
-                    &task_id,
-                    "look for an earlier container",
-                )(e))
-            }
-        };
-
-        let inspect = match adopted {
-            Some(existing) => existing,
-            None => self.create_and_start(&spec, &socket, &facts).await?,
-        };
+        let inspect = self.create_and_start(&spec, &socket, &facts).await?;
         let log_mode = spec::log_mode(&spec.config, &self.config);
         let state = TaskState {
             version: TASK_STATE_VERSION,
@@ -126,6 +101,10 @@ impl Driver {
         })
     }
 
+    /// Creates and starts the task's container, in as few calls as podman allows: the
+    /// image is left to create to find, and the name is looked up only when it is taken.
+    /// A running container of that name (a start that was interrupted) is adopted; a
+    /// stopped one is removed first.
     async fn create_and_start(
         &self,
         spec: &TaskSpec,
@@ -146,12 +125,29 @@ impl Driver {
                 });
             }
         }
-        let image_id = self.prepare_image(spec, socket).await?;
-        let body = self.build_spec(spec, facts, &image_id).await?;
-        let created = client
-            .container_create(&body)
-            .await
-            .map_err(DriverError::podman(task_id, "create the container"))?;
+        let request = image_request(spec);
+        let (mut image, mut image_checked) = match request.local_name() {
+            Some(name) => (name, false),
+            None => (self.prepare_image(spec, socket, &request).await?, true),
+        };
+        let mut name_cleared = false;
+        let created = loop {
+            let body = self.build_spec(spec, facts, &image).await?;
+            match client.container_create(&body).await {
+                Ok(created) => break created,
+                Err(e) if e.is_image_unknown() && !image_checked => {
+                    image = self.prepare_image(spec, socket, &request).await?;
+                    image_checked = true;
+                }
+                Err(e) if e.is_name_in_use() && !name_cleared => {
+                    name_cleared = true;
+                    if let Some(running) = self.clear_name(spec, socket).await? {
+                        return Ok(running);
+                    }
+                }
+                Err(e) => return Err(DriverError::podman(task_id, "create the container")(e)),
+            }
+        };
         for warning in &created.warnings {
             self.emit(&spec.context, format!("podman: {warning}"));
         }
@@ -176,25 +172,37 @@ impl Driver {
         started
     }
 
-    async fn prepare_image(&self, spec: &TaskSpec, socket: &Socket) -> Result<String, DriverError> {
+    /// The task's container name is taken: returns the container when it runs (to be
+    /// adopted), removes it when it has stopped.
+    async fn clear_name(
+        &self,
+        spec: &TaskSpec,
+        socket: &Socket,
+    ) -> Result<Option<ContainerInspect>, DriverError> {
+        let task_id = spec.context.id.as_str();
+        match socket.client.container_inspect(&spec.container_name()).await {
+            Ok(existing) if existing.state.running => Ok(Some(existing)),
+            Ok(existing) => socket
+                .client
+                .container_delete(&existing.id, REMOVE)
+                .await
+                .map(|()| None)
+                .map_err(DriverError::podman(
+                    task_id,
+                    "remove the stopped container of an earlier start",
+                )),
+            Err(PodmanError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(DriverError::podman(task_id, "look for an earlier container")(e)),
+        }
+    }
+
+    async fn prepare_image(
+        &self,
+        spec: &TaskSpec,
+        socket: &Socket,
+        request: &ImageRequest,
+    ) -> Result<String, DriverError> {
         let config = &spec.config;
-        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        let request = ImageRequest {
-            image: config.image.clone(),
-            auth: config.auth.as_ref().map(|a| RegistryAuth {
-                username: a.username.clone(),
-                password: a.password.clone(),
-                tls_verify: a.tls_verify,
-            }),
-            auth_soft_fail: config.auth_soft_fail,
-            force_pull: config.force_pull,
-            pull_timeout: config.image_pull_timeout,
-            platform: Platform {
-                arch: non_empty(&config.arch),
-                os: non_empty(&config.os),
-                variant: non_empty(&config.variant),
-            },
-        };
         let report = |progress: ImageProgress| match progress {
             ImageProgress::Loading { source } => {
                 self.emit(&spec.context, format!("Loading image {source}"))
@@ -212,7 +220,7 @@ impl Driver {
         };
         socket
             .images
-            .ensure(&request, report)
+            .ensure(request, report)
             .await
             .map(|resolved| resolved.id)
             .map_err(|e| DriverError::Image {
@@ -517,5 +525,27 @@ fn log_sinks(target: &LogTarget) -> Option<(std::path::PathBuf, std::path::PathB
             out.clone().unwrap_or_else(discard),
             err.clone().unwrap_or_else(discard),
         )),
+    }
+}
+
+/// What the task asks of its image.
+fn image_request(spec: &TaskSpec) -> ImageRequest {
+    let config = &spec.config;
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    ImageRequest {
+        image: config.image.clone(),
+        auth: config.auth.as_ref().map(|a| RegistryAuth {
+            username: a.username.clone(),
+            password: a.password.clone(),
+            tls_verify: a.tls_verify,
+        }),
+        auth_soft_fail: config.auth_soft_fail,
+        force_pull: config.force_pull,
+        pull_timeout: config.image_pull_timeout,
+        platform: Platform {
+            arch: non_empty(&config.arch),
+            os: non_empty(&config.os),
+            variant: non_empty(&config.variant),
+        },
     }
 }

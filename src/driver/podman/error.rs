@@ -50,6 +50,26 @@ impl PodmanError {
         matches!(self, PodmanError::NotFound { .. })
     }
 
+    /// True when a create failed because the container name is taken (podman 4 answers
+    /// 500 with this cause, podman 5 409).
+    pub fn is_name_in_use(&self) -> bool {
+        match self {
+            PodmanError::Conflict { .. } => true,
+            PodmanError::Server { message, .. } => message.contains("name is already in use"),
+            _ => false,
+        }
+    }
+
+    /// True when a create failed because podman has no such image.
+    pub fn is_image_unknown(&self) -> bool {
+        match self {
+            PodmanError::NotFound { message, .. } | PodmanError::Server { message, .. } => {
+                message.contains("image not known") || message.contains("no such image")
+            }
+            _ => false,
+        }
+    }
+
     /// True when podman could not be reached or did not answer in time: retrying may help.
     pub fn is_unavailable(&self) -> bool {
         matches!(
@@ -115,7 +135,14 @@ mod tests {
         );
         let e = PodmanError::from_status("kill container x", 409, br#"{"message":"not running"}"#);
         assert!(matches!(e, PodmanError::Conflict { ref message, .. } if message == "not running"));
+        let taken = br#"{"cause":"that name is already in use","message":"creating container storage: the container name \"tt\" is already in use by 20ac. You have to remove that container to be able to reuse that name: that name is already in use","response":500}"#;
+        assert!(PodmanError::from_status("create container", 500, taken).is_name_in_use());
+        assert!(PodmanError::from_status("create container", 409, b"{}").is_name_in_use());
+        let no_image = br#"{"cause":"image not known","message":"localhost/nope:latest: image not known","response":500}"#;
+        let e = PodmanError::from_status("create container", 500, no_image);
+        assert!(e.is_image_unknown() && !e.is_name_in_use());
         let e = PodmanError::from_status("create container", 500, br#"{"cause":"boom"}"#);
+        assert!(!e.is_image_unknown() && !e.is_name_in_use());
         assert!(
             matches!(e, PodmanError::Server { status: 500, ref message, .. } if message == "boom")
         );
