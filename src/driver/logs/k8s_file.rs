@@ -3,19 +3,21 @@
 //! the next record continues. Reading the file directly runs many times faster than the
 //! logs API, whose per-line serialisation bounds forwarding far below `podman logs`.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
 use super::{parse_stamp, ExitState, LogError, Output, StreamKind};
 
-const READ_CHUNK: usize = 256 * 1024;
-/// Waits at the end of the file grow from the first to the last while nothing arrives.
+const READ_CHUNK: usize = 128 * 1024;
+/// Checks for growth at the end of the file back off from the first wait to the last
+/// while nothing arrives. A check is one fstat on this thread: idle tasks cost next to
+/// nothing and no thread is woken for them.
 const FIRST_POLL: Duration = Duration::from_millis(10);
-const MAX_POLL: Duration = Duration::from_millis(250);
+const MAX_POLL: Duration = Duration::from_millis(500);
 /// After the exit the file is read once more after this pause, for output conmon was
 /// still writing.
 const SETTLE: Duration = Duration::from_millis(100);
@@ -81,8 +83,7 @@ pub(super) async fn tail(
         path: path.display().to_string(),
         reason: e.to_string(),
     };
-    let mut file = tokio::fs::File::open(path).await.map_err(source_error)?;
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut log = LogFile::open(path).map_err(source_error)?;
     let mut pending = Vec::new();
     let mut at_cursor = 0;
     let mut poll = FIRST_POLL;
@@ -93,10 +94,10 @@ pub(super) async fn tail(
         let exited_before = has_exited(&exited);
         let read = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
-            r = file.read(&mut buf) => r.map_err(source_error)?,
+            r = log.read_more() => r.map_err(source_error)?,
         };
         if read > 0 {
-            pending.extend_from_slice(&buf[..read]);
+            pending.extend_from_slice(log.last_read());
             if !forward_records(&mut pending, output, &mut at_cursor).await? {
                 return Ok(());
             }
@@ -104,8 +105,7 @@ pub(super) async fn tail(
             settled = false;
             continue;
         }
-        if let Some(reopened) = replaced(path, &mut file).await.map_err(source_error)? {
-            file = reopened;
+        if log.follow_replacement(path).map_err(source_error)? {
             continue;
         }
         if exited_before {
@@ -118,6 +118,11 @@ pub(super) async fn tail(
                 _ = tokio::time::sleep(SETTLE) => {}
             }
             continue;
+        }
+        if poll == MAX_POLL {
+            // Idle: hand the buffers back until output comes again.
+            log.release_buffer();
+            pending.shrink_to_fit();
         }
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
@@ -132,27 +137,79 @@ fn has_exited(exited: &watch::Receiver<ExitState>) -> bool {
     exited.has_changed().is_err() || *exited.borrow() != ExitState::Running
 }
 
-/// At the end of the file: a new file at `path` (conmon rotated the log) to go on with,
-/// or the same file rewound when it was truncated.
-async fn replaced(
-    path: &Path,
-    file: &mut tokio::fs::File,
-) -> std::io::Result<Option<tokio::fs::File>> {
-    let current = file.metadata().await?;
-    match tokio::fs::metadata(path).await {
-        Ok(at_path) if at_path.ino() != current.ino() || at_path.dev() != current.dev() => {
-            return tokio::fs::File::open(path).await.map(Some);
+/// The open log and how far it has been read.
+struct LogFile {
+    file: Arc<std::fs::File>,
+    offset: u64,
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+impl LogFile {
+    fn open(path: &Path) -> std::io::Result<Self> {
+        Ok(LogFile {
+            file: Arc::new(std::fs::File::open(path)?),
+            offset: 0,
+            buf: Vec::new(),
+            filled: 0,
+        })
+    }
+
+    /// Reads the next chunk (off the async threads: disks can be slow); 0 at the end.
+    async fn read_more(&mut self) -> std::io::Result<usize> {
+        if !self.has_more()? {
+            self.filled = 0;
+            return Ok(0);
         }
-        // Removed with its container: nothing more will come.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-        Ok(_) => {}
+        let (file, offset) = (self.file.clone(), self.offset);
+        let mut buf = std::mem::take(&mut self.buf);
+        let (buf, read) = tokio::task::spawn_blocking(move || {
+            buf.resize(READ_CHUNK, 0);
+            let read = file.read_at(&mut buf, offset);
+            (buf, read)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        self.buf = buf;
+        self.filled = read?;
+        self.offset += self.filled as u64;
+        Ok(self.filled)
     }
-    let position = file.stream_position().await?;
-    if current.len() < position {
-        file.rewind().await?;
+
+    fn last_read(&self) -> &[u8] {
+        &self.buf[..self.filled]
     }
-    Ok(None)
+
+    /// One fstat: whether the file holds more than was read. A file that shrank was
+    /// truncated: reading starts over at its beginning.
+    fn has_more(&mut self) -> std::io::Result<bool> {
+        let len = self.file.metadata()?.len();
+        if len < self.offset {
+            self.offset = 0;
+        }
+        Ok(len > self.offset)
+    }
+
+    /// At the end of the file: when conmon rotated the log (a new file at `path`), goes
+    /// on with the new file from its beginning. Whether it did.
+    fn follow_replacement(&mut self, path: &Path) -> std::io::Result<bool> {
+        let current = self.file.metadata()?;
+        match std::fs::metadata(path) {
+            Ok(at_path) if at_path.ino() != current.ino() || at_path.dev() != current.dev() => {
+                *self = LogFile::open(path)?;
+                Ok(true)
+            }
+            // Removed with its container: nothing more will come.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+            Ok(_) => Ok(false),
+        }
+    }
+
+    fn release_buffer(&mut self) {
+        self.buf = Vec::new();
+        self.filled = 0;
+    }
 }
 
 /// Writes every complete record in `pending` and drops it from there; `Ok(false)` when
