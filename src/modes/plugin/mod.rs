@@ -36,6 +36,7 @@ mod go_plugin;
 mod go_state;
 pub mod hclspec;
 pub mod logging;
+mod memory;
 mod msgpack;
 mod process;
 pub mod proto;
@@ -118,8 +119,10 @@ pub async fn serve(options: PluginOptions) -> Result<(), PluginError> {
     let offered = std::env::var(process::PROTOCOL_VERSIONS_ENV).ok();
     let version = process::negotiate_protocol(offered.as_deref())?;
 
+    memory::limit_arenas();
     let exit = CancellationToken::new();
     process::watch_signals(exit.clone())?;
+    memory::spawn_trimmer(exit.clone());
     let (socket, listener) = process::PluginSocket::listen().await?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
