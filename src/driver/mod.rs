@@ -23,6 +23,7 @@ pub mod config;
 pub mod decode;
 pub mod error;
 mod exec;
+pub mod facts;
 mod gc;
 pub mod handle;
 pub mod image;
@@ -53,7 +54,8 @@ pub use task::{TaskConfig, TaskContext, TaskSpec};
 use monitor::{ExitSender, ExitState, Monitor};
 use podman::{PodmanClient, PodmanError};
 use spec::HostFacts;
-use stats::Compute;
+pub use facts::FactsCache;
+pub use stats::Compute;
 
 /// Deadline of the fingerprint's ping and info calls, so a hung podman cannot stall it.
 const FINGERPRINT_DEADLINE: Duration = Duration::from_secs(10);
@@ -102,23 +104,21 @@ pub struct Driver {
     tasks: Arc<RwLock<HashMap<String, Arc<Task>>>>,
     events: broadcast::Sender<TaskEvent>,
     cancel: CancellationToken,
+    facts_cache: Option<FactsCache>,
+}
+
+/// How a driver is set up beyond its configuration.
+#[derive(Debug, Clone, Default)]
+pub struct DriverOptions {
+    /// The host's compute capacity as the orchestrator sees it (for stats).
+    pub compute: Compute,
+    /// Where to remember host facts between processes (short-lived callers: the runner).
+    pub facts_cache: Option<FactsCache>,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
         self.cancel.cancel();
-    }
-}
-
-fn host_facts(info: &podman::Info, api_version: &str, socket: &SocketConfig) -> HostFacts {
-    let host = info.host.clone().unwrap_or_default();
-    HostFacts {
-        rootless: host.security.rootless,
-        cgroup_v2: host.cgroup_version == "v2",
-        cgroup_manager: host.cgroup_manager.clone(),
-        api_version: parse_version(api_version),
-        num_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        socket_is_unix: socket.unix_path().is_some(),
     }
 }
 
@@ -129,19 +129,6 @@ fn image_auth(config: &DriverConfig) -> image::AuthConfig {
         file: non_empty(&config.auth.config).map(Into::into),
         helper: non_empty(&config.auth.helper),
     }
-}
-
-/// `4.3.1` -> (4, 3, 1); missing or unparsable parts count as 0.
-fn parse_version(version: &str) -> (u64, u64, u64) {
-    let mut parts = version
-        .trim_start_matches('v')
-        .split(['.', '-'])
-        .map(|p| p.parse::<u64>().unwrap_or(0));
-    (
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-    )
 }
 
 /// Fingerprint attribute prefix of a socket: `driver.podman` for the default one, else
@@ -162,11 +149,18 @@ fn attribute_prefix(socket: &SocketConfig) -> String {
 impl Driver {
     /// Builds one client per configured socket. Does not contact podman.
     pub fn new(config: DriverConfig) -> Result<Arc<Self>, DriverError> {
-        Self::with_compute(config, Compute::default())
+        Self::with_options(config, DriverOptions::default())
     }
 
-    /// Like [`Driver::new`], with the host's compute capacity as the orchestrator sees it.
-    pub fn with_compute(config: DriverConfig, compute: Compute) -> Result<Arc<Self>, DriverError> {
+    /// Like [`Driver::new`], with [`DriverOptions`].
+    pub fn with_options(
+        config: DriverConfig,
+        options: DriverOptions,
+    ) -> Result<Arc<Self>, DriverError> {
+        let DriverOptions {
+            compute,
+            facts_cache,
+        } = options;
         let cancel = CancellationToken::new();
         let mut sockets = Vec::new();
         for socket in config.sockets().map_err(DriverError::PluginConfig)? {
@@ -189,6 +183,7 @@ impl Driver {
             tasks: Arc::new(RwLock::new(HashMap::new())),
             events,
             cancel,
+            facts_cache,
         }))
     }
 
@@ -253,17 +248,43 @@ impl Driver {
         let _ = self.events.send(self.task_event(context, message));
     }
 
+    /// Whether a socket's podman answers (a ping, bounded like a fingerprint); its libpod
+    /// API version when it does. Much cheaper than [`Driver::fingerprint`].
+    pub async fn ping(&self, socket: &str) -> Result<String, PodmanError> {
+        let socket = self.socket(socket).ok_or_else(|| PodmanError::InvalidSocket {
+            socket: socket.to_string(),
+            reason: "no such socket is configured".into(),
+        })?;
+        tokio::time::timeout(FINGERPRINT_DEADLINE, socket.client.ping())
+            .await
+            .unwrap_or_else(|_| {
+                Err(PodmanError::Timeout {
+                    operation: "ping".into(),
+                    timeout: FINGERPRINT_DEADLINE,
+                })
+            })
+    }
+
     /// What the driver knows about a socket's podman, asking it when not known yet.
     async fn facts(&self, socket: &Socket) -> Result<HostFacts, PodmanError> {
         let mut cached = socket.facts.lock().await;
         if let Some(facts) = cached.as_ref() {
             return Ok(facts.clone());
         }
-        let version = socket.client.ping().await?;
-        let info = socket.client.info().await?;
-        let facts = host_facts(&info, &version, &socket.config);
-        *cached = Some(facts.clone());
-        Ok(facts)
+        if let Some(cache) = &self.facts_cache {
+            if let Some(mut remembered) = cache.load(&socket.config).await {
+                let version = socket.client.ping().await?;
+                remembered.api_version = facts::parse_version(&version);
+                *cached = Some(remembered.clone());
+                return Ok(remembered);
+            }
+        }
+        let found = facts::ask(&socket.client, &socket.config).await?;
+        if let Some(cache) = &self.facts_cache {
+            cache.store(&socket.config, &found).await;
+        }
+        *cached = Some(found.clone());
+        Ok(found)
     }
 
     /// Health and attributes of every socket (upstream-compatible attribute names).
@@ -289,7 +310,7 @@ impl Driver {
                     continue;
                 }
             };
-            *socket.facts.lock().await = Some(host_facts(&info, &version, &socket.config));
+            *socket.facts.lock().await = Some(facts::from_info(&info, &version, &socket.config));
             let mut put = |key: &str, value: Attribute| {
                 attributes.insert(format!("{prefix}.{key}"), value);
             };

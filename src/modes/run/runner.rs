@@ -10,8 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::config::DriverConfig;
-use crate::driver::model::Health;
-use crate::driver::{Driver, PULL_PROGRESS_ANNOTATION};
+use crate::driver::{Driver, DriverOptions, FactsCache, PULL_PROGRESS_ANNOTATION};
 
 use super::alloc::{default_state_root, AllocDir};
 use super::check::INFRA_TASK;
@@ -72,20 +71,24 @@ pub async fn connect(connection: &ConnectionArgs) -> Result<Arc<Driver>, RunErro
         ..DriverConfig::default()
     };
     config.gc.dangling_containers.enabled = false;
-    let socket = config
-        .sockets()
-        .ok()
-        .and_then(|s| s.into_iter().next())
-        .map_or_else(|| config.socket_path.clone(), |s| s.url);
-    let driver = Driver::new(config).map_err(|e| RunError::PodmanUnreachable {
-        socket: socket.clone(),
-        reason: e.to_string(),
-    })?;
-    let fingerprint = driver.fingerprint().await;
-    if fingerprint.health != Health::Healthy {
+    let first = config.sockets().ok().and_then(|s| s.into_iter().next());
+    let socket_name = first.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+    let socket = first.map_or_else(|| config.socket_path.clone(), |s| s.url);
+    // Host facts are remembered between runs: podman's info call alone takes longer
+    // than starting a small job.
+    let options = DriverOptions {
+        facts_cache: Some(FactsCache::in_dir(&state_root(connection))),
+        ..DriverOptions::default()
+    };
+    let driver =
+        Driver::with_options(config, options).map_err(|e| RunError::PodmanUnreachable {
+            socket: socket.clone(),
+            reason: e.to_string(),
+        })?;
+    if let Err(e) = driver.ping(&socket_name).await {
         return Err(RunError::PodmanUnreachable {
             socket,
-            reason: fingerprint.description,
+            reason: e.to_string(),
         });
     }
     Ok(driver)
