@@ -95,7 +95,8 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
 
 /// One more run through the counting proxy: when the runner made which request, to show
 /// where its time goes (process start and job file before the first request, then the
-/// API calls of the infra container and the three tasks).
+/// API calls of the infra container and the three tasks). The proxy is a socket the
+/// runner has not seen: this is a first run, which waits for podman's info once.
 async fn profile(bench: &mut Bench, job: &Path, state: &Path) -> BenchResult<()> {
     let begin = Instant::now();
     let url = bench.proxy.url();
@@ -121,12 +122,12 @@ async fn profile(bench: &mut Bench, job: &Path, state: &Path) -> BenchResult<()>
     bench.report.add(
         "runner: GET /libpod/info alone (median of 5)",
         ms(median(&info)),
-        "the runner's fingerprint waits for it".into(),
+        "a first run on a socket waits for it; later runs remember the facts".into(),
         "(context)",
         Verdict::Info,
     );
     bench.report.add(
-        "runner: where the time goes (1 run)",
+        "runner: where the time goes (first run on a socket)",
         format!("1st API call at {}", ms(first)),
         format!(
             "{} calls; starts at {}; all running at {}",

@@ -9,6 +9,9 @@ use super::jobspec::decode::{Ignored, SkippedTask};
 use super::jobspec::{self, JobFileError, JobFileErrors, LoadedJob, VarInputs};
 use super::plan;
 
+/// How long reading and evaluating a job file may take.
+const LOAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A job file that passed every check, with everything the runner will not honour.
 pub struct CheckedJob {
     pub loaded: LoadedJob,
@@ -23,16 +26,34 @@ pub async fn load_checked(file: &std::path::Path, vars: &VarArgs) -> Result<Chec
         env: VarInputs::env_from(std::env::vars()),
     };
     let path = file.to_path_buf();
-    // Reading the job file, variable files and template sources blocks.
-    let (loaded, checked) = tokio::task::spawn_blocking(move || {
-        jobspec::load(&path, &inputs).map(|loaded| {
-            let checked = check_job(&loaded.job);
-            (loaded, checked)
+    // Reading the job file, variable files and template sources blocks, and hcl-edit's
+    // parser can backtrack exponentially on some malformed nesting (docs/fuzzing.md):
+    // a thread of its own, given up on after a deadline (it ends with the process; a
+    // blocking task would hold the runtime's shutdown).
+    let (done, loaded) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("job-file".into())
+        .spawn(move || {
+            let _ = done.send(jobspec::load(&path, &inputs).map(|loaded| {
+                let checked = check_job(&loaded.job);
+                (loaded, checked)
+            }));
         })
-    })
-    .await
-    .map_err(|e| RunError::Other(format!("reading the job file stopped: {e}")))?
-    .map_err(RunError::JobFile)?;
+        .map_err(|e| RunError::Other(format!("cannot start reading the job file: {e}")))?;
+    let (loaded, checked) = match tokio::time::timeout(LOAD_DEADLINE, loaded).await {
+        Ok(Ok(result)) => result.map_err(RunError::JobFile)?,
+        Ok(Err(_)) => return Err(RunError::Other("reading the job file stopped".into())),
+        Err(_) => {
+            return Err(RunError::JobFile(JobFileErrors::one(JobFileError::unlocated(
+                format!(
+                    "{}: not parsed within {}s: an expression nested too deeply for the HCL \
+                     parser? Check brackets and braces",
+                    file.display(),
+                    LOAD_DEADLINE.as_secs()
+                ),
+            ))))
+        }
+    };
     if !checked.errors.is_empty() {
         return Err(RunError::JobFile(JobFileErrors(checked.errors)));
     }

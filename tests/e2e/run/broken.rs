@@ -238,3 +238,26 @@ fn run_refuses_a_broken_job_file_before_touching_podman() {
         out.stderr
     );
 }
+
+/// hcl-edit backtracks exponentially on some malformed nesting (docs/fuzzing.md): a file
+/// that would keep it busy for minutes is given up on with an error, not waited for.
+#[test]
+fn a_job_file_the_parser_chokes_on_is_given_up_on() {
+    let env = RunnerEnv::new("run-choke");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("choke.nomad");
+    let text = format!(
+        "x = a%{{l*hyge ={}",
+        "a%a%{ e.typedfOyerror_messagee =".repeat(26)
+    );
+    std::fs::write(&path, text).expect("write");
+    let path = path.to_string_lossy().into_owned();
+    let out = env.run(&["validate", &path]);
+    assert_eq!(out.code, 3, "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("{path}: not parsed within 10s")),
+        "{}",
+        out.stderr
+    );
+}
