@@ -19,6 +19,8 @@ const DEADLINE: Duration = Duration::from_secs(90);
 const STATS_INTERVAL: Duration = Duration::from_millis(250);
 /// Exit code of the task told to exit after the restart.
 const LATE_EXIT: i32 = 42;
+/// Exit code of the task that exits while the service is down.
+const OUTAGE_EXIT: i32 = 17;
 
 fn spec(label: &(String, String), name: &str, script: &str) -> TaskSpec {
     let config = json!({
@@ -90,11 +92,28 @@ async fn podman_service_restart_keeps_tasks_and_resumes_health_stats_and_exits()
         "late",
         &format!("trap 'exit {LATE_EXIT}' USR1; while true; do sleep 0.1; done"),
     );
+    let during = spec(
+        &label,
+        "during",
+        &format!("trap 'exit {OUTAGE_EXIT}' USR1; while true; do sleep 0.1; done"),
+    );
     let mut names = Vec::new();
     for task in [&steady, &late] {
         names.push(task.container_name());
         driver.start(task.clone()).await.expect("start");
     }
+    driver.start(during.clone()).await.expect("start");
+    // Its host pid: the exit during the outage is caused without the API.
+    let during_pid: i32 = podman
+        .cli_ok(&[
+            "inspect",
+            "--format",
+            "{{.State.Pid}}",
+            &during.container_name(),
+        ])
+        .trim()
+        .parse()
+        .expect("pid");
     let before: Vec<_> = names.iter().map(|n| identity(&podman, n)).collect();
     let mut stats: Vec<_> = [&steady, &late]
         .iter()
@@ -119,6 +138,18 @@ async fn podman_service_restart_keeps_tasks_and_resumes_health_stats_and_exits()
             "unhealthy".into()
         ))
     );
+
+    // A task exits while nobody can ask podman about it.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(during_pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .expect("signal the task's process");
+    let gone = Instant::now();
+    while std::path::Path::new(&format!("/proc/{during_pid}")).exists() {
+        assert!(gone.elapsed() < DEADLINE, "the task's process did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let bed = podman.clone();
     tokio::task::spawn_blocking(move || bed.restart_service())
@@ -149,6 +180,14 @@ async fn podman_service_restart_keeps_tasks_and_resumes_health_stats_and_exits()
         stats_resumed_after = stats_resumed_after.max(restarted.elapsed());
     }
 
+    // The exit during the outage is found after it, with its real exit code.
+    let result = tokio::time::timeout(DEADLINE, driver.wait(&during.context.id))
+        .await
+        .expect("the exit during the outage is detected")
+        .expect("wait");
+    let outage_exit_after = restarted.elapsed();
+    assert_eq!(result.exit_code, OUTAGE_EXIT, "{result:?}");
+
     // An exit after the restart is detected by the existing watcher.
     driver
         .signal(&late.context.id, "SIGUSR1")
@@ -167,11 +206,12 @@ async fn podman_service_restart_keeps_tasks_and_resumes_health_stats_and_exits()
         "faults/podman restart: outage {outage_lasted:?}; fingerprint {down_health:?} \
          ({down_reason:?}) {noticed_after:?} after the kill, Healthy {healthy_after:?} after \
          the restart; 2 tasks kept running (same id, StartedAt); stats resumed \
-         {stats_resumed_after:?} after the restart; exit {LATE_EXIT} detected in \
+         {stats_resumed_after:?} after the restart; exit {OUTAGE_EXIT} during the outage \
+         reported {outage_exit_after:?} after the restart; exit {LATE_EXIT} detected in \
          {exit_detected_after:?}"
     );
 
-    for task in [&steady, &late] {
+    for task in [&steady, &late, &during] {
         driver
             .destroy(&task.context.id, true)
             .await
