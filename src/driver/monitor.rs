@@ -266,6 +266,8 @@ async fn run_stats_poller(monitor: Weak<Monitor>) {
                 .unwrap_or(MIN_STATS_INTERVAL)
         };
         let cancel = monitor.cancel.clone();
+        // Ticks at a fixed rate: the request's own duration does not stretch the period.
+        let next_tick = tokio::time::Instant::now() + tick;
         // No ids: every running container, so a task that just exited cannot fail
         // the request for all the others.
         let polled = monitor.client.container_stats(&[]).await;
@@ -275,7 +277,7 @@ async fn run_stats_poller(monitor: Weak<Monitor>) {
         drop(monitor);
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(tick) => {}
+            _ = tokio::time::sleep_until(next_tick) => {}
         }
     }
 }
@@ -301,10 +303,10 @@ impl Monitor {
             let Some(stat) = by_id.get(sub.container_id.as_str()) else {
                 return true;
             };
-            if sub.next_due > now {
-                return true;
+            match next_due_after_sample(sub.next_due, sub.interval, now) {
+                Some(next) => sub.next_due = next,
+                None => return true,
             }
-            sub.next_due = now + sub.interval;
             let sample = Sample {
                 system_nano: stat.system_nano,
                 cpu_nano: stat.cpu_nano,
@@ -318,6 +320,18 @@ impl Monitor {
             )
         });
     }
+}
+
+/// When a subscriber whose sample was due at `due` is next due, if a sample goes out at
+/// `now`; `None` when it is not due yet. Fixed-rate, so the period does not drift; a
+/// sample due a moment after this tick goes out now, as waiting for the next tick would
+/// double its period; one far behind (an outage) starts over from now.
+fn next_due_after_sample(due: Instant, interval: Duration, now: Instant) -> Option<Instant> {
+    let slack = interval / 10;
+    if due > now + slack {
+        return None;
+    }
+    Some((due + interval).max(now + interval - slack))
 }
 
 /// The exit result podman's inspect describes. Podman reports a process killed by a
@@ -338,4 +352,36 @@ pub fn exit_result_of(state: &podman::ContainerState) -> ExitResult {
         result.err = Some("Podman container killed by OOM killer".to_string());
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_samples_keep_a_fixed_rate() {
+        let second = Duration::from_secs(1);
+        let start = Instant::now();
+        // Not due yet.
+        assert_eq!(next_due_after_sample(start + second, second, start), None);
+        // Ticks that come a little late or early keep the schedule: no drift.
+        let mut due = start;
+        for (tick, jitter_ms) in [(0u32, 30u64), (1, 5), (2, 40), (3, 0)] {
+            let now = start + second * tick + Duration::from_millis(jitter_ms);
+            due = next_due_after_sample(due, second, now).expect("due");
+            assert_eq!(due, start + second * (tick + 1));
+        }
+        // A tick a moment early still sends the sample (slack of a tenth of the period).
+        let now = due - Duration::from_millis(50);
+        assert_eq!(
+            next_due_after_sample(due, second, now),
+            Some(due + second)
+        );
+        // After an outage the schedule starts over from now.
+        let late = due + second * 10;
+        assert_eq!(
+            next_due_after_sample(due, second, late),
+            Some(late + second - second / 10)
+        );
+    }
 }
