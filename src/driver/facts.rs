@@ -22,7 +22,11 @@ const CACHE_FILE: &str = "host-facts.json";
 const MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// The facts of `info` and the ping's API version.
-pub(super) fn from_info(info: &podman::Info, api_version: &str, socket: &SocketConfig) -> HostFacts {
+pub(super) fn from_info(
+    info: &podman::Info,
+    api_version: &str,
+    socket: &SocketConfig,
+) -> HostFacts {
     let host = info.host.clone().unwrap_or_default();
     HostFacts {
         rootless: host.security.rootless,
@@ -36,16 +40,13 @@ pub(super) fn from_info(info: &podman::Info, api_version: &str, socket: &SocketC
 
 /// `4.3.1` → (4, 3, 1); missing or odd parts are 0.
 pub(super) fn parse_version(version: &str) -> (u64, u64, u64) {
-    let mut parts = version
-        .trim_start_matches('v')
-        .split('.')
-        .map(|p| {
-            p.chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-                .parse()
-                .unwrap_or(0)
-        });
+    let mut parts = version.trim_start_matches('v').split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or(0)
+    });
     (
         parts.next().unwrap_or(0),
         parts.next().unwrap_or(0),
@@ -134,7 +135,9 @@ impl FactsCache {
         let Some(dir) = self.file.parent() else {
             return;
         };
-        let temporary = self.file.with_extension(format!("tmp.{}", std::process::id()));
+        let temporary = self
+            .file
+            .with_extension(format!("tmp.{}", std::process::id()));
         let written = async {
             tokio::fs::create_dir_all(dir).await?;
             tokio::fs::write(&temporary, json).await?;

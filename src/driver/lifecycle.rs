@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use super::handle::{LogTarget, TaskState, TASK_STATE_VERSION};
 use super::image::{ImageProgress, ImageRequest, Platform, RegistryAuth};
-use super::logs::{LogCursor, LogForwardConfig, LogForwarder, LogSource};
+use super::logs::{FileEvents, LogCursor, LogForwardConfig, LogForwarder, LogSource};
 use super::model::{DriverNetwork, ExitResult, TaskRunState, TaskStatus, PULL_PROGRESS_ANNOTATION};
 use super::monitor::{ExitState, Monitor};
 use super::podman::{ContainerInspect, DeleteOptions, PodmanError};
@@ -180,7 +180,11 @@ impl Driver {
         socket: &Socket,
     ) -> Result<Option<ContainerInspect>, DriverError> {
         let task_id = spec.context.id.as_str();
-        match socket.client.container_inspect(&spec.container_name()).await {
+        match socket
+            .client
+            .container_inspect(&spec.container_name())
+            .await
+        {
             Ok(existing) if existing.state.running => Ok(Some(existing)),
             Ok(existing) => socket
                 .client
@@ -192,7 +196,10 @@ impl Driver {
                     "remove the stopped container of an earlier start",
                 )),
             Err(PodmanError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(DriverError::podman(task_id, "look for an earlier container")(e)),
+            Err(e) => Err(DriverError::podman(
+                task_id,
+                "look for an earlier container",
+            )(e)),
         }
     }
 
@@ -230,6 +237,13 @@ impl Driver {
             })
     }
 
+    /// The driver's shared file events, started on first use (on the runtime).
+    fn file_events(&self) -> Option<FileEvents> {
+        self.file_events
+            .get_or_init(|| FileEvents::start(self.cancel.child_token()).ok())
+            .clone()
+    }
+
     /// Records a task and starts watching it (exit, logs).
     fn register(
         &self,
@@ -252,6 +266,7 @@ impl Driver {
                         cursor: LogCursor::at(since),
                         source: LogSource::Auto,
                         exited: sender.subscribe(),
+                        file_events: self.file_events(),
                     },
                 )
             }),

@@ -14,6 +14,7 @@
 //!   then only after a last read without follow: podman 4.3 ends follow streams of exited
 //!   containers early (podman#21914), which lost output.
 
+mod file_events;
 mod k8s_file;
 mod sink;
 
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::monitor::ExitState;
 use super::podman::{parse_time, Endpoint, LogOptions, PodmanClient, PodmanError, StreamKind};
+pub use file_events::FileEvents;
 use sink::Sink;
 
 const FIRST_RETRY: Duration = Duration::from_millis(250);
@@ -108,6 +110,8 @@ pub struct LogForwardConfig {
     /// The task's exit, as the monitor sees it: a file tail ends once the container has
     /// exited and its log is read to the end (a closed channel counts as exited).
     pub exited: watch::Receiver<ExitState>,
+    /// Wakes a file tail when its file grows; without it the tail polls.
+    pub file_events: Option<FileEvents>,
 }
 
 /// Why forwarding stopped for good.
@@ -209,7 +213,8 @@ async fn forward(
     };
     if config.source == LogSource::Auto {
         if let Some(path) = local_log_file(&client, &config.container_id).await {
-            return k8s_file::tail(&path, &mut output, config.exited).await;
+            let events = config.file_events.as_ref();
+            return k8s_file::tail(&path, &mut output, config.exited, events).await;
         }
     }
     follow_api(&client, &config.container_id, &mut output).await

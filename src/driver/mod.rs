@@ -39,6 +39,7 @@ pub mod task;
 pub mod units;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -51,10 +52,10 @@ pub use handle::{LogTarget, TaskState, TASK_STATE_VERSION};
 pub use model::*;
 pub use task::{TaskConfig, TaskContext, TaskSpec};
 
+pub use facts::FactsCache;
 use monitor::{ExitSender, ExitState, Monitor};
 use podman::{PodmanClient, PodmanError};
 use spec::HostFacts;
-pub use facts::FactsCache;
 pub use stats::Compute;
 
 /// Deadline of the fingerprint's ping and info calls, so a hung podman cannot stall it.
@@ -105,6 +106,11 @@ pub struct Driver {
     events: broadcast::Sender<TaskEvent>,
     cancel: CancellationToken,
     facts_cache: Option<FactsCache>,
+    /// Whether a fingerprint ever found podman (decides Undetected versus Unhealthy).
+    ever_healthy: AtomicBool,
+    /// Wakes log tails when their files grow; started with the first tail (`None` when
+    /// inotify is unavailable: tails then poll).
+    file_events: std::sync::OnceLock<Option<logs::FileEvents>>,
 }
 
 /// How a driver is set up beyond its configuration.
@@ -184,6 +190,8 @@ impl Driver {
             events,
             cancel,
             facts_cache,
+            ever_healthy: AtomicBool::new(false),
+            file_events: std::sync::OnceLock::new(),
         }))
     }
 
@@ -251,10 +259,12 @@ impl Driver {
     /// Whether a socket's podman answers (a ping, bounded like a fingerprint); its libpod
     /// API version when it does. Much cheaper than [`Driver::fingerprint`].
     pub async fn ping(&self, socket: &str) -> Result<String, PodmanError> {
-        let socket = self.socket(socket).ok_or_else(|| PodmanError::InvalidSocket {
-            socket: socket.to_string(),
-            reason: "no such socket is configured".into(),
-        })?;
+        let socket = self
+            .socket(socket)
+            .ok_or_else(|| PodmanError::InvalidSocket {
+                socket: socket.to_string(),
+                reason: "no such socket is configured".into(),
+            })?;
         tokio::time::timeout(FINGERPRINT_DEADLINE, socket.client.ping())
             .await
             .unwrap_or_else(|_| {
@@ -301,12 +311,16 @@ impl Driver {
             .await;
             let (version, info) = match probe {
                 Ok(Ok(found)) => found,
-                Ok(Err(_)) | Err(_) => {
+                failed => {
                     attributes.insert(
                         format!("{prefix}.health"),
                         Attribute::String("unhealthy".into()),
                     );
-                    unhealthy.push(socket.config.name.clone());
+                    let reason = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {FINGERPRINT_DEADLINE:?}"),
+                    };
+                    unhealthy.push(format!("{} ({reason})", socket.config.name));
                     continue;
                 }
             };
@@ -358,19 +372,32 @@ impl Driver {
                 "All Podman sockets are responding.".to_string(),
             )
         } else if unhealthy.len() == self.sockets.len() {
+            // Before podman was ever reached it is not there (as the Go plugin reports);
+            // once it was, losing it is a fault of a detected driver, with its reason.
+            let health = if self.ever_healthy.load(Ordering::Relaxed) {
+                Health::Unhealthy
+            } else {
+                Health::Undetected
+            };
             (
-                Health::Undetected,
-                "Cannot connect to any Podman socket.".to_string(),
+                health,
+                format!(
+                    "Cannot connect to any Podman socket: {}",
+                    unhealthy.join("; ")
+                ),
             )
         } else {
             (
                 Health::Unhealthy,
                 format!(
                     "Cannot fingerprint certain podman sockets: {}",
-                    unhealthy.join(", ")
+                    unhealthy.join("; ")
                 ),
             )
         };
+        if health == Health::Healthy {
+            self.ever_healthy.store(true, Ordering::Relaxed);
+        }
         attributes.insert(
             "driver.podman".to_string(),
             Attribute::Bool(health != Health::Undetected),

@@ -373,10 +373,7 @@ mod tests {
         }
         // A tick a moment early still sends the sample (slack of a tenth of the period).
         let now = due - Duration::from_millis(50);
-        assert_eq!(
-            next_due_after_sample(due, second, now),
-            Some(due + second)
-        );
+        assert_eq!(next_due_after_sample(due, second, now), Some(due + second));
         // After an outage the schedule starts over from now.
         let late = due + second * 10;
         assert_eq!(

@@ -93,7 +93,13 @@ async fn fingerprint_of_unreachable_socket_is_undetected() {
     let d = Driver::new(DriverConfig::from_value(&json!({ "socket_path": url })).unwrap()).unwrap();
     let fp = d.fingerprint().await;
     assert_eq!(fp.health, Health::Undetected);
-    assert_eq!(fp.description, "Cannot connect to any Podman socket.");
+    assert!(
+        fp.description
+            .starts_with("Cannot connect to any Podman socket: default (")
+            && fp.description.contains("nothing.sock"),
+        "{}",
+        fp.description
+    );
 }
 
 #[tokio::test]

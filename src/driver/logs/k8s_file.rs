@@ -10,14 +10,16 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::file_events::{FileEvents, FileWatch};
 use super::{parse_stamp, ExitState, LogError, Output, StreamKind};
 
 const READ_CHUNK: usize = 128 * 1024;
-/// Checks for growth at the end of the file back off from the first wait to the last
-/// while nothing arrives. A check is one fstat on this thread: idle tasks cost next to
-/// nothing and no thread is woken for them.
+/// Without file events (inotify unavailable), checks for growth at the end of the file
+/// back off from the first wait to the last while nothing arrives; a check is one fstat.
 const FIRST_POLL: Duration = Duration::from_millis(10);
 const MAX_POLL: Duration = Duration::from_millis(500);
+/// With file events, polls are only a safety net (an overflowed event queue).
+const WATCHED_POLL: Duration = Duration::from_secs(5);
 /// After the exit the file is read once more after this pause, for output conmon was
 /// still writing.
 const SETTLE: Duration = Duration::from_millis(100);
@@ -78,11 +80,15 @@ pub(super) async fn tail(
     path: &Path,
     output: &mut Output,
     mut exited: watch::Receiver<ExitState>,
+    events: Option<&FileEvents>,
 ) -> Result<(), LogError> {
     let source_error = |e: std::io::Error| LogError::Source {
         path: path.display().to_string(),
         reason: e.to_string(),
     };
+    // Watched before the first read: a write after that read wakes the tail.
+    let watch_file = || events.and_then(|e| e.watch(path).ok());
+    let mut watch = watch_file();
     let mut log = LogFile::open(path).map_err(source_error)?;
     let mut pending = Vec::new();
     let mut at_cursor = 0;
@@ -106,6 +112,7 @@ pub(super) async fn tail(
             continue;
         }
         if log.follow_replacement(path).map_err(source_error)? {
+            watch = watch_file();
             continue;
         }
         if exited_before {
@@ -119,17 +126,27 @@ pub(super) async fn tail(
             }
             continue;
         }
-        if poll == MAX_POLL {
+        if poll == MAX_POLL || watch.is_some() {
             // Idle: hand the buffers back until output comes again.
             log.release_buffer();
             pending.shrink_to_fit();
         }
+        let wait = if watch.is_some() { WATCHED_POLL } else { poll };
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             _ = exited.changed() => {}
-            _ = tokio::time::sleep(poll) => {}
+            _ = changed(watch.as_ref()) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         poll = (poll * 2).min(MAX_POLL);
+    }
+}
+
+/// Returns once the watched file changed; never without a watch.
+async fn changed(watch: Option<&FileWatch>) {
+    match watch {
+        Some(watch) => watch.changed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -271,7 +288,10 @@ mod tests {
         );
         let r = Record::parse(b"2024-01-01T00:00:01+01:00 stdout P part");
         assert_eq!(r.stamp, Some(1_704_063_601_000_000_000));
-        assert_eq!((r.stream, r.text, r.full), (StreamKind::Stdout, &b"part"[..], false));
+        assert_eq!(
+            (r.stream, r.text, r.full),
+            (StreamKind::Stdout, &b"part"[..], false)
+        );
         // An empty line: nothing after the tag.
         let r = Record::parse(b"2024-01-01T00:00:01Z stdout F");
         assert_eq!((r.text, r.full), (&b""[..], true));

@@ -37,7 +37,11 @@ impl Sink {
 
     /// Writes all of `data`, waiting for a FIFO reader whenever there is none.
     /// `Ok(false)` when cancelled first.
-    pub(super) async fn write(&mut self, data: &[u8], cancel: &CancellationToken) -> Result<bool, LogError> {
+    pub(super) async fn write(
+        &mut self,
+        data: &[u8],
+        cancel: &CancellationToken,
+    ) -> Result<bool, LogError> {
         let mut written = 0;
         while written < data.len() {
             if self.writer.is_none() {

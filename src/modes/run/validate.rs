@@ -44,14 +44,14 @@ pub async fn load_checked(file: &std::path::Path, vars: &VarArgs) -> Result<Chec
         Ok(Ok(result)) => result.map_err(RunError::JobFile)?,
         Ok(Err(_)) => return Err(RunError::Other("reading the job file stopped".into())),
         Err(_) => {
-            return Err(RunError::JobFile(JobFileErrors::one(JobFileError::unlocated(
-                format!(
+            return Err(RunError::JobFile(JobFileErrors::one(
+                JobFileError::unlocated(format!(
                     "{}: not parsed within {}s: an expression nested too deeply for the HCL \
                      parser? Check brackets and braces",
                     file.display(),
                     LOAD_DEADLINE.as_secs()
-                ),
-            ))))
+                )),
+            )))
         }
     };
     if !checked.errors.is_empty() {

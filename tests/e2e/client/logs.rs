@@ -4,11 +4,14 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use nomad_driver_podman::driver::logs::{LogCursor, LogForwardConfig, LogForwarder, LogSource};
+use nomad_driver_podman::driver::logs::{
+    FileEvents, LogCursor, LogForwardConfig, LogForwarder, LogSource,
+};
 use nomad_driver_podman::driver::model::ExitResult;
 use nomad_driver_podman::driver::monitor::ExitState;
 use nomad_driver_podman::driver::podman::{DeleteOptions, PodmanClient, WaitCondition};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::{run_spec, spec, within};
 use crate::support::{self, podman, LabelCleanup};
@@ -64,6 +67,7 @@ fn config(
         cursor,
         source,
         exited: exit_watch(client, id),
+        file_events: Some(FileEvents::start(CancellationToken::new()).expect("inotify")),
     }
 }
 

@@ -131,7 +131,12 @@ async fn podman_service_restart_keeps_tasks_and_resumes_health_stats_and_exits()
     let (down, noticed_after) = fingerprint_until(&driver, |h| *h != Health::Healthy).await;
     let down_health = down.health;
     let down_reason = down.description.clone();
-    assert!(!down_reason.is_empty());
+    // Podman was found before: losing it makes the driver unhealthy, with the reason.
+    assert_eq!(down_health, Health::Unhealthy, "{down_reason}");
+    assert!(
+        down_reason.starts_with("Cannot connect to any Podman socket: default ("),
+        "{down_reason}"
+    );
     assert_eq!(
         down.attributes.get("driver.podman.health"),
         Some(&nomad_driver_podman::driver::Attribute::String(
