@@ -20,6 +20,15 @@ fn mkfifo(path: &Path) {
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
 }
 
+/// A stdout and a stderr FIFO in a scratch dir of their own.
+fn fifo_pair(prefix: &str) -> (PathBuf, PathBuf) {
+    let dir = podman().scratch_dir(prefix);
+    let (out, err) = (dir.join("stdout.fifo"), dir.join("stderr.fifo"));
+    mkfifo(&out);
+    mkfifo(&err);
+    (out, err)
+}
+
 /// Reads a FIFO to its end (the writer closing it), like Nomad's logmon.
 fn fifo_reader(path: PathBuf) -> tokio::task::JoinHandle<String> {
     tokio::task::spawn_blocking(move || {
@@ -84,10 +93,7 @@ async fn stdout_and_stderr_reach_separate_fifos() {
 async fn separate_fifos(source: LogSource) {
     let client = support::client();
     let label = LabelCleanup::new("logfifo");
-    let dir = podman().scratch_dir("logfifo");
-    let (out, err) = (dir.join("stdout.fifo"), dir.join("stderr.fifo"));
-    mkfifo(&out);
-    mkfifo(&err);
+    let (out, err) = fifo_pair("logfifo");
     let readers = (fifo_reader(out.clone()), fifo_reader(err.clone()));
     let since = SystemTime::now();
     let id = run(
@@ -123,10 +129,7 @@ async fn lines_wait_for_a_late_reader() {
 async fn late_reader(source: LogSource) {
     let client = support::client();
     let label = LabelCleanup::new("loglate");
-    let dir = podman().scratch_dir("loglate");
-    let (out, err) = (dir.join("stdout.fifo"), dir.join("stderr.fifo"));
-    mkfifo(&out);
-    mkfifo(&err);
+    let (out, err) = fifo_pair("loglate");
     let since = SystemTime::now();
     let id = run(&client, &label, &["sh", "-c", "echo early; echo oops >&2"]).await;
     within("exit", client.container_wait(&id, &[WaitCondition::Exited]))
@@ -278,10 +281,7 @@ async fn large_output(source: LogSource) {
     };
     let client = support::client();
     let label = LabelCleanup::new("logbig");
-    let dir = podman().scratch_dir("logbig");
-    let (out, err) = (dir.join("stdout.fifo"), dir.join("stderr.fifo"));
-    mkfifo(&out);
-    mkfifo(&err);
+    let (out, err) = fifo_pair("logbig");
     let readers = (fifo_reader(out.clone()), fifo_reader(err.clone()));
     let since = SystemTime::now();
     // Lines of 100 bytes, and one line longer than conmon's buffer (split in P records).
