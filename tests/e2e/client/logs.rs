@@ -304,12 +304,30 @@ async fn large_output(source: LogSource) {
         format!("{}\n", "a".repeat(99)).repeat(bytes / 100),
         "L".repeat(70000)
     );
-    let first_difference = stdout.bytes().zip(want.bytes()).position(|(a, b)| a != b);
-    assert_eq!(
-        stdout.len(),
-        want.len(),
-        "{source:?}: first difference at byte {first_difference:?}"
-    );
-    assert!(stdout == want, "{source:?}: content differs");
     assert_eq!(stderr, "done\n", "{source:?}");
+    let first_difference = stdout.bytes().zip(want.bytes()).position(|(a, b)| a != b);
+    match source {
+        LogSource::Auto => {
+            assert_eq!(
+                stdout.len(),
+                want.len(),
+                "{source:?}: first difference at byte {first_difference:?}"
+            );
+            assert!(stdout == want, "{source:?}: content differs");
+        }
+        // The end arrives (it was lost before the last read without follow); podman may
+        // still garble the one line it cut (see above).
+        LogSource::Api => {
+            assert!(
+                stdout.ends_with(&format!("{}\n", "L".repeat(70000))),
+                "{source:?}: the end is missing"
+            );
+            assert!(
+                stdout.len().abs_diff(want.len()) <= 200,
+                "{source:?}: {} bytes of {}, first difference at byte {first_difference:?}",
+                stdout.len(),
+                want.len()
+            );
+        }
+    }
 }
