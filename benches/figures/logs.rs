@@ -3,14 +3,16 @@
 //! reading the same output, and with a plain read of the libpod logs endpoint, which
 //! bounds anything that forwards through the API.
 
-use std::io::{BufRead, Write};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
+use nomad_driver_podman::driver::logs::{LogCursor, LogForwardConfig, LogForwarder, LogSource};
+use nomad_driver_podman::driver::monitor::ExitState;
 use nomad_driver_podman::driver::podman::{LogOptions, WaitCondition};
-use nomad_driver_podman::driver::TaskRunState;
+use nomad_driver_podman::driver::{ExitResult, TaskRunState};
 use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
 
 use crate::harness::fifo::FifoReader;
 use crate::harness::report::{ratio, Verdict};
@@ -57,7 +59,7 @@ pub async fn run(bench: &mut Bench) -> BenchResult<()> {
     let produced = production_time(bench, &container).await;
     let api = api_read(bench, &container).await;
     let cli = podman_logs(bench, &container, bytes).await;
-    let direct = k8s_file_read(bench, &container, &dir).await;
+    let direct = k8s_file_read(bench, &container, &dir, bytes).await;
     tasks::remove(&bench.client, &container).await;
     let _ = driver.destroy(task.id(), true).await;
 
@@ -237,55 +239,39 @@ async fn podman_logs(bench: &Bench, container: &str, bytes: u64) -> BenchResult<
     Ok(took)
 }
 
-/// What reading the k8s-file log directly could do (podman logs does this): the stored
-/// lines parsed (`<time> <stream> <P|F> <text>`) and their text written to a FIFO.
-/// Blocking file I/O, so it runs off the runtime.
-async fn k8s_file_read(bench: &Bench, container: &str, dir: &Path) -> BenchResult<(u64, Duration)> {
-    let inspect = bench
-        .client
-        .container_inspect(container)
-        .await
-        .map_err(|e| e.to_string())?;
-    let log = inspect.raw["HostConfig"]["LogConfig"]["Path"]
-        .as_str()
-        .ok_or("podman reports no HostConfig.LogConfig.Path")?
-        .to_string();
+/// The forwarder's own k8s-file tail (`LogSource::Auto`, as the driver starts it) over
+/// the stored log of the exited container, into a FIFO: its reading rate when nothing is
+/// being written meanwhile.
+async fn k8s_file_read(
+    bench: &Bench,
+    container: &str,
+    dir: &Path,
+    bytes: u64,
+) -> BenchResult<(u64, Duration)> {
     let reader = FifoReader::create(&dir.join("k8s-file"))?;
-    let fifo = reader.path().to_path_buf();
+    let (_, exited) = watch::channel(ExitState::Exited {
+        result: ExitResult::default(),
+        at: SystemTime::now(),
+    });
     let begin = Instant::now();
-    let written = tokio::task::spawn_blocking(move || -> BenchResult<u64> {
-        let file = std::fs::File::open(&log).map_err(|e| format!("{log}: {e}"))?;
-        let mut out = std::io::BufWriter::with_capacity(
-            256 * 1024,
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&fifo)
-                .map_err(|e| format!("{}: {e}", fifo.display()))?,
-        );
-        let mut written = 0u64;
-        for line in std::io::BufReader::with_capacity(256 * 1024, file).split(b'\n') {
-            let line = line.map_err(|e| e.to_string())?;
-            let mut fields = line.splitn(4, |b| *b == b' ');
-            let (_, _, tag, text) = (
-                fields.next(),
-                fields.next(),
-                fields.next(),
-                fields.next().unwrap_or(&[]),
-            );
-            out.write_all(text).map_err(|e| e.to_string())?;
-            written += text.len() as u64;
-            if tag == Some(b"F".as_slice()) {
-                out.write_all(b"\n").map_err(|e| e.to_string())?;
-                written += 1;
-            }
-        }
-        out.flush().map_err(|e| e.to_string())?;
-        Ok(written)
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    while reader.received() < written {
+    let forwarder = LogForwarder::spawn(
+        bench.client.clone(),
+        LogForwardConfig {
+            container_id: container.to_string(),
+            stdout: reader.path().to_path_buf(),
+            stderr: dir.join("k8s-file-stderr"),
+            cursor: LogCursor::at(SystemTime::UNIX_EPOCH),
+            source: LogSource::Auto,
+            exited,
+            file_events: None,
+        },
+    );
+    tokio::time::timeout(TRANSFER_DEADLINE, forwarder.join())
+        .await
+        .map_err(|_| "the forwarder did not finish in time".to_string())?
+        .map_err(|e| e.to_string())?;
+    while reader.received() < bytes && begin.elapsed() < TRANSFER_DEADLINE {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    Ok((written, begin.elapsed()))
+    Ok((reader.received(), begin.elapsed()))
 }
