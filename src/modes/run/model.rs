@@ -324,46 +324,9 @@ pub mod duration_text {
         out
     }
 
-    /// Go's `time.ParseDuration` units: ns, us, µs, ms, s, m, h; e.g. `1h30m`, `1.5s`.
+    /// Go's `time.ParseDuration` (`1h30m`, `1.5s`), as the core reads durations.
     pub fn parse(text: &str) -> Result<Duration, String> {
-        let s = text.trim();
-        if s == "0" {
-            return Ok(Duration::ZERO);
-        }
-        if s.is_empty() {
-            return Err("an empty string is not a duration".into());
-        }
-        let mut total = 0f64;
-        let mut rest = s;
-        while !rest.is_empty() {
-            let num_len = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(|| {
-                    format!("invalid duration {text:?}: missing unit (use e.g. 10s, 5m, 1h)")
-                })?;
-            if num_len == 0 {
-                return Err(format!("invalid duration {text:?}"));
-            }
-            let n: f64 = rest[..num_len]
-                .parse()
-                .map_err(|_| format!("invalid duration {text:?}"))?;
-            rest = &rest[num_len..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
-            let factor = match &rest[..unit_len] {
-                "ns" => 1e-9,
-                "us" | "µs" => 1e-6,
-                "ms" => 1e-3,
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
-                other => return Err(format!("invalid duration {text:?}: unknown unit {other:?}")),
-            };
-            total += n * factor;
-            rest = &rest[unit_len..];
-        }
-        Ok(Duration::from_secs_f64(total))
+        crate::driver::units::parse_duration(text.trim()).map_err(|e| e.to_string())
     }
 }
 
@@ -382,6 +345,8 @@ mod tests {
         assert!(parse("10").is_err());
         assert!(parse("10x").is_err());
         assert!(parse("").is_err());
+        // Fuzzing found this one panicking (float seconds out of Duration's range).
+        assert!(parse("344444444444444444444s").is_err());
         assert_eq!(format(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format(Duration::from_millis(250)), "250ms");
