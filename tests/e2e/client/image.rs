@@ -261,7 +261,11 @@ fn resolver_with_helper(path: &std::path::Path) -> ImageResolver {
 fn saved_archive(format: &str) -> (std::path::PathBuf, String) {
     let name = format!("localhost/{}:latest", support::unique_name("archive"));
     let archive = podman().scratch_dir("archive").join("image.tar");
-    podman().cli_ok(&["tag", BUSYBOX_IMAGE, &name]);
+    // An image id of its own: a tag of the shared busybox image goes when another test
+    // removes that image by id (image GC tests do).
+    podman()
+        .import_busybox(&name, &[&format!("LABEL=archive={name}")])
+        .expect("import");
     podman().cli_ok(&[
         "save",
         "--format",
@@ -270,7 +274,7 @@ fn saved_archive(format: &str) -> (std::path::PathBuf, String) {
         archive.to_str().expect("utf-8 path"),
         &name,
     ]);
-    podman().cli_ok(&["untag", &name, &name]);
+    podman().cli_ok(&["rmi", &name]);
     (archive, name)
 }
 

@@ -313,9 +313,9 @@ fn every_error_is_reported_in_file_order() {
     assert_eq!(
         errs,
         vec![
-            "job.nomad:4:15: Invalid value for delay: invalid duration \"soon\"",
+            "job.nomad:4:15: Invalid value for delay: invalid duration \"soon\": expected a Go duration such as \"30s\", \"5m\" or \"1h30m\"",
             "job.nomad:9:16: Invalid lifecycle hook \"later\": expected prestart, poststart or poststop",
-            "job.nomad:11:22: Invalid value for kill_timeout: invalid duration \"5\": missing unit (use e.g. 10s, 5m, 1h)",
+            "job.nomad:11:22: Invalid value for kill_timeout: invalid duration \"5\": expected a Go duration such as \"30s\", \"5m\" or \"1h30m\"",
             "job.nomad:14:10: Duplicate task \"t\": task names must be unique within a group",
         ]
     );
