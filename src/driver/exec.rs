@@ -23,7 +23,7 @@ const RESIZE_REAPPLY: [Duration; 4] = [
 ];
 
 /// How long a terminal session waits for the caller's first size before starting.
-const INITIAL_SIZE_WAIT: Duration = Duration::from_millis(250);
+const INITIAL_SIZE_WAIT: Duration = Duration::from_millis(500);
 
 /// The caller's terminal size, when it sends one right away (Nomad's CLI does). Passing it
 /// to exec start is the only way the process sees it from its first instruction: podman
