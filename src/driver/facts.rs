@@ -38,15 +38,12 @@ pub(super) fn from_info(
     }
 }
 
-/// `4.3.1` → (4, 3, 1); missing or odd parts are 0.
+/// `4.3.1` -> (4, 3, 1); missing or unparsable parts count as 0.
 pub(super) fn parse_version(version: &str) -> (u64, u64, u64) {
-    let mut parts = version.trim_start_matches('v').split('.').map(|p| {
-        p.chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .unwrap_or(0)
-    });
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
     (
         parts.next().unwrap_or(0),
         parts.next().unwrap_or(0),

@@ -254,11 +254,9 @@ async fn follow_api(
             Err(ApiError::Podman(e)) if e.is_not_found() => return Ok(()),
             Err(ApiError::Podman(_)) => {}
         }
-        tokio::select! {
-            _ = output.cancel.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(retry) => {}
+        if !back_off(&output.cancel, &mut retry).await {
+            return Ok(());
         }
-        retry = (retry * 2).min(MAX_RETRY);
     }
 }
 
@@ -277,13 +275,21 @@ async fn read_rest(
             Err(ApiError::Podman(e)) if e.is_not_found() => return Ok(()),
             Err(ApiError::Podman(_)) => {}
         }
-        tokio::select! {
-            _ = output.cancel.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(retry) => {}
+        if !back_off(&output.cancel, &mut retry).await {
+            return Ok(());
         }
-        retry = (retry * 2).min(MAX_RETRY);
     }
     Ok(())
+}
+
+/// Waits `retry`, then doubles it (up to `MAX_RETRY`); false when cancelled first.
+async fn back_off(cancel: &CancellationToken, retry: &mut Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => return false,
+        _ = tokio::time::sleep(*retry) => {}
+    }
+    *retry = (*retry * 2).min(MAX_RETRY);
+    true
 }
 
 enum ApiEnd {

@@ -23,22 +23,6 @@ fn socket_arg(name: &str) -> String {
     format!("{name}={}", support::podman().socket_url())
 }
 
-/// Containers of the test bed's podman carrying `label` (any state).
-fn containers_with_label(label: &str) -> Vec<String> {
-    support::podman()
-        .cli_ok(&[
-            "ps",
-            "-a",
-            "--format",
-            "{{.Names}}",
-            "--filter",
-            &format!("label={label}"),
-        ])
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
-}
-
 fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).expect("read the JSON report");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("JSON report: {e}\n{text}"))
@@ -143,7 +127,10 @@ fn full_suite_passes_or_skips_with_reasons() {
         "io.nomad-driver-podman.conformance={}-testbed",
         report["run_id"].as_str().expect("run id")
     );
-    assert_eq!(containers_with_label(&run_label), Vec::<String>::new());
+    assert_eq!(
+        support::podman().containers_labelled(&run_label),
+        Vec::<String>::new()
+    );
 
     let log = std::fs::read_to_string(&http_log).expect("http log");
     assert!(

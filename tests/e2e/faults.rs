@@ -11,23 +11,6 @@ mod soak;
 
 use crate::support::TestPodman;
 
-/// Names of the containers (any state) carrying `label` (`key=value`) on `podman`.
-fn containers_labelled(podman: &TestPodman, label: &str) -> Vec<String> {
-    podman
-        .cli_ok(&[
-            "ps",
-            "-a",
-            "--format",
-            "{{.Names}}",
-            "--filter",
-            &format!("label={label}"),
-        ])
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 /// `(id, started_at, status)` of a container, as podman reports them.
 fn identity(podman: &TestPodman, name: &str) -> (String, String, String) {
     let out = podman.cli_ok(&[

@@ -80,6 +80,31 @@ fn config(
     }
 }
 
+/// Forwards the container's output from `since` into the FIFO pair until it is done,
+/// and returns what the FIFOs' readers got.
+async fn forward_to_readers(
+    client: &PodmanClient,
+    id: &str,
+    source: LogSource,
+    fifos: (PathBuf, PathBuf),
+    since: SystemTime,
+    readers: (
+        tokio::task::JoinHandle<String>,
+        tokio::task::JoinHandle<String>,
+    ),
+) -> (String, String) {
+    let forwarder = LogForwarder::spawn(
+        client.clone(),
+        config(client, id, source, fifos, LogCursor::at(since)),
+    );
+    within("forwarding", forwarder.join())
+        .await
+        .expect("forwarded");
+    let stdout = within("stdout", readers.0).await.expect("stdout reader");
+    let stderr = within("stderr", readers.1).await.expect("stderr reader");
+    (stdout, stderr)
+}
+
 /// Each test runs against both sources: the k8s-file tail and the logs API.
 const SOURCES: [LogSource; 2] = [LogSource::Auto, LogSource::Api];
 
@@ -106,15 +131,8 @@ async fn separate_fifos(source: LogSource) {
         ],
     )
     .await;
-    let forwarder = LogForwarder::spawn(
-        client.clone(),
-        config(&client, &id, source, (out, err), LogCursor::at(since)),
-    );
-    within("forwarding", forwarder.join())
-        .await
-        .expect("forwarded");
-    let stdout = within("stdout", readers.0).await.expect("stdout reader");
-    let stderr = within("stderr", readers.1).await.expect("stderr reader");
+    let (stdout, stderr) =
+        forward_to_readers(&client, &id, source, (out, err), since, readers).await;
     assert_eq!(stdout, "out1\nout2\nout3\ntail", "{source:?}");
     assert_eq!(stderr, "err1\nerr2\nerr3\n", "{source:?}");
 }
@@ -289,15 +307,8 @@ async fn large_output(source: LogSource) {
         "a".repeat(99)
     );
     let id = run(&client, &label, &["sh", "-c", &script]).await;
-    let forwarder = LogForwarder::spawn(
-        client.clone(),
-        config(&client, &id, source, (out, err), LogCursor::at(since)),
-    );
-    within("forwarding", forwarder.join())
-        .await
-        .expect("forwarded");
-    let stdout = within("stdout", readers.0).await.expect("stdout reader");
-    let stderr = within("stderr", readers.1).await.expect("stderr reader");
+    let (stdout, stderr) =
+        forward_to_readers(&client, &id, source, (out, err), since, readers).await;
     let want = format!(
         "{}{}\n",
         format!("{}\n", "a".repeat(99)).repeat(bytes / 100),

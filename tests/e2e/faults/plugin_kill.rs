@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use nomad_driver_podman::modes::plugin::proto::drivers::{self, WaitTaskRequest};
+use nomad_driver_podman::modes::plugin::proto::drivers;
 
-use super::{containers_labelled, identity};
+use super::identity;
 use crate::plugin::bed::{self, shell_task, Bed, Started};
 use crate::plugin::recovery::{persisted, recover, state_of};
 use crate::support;
@@ -86,17 +86,13 @@ async fn sigkilled_plugin_recovers_20_tasks_with_real_exit_codes_and_no_restarts
     for (i, task) in tasks.iter().enumerate() {
         match exit_code_of(i) {
             Some(code) => {
-                let waited = tokio::time::timeout(
+                let result = bed::wait_result(
+                    &second,
+                    &task.id(),
                     DEADLINE,
-                    second
-                        .driver()
-                        .wait_task(WaitTaskRequest { task_id: task.id() }),
+                    "a task that exited while the plugin was down",
                 )
-                .await
-                .expect("WaitTask answers for a task that exited while the plugin was down")
-                .unwrap()
-                .into_inner();
-                let result = waited.result.expect("WaitTask sets result");
+                .await;
                 assert_eq!(result.exit_code, code, "{}", names[i]);
                 reported.push(result.exit_code);
             }
@@ -122,7 +118,7 @@ async fn sigkilled_plugin_recovers_20_tasks_with_real_exit_codes_and_no_restarts
         };
         assert_eq!(status, expected, "{name}");
     }
-    let count = containers_labelled(podman, &label).len();
+    let count = podman.containers_labelled(&label).len();
     assert_eq!(count, TASKS, "no duplicate containers");
 
     println!(
@@ -135,6 +131,6 @@ async fn sigkilled_plugin_recovers_20_tasks_with_real_exit_codes_and_no_restarts
     futures::stream::iter(tasks.iter())
         .for_each_concurrent(4, |task| bed::stop_and_destroy(&second, &task.config.id))
         .await;
-    assert!(containers_labelled(podman, &label).is_empty());
+    assert!(podman.containers_labelled(&label).is_empty());
     second.kill().await;
 }

@@ -11,7 +11,7 @@ use nomad_driver_podman::driver::{
     Driver, DriverConfig, Health, TaskConfig, TaskContext, TaskSpec,
 };
 
-use super::{containers_labelled, identity};
+use super::identity;
 use crate::support::{self, TestPodman, BUSYBOX_IMAGE};
 
 /// Bound on waits that should end promptly; a guard against hangs, not a timing check.
@@ -223,5 +223,5 @@ async fn podman_service_restart_keeps_tasks_and_resumes_health_stats_and_exits()
             .expect("destroy");
     }
     let pair = format!("{}={}", label.0, label.1);
-    assert!(containers_labelled(&podman, &pair).is_empty());
+    assert!(podman.containers_labelled(&pair).is_empty());
 }

@@ -7,7 +7,6 @@ use std::path::Path;
 
 use futures::StreamExt;
 
-use super::containers_labelled;
 use crate::plugin::agent::Plugin;
 use crate::plugin::bed::{self, shell_task, Bed};
 use crate::support;
@@ -79,7 +78,7 @@ async fn start_stop_destroy_cycles_leak_no_containers_fds_or_memory() {
     let took = started.elapsed();
     let (fds_end, rss_end) = (open_fds(pid), rss_bytes(pid));
 
-    let leaked = containers_labelled(support::podman(), &label);
+    let leaked = support::podman().containers_labelled(&label);
     println!(
         "faults/soak: {cycles} cycles ({CONCURRENCY} at once) in {took:?}; leaked containers {}; \
          plugin fds {fds_start} -> {fds_end}; RSS {:.1} MiB -> {:.1} MiB",

@@ -167,6 +167,27 @@ pub async fn start(plugin: &Plugin, alloc: &Alloc, name: &str, hcl: &str) -> Sta
     }
 }
 
+/// WaitTask's result for a task, within `deadline` (`what` says why it is expected).
+pub async fn wait_result(
+    plugin: &Plugin,
+    task_id: &str,
+    deadline: std::time::Duration,
+    what: &str,
+) -> drivers::ExitResult {
+    tokio::time::timeout(
+        deadline,
+        plugin.driver().wait_task(drivers::WaitTaskRequest {
+            task_id: task_id.to_string(),
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("WaitTask answers for {what}"))
+    .unwrap()
+    .into_inner()
+    .result
+    .expect("WaitTask sets result")
+}
+
 /// StopTask + DestroyTask, as the agent does when an allocation stops.
 pub async fn stop_and_destroy(plugin: &Plugin, task_id: &str) {
     let mut driver = plugin.driver();

@@ -141,17 +141,9 @@ async fn task_that_exits_while_the_plugin_is_down_reports_its_exit_code() {
 
     let second = bed.plugin().await;
     recover(&second, persisted(task.handle())).await.unwrap();
-    let waited = tokio::time::timeout(
-        DEADLINE,
-        second
-            .driver()
-            .wait_task(WaitTaskRequest { task_id: task.id() }),
-    )
-    .await
-    .expect("WaitTask answers for a task that already exited")
-    .unwrap()
-    .into_inner();
-    assert_eq!(waited.result.unwrap().exit_code, 5);
+    let result =
+        bed::wait_result(&second, &task.id(), DEADLINE, "a task that already exited").await;
+    assert_eq!(result.exit_code, 5);
     bed::stop_and_destroy(&second, &task.id()).await;
     second.kill().await;
 }

@@ -267,19 +267,7 @@ pub fn http_get(port: u16, path: &str) -> String {
 
 /// Names of the containers (any state) of a runner job.
 pub fn containers_of(job: &str) -> Vec<String> {
-    podman()
-        .cli_ok(&[
-            "ps",
-            "-a",
-            "--format",
-            "{{.Names}}",
-            "--filter",
-            &format!("label={JOB_LABEL}={job}"),
-        ])
-        .lines()
-        .map(str::to_string)
-        .filter(|l| !l.is_empty())
-        .collect()
+    podman().containers_labelled(&format!("{JOB_LABEL}={job}"))
 }
 
 /// The environment of a container, as podman reports it.

@@ -141,6 +141,22 @@ impl TestPodman {
         &self.socket
     }
 
+    /// Names of the containers (any state) carrying `label` (`key` or `key=value`).
+    pub fn containers_labelled(&self, label: &str) -> Vec<String> {
+        self.cli_ok(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("label={label}"),
+        ])
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+    }
+
     /// The generated containers.conf the service runs with.
     pub fn containers_conf(&self) -> &Path {
         &self.conf
