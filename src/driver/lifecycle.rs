@@ -15,6 +15,9 @@ use super::spec;
 use super::task::TaskSpec;
 use super::{Driver, DriverError, Socket, StartedTask, Task, KILL_SETTLE};
 
+/// How long a refused signal waits for the exit of a container podman still calls running.
+const EXITING_SETTLE: Duration = Duration::from_secs(3);
+
 impl Driver {
     /// Starts a task: resolves (pulls) its image, creates a labelled container and starts
     /// it. A running container of the same name (a start that was interrupted) is adopted;
@@ -401,6 +404,9 @@ impl Driver {
             Err(e) => match client.container_inspect(id).await {
                 Ok(inspect) if !inspect.state.running => Ok(false),
                 Err(PodmanError::NotFound { .. }) => Ok(false),
+                // The process can be gone while podman still says running (its state
+                // follows conmon's exit file): the refused kill is then no error.
+                _ if Self::wait_for_exit(task, EXITING_SETTLE).await => Ok(false),
                 _ => Err(DriverError::podman(&task.state.task_id, action)(e)),
             },
         }
