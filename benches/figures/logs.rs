@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
-use nomad_driver_podman::driver::logs::{LogCursor, LogForwardConfig, LogForwarder, LogSource};
+use nomad_driver_podman::driver::logs::{
+    LogCursor, LogForwardConfig, LogForwarder, LogSource, Sink,
+};
 use nomad_driver_podman::driver::monitor::ExitState;
 use nomad_driver_podman::driver::podman::{LogOptions, WaitCondition};
 use nomad_driver_podman::driver::{ExitResult, TaskRunState};
@@ -258,8 +260,8 @@ async fn k8s_file_read(
         bench.client.clone(),
         LogForwardConfig {
             container_id: container.to_string(),
-            stdout: reader.path().to_path_buf(),
-            stderr: dir.join("k8s-file-stderr"),
+            stdout: Sink::fifo(reader.path()).map_err(|e| e.to_string())?,
+            stderr: Sink::discard(),
             cursor: LogCursor::at(SystemTime::UNIX_EPOCH),
             source: LogSource::Auto,
             exited,

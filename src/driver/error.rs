@@ -2,6 +2,7 @@
 //! involved, what podman said.
 
 use super::config::ConfigError;
+use super::logs::LogError;
 use super::podman::PodmanError;
 use super::spec::SpecError;
 
@@ -49,6 +50,13 @@ pub enum DriverError {
         action: &'static str,
         #[source]
         source: PodmanError,
+    },
+
+    #[error("task {task}: {source}")]
+    Logs {
+        task: String,
+        #[source]
+        source: LogError,
     },
 
     #[error("task {task}: cannot destroy a running task without force")]

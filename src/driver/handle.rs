@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use super::logs::SinkKind;
 use super::model::DriverNetwork;
 
 /// Bumped whenever a field changes meaning. Version 1 is the Go plugin's `TaskState`,
@@ -20,6 +21,11 @@ pub struct LogTarget {
     pub forward: bool,
     pub stdout_path: Option<PathBuf>,
     pub stderr_path: Option<PathBuf>,
+    /// The allocation dir the paths are in: links are never followed below it.
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    #[serde(default)]
+    pub sink_kind: SinkKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use super::handle::{LogTarget, TaskState, TASK_STATE_VERSION};
 use super::image::{ImageProgress, ImageRequest, Platform, RegistryAuth};
-use super::logs::{FileEvents, LogCursor, LogForwardConfig, LogForwarder, LogSource};
+use super::logs::{self, FileEvents, LogCursor, LogForwardConfig, LogForwarder, LogSource, Sink};
 use super::model::{DriverNetwork, ExitResult, TaskRunState, TaskStatus, PULL_PROGRESS_ANNOTATION};
 use super::monitor::{ExitState, Monitor};
 use super::podman::{ContainerInspect, DeleteOptions, PodmanError};
@@ -40,9 +40,29 @@ impl Driver {
         // Everything that can be checked without podman is checked before touching it.
         self.build_spec(&spec, &facts, "").await?;
 
+        // The sinks are opened before the container exists: a sink that is not what the
+        // orchestrator made fails the start with nothing to clean up.
+        let log_mode = spec::log_mode(&spec.config, &self.config);
+        let log = LogTarget {
+            forward: log_mode.collect,
+            stdout_path: spec.context.stdout_path.clone(),
+            stderr_path: spec.context.stderr_path.clone(),
+            root: spec.context.alloc_dir.clone(),
+            sink_kind: spec.context.log_sink,
+        };
+        let sinks = if log.forward && has_sinks(&log) {
+            Some(
+                logs::open_sinks(&log, None).map_err(|source| DriverError::Logs {
+                    task: task_id.clone(),
+                    source,
+                })?,
+            )
+        } else {
+            None
+        };
+
         let name = spec.container_name();
         let inspect = self.create_and_start(&spec, &socket, &facts).await?;
-        let log_mode = spec::log_mode(&spec.config, &self.config);
         let state = TaskState {
             version: TASK_STATE_VERSION,
             task_id: task_id.clone(),
@@ -52,11 +72,7 @@ impl Driver {
             container_name: name,
             socket: socket.config.name.clone(),
             started_at: inspect.state.started_at().unwrap_or_else(SystemTime::now),
-            log: LogTarget {
-                forward: log_mode.collect,
-                stdout_path: spec.context.stdout_path.clone(),
-                stderr_path: spec.context.stderr_path.clone(),
-            },
+            log,
             network: Some(DriverNetwork {
                 port_map: spec.config.port_map.clone(),
                 ip: task_ip(&inspect, spec::custom_network(&spec)),
@@ -68,12 +84,8 @@ impl Driver {
         let network = state.network.clone();
         // Everything the container ever logged is this task's: podman's StartedAt can be a
         // moment later than the first line's timestamp, so starting there could drop it.
-        self.register(
-            state.clone(),
-            socket,
-            ExitState::Running,
-            Some(SystemTime::UNIX_EPOCH),
-        );
+        let logs = sinks.map(|sinks| (sinks, SystemTime::UNIX_EPOCH));
+        self.register(state.clone(), socket, ExitState::Running, logs);
         Ok(StartedTask { state, network })
     }
 
@@ -247,32 +259,31 @@ impl Driver {
             .clone()
     }
 
-    /// Records a task and starts watching it (exit, logs).
+    /// Records a task and starts watching it: its exit, and with `logs` its output
+    /// (written to those sinks from that time on) while it runs.
     fn register(
         &self,
         state: TaskState,
         socket: Arc<Socket>,
         exit: ExitState,
-        logs_since: Option<SystemTime>,
+        logs: Option<((Sink, Sink), SystemTime)>,
     ) {
         let running = exit == ExitState::Running;
         let (sender, _) = watch::channel(exit);
         let sender = Arc::new(sender);
-        let forwarder = match (running, state.log.forward, logs_since) {
-            (true, true, Some(since)) => log_sinks(&state.log).map(|(stdout, stderr)| {
-                LogForwarder::spawn(
-                    socket.client.clone(),
-                    LogForwardConfig {
-                        container_id: state.container_id.clone(),
-                        stdout,
-                        stderr,
-                        cursor: LogCursor::at(since),
-                        source: LogSource::Auto,
-                        exited: sender.subscribe(),
-                        file_events: self.file_events(),
-                    },
-                )
-            }),
+        let forwarder = match logs {
+            Some(((stdout, stderr), since)) if running => Some(LogForwarder::spawn(
+                socket.client.clone(),
+                LogForwardConfig {
+                    container_id: state.container_id.clone(),
+                    stdout,
+                    stderr,
+                    cursor: LogCursor::at(since),
+                    source: LogSource::Auto,
+                    exited: sender.subscribe(),
+                    file_events: self.file_events(),
+                },
+            )),
             _ => None,
         };
         if running {
@@ -323,8 +334,17 @@ impl Driver {
             exit = ExitState::Running;
         }
         // Output written while no driver was running is not replayed: it would duplicate
-        // what was forwarded before the restart.
-        self.register(state, socket, exit, Some(SystemTime::now()));
+        // what was forwarded before the restart. The sinks are reopened as at start; one
+        // that is no longer what the orchestrator made is reported and discarded.
+        let logs = if exit == ExitState::Running && state.log.forward && has_sinks(&state.log) {
+            let report = self.sink_report(&state);
+            logs::open_sinks(&state.log, Some(report))
+                .ok()
+                .map(|sinks| (sinks, SystemTime::now()))
+        } else {
+            None
+        };
+        self.register(state, socket, exit, logs);
         Ok(())
     }
 
@@ -536,17 +556,9 @@ fn task_ip(inspect: &ContainerInspect, network: Option<&str>) -> String {
 /// How long `destroy` lets log forwarding finish writing an exited task's output.
 const LOG_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Both sinks of a task's output; a missing one discards that stream. `None` when the
-/// task has nowhere to write to at all.
-fn log_sinks(target: &LogTarget) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
-    let discard = || std::path::PathBuf::from("/dev/null");
-    match (&target.stdout_path, &target.stderr_path) {
-        (None, None) => None,
-        (out, err) => Some((
-            out.clone().unwrap_or_else(discard),
-            err.clone().unwrap_or_else(discard),
-        )),
-    }
+/// Whether the task's output goes anywhere at all.
+fn has_sinks(target: &LogTarget) -> bool {
+    target.stdout_path.is_some() || target.stderr_path.is_some()
 }
 
 /// What the task asks of its image.

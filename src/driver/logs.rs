@@ -18,7 +18,7 @@ mod file_events;
 mod k8s_file;
 mod sink;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -30,7 +30,9 @@ use tokio_util::sync::CancellationToken;
 use super::monitor::ExitState;
 use super::podman::{parse_time, Endpoint, LogOptions, PodmanClient, PodmanError, StreamKind};
 pub use file_events::FileEvents;
-use sink::Sink;
+pub use sink::{Sink, SinkKind, SinkReport};
+
+use super::handle::LogTarget;
 
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(5);
@@ -100,11 +102,10 @@ pub enum LogSource {
 }
 
 /// What to forward where.
-#[derive(Debug, Clone)]
 pub struct LogForwardConfig {
     pub container_id: String,
-    pub stdout: PathBuf,
-    pub stderr: PathBuf,
+    pub stdout: Sink,
+    pub stderr: Sink,
     pub cursor: LogCursor,
     pub source: LogSource,
     /// The task's exit, as the monitor sees it: a file tail ends once the container has
@@ -119,6 +120,10 @@ pub struct LogForwardConfig {
 pub enum LogError {
     #[error("log sink {path}: {reason}")]
     Sink { path: String, reason: String },
+    /// The sink is not what the orchestrator made (a link, a file where a FIFO belongs,
+    /// outside its directory): never opened for writing.
+    #[error("log sink {path} refused: {reason}")]
+    Refused { path: String, reason: String },
     #[error("container log {path}: {reason}")]
     Source { path: String, reason: String },
     #[error("log forwarding task failed: {0}")]
@@ -198,6 +203,49 @@ impl Output {
     }
 }
 
+/// Opens the sinks of `target` (a missing path discards its stream). With `report`, a
+/// sink that is refused is reported and discarded, so the other stream still flows (a
+/// recovered task); without it, the first refusal is the error (a task not started yet).
+pub fn open_sinks(
+    target: &LogTarget,
+    report: Option<SinkReport>,
+) -> Result<(Sink, Sink), LogError> {
+    let open = |path: &Option<PathBuf>| -> Result<Sink, LogError> {
+        let Some(path) = path else {
+            return Ok(Sink::discard());
+        };
+        let root = sink_root(target.root.as_deref(), path);
+        match Sink::open(&root, path, target.sink_kind, report.clone()) {
+            Ok(sink) => Ok(sink),
+            Err(e) => match &report {
+                Some(report) => {
+                    report(format!("{e}; this stream is discarded"));
+                    Ok(Sink::discard())
+                }
+                None => Err(e),
+            },
+        }
+    };
+    Ok((open(&target.stdout_path)?, open(&target.stderr_path)?))
+}
+
+/// The directory a sink path is trusted down to: the allocation dir when the path is in
+/// it (the task controls everything below), else the path's own directory (the
+/// orchestrator chose it), or that one's parent when it is a `logs` directory (state
+/// persisted before the root was recorded: Nomad's `<alloc>/logs/<fifo>` layout).
+fn sink_root(alloc_dir: Option<&Path>, path: &Path) -> PathBuf {
+    if let Some(root) = alloc_dir.filter(|root| path.starts_with(root)) {
+        return root.to_path_buf();
+    }
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    match (parent.file_name(), parent.parent()) {
+        (Some(name), Some(grandparent)) if alloc_dir.is_none() && name == "logs" => {
+            grandparent.to_path_buf()
+        }
+        _ => parent.to_path_buf(),
+    }
+}
+
 async fn forward(
     client: PodmanClient,
     config: LogForwardConfig,
@@ -205,8 +253,8 @@ async fn forward(
     cancel: CancellationToken,
 ) -> Result<(), LogError> {
     let mut output = Output {
-        stdout: Sink::new(&config.stdout),
-        stderr: Sink::new(&config.stderr),
+        stdout: config.stdout,
+        stderr: config.stderr,
         cursor: config.cursor,
         published,
         cancel,

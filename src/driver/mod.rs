@@ -25,6 +25,7 @@ pub mod error;
 mod exec;
 pub mod facts;
 mod gc;
+pub mod hostfs;
 pub mod handle;
 pub mod image;
 mod lifecycle;
@@ -249,6 +250,30 @@ impl Driver {
             annotations: BTreeMap::new(),
             timestamp: SystemTime::now(),
         }
+    }
+
+    /// Reports a refused log sink of `state`'s task: a task event marked as a warning
+    /// (the modes log those too).
+    fn sink_report(&self, state: &TaskState) -> logs::SinkReport {
+        let events = self.events.clone();
+        let (task_id, alloc_id, task_name) = (
+            state.task_id.clone(),
+            state.alloc_id.clone(),
+            state.task_name.clone(),
+        );
+        Arc::new(move |message: String| {
+            let _ = events.send(TaskEvent {
+                task_id: task_id.clone(),
+                alloc_id: alloc_id.clone(),
+                task_name: task_name.clone(),
+                message,
+                annotations: BTreeMap::from([(
+                    WARNING_ANNOTATION.to_string(),
+                    "log_sink".to_string(),
+                )]),
+                timestamp: SystemTime::now(),
+            });
+        })
     }
 
     fn emit(&self, context: &TaskContext, message: String) {

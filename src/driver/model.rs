@@ -85,6 +85,9 @@ pub struct TaskStats {
 /// Annotation key of image pull progress events: the value is the image, the message is
 /// podman's progress line. Frequent; a front-end shows them as a live line or drops them.
 pub const PULL_PROGRESS_ANNOTATION: &str = "image_pull_progress";
+/// Annotation of a task event that is a warning for the operator (its value says what
+/// about); the modes also log such events.
+pub const WARNING_ANNOTATION: &str = "warning";
 
 /// Something that happened to a task that an operator should see (image pulls,
 /// podman warnings, garbage collection). An event about the driver itself rather than one

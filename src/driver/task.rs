@@ -26,6 +26,7 @@ use serde_json::Value;
 
 pub use super::decode::ConfigError;
 use super::decode::{wrong, Block};
+use super::logs::SinkKind;
 use super::secopt::{parse_security_opts, parse_userns, SecurityOptions, Userns};
 use super::units::{parse_duration, parse_memory};
 
@@ -850,6 +851,8 @@ pub struct TaskContext {
     pub dns: Option<DnsSpec>,
     pub stdout_path: Option<PathBuf>,
     pub stderr_path: Option<PathBuf>,
+    /// What the stdout/stderr paths are: Nomad's FIFOs, or files the runner keeps.
+    pub log_sink: SinkKind,
     pub kill_signal: Option<String>,
     pub kill_timeout: Duration,
 }

@@ -415,6 +415,7 @@ async fn logs_are_forwarded_to_separate_files() {
         "echo to-out; echo to-err >&2; sleep 1; echo more-out",
         json!({}),
     );
+    spec.context.log_sink = nomad_driver_podman::driver::logs::SinkKind::File;
     spec.context.stdout_path = Some(dir.path().join("stdout"));
     spec.context.stderr_path = Some(dir.path().join("stderr"));
     let id = spec.context.id.clone();

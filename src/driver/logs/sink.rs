@@ -1,18 +1,58 @@
-//! Where forwarded logs go: a FIFO (Nomad's logmon reads it) or a plain file.
+//! Where forwarded logs go: Nomad's FIFO (its logmon reads it) or a file the runner keeps.
+//!
+//! Both live in the allocation's `logs` directory, which the task can write to. A sink is
+//! therefore reached only through [`hostfs`](crate::driver::hostfs): no link below the
+//! trusted root is followed, a FIFO sink is only ever an existing FIFO (never created,
+//! never a file, link or device in its place), and a file sink only ever a regular file
+//! created or appended in a verified directory. A sink that turns out to be something
+//! else when it is (re)opened is *refused*: reported once (task event + log line naming
+//! the path) and its stream discarded from then on; the task's other stream goes on.
 
+use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use super::LogError;
+use crate::driver::hostfs::{self, FileKind, HostPathError, PinnedPath, VerifiedDir};
 
-/// A FIFO or regular file, (re)opened on demand.
-pub(super) struct Sink {
-    path: PathBuf,
+/// Mode of log files the runner creates.
+const LOG_FILE_MODE: u32 = 0o644;
+
+/// What a sink path is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    /// An existing FIFO, made by the orchestrator (Nomad's logmon); waited for when it has
+    /// no reader.
+    #[default]
+    Fifo,
+    /// A regular file, created when missing and appended to.
+    File,
+}
+
+/// Told when a sink is refused (the message names the path and why).
+pub type SinkReport = Arc<dyn Fn(String) + Send + Sync>;
+
+/// A FIFO or file opened for one stream; [`Sink::discard`] drops everything.
+pub struct Sink {
+    target: Option<Target>,
     writer: Option<Writer>,
+    report: Option<SinkReport>,
+}
+
+struct Target {
+    /// Trusted directory: links are followed only down to here.
+    root: PathBuf,
+    path: PathBuf,
+    kind: SinkKind,
+    /// The FIFO pinned when the sink was opened, used for its first writer.
+    pinned: Option<PinnedPath>,
 }
 
 enum Writer {
@@ -21,22 +61,52 @@ enum Writer {
 }
 
 impl Sink {
-    pub(super) fn new(path: &Path) -> Self {
-        Sink {
+    /// Opens `path` (below `root`) now, so a sink that is not what it should be fails the
+    /// task before its container starts: a FIFO is pinned (it need not have a reader
+    /// yet), a file is created or opened for appending.
+    pub fn open(
+        root: &Path,
+        path: &Path,
+        kind: SinkKind,
+        report: Option<SinkReport>,
+    ) -> Result<Self, LogError> {
+        let mut target = Target {
+            root: root.to_path_buf(),
             path: path.to_path_buf(),
-            writer: None,
-        }
+            kind,
+            pinned: None,
+        };
+        let writer = match kind {
+            SinkKind::Fifo => {
+                target.pinned = Some(target.pin_fifo().map_err(|e| target.refused(e))?);
+                None
+            }
+            SinkKind::File => Some(target.open_file().map_err(|e| target.refused(e))?),
+        };
+        Ok(Sink {
+            target: Some(target),
+            writer,
+            report,
+        })
     }
 
-    fn error(&self, reason: impl std::fmt::Display) -> LogError {
-        LogError::Sink {
-            path: self.path.display().to_string(),
-            reason: reason.to_string(),
+    /// An existing FIFO in a directory the caller trusts.
+    pub fn fifo(path: &Path) -> Result<Self, LogError> {
+        let root = path.parent().unwrap_or(Path::new("/"));
+        Sink::open(root, path, SinkKind::Fifo, None)
+    }
+
+    /// A sink that drops what it is given.
+    pub fn discard() -> Self {
+        Sink {
+            target: None,
+            writer: None,
+            report: None,
         }
     }
 
     /// Writes all of `data`, waiting for a FIFO reader whenever there is none.
-    /// `Ok(false)` when cancelled first.
+    /// `Ok(false)` when cancelled first. A sink refused on reopening discards from then on.
     pub(super) async fn write(
         &mut self,
         data: &[u8],
@@ -44,10 +114,17 @@ impl Sink {
     ) -> Result<bool, LogError> {
         let mut written = 0;
         while written < data.len() {
+            if self.target.is_none() {
+                return Ok(true);
+            }
             if self.writer.is_none() {
-                match self.open(cancel).await? {
-                    Some(w) => self.writer = Some(w),
-                    None => return Ok(false),
+                match self.reopen(cancel).await {
+                    Ok(Some(w)) => self.writer = Some(w),
+                    Ok(None) => return Ok(false),
+                    Err(refusal) => {
+                        self.refuse(refusal);
+                        return Ok(true);
+                    }
                 }
             }
             let result = match self.writer.as_mut() {
@@ -72,32 +149,52 @@ impl Sink {
         Ok(true)
     }
 
-    /// Opens the sink: a FIFO once it has a reader, anything else as an appended file.
-    async fn open(&self, cancel: &CancellationToken) -> Result<Option<Writer>, LogError> {
-        let is_fifo = match tokio::fs::metadata(&self.path).await {
-            Ok(m) => {
-                use std::os::unix::fs::FileTypeExt;
-                m.file_type().is_fifo()
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-            Err(e) => return Err(self.error(e)),
+    fn error(&self, reason: impl std::fmt::Display) -> LogError {
+        LogError::Sink {
+            path: self
+                .target
+                .as_ref()
+                .map(|t| t.path.display().to_string())
+                .unwrap_or_default(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Reports a refusal once and discards from then on.
+    fn refuse(&mut self, refusal: LogError) {
+        self.target = None;
+        self.writer = None;
+        let message = format!("{refusal}; this stream is discarded from now on");
+        match &self.report {
+            Some(report) => report(message),
+            None => eprintln!("{message}"),
+        }
+    }
+
+    /// A writer: the FIFO pinned at open for the first one, else the path reached again
+    /// without following links (logmon may have made a new FIFO), once it has a reader.
+    async fn reopen(&mut self, cancel: &CancellationToken) -> Result<Option<Writer>, LogError> {
+        let Some(target) = self.target.as_mut() else {
+            return Ok(None);
         };
-        if !is_fifo {
-            let file = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .await
-                .map_err(|e| self.error(e))?;
-            return Ok(Some(Writer::File(file)));
+        if target.kind == SinkKind::File {
+            return target.open_file().map(Some).map_err(|e| target.refused(e));
         }
         let mut wait = Duration::from_millis(50);
         loop {
-            match tokio::net::unix::pipe::OpenOptions::new().open_sender(&self.path) {
-                Ok(sender) => return Ok(Some(Writer::Fifo(sender))),
+            let pinned = match target.pinned.take() {
+                Some(pinned) => pinned,
+                None => target.pin_fifo().map_err(|e| target.refused(e))?,
+            };
+            match pinned.reopen(libc::O_WRONLY | libc::O_NONBLOCK) {
+                Ok(file) => {
+                    let sender = tokio::net::unix::pipe::Sender::from_file(file)
+                        .map_err(|e| target.failed(e))?;
+                    return Ok(Some(Writer::Fifo(sender)));
+                }
                 // ENXIO: no reader yet.
                 Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {}
-                Err(e) => return Err(self.error(e)),
+                Err(e) => return Err(target.failed(e)),
             }
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(None),
@@ -108,9 +205,43 @@ impl Sink {
     }
 }
 
+impl Target {
+    fn pin_fifo(&self) -> Result<PinnedPath, HostPathError> {
+        hostfs::pin_beneath(&self.root, &self.path)?.expect(FileKind::Fifo)
+    }
+
+    fn open_file(&self) -> Result<Writer, HostPathError> {
+        let name = self.path.file_name().unwrap_or(OsStr::new(""));
+        let parent = self.path.parent().unwrap_or(&self.root);
+        let file = VerifiedDir::open(&self.root, parent)?.append(name, LOG_FILE_MODE)?;
+        Ok(Writer::File(tokio::fs::File::from_std(file)))
+    }
+
+    fn refused(&self, e: HostPathError) -> LogError {
+        LogError::Refused {
+            path: self.path.display().to_string(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn failed(&self, e: io::Error) -> LogError {
+        LogError::Sink {
+            path: self.path.display().to_string(),
+            reason: e.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::symlink;
+    use std::sync::Mutex;
+
+    fn mkfifo(path: &Path) {
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+    }
 
     /// A FIFO reader that reads exactly `n` bytes. `read_write` keeps the read end from
     /// seeing EOF before the writer connects.
@@ -129,14 +260,20 @@ mod tests {
         })
     }
 
+    fn recorder() -> (SinkReport, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let report: SinkReport = Arc::new(move |m| record.lock().unwrap().push(m));
+        (report, seen)
+    }
+
     #[tokio::test]
     async fn fifo_sink_waits_for_a_reader_and_survives_a_new_one() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("stdout.fifo");
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .expect("mkfifo");
+        mkfifo(&path);
         let cancel = CancellationToken::new();
-        let mut sink = Sink::new(&path);
+        let mut sink = Sink::open(dir.path(), &path, SinkKind::Fifo, None).expect("open");
         let reader = fifo_reader(&path, 5);
         assert!(sink.write(b"first", &cancel).await.expect("write"));
         assert_eq!(reader.await.expect("reader task"), b"first");
@@ -153,26 +290,97 @@ mod tests {
     async fn waiting_for_a_reader_can_be_cancelled() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("nobody.fifo");
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .expect("mkfifo");
+        mkfifo(&path);
         let cancel = CancellationToken::new();
         cancel.cancel();
-        let mut sink = Sink::new(&path);
+        let mut sink = Sink::open(dir.path(), &path, SinkKind::Fifo, None).expect("open");
         assert!(!sink.write(b"x", &cancel).await.expect("no error"));
     }
 
+    #[test]
+    fn a_fifo_sink_is_never_created_nor_anything_but_a_fifo() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let logs = root.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        // Missing: not created.
+        let missing = logs.join(".web.stdout.fifo");
+        let e = Sink::open(root.path(), &missing, SinkKind::Fifo, None).err().unwrap();
+        assert!(matches!(e, LogError::Refused { .. }), "{e}");
+        assert!(!missing.exists());
+        // A link to a file the task wants written (e.g. /etc/cron.d/x): refused, not created.
+        let victim = root.path().join("cron.d-x");
+        symlink(&victim, &missing).unwrap();
+        let e = Sink::open(root.path(), &missing, SinkKind::Fifo, None).err().unwrap();
+        assert!(e.to_string().contains("is a symbolic link, expected a FIFO"), "{e}");
+        assert!(!victim.exists());
+        // A regular file in its place.
+        std::fs::remove_file(&missing).unwrap();
+        std::fs::write(&missing, "").unwrap();
+        let e = Sink::open(root.path(), &missing, SinkKind::Fifo, None).err().unwrap();
+        assert!(e.to_string().contains("is a regular file"), "{e}");
+        // The logs directory itself swapped for a link.
+        let elsewhere = tempfile::tempdir().unwrap();
+        mkfifo(&elsewhere.path().join(".web.stdout.fifo"));
+        std::fs::remove_dir_all(&logs).unwrap();
+        symlink(elsewhere.path(), &logs).unwrap();
+        let e = Sink::open(root.path(), &missing, SinkKind::Fifo, None).err().unwrap();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+    }
+
     #[tokio::test]
-    async fn plain_files_are_appended() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("out.log");
+    async fn a_fifo_replaced_by_a_link_after_a_reader_left_is_refused_and_reported() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join("out.fifo");
+        mkfifo(&path);
+        let cancel = CancellationToken::new();
+        let (report, seen) = recorder();
+        let mut sink = Sink::open(root.path(), &path, SinkKind::Fifo, Some(report)).unwrap();
+        let reader = fifo_reader(&path, 3);
+        assert!(sink.write(b"one", &cancel).await.unwrap());
+        assert_eq!(reader.await.unwrap(), b"one");
+        // The reader is gone; the task swaps the FIFO for a link to a host file.
+        let victim = root.path().join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        symlink(&victim, &path).unwrap();
+        for _ in 0..3 {
+            assert!(sink.write(b"two", &cancel).await.unwrap());
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "reported once: {seen:?}");
+        assert!(seen[0].contains(&path.display().to_string()), "{seen:?}");
+        assert!(seen[0].contains("symbolic link"), "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn file_sinks_append_regular_files_and_refuse_links() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let logs = root.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let path = logs.join("web.stdout.0");
         std::fs::write(&path, "old\n").expect("seed");
         let cancel = CancellationToken::new();
-        let mut sink = Sink::new(&path);
+        let mut sink = Sink::open(root.path(), &path, SinkKind::File, None).unwrap();
         assert!(sink.write(b"new\n", &cancel).await.expect("write"));
         assert_eq!(std::fs::read_to_string(&path).expect("read"), "old\nnew\n");
-        let bad = Sink::new(&dir.path().join("missing-dir/out.log"));
-        let mut bad = bad;
-        let e = bad.write(b"x", &cancel).await.expect_err("no such dir");
-        assert!(e.to_string().contains("missing-dir"), "{e}");
+
+        let victim = root.path().join("victim");
+        let linked = logs.join("web.stderr.0");
+        symlink(&victim, &linked).unwrap();
+        let e = Sink::open(root.path(), &linked, SinkKind::File, None).err().unwrap();
+        assert!(matches!(e, LogError::Refused { .. }), "{e}");
+        assert!(!victim.exists(), "the link's target was not created");
+
+        let e = Sink::open(root.path(), &root.path().join("missing/x"), SinkKind::File, None)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("missing"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn discard_takes_everything() {
+        let cancel = CancellationToken::new();
+        assert!(Sink::discard().write(b"x", &cancel).await.unwrap());
     }
 }

@@ -11,9 +11,10 @@ use tonic::Status;
 
 use crate::driver::config::DriverConfig;
 use crate::driver::error::DriverError;
+use crate::driver::model::WARNING_ANNOTATION;
 use crate::driver::Driver;
 
-use super::status;
+use super::{logging, status};
 
 #[derive(Default)]
 pub(crate) struct ConfiguredDriver {
@@ -44,7 +45,37 @@ impl ConfiguredDriver {
         }
         let driver = Driver::new(config)?;
         driver.start_garbage_collection();
+        log_warning_events(&driver);
         *current = Some(driver);
         Ok(true)
     }
+}
+
+/// Task events the core marks as warnings (a refused log sink, ...) also go to the
+/// plugin's log, where an operator looks first.
+fn log_warning_events(driver: &Driver) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let mut events = driver.subscribe_events();
+    runtime.spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(kind) = event.annotations.get(WARNING_ANNOTATION) {
+                        logging::warn(
+                            &event.message,
+                            &[
+                                ("warning", kind),
+                                ("task_id", &event.task_id),
+                                ("alloc_id", &event.alloc_id),
+                            ],
+                        );
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use prost_types::Timestamp;
 
+use crate::driver::logs::SinkKind;
 use crate::driver::config::DriverConfig;
 use crate::driver::model::{
     Attribute, DriverNetwork, ExitResult, Fingerprint, Health, TaskEvent, TaskRunState, TaskStats,
@@ -165,6 +166,7 @@ pub(crate) fn task_context(task: &drivers::TaskConfig) -> Result<TaskContext, St
         }),
         stdout_path: optional_path(&task.stdout_path),
         stderr_path: optional_path(&task.stderr_path),
+        log_sink: SinkKind::Fifo,
         kill_signal: None,
         kill_timeout: DEFAULT_KILL_TIMEOUT,
     })

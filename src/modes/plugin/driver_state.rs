@@ -40,7 +40,17 @@ pub(crate) fn decode(handle: &drivers::TaskHandle) -> Result<TaskState, String> 
             .map_err(|e| format!("cannot decode driver state version {}: {e}", handle.version))?
     };
     state.task_id.clone_from(&config.id);
+    if state.log.root.is_none() {
+        // State written before the root was recorded (and the Go plugin's): the handle's
+        // config names the allocation the sinks are in.
+        state.log.root = alloc_root(config);
+    }
     Ok(state)
+}
+
+/// The directory mounted at `/alloc`, below which the task controls every path.
+fn alloc_root(config: &drivers::TaskConfig) -> Option<PathBuf> {
+    (!config.alloc_dir.is_empty()).then(|| PathBuf::from(&config.alloc_dir).join("alloc"))
 }
 
 fn from_go_plugin(config: &drivers::TaskConfig, bytes: &[u8]) -> Result<TaskState, String> {
@@ -60,6 +70,7 @@ fn from_go_plugin(config: &drivers::TaskConfig, bytes: &[u8]) -> Result<TaskStat
             forward: go.log_streamer,
             stdout_path: path(&config.stdout_path),
             stderr_path: path(&config.stderr_path),
+            ..LogTarget::default()
         },
         network: go.network,
         image_id: String::new(),

@@ -1,6 +1,7 @@
 //! The container that holds a bridge group's network namespace (Nomad's `nomad_init`
 //! pause container): it publishes the group's ports and every task joins it.
 
+use crate::driver::logs::SinkKind;
 use serde_json::json;
 
 use crate::driver::task::{TaskConfig, TaskContext, TaskSpec};
@@ -44,6 +45,7 @@ pub async fn start(ctx: &AllocContext, image: &str) -> Result<BridgeNamespace, S
         ports: Some(core_ports(&ctx.ports)),
         stdout_path: Some(ctx.dir.stdout(INFRA_TASK)),
         stderr_path: Some(ctx.dir.stderr(INFRA_TASK)),
+        log_sink: SinkKind::File,
         kill_timeout: std::time::Duration::from_secs(2),
         ..TaskContext::default()
     };

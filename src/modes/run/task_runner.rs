@@ -2,6 +2,7 @@
 //! task-time interpolation, start through the core, wait, kill on request, and Nomad's
 //! restart policy.
 
+use crate::driver::logs::SinkKind;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -383,6 +384,7 @@ async fn prepare(ctx: &AllocContext, task: &Task, attempt: u32) -> Result<TaskSp
             }),
         stdout_path: Some(ctx.dir.stdout(&task.name)),
         stderr_path: Some(ctx.dir.stderr(&task.name)),
+        log_sink: SinkKind::File,
         kill_signal: task.kill_signal.clone(),
         kill_timeout: task.kill_timeout,
         ..TaskContext::default()

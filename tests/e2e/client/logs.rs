@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use nomad_driver_podman::driver::logs::{
-    FileEvents, LogCursor, LogForwardConfig, LogForwarder, LogSource,
+    FileEvents, LogCursor, LogForwardConfig, LogForwarder, LogSource, Sink,
 };
 use nomad_driver_podman::driver::model::ExitResult;
 use nomad_driver_podman::driver::monitor::ExitState;
@@ -71,8 +71,8 @@ fn config(
 ) -> LogForwardConfig {
     LogForwardConfig {
         container_id: id.to_string(),
-        stdout,
-        stderr,
+        stdout: Sink::fifo(&stdout).expect("stdout FIFO"),
+        stderr: Sink::fifo(&stderr).expect("stderr FIFO"),
         cursor,
         source,
         exited: exit_watch(client, id),
