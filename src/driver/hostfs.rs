@@ -408,8 +408,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn mkfifo(path: &Path) {
-        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .expect("mkfifo");
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
     }
 
     #[test]
@@ -510,8 +509,8 @@ mod tests {
         std::fs::write(&victim, "untouched").unwrap();
         std::fs::create_dir(root.path().join("local")).unwrap();
         symlink(&victim, root.path().join("local/app.conf")).unwrap();
-        let dir = VerifiedDir::open_or_create(root.path(), &root.path().join("local"), 0o755)
-            .unwrap();
+        let dir =
+            VerifiedDir::open_or_create(root.path(), &root.path().join("local"), 0o755).unwrap();
         dir.replace(OsStr::new("app.conf"), b"rendered", 0o640)
             .unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
@@ -521,7 +520,9 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(meta.permissions().mode() & 0o777, 0o640);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "rendered");
-        let leftovers = std::fs::read_dir(root.path().join("local")).unwrap().count();
+        let leftovers = std::fs::read_dir(root.path().join("local"))
+            .unwrap()
+            .count();
         assert_eq!(leftovers, 1, "no temporary file left behind");
     }
 

@@ -239,8 +239,7 @@ mod tests {
     use std::sync::Mutex;
 
     fn mkfifo(path: &Path) {
-        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .expect("mkfifo");
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
     }
 
     /// A FIFO reader that reads exactly `n` bytes. `read_write` keeps the read end from
@@ -304,26 +303,38 @@ mod tests {
         std::fs::create_dir(&logs).unwrap();
         // Missing: not created.
         let missing = logs.join(".web.stdout.fifo");
-        let e = Sink::open(root.path(), &missing, SinkKind::Fifo, None).err().unwrap();
+        let e = Sink::open(root.path(), &missing, SinkKind::Fifo, None)
+            .err()
+            .unwrap();
         assert!(matches!(e, LogError::Refused { .. }), "{e}");
         assert!(!missing.exists());
         // A link to a file the task wants written (e.g. /etc/cron.d/x): refused, not created.
         let victim = root.path().join("cron.d-x");
         symlink(&victim, &missing).unwrap();
-        let e = Sink::open(root.path(), &missing, SinkKind::Fifo, None).err().unwrap();
-        assert!(e.to_string().contains("is a symbolic link, expected a FIFO"), "{e}");
+        let e = Sink::open(root.path(), &missing, SinkKind::Fifo, None)
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .contains("is a symbolic link, expected a FIFO"),
+            "{e}"
+        );
         assert!(!victim.exists());
         // A regular file in its place.
         std::fs::remove_file(&missing).unwrap();
         std::fs::write(&missing, "").unwrap();
-        let e = Sink::open(root.path(), &missing, SinkKind::Fifo, None).err().unwrap();
+        let e = Sink::open(root.path(), &missing, SinkKind::Fifo, None)
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("is a regular file"), "{e}");
         // The logs directory itself swapped for a link.
         let elsewhere = tempfile::tempdir().unwrap();
         mkfifo(&elsewhere.path().join(".web.stdout.fifo"));
         std::fs::remove_dir_all(&logs).unwrap();
         symlink(elsewhere.path(), &logs).unwrap();
-        let e = Sink::open(root.path(), &missing, SinkKind::Fifo, None).err().unwrap();
+        let e = Sink::open(root.path(), &missing, SinkKind::Fifo, None)
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("symbolic link"), "{e}");
     }
 
@@ -368,13 +379,20 @@ mod tests {
         let victim = root.path().join("victim");
         let linked = logs.join("web.stderr.0");
         symlink(&victim, &linked).unwrap();
-        let e = Sink::open(root.path(), &linked, SinkKind::File, None).err().unwrap();
+        let e = Sink::open(root.path(), &linked, SinkKind::File, None)
+            .err()
+            .unwrap();
         assert!(matches!(e, LogError::Refused { .. }), "{e}");
         assert!(!victim.exists(), "the link's target was not created");
 
-        let e = Sink::open(root.path(), &root.path().join("missing/x"), SinkKind::File, None)
-            .err()
-            .unwrap();
+        let e = Sink::open(
+            root.path(),
+            &root.path().join("missing/x"),
+            SinkKind::File,
+            None,
+        )
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("missing"), "{e}");
     }
 

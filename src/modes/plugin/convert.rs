@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use prost_types::Timestamp;
 
-use crate::driver::logs::SinkKind;
 use crate::driver::config::DriverConfig;
+use crate::driver::logs::SinkKind;
 use crate::driver::model::{
     Attribute, DriverNetwork, ExitResult, Fingerprint, Health, TaskEvent, TaskRunState, TaskStats,
     TaskStatus,

@@ -2,6 +2,7 @@
 //! task-time interpolation, start through the core, wait, kill on request, and Nomad's
 //! restart policy.
 
+use crate::driver::hostfs::VerifiedDir;
 use crate::driver::logs::SinkKind;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -422,6 +423,29 @@ fn resources(task: &Task, node: &BTreeMap<String, String>) -> TaskResources {
     }
 }
 
+/// Writes a rendered template at `path` inside the allocation `root`: every directory
+/// below the root is reached (or made) without following links, and the file is replaced
+/// through a fresh temporary file, so a link the task planted in `/local` or `/alloc`
+/// redirects nothing.
+async fn write_rendered(
+    root: &std::path::Path,
+    path: PathBuf,
+    contents: Vec<u8>,
+    mode: u32,
+) -> Result<(), String> {
+    let root = root.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(format!("{} names no file", path.display()));
+        };
+        VerifiedDir::open_or_create(&root, parent, 0o755)
+            .and_then(|dir| dir.replace(name, &contents, mode))
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("writing the template failed: {e}"))?
+}
+
 /// Renders the task's templates into its directory; returns the env of `env = true` ones.
 async fn render_templates(
     ctx: &AllocContext,
@@ -449,18 +473,14 @@ async fn render_templates(
             .dir
             .template_destination(&task.name, &destination)
             .ok_or_else(|| format!("{where_}: the destination leaves the allocation directory"))?;
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|e| format!("{where_}: {e}"))?;
-        }
-        tokio::fs::write(&path, &rendered)
-            .await
-            .map_err(|e| format!("{where_}: {e}"))?;
-        use std::os::unix::fs::PermissionsExt;
-        tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(spec.perms))
-            .await
-            .map_err(|e| format!("{where_}: {e}"))?;
+        write_rendered(
+            &ctx.dir.root,
+            path,
+            rendered.clone().into_bytes(),
+            spec.perms,
+        )
+        .await
+        .map_err(|e| format!("{where_}: {e}"))?;
         if spec.env {
             template_env.extend(parse_env_file(&rendered).map_err(|e| format!("{where_}: {e}"))?);
         }

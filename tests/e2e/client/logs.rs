@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use nomad_driver_podman::driver::logs::{
-    FileEvents, LogCursor, LogForwardConfig, LogForwarder, LogSource, Sink,
+    FileEvents, LogCursor, LogForwardConfig, LogForwarder, LogSource, Sink, SinkKind,
 };
 use nomad_driver_podman::driver::model::ExitResult;
 use nomad_driver_podman::driver::monitor::ExitState;
@@ -62,6 +62,18 @@ fn exit_watch(client: &PodmanClient, id: &str) -> watch::Receiver<ExitState> {
     rx
 }
 
+/// A FIFO sink where the test made a FIFO, a file sink otherwise.
+fn sink(path: &Path) -> Sink {
+    use std::os::unix::fs::FileTypeExt;
+    let is_fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+    let kind = if is_fifo {
+        SinkKind::Fifo
+    } else {
+        SinkKind::File
+    };
+    Sink::open(path.parent().expect("parent"), path, kind, None).expect("sink")
+}
+
 fn config(
     client: &PodmanClient,
     id: &str,
@@ -71,8 +83,8 @@ fn config(
 ) -> LogForwardConfig {
     LogForwardConfig {
         container_id: id.to_string(),
-        stdout: Sink::fifo(&stdout).expect("stdout FIFO"),
-        stderr: Sink::fifo(&stderr).expect("stderr FIFO"),
+        stdout: sink(&stdout),
+        stderr: sink(&stderr),
         cursor,
         source,
         exited: exit_watch(client, id),
