@@ -9,7 +9,8 @@
 //! * When no socket block is named `default`, the first block also answers to `default`
 //!   (Go flags it as default but tasks that leave `socket` unset still fail).
 //! * `unix://run/...` (two slashes) names the absolute path `/run/...`.
-//! * New operator gates: `allow_privileged`, `allow_caps`; new garbage collection:
+//! * New operator gates: `allow_privileged`, `allow_caps`, `allow_devices`,
+//!   `allow_host_network` (see [`super::gates`]); new garbage collection:
 //!   `gc.image`, `gc.image_delay`, `gc.dangling_containers`. Their defaults keep the Go
 //!   behaviour (everything allowed, no image GC).
 
@@ -51,6 +52,11 @@ pub struct DriverConfig {
     pub allow_privileged: bool,
     /// Capabilities tasks may add with `cap_add`; `"all"` allows any.
     pub allow_caps: Vec<String>,
+    /// Globs over the host device paths tasks may map with `devices`; `*` allows any.
+    /// Devices Nomad's device plugins assign are not affected.
+    pub allow_devices: Vec<String>,
+    /// When false, `network_mode = "host"` is refused.
+    pub allow_host_network: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +177,8 @@ impl Default for DriverConfig {
             dns_servers: Vec::new(),
             allow_privileged: true,
             allow_caps: vec!["all".to_string()],
+            allow_devices: vec!["*".to_string()],
+            allow_host_network: true,
         }
     }
 }
@@ -199,6 +207,8 @@ impl DriverConfig {
             "dns_servers",
             "allow_privileged",
             "allow_caps",
+            "allow_devices",
+            "allow_host_network",
         ])?;
 
         if let Some(auth) = root.block("auth")? {
@@ -285,6 +295,12 @@ impl DriverConfig {
         }
         if root.get("allow_caps").is_some() {
             config.allow_caps = root.strings("allow_caps")?;
+        }
+        if root.get("allow_devices").is_some() {
+            config.allow_devices = root.strings("allow_devices")?;
+        }
+        if let Some(allow) = root.bool("allow_host_network")? {
+            config.allow_host_network = allow;
         }
         config.sockets()?;
         Ok(config)
@@ -449,6 +465,8 @@ mod tests {
         assert_eq!(config.logging.driver, "nomad");
         assert!(config.allow_privileged);
         assert_eq!(config.allow_caps, vec!["all"]);
+        assert_eq!(config.allow_devices, vec!["*"]);
+        assert!(config.allow_host_network);
         assert_eq!(config.client_http_timeout, Duration::from_secs(60));
         assert_eq!(DriverConfig::from_value(&Value::Null).unwrap(), config);
     }
@@ -492,10 +510,14 @@ mod tests {
             "dns_servers": ["1.1.1.1", "2606:4700::1111"],
             "allow_privileged": false,
             "allow_caps": ["chown", "net_raw"],
+            "allow_devices": ["/dev/fuse", "/dev/dri/*"],
+            "allow_host_network": false,
         });
         let config = DriverConfig::from_value(&value).unwrap();
         assert_eq!(config.auth.config, "/etc/auth.json");
         assert_eq!(config.auth.helper, "pass");
+        assert_eq!(config.allow_devices, vec!["/dev/fuse", "/dev/dri/*"]);
+        assert!(!config.allow_host_network);
         assert!(!config.volumes.enabled);
         assert!(config.gc.image);
         assert_eq!(config.gc.image_delay, Duration::from_secs(600));

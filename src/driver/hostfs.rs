@@ -396,6 +396,37 @@ fn pinned(fd: OwnedFd, path: PathBuf) -> Result<PinnedPath, HostPathError> {
     })
 }
 
+/// `(st_dev, st_ino)` of `path` resolved inside the directory `root` as if it were `/`
+/// (links included, none leaving it): what a process whose root is `root` sees there.
+/// Needs `openat2` (Linux 5.6).
+pub fn identity_in_root(root: &Path, path: &Path) -> io::Result<(u64, u64)> {
+    let root_fd = open_root(root).map_err(|e| match e {
+        HostPathError::Io { source, .. } => source,
+        other => io::Error::other(other.to_string()),
+    })?;
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: valid dirfd, NUL-terminated path and an open_how of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root_fd.as_raw_fd(),
+            c_path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = libc::c_int::try_from(fd).map_err(io::Error::other)?;
+    // SAFETY: just opened, owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    identity_of(&fd)
+}
+
 /// `(st_dev, st_ino)` of an open file.
 pub fn identity_of(file: &impl AsRawFd) -> io::Result<(u64, u64)> {
     let stat = fstat(file)?;
@@ -524,6 +555,35 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(leftovers, 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn identity_in_root_resolves_links_inside_the_root_only() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("data")).unwrap();
+        symlink("/data", root.path().join("abs")).unwrap();
+        symlink("../../../../etc", root.path().join("up")).unwrap();
+        let data = identity_of(&File::open(root.path().join("data")).unwrap()).unwrap();
+        assert_eq!(
+            identity_in_root(root.path(), Path::new("/abs")).unwrap(),
+            data
+        );
+        assert_eq!(
+            identity_in_root(root.path(), Path::new("/data")).unwrap(),
+            data
+        );
+        // `..` past the root stays at the root.
+        let top = identity_of(&File::open(root.path()).unwrap()).unwrap();
+        assert_eq!(
+            identity_in_root(root.path(), Path::new("/up"))
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::NotFound
+        );
+        assert_eq!(
+            identity_in_root(root.path(), Path::new("/..")).unwrap(),
+            top
+        );
     }
 
     #[test]

@@ -5,12 +5,14 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
+use super::gates;
 use super::handle::{LogTarget, TaskState, TASK_STATE_VERSION};
+use super::hostfs;
 use super::image::{ImageProgress, ImageRequest, Platform, RegistryAuth};
 use super::logs::{self, FileEvents, LogCursor, LogForwardConfig, LogForwarder, LogSource, Sink};
 use super::model::{DriverNetwork, ExitResult, TaskRunState, TaskStatus, PULL_PROGRESS_ANNOTATION};
 use super::monitor::{ExitState, Monitor};
-use super::podman::{ContainerInspect, DeleteOptions, PodmanError};
+use super::podman::{ContainerInspect, DeleteOptions, PodmanClient, PodmanError};
 use super::spec;
 use super::task::TaskSpec;
 use super::{Driver, DriverError, Socket, StartedTask, Task, KILL_SETTLE};
@@ -39,6 +41,7 @@ impl Driver {
             .map_err(DriverError::podman(&task_id, "ask podman about its host"))?;
         // Everything that can be checked without podman is checked before touching it.
         self.build_spec(&spec, &facts, "").await?;
+        self.check_join_targets(&spec, &socket).await?;
 
         // The sinks are opened before the container exists: a sink that is not what the
         // orchestrator made fails the start with nothing to clean up.
@@ -87,6 +90,46 @@ impl Driver {
         let logs = sinks.map(|sinks| (sinks, SystemTime::UNIX_EPOCH));
         self.register(state.clone(), socket, ExitState::Running, logs);
         Ok(StartedTask { state, network })
+    }
+
+    /// With `allow_privileged = false` a task joins the namespaces of its own allocation's
+    /// containers only (by podman's record of their allocation label).
+    async fn check_join_targets(
+        &self,
+        spec: &TaskSpec,
+        socket: &Socket,
+    ) -> Result<(), DriverError> {
+        let task_id = spec.context.id.as_str();
+        let spec_error = |source| DriverError::Spec {
+            task: task_id.to_string(),
+            source,
+        };
+        let alloc_id = spec.context.alloc_id.as_str();
+        for (option, target) in
+            gates::join_targets(&spec.config, &self.config).map_err(spec_error)?
+        {
+            let same_alloc = match socket.client.container_inspect(&target).await {
+                Ok(found) => {
+                    !alloc_id.is_empty()
+                        && found
+                            .config
+                            .labels
+                            .get(&format!("{}alloc_id", spec::LABEL_PREFIX))
+                            == Some(&alloc_id.to_string())
+                }
+                Err(e) if e.is_not_found() => false,
+                Err(e) => {
+                    return Err(DriverError::podman(
+                        task_id,
+                        "look up the container to join",
+                    )(e))
+                }
+            };
+            if !same_alloc {
+                return Err(spec_error(gates::foreign_container(option, &target)));
+            }
+        }
+        Ok(())
     }
 
     /// The container spec of a task. Off the async threads: with `volumes.enabled = false`
@@ -145,6 +188,12 @@ impl Driver {
             Some(name) => (name, false),
             None => (self.prepare_image(spec, socket, &request).await?, true),
         };
+        // Held until the mounts are verified, so what was checked cannot be swapped.
+        let pinned_volumes =
+            spec::pin_volume_sources(spec, &self.config).map_err(|source| DriverError::Spec {
+                task: task_id.to_string(),
+                source,
+            })?;
         let mut name_cleared = false;
         let created = loop {
             let body = self.build_spec(spec, facts, &image).await?;
@@ -167,6 +216,10 @@ impl Driver {
             self.emit(&spec.context, format!("podman: {warning}"));
         }
         let started = async {
+            if !pinned_volumes.is_empty() {
+                self.verify_volume_mounts(task_id, client, &created.id, &pinned_volumes)
+                    .await?;
+            }
             client
                 .container_start(&created.id)
                 .await
@@ -185,6 +238,52 @@ impl Driver {
             let _ = client.container_delete(&created.id, REMOVE).await;
         }
         started
+    }
+
+    /// Makes podman set the container up without running it, then checks that each
+    /// checked volume target shows the very directory or file that was checked: a link a
+    /// sibling task swapped into the source path after the check would have been followed
+    /// by the OCI runtime.
+    async fn verify_volume_mounts(
+        &self,
+        task_id: &str,
+        client: &PodmanClient,
+        container_id: &str,
+        pinned: &[(String, hostfs::PinnedPath)],
+    ) -> Result<(), DriverError> {
+        client
+            .container_init(container_id)
+            .await
+            .map_err(DriverError::podman(task_id, "initialize the container"))?;
+        let inspect = client
+            .container_inspect(container_id)
+            .await
+            .map_err(DriverError::podman(
+                task_id,
+                "inspect the initialized container",
+            ))?;
+        let root = std::path::PathBuf::from(format!("/proc/{}/root", inspect.state.pid));
+        for (target, source) in pinned {
+            let seen = hostfs::identity_in_root(&root, std::path::Path::new(target));
+            if seen.as_ref().ok() != Some(&source.identity()) {
+                let what = match seen {
+                    Ok(_) => "shows another file than the one checked (was a link swapped in?)"
+                        .to_string(),
+                    Err(e) => format!("cannot be verified: {e}"),
+                };
+                return Err(DriverError::Spec {
+                    task: task_id.to_string(),
+                    source: spec::SpecError::Denied {
+                        option: "config.volumes".into(),
+                        reason: format!(
+                            "the mount of {} at {target} {what}; refused (plugin option volumes.enabled = false)",
+                            source.path().display()
+                        ),
+                    },
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The task's container name is taken: returns the container when it runs (to be

@@ -24,6 +24,7 @@ pub mod decode;
 pub mod error;
 mod exec;
 pub mod facts;
+mod gates;
 mod gc;
 pub mod handle;
 pub mod hostfs;

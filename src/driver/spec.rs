@@ -17,20 +17,22 @@
 //! * `userns = "ns:<path>"` is sent as podman's `path` namespace mode.
 //! * `memory_swap = "-1"` (unlimited) is sent as the largest limit, which podman accepts;
 //!   a swap limit without a memory limit, or below it, is refused with the option named.
-//! * Operator gates: `privileged` needs `allow_privileged`; `cap_add` must be within
-//!   `allow_caps`.
-//! * With `volumes.enabled = false`, host paths are checked after resolving symlinks, so a
-//!   link inside the allocation cannot point outside it.
+//! * Operator gates ([`super::gates`]): `allow_privileged`, `allow_caps`, `allow_devices`,
+//!   `allow_host_network`, and `volumes.enabled = false` for every host path.
+//! * With `volumes.enabled = false`, a volume source inside the allocation is reached
+//!   without following any link below the alloc dir (a link there is refused, wherever it
+//!   points), and the core checks after podman made the mounts that each one shows the
+//!   file it checked (a sibling task may swap a link in between).
 //! * `extra_hosts` IPv6 entries written `host:[::1]` reach podman without brackets.
 //! * Log option `max-size` becomes podman's log size limit (Go passes it as an option,
 //!   which podman's API ignores); `tag` with the k8s-file (nomad) driver is refused, as
 //!   conmon cannot start such a container.
 //!
-//! [`build`] touches the filesystem only for that symlink check.
+//! [`build`] touches the filesystem only for that check of volume sources.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -38,6 +40,8 @@ use serde_json::{json, Map, Value};
 
 use super::config::DriverConfig;
 use super::decode::ConfigError;
+use super::gates::{self, glob_match, lexical_clean as clean};
+use super::hostfs::{self, FileKind, HostPathError, PinnedPath};
 use super::secopt::Userns;
 use super::task::{container_name, IpcMode, NetworkMode, TaskConfig, TaskSpec};
 
@@ -164,7 +168,7 @@ pub fn build(
 ) -> Result<Value, SpecError> {
     let config = &spec.config;
     config.validate()?;
-    check_gates(config, driver)?;
+    gates::check(config, driver)?;
 
     let mut out = Map::new();
     out.insert("name".into(), json!(spec.container_name()));
@@ -215,47 +219,6 @@ pub fn build(
         out.insert("portmappings".into(), Value::Array(ports));
     }
     Ok(Value::Object(out))
-}
-
-fn check_gates(config: &TaskConfig, driver: &DriverConfig) -> Result<(), SpecError> {
-    if config.privileged && !driver.allow_privileged {
-        return Err(SpecError::Denied {
-            option: "config.privileged".into(),
-            reason:
-                "privileged containers are disabled by the plugin option allow_privileged = false"
-                    .into(),
-        });
-    }
-    let allowed: Vec<String> = driver.allow_caps.iter().map(|c| cap_name(c)).collect();
-    if allowed.iter().any(|c| c == "all") {
-        return Ok(());
-    }
-    let denied: Vec<&str> = config
-        .cap_add
-        .iter()
-        .filter(|cap| !allowed.contains(&cap_name(cap)))
-        .map(String::as_str)
-        .collect();
-    if denied.is_empty() {
-        return Ok(());
-    }
-    Err(SpecError::Denied {
-        option: "config.cap_add".into(),
-        reason: format!(
-            "capabilities {} are not in the plugin option allow_caps ({})",
-            denied.join(", "),
-            driver.allow_caps.join(", ")
-        ),
-    })
-}
-
-/// `CAP_NET_ADMIN`, `net_admin` and `NET_ADMIN` are the same capability.
-fn cap_name(cap: &str) -> String {
-    let lower = cap.trim().to_ascii_lowercase();
-    lower
-        .strip_prefix("cap_")
-        .map(str::to_string)
-        .unwrap_or(lower)
 }
 
 fn insert_process(out: &mut Map<String, Value>, spec: &TaskSpec) -> Result<(), SpecError> {
@@ -357,25 +320,6 @@ fn labels(spec: &TaskSpec, driver: &DriverConfig) -> BTreeMap<String, String> {
     labels
 }
 
-/// `*` matches any run of characters; everything else matches itself.
-fn glob_match(pattern: &str, text: &str) -> bool {
-    let Some((first, rest)) = pattern.split_once('*') else {
-        return pattern == text;
-    };
-    let Some(mut remaining) = text.strip_prefix(first) else {
-        return false;
-    };
-    let mut pieces: Vec<&str> = rest.split('*').collect();
-    let last = pieces.pop().unwrap_or("");
-    for piece in pieces {
-        match remaining.find(piece) {
-            Some(at) => remaining = &remaining[at + piece.len()..],
-            None => return false,
-        }
-    }
-    remaining.len() >= last.len() && remaining.ends_with(last)
-}
-
 fn insert_logging(
     out: &mut Map<String, Value>,
     config: &TaskConfig,
@@ -467,7 +411,7 @@ fn mounts(spec: &TaskSpec, driver: &DriverConfig) -> Result<Vec<Value>, SpecErro
     }
     for volume in config.bind_volumes()? {
         let entry = format!("{}:{}", volume.source, volume.target);
-        let source = volume_source(spec, driver, &volume.source, &entry)?;
+        let (source, _) = volume_source(spec, driver, &volume.source, &entry)?;
         mounts.push(bind(&source, &volume.target, volume.options));
     }
     for mount in &context.mounts {
@@ -508,7 +452,7 @@ fn volume_source(
     driver: &DriverConfig,
     source: &str,
     entry: &str,
-) -> Result<PathBuf, SpecError> {
+) -> Result<(PathBuf, Option<PinnedPath>), SpecError> {
     let context = &spec.context;
     let raw = Path::new(source);
     let joined = if raw.is_absolute() {
@@ -528,7 +472,7 @@ fn volume_source(
     };
     let cleaned = clean(&joined);
     if driver.volumes.enabled {
-        return Ok(cleaned);
+        return Ok((cleaned, None));
     }
     let denied = || {
         SpecError::Denied {
@@ -539,48 +483,55 @@ fn volume_source(
     }
     };
     let alloc_dir = context.alloc_dir.as_deref().ok_or_else(denied)?;
-    let inside = real_path(&cleaned).starts_with(real_path(&clean(alloc_dir)));
-    if inside {
-        Ok(cleaned)
-    } else {
-        Err(denied())
+    match pin_inside(alloc_dir, &cleaned) {
+        Ok(pinned) => Ok((cleaned, Some(pinned))),
+        Err(HostPathError::Outside { .. }) => Err(denied()),
+        Err(e) => Err(SpecError::Denied {
+            option: "config.volumes".into(),
+            reason: format!("{entry:?}: {e} (plugin option volumes.enabled = false)"),
+        }),
     }
 }
 
-/// `..` and `.` removed without touching the filesystem.
-fn clean(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
+/// Pins a volume source below the allocation dir without following any link below it
+/// (the task controls everything there). The source may be spelled with the alloc dir
+/// as the orchestrator gave it or with its links resolved.
+fn pin_inside(alloc_dir: &Path, source: &Path) -> Result<PinnedPath, HostPathError> {
+    let alloc_dir = clean(alloc_dir);
+    let pinned = match hostfs::pin_beneath(&alloc_dir, source) {
+        Err(HostPathError::Outside { .. }) => {
+            let real = alloc_dir.canonicalize().map_err(|e| HostPathError::Io {
+                path: alloc_dir.clone(),
+                source: e,
+            })?;
+            hostfs::pin_beneath(&real, source)?
         }
+        other => other?,
+    };
+    match pinned.kind() {
+        FileKind::Directory | FileKind::Regular => Ok(pinned),
+        _ => pinned.expect(FileKind::Directory),
     }
-    out
 }
 
-/// The path with every symlink of its longest existing prefix resolved.
-fn real_path(path: &Path) -> PathBuf {
-    let mut existing = path.to_path_buf();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(real) = existing.canonicalize() {
-            return rest.iter().rev().fold(real, |acc, part| acc.join(part));
-        }
-        match (
-            existing.file_name().map(|n| n.to_os_string()),
-            existing.parent(),
-        ) {
-            (Some(name), Some(parent)) => {
-                rest.push(name);
-                existing = parent.to_path_buf();
-            }
-            _ => return path.to_path_buf(),
+/// The host volume sources of a task with `volumes.enabled = false`, pinned (target,
+/// source): the caller checks after the container's mounts are made that each target
+/// shows the pinned file, since a sibling task can swap a link in between.
+pub fn pin_volume_sources(
+    spec: &TaskSpec,
+    driver: &DriverConfig,
+) -> Result<Vec<(String, PinnedPath)>, SpecError> {
+    if driver.volumes.enabled {
+        return Ok(Vec::new());
+    }
+    let mut pins = Vec::new();
+    for volume in spec.config.bind_volumes()? {
+        let entry = format!("{}:{}", volume.source, volume.target);
+        if let (_, Some(pinned)) = volume_source(spec, driver, &volume.source, &entry)? {
+            pins.push((volume.target, pinned));
         }
     }
+    Ok(pins)
 }
 
 fn devices(spec: &TaskSpec) -> Vec<Value> {
@@ -1293,14 +1244,19 @@ mod tests {
             build_with(&s, &driver, &HostFacts::default())
         };
         assert!(with("data:/data").is_ok());
-        assert!(with("not-yet/there:/x").is_ok());
         assert!(with(&format!("{}:/a", alloc.display())).is_ok());
-        for bad in [
-            "/etc:/etc",
-            "../../outside:/o",
-            "escape:/e",
-            "escape/passwd:/p",
+        // A link below the alloc dir is never followed, wherever it points; a missing
+        // source says so (podman would fail on it later).
+        for (bad, why) in [
+            ("escape:/e", "is a symbolic link"),
+            ("escape/passwd:/p", "is a symbolic link or not a directory"),
+            ("not-yet/there:/x", "No such file or directory"),
         ] {
+            let err = with(bad).unwrap_err();
+            assert_eq!(err.field(), "config.volumes", "{bad}");
+            assert!(err.to_string().contains(why), "{bad}: {err}");
+        }
+        for bad in ["/etc:/etc", "../../outside:/o"] {
             let err = with(bad).unwrap_err();
             assert_eq!(err.field(), "config.volumes", "{bad}");
             assert!(matches!(err, SpecError::Denied { .. }), "{bad}");

@@ -434,6 +434,14 @@ impl PodmanClient {
             .await
     }
 
+    /// `POST /libpod/containers/{id}/init`: the OCI runtime creates the container (mounts
+    /// made, process not yet run).
+    pub async fn container_init(&self, id: &str) -> Result<(), PodmanError> {
+        let path = container_path(id, "/init", &Query::new());
+        self.post_empty(&format!("initialize container {id}"), path, self.timeout())
+            .await
+    }
+
     /// `GET /libpod/containers/{id}/json`.
     pub async fn container_inspect(&self, id: &str) -> Result<ContainerInspect, PodmanError> {
         let op = format!("inspect container {id}");

@@ -256,6 +256,20 @@ pub fn config_schema() -> Spec {
                 &list_literal(&defaults.allow_caps),
             ),
         ),
+        (
+            "allow_devices",
+            default(
+                attr("allow_devices", "list(string)"),
+                &list_literal(&defaults.allow_devices),
+            ),
+        ),
+        (
+            "allow_host_network",
+            default(
+                attr("allow_host_network", "bool"),
+                &defaults.allow_host_network.to_string(),
+            ),
+        ),
     ])
 }
 
