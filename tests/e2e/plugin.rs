@@ -4,11 +4,12 @@
 
 pub(crate) mod agent;
 pub(crate) mod alloc;
+mod attacks;
 pub(crate) mod bed;
 mod cty_msgpack;
 mod decode;
 mod exec;
-mod gates;
+pub(crate) mod gates;
 mod hcldec;
 mod lifecycle;
 mod process;

@@ -64,6 +64,21 @@ impl Bed {
     }
 }
 
+/// The recommended locked-down agent config example.
+pub const LOCKED_DOWN_EXAMPLE: &str = include_str!("../../../examples/agent/locked-down.hcl");
+
+/// A plugin launched like the agent does and configured with the locked-down example.
+pub async fn locked_down_plugin(bed: &Bed) -> Plugin {
+    let plugin = Plugin::launch(bed.socket_dir()).await;
+    let schema = config_schema(&plugin).await;
+    let config = hcldec::decode(&schema, &plugin_config_tree(LOCKED_DOWN_EXAMPLE)).unwrap();
+    plugin
+        .set_config(cty_msgpack::encode(&config))
+        .await
+        .expect("SetConfig with the locked-down config");
+    plugin
+}
+
 /// The `config {}` body of the `plugin "nomad-driver-podman"` block of the example, as
 /// the agent's config parser hands it over, with `socket_path` aimed at the test service.
 pub fn example_config_tree() -> serde_json::Map<String, Value> {

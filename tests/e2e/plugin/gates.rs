@@ -6,25 +6,15 @@ use tonic::Code;
 
 use super::alloc::Alloc;
 use super::bed::{self, Bed};
-use super::hcldec;
 use crate::plugin::agent::Plugin;
-use crate::plugin::cty_msgpack;
 use crate::support;
 
-const LOCKED_DOWN: &str = include_str!("../../../examples/agent/locked-down.hcl");
-
-async fn locked_down_plugin(bed: &Bed) -> Plugin {
-    let plugin = Plugin::launch(bed.socket_dir()).await;
-    let schema = bed::config_schema(&plugin).await;
-    let config = hcldec::decode(&schema, &bed::plugin_config_tree(LOCKED_DOWN)).unwrap();
-    plugin
-        .set_config(cty_msgpack::encode(&config))
-        .await
-        .expect("SetConfig with the locked-down config");
-    plugin
-}
-
-async fn refused(plugin: &Plugin, alloc: &Alloc, name: &str, hcl: &str) -> tonic::Status {
+pub(crate) async fn refused(
+    plugin: &Plugin,
+    alloc: &Alloc,
+    name: &str,
+    hcl: &str,
+) -> tonic::Status {
     let files = alloc.task(name);
     let config = alloc.task_config(name, &files, bed::task_msgpack(plugin, hcl).await);
     plugin
@@ -37,7 +27,7 @@ async fn refused(plugin: &Plugin, alloc: &Alloc, name: &str, hcl: &str) -> tonic
 #[tokio::test]
 async fn locked_down_config_refuses_privilege_caps_and_host_paths() {
     let bed = Bed::new("gates");
-    let plugin = locked_down_plugin(&bed).await;
+    let plugin = bed::locked_down_plugin(&bed).await;
     let alloc = bed.alloc();
     let task = |extra: &str| bed.labelled(&format!("{}{extra}\n", bed::shell_task("sleep 30")));
 
