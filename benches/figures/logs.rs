@@ -266,6 +266,7 @@ async fn k8s_file_read(
             source: LogSource::Auto,
             exited,
             file_events: None,
+            position: None,
         },
     );
     tokio::time::timeout(TRANSFER_DEADLINE, forwarder.join())

@@ -108,6 +108,7 @@ impl Plugin {
                     driver: Some(NomadDriverConfig {
                         client_min_port: 20000,
                         client_max_port: 32000,
+                        topology: None,
                     }),
                 }),
                 plugin_api_version: "v0.1.0".to_string(),

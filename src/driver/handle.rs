@@ -26,6 +26,10 @@ pub struct LogTarget {
     pub root: Option<PathBuf>,
     #[serde(default)]
     pub sink_kind: SinkKind,
+    /// The task's own directory (no container mounts it): where the forwarding position
+    /// is kept, so a restarted plugin resumes where this one stopped.
+    #[serde(default)]
+    pub task_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

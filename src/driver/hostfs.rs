@@ -206,15 +206,25 @@ impl VerifiedDir {
     /// Opens `name` for appending, creating it (mode `mode`) when missing; an existing
     /// entry must be a regular file (a link, FIFO or device in its place is refused).
     pub fn append(&self, name: &OsStr, mode: u32) -> Result<File, HostPathError> {
+        self.open_regular(name, libc::O_WRONLY | libc::O_APPEND, mode)
+    }
+
+    /// Opens `name` for reading and writing, as [`VerifiedDir::append`] does.
+    pub fn read_write(&self, name: &OsStr, mode: u32) -> Result<File, HostPathError> {
+        self.open_regular(name, libc::O_RDWR, mode)
+    }
+
+    /// Creates `name` (`O_EXCL`, never through a link) or opens the regular file there.
+    fn open_regular(
+        &self,
+        name: &OsStr,
+        access: libc::c_int,
+        mode: u32,
+    ) -> Result<File, HostPathError> {
         let path = self.path.join(name);
         let c = c_name(name, &path)?;
         loop {
-            let flags = libc::O_WRONLY
-                | libc::O_APPEND
-                | libc::O_CREAT
-                | libc::O_EXCL
-                | libc::O_NOFOLLOW
-                | libc::O_CLOEXEC;
+            let flags = access | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
             match openat(&self.fd, &c, flags, mode) {
                 Ok(fd) => return Ok(File::from(fd)),
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
@@ -224,7 +234,7 @@ impl VerifiedDir {
                 Ok(pinned) => {
                     let pinned = pinned.expect(FileKind::Regular)?;
                     return pinned
-                        .reopen(libc::O_WRONLY | libc::O_APPEND)
+                        .reopen(access)
                         .map_err(|e| HostPathError::io(&path, e));
                 }
                 // Removed between the two calls: create it again.

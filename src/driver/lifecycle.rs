@@ -9,7 +9,9 @@ use super::gates;
 use super::handle::{LogTarget, TaskState, TASK_STATE_VERSION};
 use super::hostfs;
 use super::image::{ImageProgress, ImageRequest, Platform, RegistryAuth};
-use super::logs::{self, FileEvents, LogCursor, LogForwardConfig, LogForwarder, LogSource, Sink};
+use super::logs::{
+    self, FileEvents, LogCursor, LogForwardConfig, LogForwarder, LogSource, PositionFile, Sink,
+};
 use super::model::{DriverNetwork, ExitResult, TaskRunState, TaskStatus, PULL_PROGRESS_ANNOTATION};
 use super::monitor::{ExitState, Monitor};
 use super::podman::{ContainerInspect, DeleteOptions, PodmanClient, PodmanError};
@@ -52,6 +54,7 @@ impl Driver {
             stderr_path: spec.context.stderr_path.clone(),
             root: spec.context.alloc_dir.clone(),
             sink_kind: spec.context.log_sink,
+            task_dir: spec.context.task_dir.clone(),
         };
         let sinks = if log.forward && has_sinks(&log) {
             Some(
@@ -87,7 +90,11 @@ impl Driver {
         let network = state.network.clone();
         // Everything the container ever logged is this task's: podman's StartedAt can be a
         // moment later than the first line's timestamp, so starting there could drop it.
-        let logs = sinks.map(|sinks| (sinks, SystemTime::UNIX_EPOCH));
+        let logs = sinks.map(|sinks| LogStart {
+            sinks,
+            cursor: LogCursor::at(SystemTime::UNIX_EPOCH),
+            position: self.position_file(&state),
+        });
         self.register(state.clone(), socket, ExitState::Running, logs);
         Ok(StartedTask { state, network })
     }
@@ -351,6 +358,21 @@ impl Driver {
             })
     }
 
+    /// The file that keeps the task's forwarding position, in its task dir; `None` (with
+    /// a warning) when the task has none or it cannot be opened safely.
+    fn position_file(&self, state: &TaskState) -> Option<PositionFile> {
+        let task_dir = state.log.task_dir.as_ref()?;
+        match PositionFile::open(task_dir, &state.container_id) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                (self.sink_report(state))(format!(
+                    "log position not kept ({e}): a plugin restart resumes forwarding at that moment"
+                ));
+                None
+            }
+        }
+    }
+
     /// The driver's shared file events, started on first use (on the runtime).
     fn file_events(&self) -> Option<FileEvents> {
         self.file_events
@@ -365,22 +387,23 @@ impl Driver {
         state: TaskState,
         socket: Arc<Socket>,
         exit: ExitState,
-        logs: Option<((Sink, Sink), SystemTime)>,
+        logs: Option<LogStart>,
     ) {
         let running = exit == ExitState::Running;
         let (sender, _) = watch::channel(exit);
         let sender = Arc::new(sender);
         let forwarder = match logs {
-            Some(((stdout, stderr), since)) if running => Some(LogForwarder::spawn(
+            Some(logs) => Some(LogForwarder::spawn(
                 socket.client.clone(),
                 LogForwardConfig {
                     container_id: state.container_id.clone(),
-                    stdout,
-                    stderr,
-                    cursor: LogCursor::at(since),
+                    stdout: logs.sinks.0,
+                    stderr: logs.sinks.1,
+                    cursor: logs.cursor,
                     source: LogSource::Auto,
                     exited: sender.subscribe(),
                     file_events: self.file_events(),
+                    position: logs.position,
                 },
             )),
             _ => None,
@@ -432,19 +455,54 @@ impl Driver {
         {
             exit = ExitState::Running;
         }
-        // Output written while no driver was running is not replayed: it would duplicate
-        // what was forwarded before the restart. The sinks are reopened as at start; one
-        // that is no longer what the orchestrator made is reported and discarded.
-        let logs = if exit == ExitState::Running && state.log.forward && has_sinks(&state.log) {
-            let report = self.sink_report(&state);
-            logs::open_sinks(&state.log, Some(report))
-                .ok()
-                .map(|sinks| (sinks, SystemTime::now()))
+        // Forwarding resumes where the last process recorded it got to, so output written
+        // while no driver ran is forwarded and nothing is repeated; without a record (state
+        // of an older version, the Go plugin's), at "now". The sinks are reopened as at
+        // start; one that is no longer what the orchestrator made is reported and discarded.
+        let logs = if state.log.forward && has_sinks(&state.log) {
+            let position = self.position_file(&state);
+            let recorded = position.as_ref().and_then(PositionFile::read);
+            // An exited task's remaining output is forwarded only from a recorded
+            // position: from "now" there is nothing left, from the start all repeats.
+            match (recorded, exit == ExitState::Running) {
+                (None, false) => None,
+                (cursor, _) => {
+                    let report = self.sink_report(&state);
+                    logs::open_sinks(&state.log, Some(report))
+                        .ok()
+                        .map(|sinks| LogStart {
+                            sinks,
+                            cursor: cursor.unwrap_or_else(|| LogCursor::at(SystemTime::now())),
+                            position,
+                        })
+                }
+            }
         } else {
             None
         };
         self.register(state, socket, exit, logs);
         Ok(())
+    }
+
+    /// Before the process goes away (Nomad's `Shutdown`): stops the log forwarding of
+    /// every task once what it handed to the sinks is recorded, so the next process
+    /// resumes exactly there. Tasks keep running. Returns how many forwarders stopped
+    /// within `deadline`.
+    pub async fn shutdown(&self, deadline: Duration) -> usize {
+        let forwarders: Vec<LogForwarder> = self
+            .read_tasks()
+            .values()
+            .filter_map(|task| {
+                task.forwarder
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+            })
+            .collect();
+        let stops = futures::future::join_all(forwarders.into_iter().map(LogForwarder::stop));
+        tokio::time::timeout(deadline, stops)
+            .await
+            .map_or(0, |stopped| stopped.len())
     }
 
     /// Waits for the task to exit and returns how it ended.
@@ -654,6 +712,13 @@ fn task_ip(inspect: &ContainerInspect, network: Option<&str>) -> String {
 
 /// How long `destroy` lets log forwarding finish writing an exited task's output.
 const LOG_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How a task's log forwarding begins.
+struct LogStart {
+    sinks: (Sink, Sink),
+    cursor: LogCursor,
+    position: Option<PositionFile>,
+}
 
 /// Whether the task's output goes anywhere at all.
 fn has_sinks(target: &LogTarget) -> bool {

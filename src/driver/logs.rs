@@ -16,6 +16,7 @@
 
 mod file_events;
 mod k8s_file;
+mod position;
 mod sink;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::monitor::ExitState;
 use super::podman::{parse_time, Endpoint, LogOptions, PodmanClient, PodmanError, StreamKind};
 pub use file_events::FileEvents;
+pub use position::{PositionFile, POSITION_FILE};
 pub use sink::{Sink, SinkKind, SinkReport};
 
 use super::handle::LogTarget;
@@ -113,6 +115,8 @@ pub struct LogForwardConfig {
     pub exited: watch::Receiver<ExitState>,
     /// Wakes a file tail when its file grows; without it the tail polls.
     pub file_events: Option<FileEvents>,
+    /// Where the position is kept for a later process to resume from.
+    pub position: Option<PositionFile>,
 }
 
 /// Why forwarding stopped for good.
@@ -182,6 +186,7 @@ struct Output {
     stderr: Sink,
     cursor: LogCursor,
     published: watch::Sender<LogCursor>,
+    position: Option<PositionFile>,
     cancel: CancellationToken,
 }
 
@@ -198,8 +203,15 @@ impl Output {
         sink.write(data, &self.cancel).await
     }
 
-    fn publish(&self) {
+    /// Records that everything up to the cursor was written to the sinks.
+    fn publish(&mut self) {
         self.published.send_replace(self.cursor);
+        if let Some(position) = &self.position {
+            if position.store(self.cursor).is_err() {
+                // A full or broken disk: forwarding goes on, a restart resumes at "now".
+                self.position = None;
+            }
+        }
     }
 }
 
@@ -257,8 +269,10 @@ async fn forward(
         stderr: config.stderr,
         cursor: config.cursor,
         published,
+        position: config.position,
         cancel,
     };
+    output.publish();
     if config.source == LogSource::Auto {
         if let Some(path) = local_log_file(&client, &config.container_id).await {
             let events = config.file_events.as_ref();

@@ -108,6 +108,7 @@ pub struct Driver {
     events: broadcast::Sender<TaskEvent>,
     cancel: CancellationToken,
     facts_cache: Option<FactsCache>,
+    compute: Compute,
     /// Whether a fingerprint ever found podman (decides Undetected versus Unhealthy).
     ever_healthy: AtomicBool,
     /// Wakes log tails when their files grow; started with the first tail (`None` when
@@ -118,7 +119,8 @@ pub struct Driver {
 /// How a driver is set up beyond its configuration.
 #[derive(Debug, Clone, Default)]
 pub struct DriverOptions {
-    /// The host's compute capacity as the orchestrator sees it (for stats).
+    /// The node's compute capacity as the orchestrator sees it (for stats); the default
+    /// is this host's, as Nomad's fingerprint finds it.
     pub compute: Compute,
     /// Where to remember host facts between processes (short-lived callers: the runner).
     pub facts_cache: Option<FactsCache>,
@@ -192,6 +194,7 @@ impl Driver {
             events,
             cancel,
             facts_cache,
+            compute,
             ever_healthy: AtomicBool::new(false),
             file_events: std::sync::OnceLock::new(),
         }))
@@ -199,6 +202,11 @@ impl Driver {
 
     pub fn config(&self) -> &DriverConfig {
         &self.config
+    }
+
+    /// The node's compute the CPU figures are expressed against.
+    pub fn compute(&self) -> Compute {
+        self.compute
     }
 
     /// The configured sockets, after the naming rules were applied.

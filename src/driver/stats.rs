@@ -22,21 +22,92 @@ pub struct Sample {
     pub mem_usage: u64,
 }
 
-/// The host's compute capacity, used to express CPU use in MHz ticks as Nomad does.
+/// The node's compute capacity, used to express CPU use in MHz ticks as Nomad does:
+/// `TotalTicks = Percent/100 x total_mhz / cores`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Compute {
     pub total_mhz: f64,
     pub cores: usize,
 }
 
+/// What a core counts for when nothing says its speed.
+const UNKNOWN_CORE_MHZ: u64 = 1000;
+
 impl Default for Compute {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Compute {
-            total_mhz: cores as f64 * 1000.0,
-            cores,
-        }
+        Compute::detect()
     }
+}
+
+impl Compute {
+    /// From per-core speeds in MHz (Nomad's rule for a core: base speed, else max speed,
+    /// else a guess), with the operator's `override_total_compute` winning when non-zero.
+    /// `None` without cores.
+    pub fn from_core_speeds(speeds: &[u64], override_total: u64) -> Option<Compute> {
+        if speeds.is_empty() {
+            return None;
+        }
+        let total = if override_total > 0 {
+            override_total
+        } else {
+            speeds.iter().sum()
+        };
+        Some(Compute {
+            total_mhz: total as f64,
+            cores: speeds.len(),
+        })
+    }
+
+    /// This host's compute, found as Nomad's own fingerprint does on Linux: per logical
+    /// CPU, cpufreq's `base_frequency`, else `cpuinfo_max_freq`, else `/proc/cpuinfo`'s
+    /// `cpu MHz`; 1000 MHz per core when none is readable.
+    pub fn detect() -> Compute {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let sysfs = |cpu: usize, file: &str| {
+            std::fs::read_to_string(format!("/sys/devices/system/cpu/cpu{cpu}/cpufreq/{file}")).ok()
+        };
+        let speeds = host_core_speeds(&cpuinfo, sysfs);
+        Compute::from_core_speeds(&speeds, 0).unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            Compute {
+                total_mhz: (cores as u64 * UNKNOWN_CORE_MHZ) as f64,
+                cores,
+            }
+        })
+    }
+}
+
+/// MHz of each logical CPU listed in `cpuinfo`; `sysfs(cpu, file)` reads a cpufreq file
+/// (values in kHz).
+fn host_core_speeds(cpuinfo: &str, sysfs: impl Fn(usize, &str) -> Option<String>) -> Vec<u64> {
+    let khz = |cpu: usize, file: &str| {
+        sysfs(cpu, file)
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .map(|khz| khz / 1000)
+            .filter(|mhz| *mhz > 0)
+    };
+    let mut speeds = Vec::new();
+    for block in cpuinfo.split("\n\n") {
+        let field = |name: &str| {
+            block.lines().find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                (key.trim() == name).then(|| value.trim().to_string())
+            })
+        };
+        let Some(cpu) = field("processor").and_then(|p| p.parse::<usize>().ok()) else {
+            continue;
+        };
+        let guess = field("cpu MHz")
+            .and_then(|mhz| mhz.parse::<f64>().ok())
+            .map(|mhz| mhz.round() as u64)
+            .filter(|mhz| *mhz > 0);
+        let speed = khz(cpu, "base_frequency")
+            .or_else(|| khz(cpu, "cpuinfo_max_freq"))
+            .or(guess)
+            .unwrap_or(UNKNOWN_CORE_MHZ);
+        speeds.push(speed);
+    }
+    speeds
 }
 
 /// Keeps the previous sample of one task so each new sample yields rates.
@@ -101,6 +172,32 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_speeds_follow_nomads_order_base_then_max_then_cpuinfo() {
+        let cpuinfo = "processor\t: 0\ncpu MHz\t\t: 2445.406\n\nprocessor\t: 1\ncpu MHz\t\t: 2445.406\n\nprocessor\t: 2\nmodel name\t: x\n";
+        let none = |_: usize, _: &str| None;
+        assert_eq!(host_core_speeds(cpuinfo, none), vec![2445, 2445, 1000]);
+        let sysfs = |cpu: usize, file: &str| match (cpu, file) {
+            (0, "base_frequency") => Some("2100000\n".to_string()),
+            (0 | 1, "cpuinfo_max_freq") => Some("3500000\n".to_string()),
+            _ => None,
+        };
+        assert_eq!(host_core_speeds(cpuinfo, sysfs), vec![2100, 3500, 1000]);
+    }
+
+    #[test]
+    fn topology_compute_sums_cores_unless_overridden() {
+        let c = Compute::from_core_speeds(&[3000, 3000, 1500, 1500], 0).unwrap();
+        assert_eq!((c.total_mhz, c.cores), (9000.0, 4));
+        let c = Compute::from_core_speeds(&[3000, 3000], 10_000).unwrap();
+        assert_eq!((c.total_mhz, c.cores), (10_000.0, 2));
+        assert!(Compute::from_core_speeds(&[], 5000).is_none());
+        // On this host: every core counted, none at the 1000 MHz placeholder unless
+        // the host says nothing at all.
+        let host = Compute::detect();
+        assert!(host.cores >= 1 && host.total_mhz > 0.0);
+    }
 
     const SECOND: u64 = 1_000_000_000;
 

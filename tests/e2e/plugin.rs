@@ -8,6 +8,7 @@ mod attacks;
 pub(crate) mod bed;
 mod cty_msgpack;
 mod decode;
+mod dialects;
 mod exec;
 pub(crate) mod gates;
 mod hcldec;

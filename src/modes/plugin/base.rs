@@ -53,9 +53,10 @@ impl BasePlugin for BaseService {
             logging::error("rejected plugin config", &[("error", &message)]);
             status::invalid(message)
         })?;
+        let compute = convert::agent_compute(request.nomad_config.as_ref());
         let changed = self
             .driver
-            .set(config)
+            .set(config, compute)
             .map_err(|e| status::invalid(format!("invalid plugin config: {e}")))?;
         logging::info(
             "plugin configured",
@@ -63,6 +64,15 @@ impl BasePlugin for BaseService {
                 ("changed", &changed),
                 ("api_version", &request.plugin_api_version),
                 ("agent_config", &request.nomad_config.is_some()),
+                (
+                    "compute",
+                    &compute.map_or("the host's (no agent topology)".to_string(), |c| {
+                        format!(
+                            "{} MHz over {} cores (agent topology)",
+                            c.total_mhz, c.cores
+                        )
+                    }),
+                ),
             ],
         );
         Ok(Response::new(SetConfigResponse {}))

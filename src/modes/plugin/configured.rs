@@ -12,7 +12,10 @@ use tonic::Status;
 use crate::driver::config::DriverConfig;
 use crate::driver::error::DriverError;
 use crate::driver::model::WARNING_ANNOTATION;
-use crate::driver::Driver;
+use crate::driver::{Compute, Driver, DriverOptions};
+
+/// The host's compute, read once.
+static HOST_COMPUTE: std::sync::OnceLock<Compute> = std::sync::OnceLock::new();
 
 use super::{logging, status};
 
@@ -31,19 +34,29 @@ impl ConfiguredDriver {
         current.clone().ok_or_else(status::not_configured)
     }
 
-    /// Whether this is a new configuration.
-    pub(crate) fn set(&self, config: DriverConfig) -> Result<bool, DriverError> {
+    /// Whether this is a new configuration. `compute` is the node's as the agent's
+    /// topology gives it; `None` (older agents) keeps the host's own figures.
+    pub(crate) fn set(
+        &self,
+        config: DriverConfig,
+        compute: Option<Compute>,
+    ) -> Result<bool, DriverError> {
+        let compute = compute.unwrap_or_else(|| *HOST_COMPUTE.get_or_init(Compute::detect));
         let mut current = self
             .current
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if current
             .as_ref()
-            .is_some_and(|driver| *driver.config() == config)
+            .is_some_and(|driver| *driver.config() == config && driver.compute() == compute)
         {
             return Ok(false);
         }
-        let driver = Driver::new(config)?;
+        let options = DriverOptions {
+            compute,
+            facts_cache: None,
+        };
+        let driver = Driver::with_options(config, options)?;
         driver.start_garbage_collection();
         log_warning_events(&driver);
         *current = Some(driver);

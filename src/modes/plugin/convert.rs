@@ -18,9 +18,10 @@ use crate::driver::task::{
     DeviceSpec, DnsSpec, LegacyNetwork, LegacyPort, MountSpec, PortSpec, TaskConfig, TaskContext,
     TaskResources,
 };
+use crate::driver::Compute;
 
 use super::cty;
-use super::proto::{drivers, structs};
+use super::proto::{base, drivers, structs};
 
 /// Nomad's default `kill_timeout`. The agent's real value arrives with `StopTask`.
 const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,6 +58,25 @@ fn port(value: i32, what: &str) -> Result<u16, String> {
 pub(crate) fn driver_config(msgpack: &[u8]) -> Result<DriverConfig, String> {
     let value = cty::decode(msgpack).map_err(|e| format!("invalid plugin config: {e}"))?;
     DriverConfig::from_value(&value).map_err(|e| format!("invalid plugin config: {e}"))
+}
+
+/// The node's compute from the agent's CPU topology (agents since Nomad 1.7); `None` from
+/// older agents (and the agent's validation calls), which send none: the host's own figures
+/// apply then.
+pub(crate) fn agent_compute(config: Option<&base::NomadConfig>) -> Option<Compute> {
+    let topology = config?.driver.as_ref()?.topology.as_ref()?;
+    let speeds: Vec<u64> = topology
+        .cores
+        .iter()
+        .map(|core| {
+            [core.base_speed, core.max_speed, core.guess_speed]
+                .into_iter()
+                .find(|mhz| *mhz > 0)
+                .unwrap_or(0)
+        })
+        .collect();
+    Compute::from_core_speeds(&speeds, topology.override_total_compute)
+        .filter(|compute| compute.total_mhz > 0.0)
 }
 
 /// A task's `msgpack_driver_config` as the core's task options; errors name the option.
@@ -352,6 +372,53 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     use super::*;
+
+    fn topology(cores: &[(u64, u64, u64)], override_total: u64) -> base::NomadConfig {
+        base::NomadConfig {
+            driver: Some(base::NomadDriverConfig {
+                client_max_port: 14512,
+                client_min_port: 14000,
+                topology: Some(base::ClientTopology {
+                    cores: cores
+                        .iter()
+                        .enumerate()
+                        .map(
+                            |(i, (base_speed, max_speed, guess_speed))| base::ClientTopologyCore {
+                                core_id: i as u32,
+                                base_speed: *base_speed,
+                                max_speed: *max_speed,
+                                guess_speed: *guess_speed,
+                                ..Default::default()
+                            },
+                        )
+                        .collect(),
+                    override_total_compute: override_total,
+                    ..Default::default()
+                }),
+            }),
+        }
+    }
+
+    #[test]
+    fn agent_topology_gives_the_nodes_compute() {
+        // base speed, else max, else guess, per core.
+        let config = topology(&[(3000, 4000, 0), (0, 4000, 2000), (0, 0, 1500)], 0);
+        let compute = agent_compute(Some(&config)).unwrap();
+        assert_eq!((compute.total_mhz, compute.cores), (8500.0, 3));
+        let config = topology(&[(3000, 0, 0), (3000, 0, 0)], 12_000);
+        let compute = agent_compute(Some(&config)).unwrap();
+        assert_eq!((compute.total_mhz, compute.cores), (12_000.0, 2));
+        // A 1.6 agent sends no topology; validation calls send no NomadConfig at all.
+        let old = base::NomadConfig {
+            driver: Some(base::NomadDriverConfig {
+                client_max_port: 14512,
+                client_min_port: 14000,
+                topology: None,
+            }),
+        };
+        assert!(agent_compute(Some(&old)).is_none());
+        assert!(agent_compute(None).is_none());
+    }
 
     fn full_task() -> drivers::TaskConfig {
         drivers::TaskConfig {

@@ -25,6 +25,8 @@ const FINGERPRINT_PERIOD: Duration = Duration::from_secs(30);
 /// The agent's exec timeout 0 means "no limit"; a day stands in for it so the call still
 /// has a deadline.
 const EXEC_WITHOUT_LIMIT: Duration = Duration::from_secs(24 * 3600);
+/// Within the agent's 2 s wait for `Shutdown`.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(1500);
 /// The agent's default stats interval, used when a request carries none.
 const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -393,7 +395,16 @@ impl driver_server::Driver for DriverService {
         &self,
         _request: Request<drivers::ShutdownRequest>,
     ) -> Result<Response<drivers::ShutdownResponse>, Status> {
-        // Tasks outlive the plugin; the process exit follows GRPCController.Shutdown.
+        // The agent is about to kill this process (agent restart or upgrade). Tasks
+        // outlive it; what must survive is where log forwarding got to, so the next
+        // process neither loses nor repeats a line. The agent waits 2 s.
+        if let Ok(driver) = self.driver() {
+            let stopped = driver.shutdown(SHUTDOWN_DEADLINE).await;
+            logging::info(
+                "shutdown: log forwarding stopped at its recorded positions",
+                &[("tasks", &stopped)],
+            );
+        }
         Ok(Response::new(drivers::ShutdownResponse {}))
     }
 }

@@ -89,6 +89,7 @@ fn config(
         source,
         exited: exit_watch(client, id),
         file_events: Some(FileEvents::start(CancellationToken::new()).expect("inotify")),
+        position: None,
     }
 }
 

@@ -10,9 +10,10 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use nomad_driver_podman::modes::plugin::proto::{
     base::{
-        base_plugin_client::BasePluginClient, NomadConfig, NomadDriverConfig, SetConfigRequest,
+        base_plugin_client::BasePluginClient, ClientTopology, ClientTopologyCore, NomadConfig,
+        NomadDriverConfig, SetConfigRequest,
     },
-    drivers::driver_client::DriverClient,
+    drivers::{driver_client::DriverClient, InitRequest, ShutdownRequest},
     go_plugin::grpc_controller_client::GrpcControllerClient,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -25,12 +26,48 @@ pub const MAGIC_COOKIE: &str = "e4327c2e01eabfd75a8a67adb114fb34a757d57eee7728d8
 /// The agent waits this long for the handshake line.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(60);
 
+/// Which Nomad agent the test client plays.
+#[derive(Debug, Clone)]
+pub enum Agent {
+    /// Nomad 1.6: no CPU topology in SetConfig, neither Init nor Shutdown.
+    Nomad16,
+    /// Nomad 1.7 to 2.0: the client's CPU topology in SetConfig, Init after it, Shutdown
+    /// before the agent kills the plugin.
+    Current(ClientTopology),
+}
+
+impl Agent {
+    /// A current agent on a node whose cores the agent says run at `mhz` each (the tests
+    /// pick speeds that differ from this host's), with `override_total` (MHz) when set.
+    pub fn current(cores: usize, mhz: u64, override_total: u64) -> Agent {
+        Agent::Current(ClientTopology {
+            cores: (0..cores)
+                .map(|core| ClientTopologyCore {
+                    core_id: u32::try_from(core).unwrap(),
+                    base_speed: mhz,
+                    max_speed: mhz + 500,
+                    guess_speed: mhz / 2,
+                    ..Default::default()
+                })
+                .collect(),
+            override_total_compute: override_total,
+            ..Default::default()
+        })
+    }
+
+    /// What the e2e suites use unless a test says otherwise: a current agent.
+    pub fn default_agent() -> Agent {
+        Agent::current(2, 3100, 0)
+    }
+}
+
 /// A running plugin process and a gRPC channel to it.
 pub struct Plugin {
     child: Child,
     pub socket: PathBuf,
     pub channel: Channel,
     pub handshake: String,
+    pub agent: Agent,
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
@@ -68,8 +105,13 @@ pub async fn connect(socket: &Path) -> Channel {
 }
 
 impl Plugin {
-    /// Launches the plugin as the agent does and connects to it.
+    /// Launches the plugin as a current agent does and connects to it.
     pub async fn launch(socket_dir: &Path) -> Plugin {
+        Self::launch_as(socket_dir, Agent::default_agent()).await
+    }
+
+    /// Launches the plugin as `agent` does and connects to it.
+    pub async fn launch_as(socket_dir: &Path, agent: Agent) -> Plugin {
         let mut child = agent_command(socket_dir)
             .spawn()
             .expect("spawn the plugin binary");
@@ -101,6 +143,7 @@ impl Plugin {
             socket,
             channel,
             handshake,
+            agent,
             stderr,
         }
     }
@@ -125,8 +168,13 @@ impl Plugin {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// `SetConfig` as the long-lived driver manager instance sends it.
+    /// `SetConfig` as the long-lived driver manager instance of this agent sends it, and
+    /// `Init` after it where the agent has it.
     pub async fn set_config(&self, msgpack_config: Vec<u8>) -> Result<(), tonic::Status> {
+        let topology = match &self.agent {
+            Agent::Nomad16 => None,
+            Agent::Current(topology) => Some(topology.clone()),
+        };
         self.base()
             .set_config(SetConfigRequest {
                 msgpack_config,
@@ -134,12 +182,31 @@ impl Plugin {
                     driver: Some(NomadDriverConfig {
                         client_max_port: 14512,
                         client_min_port: 14000,
+                        topology,
                     }),
                 }),
                 plugin_api_version: "v0.1.0".to_string(),
             })
+            .await?;
+        if let Agent::Current(_) = self.agent {
+            self.driver().init(InitRequest {}).await?;
+        }
+        Ok(())
+    }
+
+    /// What the agent does before an agent restart or upgrade: `Shutdown` where it has
+    /// it (answered within its 2 s), then the kill.
+    pub async fn shut_down(self) {
+        if let Agent::Current(_) = self.agent {
+            tokio::time::timeout(
+                Duration::from_secs(2),
+                self.driver().shutdown(ShutdownRequest {}),
+            )
             .await
-            .map(|_| ())
+            .expect("Shutdown answers within the agent's 2 s")
+            .expect("Shutdown succeeds");
+        }
+        self.kill().await;
     }
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {

@@ -10,7 +10,7 @@ use nomad_driver_podman::modes::plugin::proto::{
 };
 use serde_json::Value;
 
-use super::agent::Plugin;
+use super::agent::{Agent, Plugin};
 use super::alloc::{Alloc, TaskFiles};
 use super::{cty_msgpack, hcldec};
 use crate::support::{self, LabelCleanup};
@@ -42,7 +42,12 @@ impl Bed {
     /// A plugin launched like the agent does and configured with the agent config
     /// example (socket pointed at the private podman service).
     pub async fn plugin(&self) -> Plugin {
-        let plugin = Plugin::launch(self.socket_dir()).await;
+        self.plugin_as(Agent::default_agent()).await
+    }
+
+    /// Like [`Bed::plugin`], with the client playing `agent`.
+    pub async fn plugin_as(&self, agent: Agent) -> Plugin {
+        let plugin = Plugin::launch_as(self.socket_dir(), agent).await;
         let config = example_plugin_config(&plugin).await;
         plugin
             .set_config(config)

@@ -9,6 +9,7 @@ use nomad_driver_podman::modes::plugin::proto::drivers::{
 };
 use tonic::Code;
 
+use super::agent::Agent;
 use super::bed::{self, shell_task, Bed};
 use crate::support;
 
@@ -23,9 +24,18 @@ fn wait_request(task_id: &str) -> WaitTaskRequest {
 }
 
 #[tokio::test]
-async fn task_lifecycle_over_the_wire() {
+async fn task_lifecycle_over_the_wire_nomad_1_6_agent() {
+    task_lifecycle_over_the_wire(Agent::Nomad16).await;
+}
+
+#[tokio::test]
+async fn task_lifecycle_over_the_wire_current_agent() {
+    task_lifecycle_over_the_wire(Agent::default_agent()).await;
+}
+
+async fn task_lifecycle_over_the_wire(agent: Agent) {
     let bed = Bed::new("lifecycle");
-    let plugin = bed.plugin().await;
+    let plugin = bed.plugin_as(agent).await;
     let mut driver = plugin.driver();
     let alloc = bed.alloc();
     let script = "echo out-$NOMAD_TASK_NAME; echo err-line >&2; \
@@ -232,13 +242,22 @@ async fn task_lifecycle_over_the_wire() {
         &format!("label={}", bed.cleanup.pair()),
     ]);
     assert_eq!(left, "");
-    plugin.kill().await;
+    plugin.shut_down().await;
 }
 
 #[tokio::test]
-async fn exit_codes_reach_every_waiter() {
+async fn exit_codes_reach_every_waiter_nomad_1_6_agent() {
+    exit_codes_reach_every_waiter(Agent::Nomad16).await;
+}
+
+#[tokio::test]
+async fn exit_codes_reach_every_waiter_current_agent() {
+    exit_codes_reach_every_waiter(Agent::default_agent()).await;
+}
+
+async fn exit_codes_reach_every_waiter(agent: Agent) {
     let bed = Bed::new("exitcode");
-    let plugin = bed.plugin().await;
+    let plugin = bed.plugin_as(agent).await;
     let alloc = bed.alloc();
     let task = bed::start(
         &plugin,
@@ -272,7 +291,7 @@ async fn exit_codes_reach_every_waiter() {
     assert_eq!(late.result.unwrap().exit_code, 7);
     task.files.stdout.wait_for("done").await;
     bed::stop_and_destroy(&plugin, &task.id()).await;
-    plugin.kill().await;
+    plugin.shut_down().await;
 }
 
 #[tokio::test]
