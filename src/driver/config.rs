@@ -100,7 +100,13 @@ pub struct LoggingConfig {
     /// `"nomad"` (also written `""`) or `"journald"`.
     pub driver: String,
     pub options: BTreeMap<String, String>,
+    /// Bytes of a task's output podman keeps on disk (the k8s-file the plugin forwards
+    /// from) unless the task's `max-size` says otherwise; 0 = no bound.
+    pub max_disk: i64,
 }
+
+/// Default of `logging.max_disk`: conmon starts the file over at this size.
+pub const DEFAULT_LOG_MAX_DISK: i64 = 10 * 1024 * 1024;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkingConfig {
@@ -168,6 +174,7 @@ impl Default for DriverConfig {
             logging: LoggingConfig {
                 driver: "nomad".to_string(),
                 options: BTreeMap::new(),
+                max_disk: DEFAULT_LOG_MAX_DISK,
             },
             networking: NetworkingConfig::default(),
             socket: Vec::new(),
@@ -231,7 +238,19 @@ impl DriverConfig {
         }
         config.extra_labels = root.strings("extra_labels")?;
         if let Some(logging) = root.block("logging")? {
-            logging.deny_unknown(&["driver", "options"])?;
+            logging.deny_unknown(&["driver", "options", "max_disk"])?;
+            if let Some(text) = logging.string("max_disk")?.filter(|t| !t.is_empty()) {
+                config.logging.max_disk = super::units::parse_memory(&text.to_ascii_lowercase())
+                    .ok()
+                    .filter(|bytes| *bytes >= 0)
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            logging.child("max_disk"),
+                            text.as_str(),
+                            "expected a size such as \"10m\" or \"1g\", or \"0\" for no bound",
+                        )
+                    })?;
+            }
             let driver = logging.string("driver")?.unwrap_or_default();
             config.logging.driver = match driver.as_str() {
                 "" | "nomad" => "nomad".to_string(),

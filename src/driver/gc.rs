@@ -18,15 +18,19 @@ const TOOL_OWNED_PREFIXES: [&str; 2] = [
     "io.nomad-driver-podman.conformance",
 ];
 
-/// Whether a listed container is one the sweep may remove: ours, owned by no known task,
-/// not a standalone tool's, and older than the grace period (a start may be in flight).
+/// Whether a listed container is one the sweep may remove: ours, running, owned by no
+/// known task, not a standalone tool's, and older than the grace period (a start may be
+/// in flight). Exited containers are never dangling: `gc.container = false` keeps them on
+/// purpose (as Nomad's docker driver's reconciler, which only looks at running ones).
 fn is_dangling(
     container: &ListContainer,
     known: &HashSet<String>,
     grace: Duration,
     now: SystemTime,
 ) -> bool {
-    if container.labels.get(MANAGED_LABEL).map(String::as_str) != Some("true") {
+    if container.labels.get(MANAGED_LABEL).map(String::as_str) != Some("true")
+        || container.state != "running"
+    {
         return false;
     }
     if container
@@ -131,7 +135,7 @@ impl Driver {
             let listed = socket
                 .client
                 .container_list(&ListOptions {
-                    all: true,
+                    all: false,
                     labels: vec![format!("{MANAGED_LABEL}=true")],
                     names: Vec::new(),
                 })
@@ -197,6 +201,7 @@ mod tests {
     fn container(id: &str, labels: &[(&str, &str)], created: u64) -> ListContainer {
         ListContainer {
             id: id.into(),
+            state: "running".into(),
             labels: labels
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -238,6 +243,14 @@ mod tests {
             !dangling(&container("a", &[(MANAGED_LABEL, "true")], NOW - 10), &[]),
             "inside the creation grace"
         );
+        for state in ["exited", "created", "stopped"] {
+            let mut stopped = container("a", &[(MANAGED_LABEL, "true")], old);
+            stopped.state = state.into();
+            assert!(
+                !dangling(&stopped, &[]),
+                "{state}: kept by gc.container = false"
+            );
+        }
         assert!(
             !dangling(
                 &container(

@@ -357,6 +357,11 @@ fn insert_logging(
             reason: format!("invalid size {size:?}: expected e.g. \"10m\" or \"10mb\""),
         })?;
         log.insert("size".into(), json!(bytes));
+    } else if mode.driver == LogDriver::Nomad && mode.collect && driver.logging.max_disk > 0 {
+        // The plugin forwards from podman's copy; without a bound it grows with all the
+        // task ever printed. conmon starts the file over at the bound, and the forwarder
+        // reads the old file to its end before it follows the new one.
+        log.insert("size".into(), json!(driver.logging.max_disk));
     }
     if !options.is_empty() {
         log.insert("options".into(), json!(options));
@@ -1093,8 +1098,17 @@ mod tests {
     #[test]
     fn log_configuration_by_mode() {
         let out = built(&spec(json!({})));
-        assert_eq!(out["log_configuration"], json!({"driver": "k8s-file"}));
+        assert_eq!(
+            out["log_configuration"],
+            json!({"driver": "k8s-file", "size": 10 * MIB}),
+            "podman's copy is bounded by logging.max_disk"
+        );
         assert!(out["log_configuration"].get("path").is_none());
+        let unbounded = DriverConfig::from_value(&json!({"logging": {"max_disk": "0"}})).unwrap();
+        let out = build_with(&spec(json!({})), &unbounded, &HostFacts::default()).unwrap();
+        assert_eq!(out["log_configuration"], json!({"driver": "k8s-file"}));
+        let err = DriverConfig::from_value(&json!({"logging": {"max_disk": "lots"}})).unwrap_err();
+        assert_eq!(err.field(), "config.logging.max_disk");
 
         let journald = spec(json!({"logging": {"driver": "journald", "options": {"tag": "x"}}}));
         let out = built(&journald);

@@ -647,12 +647,27 @@ async fn dangling_sweep_selects_only_our_orphans() {
         "gc": { "dangling_containers": { "enabled": true, "period": "1h", "creation_grace": "0s", "dry_run": true } }
     }));
     let orphan = support::unique_name("orphan");
+    let exited = support::unique_name("exited");
     let foreign = support::unique_name("foreign");
     let p = support::podman();
     p.cli_ok(&[
-        "create",
+        "run",
+        "-d",
         "--name",
         &orphan,
+        "--label",
+        &label.pair(),
+        "--label",
+        "io.nomad-driver-podman.managed=true",
+        BUSYBOX_IMAGE,
+        "sleep",
+        "300",
+    ]);
+    // What gc.container = false keeps on purpose: an exited container of ours.
+    p.cli_ok(&[
+        "run",
+        "--name",
+        &exited,
         "--label",
         &label.pair(),
         "--label",
@@ -680,8 +695,20 @@ async fn dangling_sweep_selects_only_our_orphans() {
         .unwrap()
         .to_string();
 
+    let exited_id = inspect_container(&exited)["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
     let swept = d.sweep_dangling_containers().await;
-    assert!(swept.contains(&orphan_id), "our label, no task: dangling");
+    assert!(
+        swept.contains(&orphan_id),
+        "ours, running, no task: dangling"
+    );
+    assert!(
+        !swept.contains(&exited_id),
+        "an exited container is never swept (gc.container = false keeps it)"
+    );
     assert!(
         !swept.contains(&foreign_id),
         "no label of ours: never touched"
@@ -692,4 +719,128 @@ async fn dangling_sweep_selects_only_our_orphans() {
     );
     assert!(container_exists(&orphan), "dry_run removes nothing");
     d.destroy(&owned.context.id, true).await.unwrap();
+}
+
+/// Reads lines numbered `00000001 ...`, `00000002 ...` (a number, a space, any text) from
+/// a FIFO until `count` arrived; returns the first line that broke the sequence, if any,
+/// and the bytes read. Checks bytes in place, so it reads about as fast as logmon would.
+fn read_numbered_lines(
+    path: std::path::PathBuf,
+    count: u64,
+) -> std::thread::JoinHandle<(Option<String>, u64)> {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        // Read-write: opening never blocks and writers may come and go.
+        let mut fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("open the FIFO");
+        let mut expected = b"00000001".to_vec();
+        let (mut seen, mut bytes) = (0u64, 0u64);
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut partial: Vec<u8> = Vec::new();
+        while seen < count {
+            let n = match fifo.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            bytes += n as u64;
+            partial.extend_from_slice(&chunk[..n]);
+            let mut start = 0;
+            while let Some(end) = partial[start..].iter().position(|b| *b == b'\n') {
+                let line = &partial[start..start + end];
+                if !line.starts_with(&expected) || line.get(expected.len()) != Some(&b' ') {
+                    return (
+                        Some(format!(
+                            "expected {}, got {:?}",
+                            String::from_utf8_lossy(&expected),
+                            String::from_utf8_lossy(&line[..line.len().min(20)])
+                        )),
+                        bytes,
+                    );
+                }
+                seen += 1;
+                increment_ascii(&mut expected);
+                start += end + 1;
+            }
+            partial.drain(..start);
+        }
+        (None, bytes)
+    })
+}
+
+/// `"00000129"` -> `"00000130"`, in place (fixed width).
+fn increment_ascii(digits: &mut [u8]) {
+    for d in digits.iter_mut().rev() {
+        if *d == b'9' {
+            *d = b'0';
+        } else {
+            *d += 1;
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn podmans_copy_of_the_output_stays_bounded_and_nothing_is_lost() {
+    // 100 MiB of numbered 100-byte lines through the default plugin config, whose
+    // logging.max_disk bounds podman's k8s-file at 10 MiB.
+    const LINES: u64 = 1_048_576;
+    let label = LabelCleanup::new("drv-logbound");
+    let d = driver();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("out.fifo"), dir.path().join("err.fifo"));
+    for path in [&out, &err] {
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    }
+    let reader = read_numbered_lines(out.clone(), LINES);
+    let _stderr = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&err)
+        .unwrap();
+    let script = format!(
+        "awk 'BEGIN {{ pad = sprintf(\"%90s\", \"x\"); for (i = 1; i <= {LINES}; i++) printf \"%08d %s\\n\", i, pad }}'"
+    );
+    let mut spec = task(&label, "chatty", &script, json!({}));
+    spec.context.stdout_path = Some(out);
+    spec.context.stderr_path = Some(err);
+    let id = spec.context.id.clone();
+    let started = d.start(spec).await.unwrap();
+    let log_path = inspect_container(&started.state.container_name)["HostConfig"]["LogConfig"]
+        ["Path"]
+        .as_str()
+        .expect("k8s-file path")
+        .to_string();
+    // Watch the file's size while the task prints and the plugin forwards.
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let watching = watching.clone();
+        std::thread::spawn(move || {
+            let mut largest = 0u64;
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(meta) = std::fs::metadata(&log_path) {
+                    largest = largest.max(meta.len());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            largest
+        })
+    };
+    assert_eq!(d.wait(&id).await.unwrap().exit_code, 0);
+    let (broken, bytes) = tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let largest = watcher.join().unwrap();
+    assert_eq!(broken, None, "every line arrives once, in order");
+    assert_eq!(bytes, LINES * 100, "all 100 MiB forwarded");
+    let bound = nomad_driver_podman::driver::config::DEFAULT_LOG_MAX_DISK as u64;
+    assert!(
+        largest <= bound,
+        "podman's copy reached {largest} bytes; the bound is {bound}"
+    );
+    println!("forwarded {bytes} bytes; podman's copy peaked at {largest} bytes");
+    d.destroy(&id, true).await.unwrap();
 }

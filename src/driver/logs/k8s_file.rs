@@ -3,6 +3,7 @@
 //! the next record continues. Reading the file directly runs many times faster than the
 //! logs API, whose per-line serialisation bounds forwarding far below `podman logs`.
 
+use std::collections::VecDeque;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::Arc;
@@ -27,6 +28,54 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// rather than buffered without bound.
 const MAX_RECORD: usize = 1024 * 1024;
 
+/// conmon's RFC 3339 stamps as unix nanoseconds. Consecutive records nearly always share
+/// their second, so that part (and the zone) is parsed once and only the fraction per
+/// record: a full parse per record would bound forwarding of short lines below what
+/// conmon writes.
+#[derive(Debug, Default)]
+struct StampCache {
+    /// `YYYY-MM-DDTHH:MM:SS` of the last full parse.
+    second: Vec<u8>,
+    /// Its zone (`Z`, `+00:00`).
+    zone: Vec<u8>,
+    /// Unix nanoseconds of that second in that zone.
+    base: i64,
+}
+
+/// Length of `YYYY-MM-DDTHH:MM:SS`.
+const SECOND_LEN: usize = 19;
+
+impl StampCache {
+    fn nanos(&mut self, time: &[u8]) -> Option<i64> {
+        let second = time.get(..SECOND_LEN)?;
+        let rest = &time[SECOND_LEN..];
+        let (fraction, zone) = match rest.strip_prefix(b".") {
+            Some(after_dot) => {
+                let digits = after_dot.iter().take_while(|b| b.is_ascii_digit()).count();
+                (&after_dot[..digits], &after_dot[digits..])
+            }
+            None => (&rest[..0], rest),
+        };
+        if fraction.len() > 9 || (rest.first() == Some(&b'.') && fraction.is_empty()) {
+            return parse_stamp(time);
+        }
+        let fraction_nanos = fraction
+            .iter()
+            .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'))
+            * 10i64.pow(9 - fraction.len() as u32);
+        if second == self.second.as_slice() && zone == self.zone.as_slice() {
+            return Some(self.base + fraction_nanos);
+        }
+        let full = parse_stamp(time)?;
+        self.second.clear();
+        self.second.extend_from_slice(second);
+        self.zone.clear();
+        self.zone.extend_from_slice(zone);
+        self.base = full - fraction_nanos;
+        Some(full)
+    }
+}
+
 /// One parsed record.
 #[derive(Debug, PartialEq, Eq)]
 struct Record<'a> {
@@ -40,7 +89,7 @@ struct Record<'a> {
 impl<'a> Record<'a> {
     /// A record from one line (without its newline). Lines that are not records are
     /// passed on whole, as stdout, rather than dropped.
-    fn parse(line: &'a [u8]) -> Record<'a> {
+    fn parse(line: &'a [u8], stamps: &mut StampCache) -> Record<'a> {
         let raw = Record {
             stamp: None,
             stream: StreamKind::Stdout,
@@ -62,7 +111,7 @@ impl<'a> Record<'a> {
             b"P" => false,
             _ => return raw,
         };
-        let Some(stamp) = parse_stamp(time) else {
+        let Some(stamp) = stamps.nanos(time) else {
             return raw;
         };
         Record {
@@ -90,8 +139,10 @@ pub(super) async fn tail(
     let watch_file = || events.and_then(|e| e.watch(path).ok());
     let mut watch = watch_file();
     let mut log = LogFile::open(path).map_err(source_error)?;
+    let mut rotations = Rotations::new(&log).map_err(source_error)?;
     let mut pending = Vec::new();
     let mut at_cursor = 0;
+    let mut stamps = StampCache::default();
     let mut poll = FIRST_POLL;
     let mut settled = false;
     let cancel = output.cancel.clone();
@@ -104,14 +155,20 @@ pub(super) async fn tail(
         };
         if read > 0 {
             pending.extend_from_slice(log.last_read());
-            if !forward_records(&mut pending, output, &mut at_cursor).await? {
+            if !forward_records(&mut pending, output, &mut at_cursor, &mut stamps).await? {
                 return Ok(());
             }
+            // While behind (a slow FIFO reader), conmon may start the file over more
+            // than once; each new file is opened as soon as it appears, so none is
+            // replaced before it was read.
+            rotations.check(path).map_err(source_error)?;
             poll = FIRST_POLL;
             settled = false;
             continue;
         }
-        if log.follow_replacement(path).map_err(source_error)? {
+        rotations.check(path).map_err(source_error)?;
+        if let Some(next) = rotations.next() {
+            log = next;
             watch = watch_file();
             continue;
         }
@@ -207,26 +264,62 @@ impl LogFile {
         Ok(len > self.offset)
     }
 
-    /// At the end of the file: when conmon rotated the log (a new file at `path`), goes
-    /// on with the new file from its beginning. Whether it did.
-    fn follow_replacement(&mut self, path: &Path) -> std::io::Result<bool> {
-        let current = self.file.metadata()?;
-        match std::fs::metadata(path) {
-            Ok(at_path) if at_path.ino() != current.ino() || at_path.dev() != current.dev() => {
-                *self = LogFile::open(path)?;
-                Ok(true)
-            }
-            // Removed with its container: nothing more will come.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-            Ok(_) => Ok(false),
-        }
-    }
-
     fn release_buffer(&mut self) {
         self.buf = Vec::new();
         self.filled = 0;
     }
+}
+
+/// Files conmon started at the log's path after the one being read (it writes a new file
+/// and renames it over the old one when the log reaches its size bound), opened as soon
+/// as they are seen, oldest first.
+struct Rotations {
+    /// Identity of the newest file opened at the path.
+    newest: (u64, u64),
+    queued: VecDeque<LogFile>,
+}
+
+/// Files held open ahead of the reader (160 MiB of backlog at the default bound); past
+/// this, the oldest one waiting is dropped: the reader is so far behind that podman's
+/// bound, not the reader, decides what is kept.
+const MAX_QUEUED: usize = 16;
+
+impl Rotations {
+    fn new(first: &LogFile) -> std::io::Result<Self> {
+        Ok(Rotations {
+            newest: identity(&first.file.metadata()?),
+            queued: VecDeque::new(),
+        })
+    }
+
+    /// One stat of `path`: opens the file there when it is a new one.
+    fn check(&mut self, path: &Path) -> std::io::Result<()> {
+        match std::fs::metadata(path) {
+            Ok(at_path) if identity(&at_path) != self.newest => {
+                let file = LogFile::open(path)?;
+                // What was opened, which may already be newer than what was stat'ed.
+                self.newest = identity(&file.file.metadata()?);
+                if self.queued.len() == MAX_QUEUED {
+                    self.queued.pop_front();
+                }
+                self.queued.push_back(file);
+                Ok(())
+            }
+            // Removed with its container: nothing more will come.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// The next file to read once the current one is read to its end.
+    fn next(&mut self) -> Option<LogFile> {
+        self.queued.pop_front()
+    }
+}
+
+fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
 }
 
 /// Writes every complete record in `pending` and drops it from there; `Ok(false)` when
@@ -235,12 +328,13 @@ async fn forward_records(
     pending: &mut Vec<u8>,
     output: &mut Output,
     at_cursor: &mut u64,
+    stamps: &mut StampCache,
 ) -> Result<bool, LogError> {
     let mut stdout = Vec::with_capacity(pending.len());
     let mut stderr = Vec::new();
     let mut consumed = 0;
     while let Some(end) = memchr::memchr(b'\n', &pending[consumed..]) {
-        let record = Record::parse(&pending[consumed..consumed + end]);
+        let record = Record::parse(&pending[consumed..consumed + end], stamps);
         consumed += end + 1;
         if let Some(stamp) = record.stamp {
             if !output.cursor.admit(stamp, at_cursor) {
@@ -275,8 +369,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cached_stamps_equal_full_parses() {
+        let mut cache = StampCache::default();
+        for stamp in [
+            "2024-01-01T00:00:01.500000000+00:00",
+            "2024-01-01T00:00:01.5+00:00",
+            "2024-01-01T00:00:01.000000001+00:00",
+            "2024-01-01T00:00:01+00:00",
+            "2024-01-01T00:00:01.25+01:00",
+            "2024-01-01T00:00:02.999999999Z",
+            "2024-01-01T00:00:02.1Z",
+            "2024-01-01T00:00:02.Z",
+            "2024-01-01T00:00:02.1234567891Z",
+            "not a time at all, no",
+        ] {
+            assert_eq!(
+                cache.nanos(stamp.as_bytes()),
+                parse_stamp(stamp.as_bytes()),
+                "{stamp}"
+            );
+        }
+    }
+
+    #[test]
     fn records_parse() {
-        let r = Record::parse(b"2024-01-01T00:00:01.500000000+00:00 stderr F oops: it broke");
+        let r = Record::parse(
+            b"2024-01-01T00:00:01.500000000+00:00 stderr F oops: it broke",
+            &mut StampCache::default(),
+        );
         assert_eq!(
             r,
             Record {
@@ -286,14 +406,17 @@ mod tests {
                 full: true,
             }
         );
-        let r = Record::parse(b"2024-01-01T00:00:01+01:00 stdout P part");
+        let r = Record::parse(
+            b"2024-01-01T00:00:01+01:00 stdout P part",
+            &mut StampCache::default(),
+        );
         assert_eq!(r.stamp, Some(1_704_063_601_000_000_000));
         assert_eq!(
             (r.stream, r.text, r.full),
             (StreamKind::Stdout, &b"part"[..], false)
         );
         // An empty line: nothing after the tag.
-        let r = Record::parse(b"2024-01-01T00:00:01Z stdout F");
+        let r = Record::parse(b"2024-01-01T00:00:01Z stdout F", &mut StampCache::default());
         assert_eq!((r.text, r.full), (&b""[..], true));
     }
 
@@ -305,7 +428,7 @@ mod tests {
             b"2024-01-01T00:00:01Z stdout X x",
             b"yesterday stdout F x",
         ] {
-            let r = Record::parse(line);
+            let r = Record::parse(line, &mut StampCache::default());
             assert_eq!(
                 (r.stamp, r.stream, r.text, r.full),
                 (None, StreamKind::Stdout, line, true),

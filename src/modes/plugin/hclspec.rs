@@ -207,9 +207,10 @@ pub fn config_schema() -> Spec {
                     object(vec![
                         ("driver", default(attr("driver", "string"), "\"nomad\"")),
                         ("options", block_attrs("options", "string")),
+                        ("max_disk", default(attr("max_disk", "string"), "\"10m\"")),
                     ]),
                 ),
-                "{ driver = \"nomad\", options = {} }",
+                "{ driver = \"nomad\", options = {}, max_disk = \"10m\" }",
             ),
         ),
         (
