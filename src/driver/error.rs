@@ -59,6 +59,9 @@ pub enum DriverError {
         source: LogError,
     },
 
+    #[error("task {task}: no statistics: {reason}")]
+    StatsUnavailable { task: String, reason: String },
+
     #[error("task {task}: cannot destroy a running task without force")]
     StillRunning { task: String },
 

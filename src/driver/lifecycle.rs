@@ -440,11 +440,7 @@ impl Driver {
             .container_inspect(&state.container_id)
             .await
             .map_err(DriverError::podman(&task_id, "find the task's container"))?;
-        let mut exit = if inspect.state.running {
-            ExitState::Running
-        } else {
-            Monitor::exit_result(&socket.client, &state.container_id).await
-        };
+        let mut exit = Monitor::state_of(&inspect);
         if exit != ExitState::Running
             && self.config.recover_stopped
             && socket
@@ -678,6 +674,21 @@ impl Driver {
         interval: Duration,
     ) -> Result<tokio::sync::mpsc::Receiver<super::TaskStats>, DriverError> {
         let task = self.task(task_id)?;
+        let no_stats = task
+            .socket
+            .facts
+            .try_lock()
+            .ok()
+            .and_then(|facts| facts.as_ref().map(|f| f.rootless && !f.cgroup_v2))
+            .unwrap_or(false);
+        if no_stats {
+            // Rootless podman on cgroup v1 has no container stats at all: say so at once
+            // rather than leave the caller with an empty stream.
+            return Err(DriverError::StatsUnavailable {
+                task: task_id.to_string(),
+                reason: "rootless podman on cgroup v1 reports no container statistics".into(),
+            });
+        }
         Ok(task
             .socket
             .monitor

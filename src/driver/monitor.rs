@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::model::{ExitResult, TaskStats};
 use super::podman::{self, PodmanClient, PodmanError};
-use super::spec::MANAGED_LABEL;
 use super::stats::{Compute, Sample, Tracker};
 
 /// How often the exit watcher compares its view with podman's even when the events stream
@@ -123,15 +122,25 @@ impl Monitor {
         receiver
     }
 
-    /// Reads the final state of a container that is no longer running.
-    pub async fn exit_result(client: &PodmanClient, container_id: &str) -> ExitState {
-        match client.container_inspect(container_id).await {
-            Ok(inspect) if inspect.state.running => ExitState::Running,
-            Ok(inspect) => ExitState::Exited {
+    /// The state of a container as one inspect shows it.
+    pub fn state_of(inspect: &podman::ContainerInspect) -> ExitState {
+        if inspect.state.running {
+            ExitState::Running
+        } else {
+            ExitState::Exited {
                 result: exit_result_of(&inspect.state),
                 at: inspect.state.finished_at().unwrap_or_else(SystemTime::now),
-            },
-            Err(PodmanError::NotFound { .. }) => ExitState::Exited {
+            }
+        }
+    }
+
+    /// The state of a container, when podman can tell: `None` when the inspect failed
+    /// for another reason than the container being gone (podman restarting, a timeout),
+    /// which is no evidence of an exit.
+    pub async fn confirmed_state(client: &PodmanClient, container_id: &str) -> Option<ExitState> {
+        match client.container_inspect(container_id).await {
+            Ok(inspect) => Some(Self::state_of(&inspect)),
+            Err(PodmanError::NotFound { .. }) => Some(ExitState::Exited {
                 result: ExitResult {
                     exit_code: 0,
                     signal: 0,
@@ -141,30 +150,29 @@ impl Monitor {
                     )),
                 },
                 at: SystemTime::now(),
-            },
-            Err(e) => ExitState::Exited {
-                result: ExitResult {
-                    err: Some(format!("unable to get the exit code of {container_id}: {e}")),
-                    ..ExitResult::default()
-                },
-                at: SystemTime::now(),
-            },
+            }),
+            Err(_) => None,
         }
     }
 
+    /// Settles a watched container once podman confirms it is no longer running; a
+    /// failed inspect leaves it watched for the next event or reconcile.
     async fn settle(&self, container_id: &str) {
         let Some(exit) = self.lock().watched.get(container_id).cloned() else {
             return;
         };
-        let state = Self::exit_result(&self.client, container_id).await;
-        if state != ExitState::Running {
-            self.lock().watched.remove(container_id);
-            exit.send_replace(state);
+        match Self::confirmed_state(&self.client, container_id).await {
+            None | Some(ExitState::Running) => {}
+            Some(state) => {
+                self.lock().watched.remove(container_id);
+                exit.send_replace(state);
+            }
         }
     }
 
     /// Settles every watched container podman no longer reports as running. One list
-    /// request, whatever the number of tasks.
+    /// request, whatever the number of tasks. Every running container is listed, not
+    /// only labelled ones: tasks adopted from the Go plugin carry none of our labels.
     async fn reconcile(&self) -> Result<(), PodmanError> {
         let watched: Vec<String> = self.lock().watched.keys().cloned().collect();
         if watched.is_empty() {
@@ -173,8 +181,8 @@ impl Monitor {
         let running = self
             .client
             .container_list(&podman::ListOptions {
-                all: true,
-                labels: vec![format!("{MANAGED_LABEL}=true")],
+                all: false,
+                labels: Vec::new(),
                 names: Vec::new(),
             })
             .await?
@@ -194,10 +202,11 @@ impl Monitor {
 /// Runs until the driver is dropped or cancelled. Holds the monitor only while working,
 /// so dropping the driver ends the loop.
 async fn run_exit_watcher(monitor: Weak<Monitor>) {
+    // Every container's deaths, not only labelled ones: tasks adopted from the Go plugin
+    // carry none of our labels. Containers nobody watches are ignored in `settle`.
     let filters = podman::EventsOptions {
         types: vec!["container".into()],
         actions: vec!["died".into()],
-        labels: vec![format!("{MANAGED_LABEL}=true")],
         ..podman::EventsOptions::default()
     };
     loop {

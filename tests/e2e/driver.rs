@@ -844,3 +844,50 @@ async fn podmans_copy_of_the_output_stays_bounded_and_nothing_is_lost() {
     println!("forwarded {bytes} bytes; podman's copy peaked at {largest} bytes");
     d.destroy(&id, true).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_adopted_go_plugin_container_without_our_labels_is_watched_to_its_exit() {
+    use nomad_driver_podman::driver::{LogTarget, TaskState, TASK_STATE_VERSION};
+    let label = LabelCleanup::new("drv-adopted");
+    let name = support::unique_name("gostarted");
+    // As the Go plugin created it: none of this driver's labels.
+    let id = support::podman()
+        .cli_ok(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            &label.pair(),
+            BUSYBOX_IMAGE,
+            "sh",
+            "-c",
+            "while [ ! -e /tmp/go ]; do sleep 0.1; done; exit 5",
+        ])
+        .trim()
+        .to_string();
+    let d = driver();
+    let state = TaskState {
+        version: TASK_STATE_VERSION,
+        task_id: "alloc-go/web/1".into(),
+        task_name: "web".into(),
+        alloc_id: "alloc-go".into(),
+        container_id: id.clone(),
+        container_name: name.clone(),
+        socket: "default".into(),
+        started_at: std::time::SystemTime::now(),
+        log: LogTarget::default(),
+        network: None,
+        image_id: String::new(),
+        kill_signal: None,
+    };
+    d.recover(state).await.unwrap();
+    support::podman().cli_ok(&["exec", &name, "touch", "/tmp/go"]);
+    let exited = tokio::time::timeout(Duration::from_secs(60), d.wait("alloc-go/web/1"))
+        .await
+        .expect("the exit is seen")
+        .unwrap();
+    assert_eq!(exited.exit_code, 5, "{exited:?}");
+    d.destroy("alloc-go/web/1", true).await.unwrap();
+    assert!(!container_exists(&name));
+}
