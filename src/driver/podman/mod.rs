@@ -720,10 +720,7 @@ impl PodmanClient {
             ReaderStream::new(read)
                 .map(move |chunk| {
                     chunk
-                        .map(|payload| Frame {
-                            stream: StreamKind::Stdout,
-                            payload,
-                        })
+                        .map(|payload| Frame::new(StreamKind::Stdout, payload))
                         .map_err(|e| PodmanError::Transport {
                             operation: op.clone(),
                             endpoint: String::new(),
