@@ -259,6 +259,117 @@ fn ps_logs_and_stop_work_after_the_runner_was_killed() {
     );
 }
 
+/// Field 22 of /proc/PID/stat: when the process started, in clock ticks after boot.
+fn start_time(pid: u32) -> u64 {
+    let stat = read(std::path::Path::new(&format!("/proc/{pid}/stat")));
+    let (_, after_name) = stat.rsplit_once(')').expect("stat has the command name");
+    after_name
+        .split_ascii_whitespace()
+        .nth(19)
+        .and_then(|t| t.parse().ok())
+        .expect("start time")
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// The job's state files are private, `secrets/` is 0700 and still readable by the task,
+/// and `stop` does not signal a process that runner.pid names but that is not the
+/// recorded runner (here: a look-alike whose start time differs, as after pid reuse).
+#[test]
+fn runner_state_is_private_and_stop_signals_only_the_recorded_runner() {
+    let env = RunnerEnv::new("run-identity");
+    let job = env.example("web");
+    let started = env.run(&["run", "-d", job.path()]);
+    assert_eq!(started.code, 0, "{}{}", started.stdout, started.stderr);
+    let pid: u32 = started
+        .stdout
+        .split("runner pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("runner pid in {}", started.stdout));
+
+    let job_dir = env.state.join(&job.id);
+    assert_eq!(mode(&job_dir), 0o700);
+    for file in ["runner.pid", "runner.log", "runner.json", "runner.ready"] {
+        assert_eq!(mode(&job_dir.join(file)), 0o600, "{file}");
+    }
+    assert_eq!(
+        read(&job_dir.join("runner.pid")),
+        format!("{pid} {}\n", start_time(pid))
+    );
+    let alloc = &env.alloc_dirs(&job.id)[0];
+    assert_eq!(mode(&alloc.join("server/secrets")), 0o700);
+    assert_eq!(mode(&alloc.join("server/local")), 0o777);
+    let alloc_id = alloc.file_name().expect("alloc id").to_string_lossy();
+    let container = format!("server-{alloc_id}");
+    let secret = crate::support::podman().cli_ok(&["exec", &container, "cat", "/secrets/app.env"]);
+    assert_eq!(
+        secret.trim_end(),
+        format!("OWNER=team-{}", job.id.to_uppercase())
+    );
+
+    // The runner dies; its pid now names a look-alike (`run` on its command line).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill runner");
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut decoy = std::process::Command::new("sh")
+        .args(["-c", "sleep 300; exit 0", "run"])
+        .spawn()
+        .expect("decoy");
+    let decoy_pid = decoy.id();
+    while !read(std::path::Path::new(&format!("/proc/{decoy_pid}/cmdline"))).starts_with("sh\0") {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let planted = job_dir.join("runner.pid");
+    std::fs::remove_file(&planted).expect("remove runner.pid");
+    std::fs::write(
+        &planted,
+        format!("{decoy_pid} {}\n", start_time(decoy_pid) + 1),
+    )
+    .expect("plant runner.pid");
+    let ps = env.run(&["ps", &job.id]);
+    assert!(
+        ps.stdout.contains(&format!("job {:?}: no runner", job.id)),
+        "{}",
+        ps.stdout
+    );
+
+    let stop = env.run(&["stop", &job.id]);
+    assert_eq!(stop.code, 0, "{}{}", stop.stdout, stop.stderr);
+    assert!(
+        stop.stdout
+            .contains(&format!("names pid {decoy_pid}, which is not its runner")),
+        "{}",
+        stop.stdout
+    );
+    assert!(
+        stop.stdout.contains("without its runner"),
+        "{}",
+        stop.stdout
+    );
+    assert_eq!(
+        decoy.try_wait().expect("decoy status"),
+        None,
+        "the decoy was not signalled"
+    );
+    decoy.kill().expect("kill decoy");
+    decoy.wait().expect("reap decoy");
+    assert!(containers_of(&job.id).is_empty());
+}
+
 #[test]
 fn a_second_ctrl_c_forces_the_stop_and_skips_poststop() {
     let env = RunnerEnv::new("run-force");
