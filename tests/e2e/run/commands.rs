@@ -370,6 +370,90 @@ fn runner_state_is_private_and_stop_signals_only_the_recorded_runner() {
     assert!(containers_of(&job.id).is_empty());
 }
 
+/// A user without XDG_RUNTIME_DIR gets /tmp/nomad-driver-podman-<uid>, created 0700;
+/// one that is another user's, open to others or a symlink is refused with a clear error.
+/// (Needs root, to act as another uid; the uid is unique to this run.)
+#[test]
+fn the_tmp_state_root_is_created_private_and_refused_when_not() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skipped: needs root to run the binary as another uid");
+        return;
+    }
+    let uid = 61000 + std::process::id() % 4000;
+    let root = std::path::PathBuf::from(format!("/tmp/nomad-driver-podman-{uid}"));
+    let clear = || {
+        let _ = std::fs::remove_file(&root);
+        let _ = std::fs::remove_dir_all(&root);
+    };
+    clear();
+    let as_user = || {
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--reuid",
+                &uid.to_string(),
+                "--regid",
+                &uid.to_string(),
+                "--clear-groups",
+                super::harness::BIN,
+                "logs",
+                "no-such-job",
+            ])
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("NOMAD_RUNNER_STATE_DIR")
+            .env("CONTAINER_HOST", "unix:///nonexistent/podman.sock")
+            .current_dir("/")
+            .output()
+            .expect("setpriv runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+
+    // Missing: created, the user's own, 0700; then the job is simply unknown.
+    let (code, stderr) = as_user();
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("no containers of job"), "{stderr}");
+    let meta = std::fs::symlink_metadata(&root).expect("root created");
+    assert_eq!((meta.uid(), meta.mode() & 0o7777), (uid, 0o700));
+
+    // Open to others: refused, not repaired.
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let (code, stderr) = as_user();
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} has mode 0777", root.display())),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::metadata(&root).expect("root").mode() & 0o777,
+        0o777
+    );
+
+    // Created first by another user (root here): refused.
+    clear();
+    std::fs::create_dir(&root).expect("mkdir");
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let (code, stderr) = as_user();
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("belongs to uid 0"), "{stderr}");
+
+    // A symlink (to a directory the user owns, even): refused, not followed.
+    clear();
+    let target = std::path::PathBuf::from(format!("{}-target", root.display()));
+    let _ = std::fs::remove_dir_all(&target);
+    std::fs::create_dir(&target).expect("mkdir target");
+    std::os::unix::fs::chown(&target, Some(uid), Some(uid)).expect("chown");
+    std::os::unix::fs::symlink(&target, &root).expect("symlink");
+    let (code, stderr) = as_user();
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("is a symlink"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&target).expect("target").count(), 0);
+    clear();
+    let _ = std::fs::remove_dir_all(&target);
+}
+
 #[test]
 fn a_second_ctrl_c_forces_the_stop_and_skips_poststop() {
     let env = RunnerEnv::new("run-force");
