@@ -135,23 +135,66 @@ impl FactsCache {
         let temporary = self
             .file
             .with_extension(format!("tmp.{}", std::process::id()));
-        let written = async {
-            tokio::fs::create_dir_all(dir).await?;
-            tokio::fs::write(&temporary, json).await?;
-            tokio::fs::rename(&temporary, &self.file).await
-        }
+        let (dir, file) = (dir.to_path_buf(), self.file.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            let written = write_replacing(&dir, &temporary, &file, &json);
+            if written.is_err() {
+                let _ = std::fs::remove_file(&temporary);
+            }
+        })
         .await;
-        if written.is_err() {
-            let _ = tokio::fs::remove_file(&temporary).await;
-        }
     }
 
     async fn entries(&self) -> BTreeMap<String, Entry> {
-        match tokio::fs::read(&self.file).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-            Err(_) => BTreeMap::new(),
+        let file = self.file.clone();
+        match tokio::task::spawn_blocking(move || read_no_follow(&file)).await {
+            Ok(Ok(bytes)) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            _ => BTreeMap::new(),
         }
     }
+}
+
+/// Writes `json` to a fresh 0600 `temporary` (`O_EXCL|O_NOFOLLOW`: a link planted under
+/// that name is removed, never followed) and renames it over `file` (a rename replaces a
+/// link, it does not write through it).
+fn write_replacing(dir: &Path, temporary: &Path, file: &Path, json: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    match std::fs::remove_file(temporary) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(temporary)?;
+    out.write_all(json)?;
+    drop(out);
+    std::fs::rename(temporary, file)
+}
+
+/// The cache file's bytes, never read through a symlink; only a regular file of this
+/// user counts.
+fn read_no_follow(file: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(file)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() || meta.uid() != nix::unistd::getuid().as_raw() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file of this user",
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Only unix sockets have an identity; facts of TCP endpoints are never cached.
@@ -222,6 +265,31 @@ mod tests {
         std::fs::remove_file(dir.path().join("podman.sock")).expect("remove");
         let (socket, _listener) = unix_socket(dir.path());
         assert_eq!(cache.load(&socket).await, None);
+    }
+
+    #[tokio::test]
+    async fn the_cache_file_is_private_and_never_written_through_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).expect("mkdir");
+        let cache = FactsCache::in_dir(&state);
+        let (socket, _listener) = unix_socket(dir.path());
+        // Links planted at the cache file and at this process's temporary name.
+        let target = dir.path().join("target");
+        std::fs::write(&target, "keep").expect("write");
+        std::os::unix::fs::symlink(&target, state.join(CACHE_FILE)).expect("link");
+        let temporary = cache
+            .file
+            .with_extension(format!("tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&target, &temporary).expect("link");
+        assert_eq!(cache.load(&socket).await, None, "a link is not read");
+        cache.store(&socket, &HostFacts::default()).await;
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep");
+        let meta = std::fs::symlink_metadata(&cache.file).expect("cache file");
+        assert!(meta.is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(cache.load(&socket).await, Some(HostFacts::default()));
     }
 
     #[tokio::test]

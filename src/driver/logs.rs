@@ -29,7 +29,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::monitor::ExitState;
-use super::podman::{parse_time, Endpoint, LogOptions, PodmanClient, PodmanError, StreamKind};
+use super::podman::{
+    parse_time, Endpoint, Frame, LogOptions, PodmanClient, PodmanError, StreamKind,
+};
 pub use file_events::FileEvents;
 pub use position::{PositionFile, POSITION_FILE};
 pub use sink::{Sink, SinkKind, SinkReport};
@@ -386,7 +388,7 @@ async fn read_api(
         _ = cancel.cancelled() => return Ok(ApiEnd::Cancelled),
         f = client.container_logs(container_id, &options) => f.map_err(ApiError::Podman)?,
     };
-    let mut at_cursor = 0;
+    let mut admission = Admission::default();
     loop {
         let frame = tokio::select! {
             _ = cancel.cancelled() => return Ok(ApiEnd::Cancelled),
@@ -395,12 +397,9 @@ async fn read_api(
                 None => return Ok(ApiEnd::Clean),
             },
         };
-        let (stamp, payload) = split_timestamp(&frame.payload);
-        if let Some(stamp) = stamp {
-            if !output.cursor.admit(stamp, &mut at_cursor) {
-                continue;
-            }
-        }
+        let Some(payload) = admission.admit(&mut output.cursor, &frame) else {
+            continue;
+        };
         if !output
             .write(frame.stream, &payload)
             .await
@@ -409,6 +408,29 @@ async fn read_api(
             return Ok(ApiEnd::Cancelled);
         }
         output.publish();
+    }
+}
+
+/// Which frames of one logs request are new, by the cursor.
+#[derive(Default)]
+struct Admission {
+    /// Lines of the current stamp already seen in this request.
+    at_cursor: u64,
+    /// Whether the line the current frame belongs to was admitted: the pieces of a line
+    /// longer than the frame cap follow its first piece (the one with the timestamp),
+    /// and whatever they start with is output, not a timestamp.
+    admitted: bool,
+}
+
+impl Admission {
+    /// The payload to write (without its timestamp), or `None` for an old line.
+    fn admit(&mut self, cursor: &mut LogCursor, frame: &Frame) -> Option<Bytes> {
+        if frame.continues {
+            return self.admitted.then(|| frame.payload.clone());
+        }
+        let (stamp, payload) = split_timestamp(&frame.payload);
+        self.admitted = stamp.map_or(true, |stamp| cursor.admit(stamp, &mut self.at_cursor));
+        self.admitted.then_some(payload)
     }
 }
 
@@ -488,6 +510,43 @@ mod tests {
             &[49 * SEC, 50 * SEC, 50 * SEC, 50 * SEC, 51 * SEC],
         );
         assert_eq!(got, vec![50 * SEC, 51 * SEC]);
+    }
+
+    #[test]
+    fn pieces_of_a_long_line_are_output_not_timestamps() {
+        let piece = |payload: &'static [u8], continues: bool| Frame {
+            stream: StreamKind::Stderr,
+            payload: Bytes::from_static(payload),
+            continues,
+        };
+        let mut cursor = LogCursor::at(UNIX_EPOCH + Duration::from_secs(100));
+        let mut admission = Admission::default();
+        // A new line in its pieces: the later ones pass whole, even when they start with
+        // something that reads as a (future) time.
+        let first = piece(b"1970-01-01T00:01:41Z aaaa", false);
+        assert_eq!(
+            admission.admit(&mut cursor, &first),
+            Some(Bytes::from_static(b"aaaa"))
+        );
+        let spoof = piece(b"2999-01-01T00:00:00Z bbbb", true);
+        assert_eq!(
+            admission.admit(&mut cursor, &spoof),
+            Some(spoof.payload.clone())
+        );
+        assert_eq!(
+            cursor.unix_nanos,
+            101 * SEC,
+            "the cursor stays at the line's stamp"
+        );
+        // An old line is dropped with all its pieces.
+        let old = piece(b"1970-01-01T00:00:50Z old", false);
+        assert_eq!(admission.admit(&mut cursor, &old), None);
+        assert_eq!(admission.admit(&mut cursor, &piece(b"more", true)), None);
+        let next = piece(b"1970-01-01T00:01:42Z next\n", false);
+        assert_eq!(
+            admission.admit(&mut cursor, &next),
+            Some(Bytes::from_static(b"next\n"))
+        );
     }
 
     #[test]

@@ -1084,6 +1084,34 @@ mod tests {
     }
 
     #[test]
+    fn the_drivers_nomad_labels_win_over_task_labels() {
+        let driver = DriverConfig {
+            extra_labels: vec!["*".into()],
+            ..DriverConfig::default()
+        };
+        let mut spoof = serde_json::Map::new();
+        for key in [
+            "alloc_id",
+            "job_name",
+            "job_id",
+            "task_group_name",
+            "task_name",
+            "namespace",
+            "node_name",
+            "node_id",
+        ] {
+            spoof.insert(format!("{LABEL_PREFIX}{key}"), json!("spoof"));
+        }
+        let s = spec(json!({ "labels": spoof }));
+        let out = build_with(&s, &driver, &HostFacts::default()).unwrap();
+        let labels = out["labels"].as_object().unwrap();
+        for (key, value) in labels {
+            assert_ne!(value, "spoof", "{key}");
+        }
+        assert_eq!(labels["com.hashicorp.nomad.node_id"], "node-id");
+    }
+
+    #[test]
     fn glob_rules() {
         assert!(glob_match("*", "job_name"));
         assert!(glob_match("job_*", "job_name"));

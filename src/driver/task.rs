@@ -259,6 +259,29 @@ const RLIMITS: [&str; 16] = [
     "stack",
 ];
 
+/// Prefix of the labels the driver and its tools set themselves: `.managed` (what the
+/// dangling-container sweep may remove), `.runner.*` (the runner's ownership and stop
+/// order), `.conformance*` (the harness's). A job setting one could exempt its container
+/// from the sweep or pass it off as another tool's, so task labels under it are refused.
+pub const RESERVED_LABEL_PREFIX: &str = "io.nomad-driver-podman.";
+
+/// Refuses task labels under [`RESERVED_LABEL_PREFIX`] (at decode: the runner and the
+/// conformance harness add theirs to the decoded config).
+fn refuse_reserved_labels(labels: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    match labels
+        .keys()
+        .find(|key| key.starts_with(RESERVED_LABEL_PREFIX))
+    {
+        Some(key) => Err(ConfigError::Conflict {
+            field: field("labels"),
+            reason: format!(
+                "label {key:?} is refused: the prefix {RESERVED_LABEL_PREFIX:?} is reserved for the labels the driver sets itself"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 impl TaskConfig {
     /// Decodes and validates a task `config {}` block (Nomad's cty shape or plain HCL).
     pub fn from_value(value: &Value) -> Result<TaskConfig, ConfigError> {
@@ -328,6 +351,7 @@ impl TaskConfig {
                 _ => defaults.socket,
             },
         };
+        refuse_reserved_labels(&config.labels)?;
         config.validate()?;
         Ok(config)
     }
@@ -971,6 +995,55 @@ mod tests {
     fn with_image(mut extra: Value) -> Value {
         extra["image"] = json!("busybox");
         extra
+    }
+
+    #[test]
+    fn labels_in_the_drivers_reserved_prefix_are_refused() {
+        // Every label the driver, the runner and the conformance harness set themselves.
+        let reserved = [
+            "io.nomad-driver-podman.managed",
+            "io.nomad-driver-podman.runner.job",
+            "io.nomad-driver-podman.runner.group",
+            "io.nomad-driver-podman.runner.task",
+            "io.nomad-driver-podman.runner.alloc_id",
+            "io.nomad-driver-podman.runner.alloc_index",
+            "io.nomad-driver-podman.runner.alloc_dir",
+            "io.nomad-driver-podman.runner.stage",
+            "io.nomad-driver-podman.runner.leader",
+            "io.nomad-driver-podman.runner.kill_timeout",
+            "io.nomad-driver-podman.runner.kill_signal",
+            "io.nomad-driver-podman.runner.ports",
+            "io.nomad-driver-podman.conformance",
+            "io.nomad-driver-podman.conformance.check",
+            "io.nomad-driver-podman.conformance.bystander",
+            "io.nomad-driver-podman.anything-new",
+        ];
+        for key in reserved {
+            let err =
+                decode(with_image(json!({"labels": {"team": "a", key: "x"}}))).expect_err(key);
+            assert_eq!(err.field(), "config.labels", "{key}");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "config.labels: label {key:?} is refused: the prefix \"io.nomad-driver-podman.\" is reserved for the labels the driver sets itself"
+                )
+            );
+        }
+        // In the list-of-maps shape too; neighbours of the prefix are ordinary labels.
+        assert!(decode(with_image(
+            json!({"labels": [{"a": "1"}, {"io.nomad-driver-podman.managed": "false"}]})
+        ))
+        .is_err());
+        for key in [
+            "io.nomad-driver-podman",
+            "io.nomad-driver-podmanx.a",
+            "team",
+        ] {
+            assert!(
+                decode(with_image(json!({"labels": {key: "x"}}))).is_ok(),
+                "{key}"
+            );
+        }
     }
 
     #[test]

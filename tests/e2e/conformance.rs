@@ -138,6 +138,29 @@ fn full_suite_passes_or_skips_with_reasons() {
         "http log lacks creates"
     );
     assert!(log.contains("GET /libpod/_ping"), "http log lacks the ping");
+    // The pulls and pushes with credentials are logged with the credentials redacted, in
+    // a file only its owner can read.
+    let auth_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("x-registry-auth:"))
+        .collect();
+    assert!(
+        !auth_lines.is_empty(),
+        "http log lacks the authenticated pull"
+    );
+    for line in auth_lines {
+        assert!(line.ends_with(": <redacted>"), "{line}");
+    }
+    assert!(
+        !log.contains(&password),
+        "the registry password is in the http log"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&http_log)
+        .expect("http log")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "http log mode {mode:o}");
 }
 
 /// Nothing listens: the API checks fail and say why, the rest skip, the exit code is 1.

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde::Deserialize;
+use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
 use super::reference::RegistryRef;
@@ -67,28 +68,122 @@ pub async fn resolve(
     Ok(None)
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+/// An auth file (`auth.json`, docker's `config.json`): the parts the driver reads.
+#[derive(Debug, Default)]
 struct AuthFile {
     auths: HashMap<String, AuthEntry>,
-    #[serde(rename = "credHelpers")]
     cred_helpers: HashMap<String, String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+/// One `auths` entry. `Debug` never shows `auth` or `password`.
+#[derive(Default)]
 struct AuthEntry {
     auth: String,
     username: String,
     password: String,
 }
 
+impl std::fmt::Debug for AuthEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthEntry")
+            .field("auth", &"<redacted>")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// JSON type names for errors, which never show a value (it may be a secret).
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `value` as an object; `field` names it in the error. Absent and null are empty.
+fn object<'a>(
+    value: Option<&'a Value>,
+    field: &str,
+) -> Result<Option<&'a Map<String, Value>>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(map)) => Ok(Some(map)),
+        Some(other) => Err(format!(
+            "{field}: expected an object, got {}",
+            json_type(other)
+        )),
+    }
+}
+
+/// `value` as a string; absent and null are empty.
+fn string(value: Option<&Value>, field: &str) -> Result<String, String> {
+    match value {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(format!(
+            "{field}: expected a string, got {}",
+            json_type(other)
+        )),
+    }
+}
+
+impl AuthFile {
+    /// Parses an auth file. Errors name the field or the position, never a value: a
+    /// serde message would quote the string it found (`invalid type: string "..."`),
+    /// which in an auth file is a credential.
+    fn parse(text: &str) -> Result<AuthFile, String> {
+        let root: Value = serde_json::from_str(text).map_err(|e| {
+            format!(
+                "not valid JSON ({}) at line {} column {}",
+                match e.classify() {
+                    serde_json::error::Category::Eof => "it ends early",
+                    _ => "a syntax error",
+                },
+                e.line(),
+                e.column()
+            )
+        })?;
+        let root = match &root {
+            Value::Object(map) => map,
+            other => return Err(format!("expected an object, got {}", json_type(other))),
+        };
+        let mut file = AuthFile::default();
+        for (key, entry) in object(root.get("auths"), "auths")?.into_iter().flatten() {
+            let field = format!("auths.{key:?}");
+            let Some(entry) = object(Some(entry), &field)? else {
+                continue;
+            };
+            file.auths.insert(
+                key.clone(),
+                AuthEntry {
+                    auth: string(entry.get("auth"), &format!("{field}.auth"))?,
+                    username: string(entry.get("username"), &format!("{field}.username"))?,
+                    password: string(entry.get("password"), &format!("{field}.password"))?,
+                },
+            );
+        }
+        for (registry, helper) in object(root.get("credHelpers"), "credHelpers")?
+            .into_iter()
+            .flatten()
+        {
+            let helper = string(Some(helper), &format!("credHelpers.{registry:?}"))?;
+            file.cred_helpers.insert(registry.clone(), helper);
+        }
+        Ok(file)
+    }
+}
+
 async fn from_file(path: &Path, image: &RegistryRef) -> Result<Option<(String, String)>, String> {
     let text = tokio::fs::read_to_string(path)
         .await
         .map_err(|e| format!("cannot read auth file {}: {e}", path.display()))?;
-    let file: AuthFile = serde_json::from_str(&text)
-        .map_err(|e| format!("auth file {} is not valid JSON: {e}", path.display()))?;
+    let file =
+        AuthFile::parse(&text).map_err(|why| format!("auth file {}: {why}", path.display()))?;
     if let Some((key, entry)) = best_match(&file.auths, &image.repository()) {
         return decode_entry(entry)
             .map(Some)
@@ -181,13 +276,23 @@ async fn from_helper(
     Ok(None)
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A helper's answer. `Debug` never shows the secret.
+#[derive(Default, Deserialize)]
 #[serde(default)]
 struct HelperReply {
     #[serde(rename = "Username")]
     username: String,
     #[serde(rename = "Secret")]
     secret: String,
+}
+
+impl std::fmt::Debug for HelperReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HelperReply")
+            .field("username", &self.username)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Runs `<helper> get` with `server` on stdin.
@@ -236,6 +341,7 @@ async fn ask_helper(helper: &str, server: &str) -> Result<Option<(String, String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn entry(auth: &str) -> AuthEntry {
         AuthEntry {
@@ -301,6 +407,86 @@ mod tests {
             ("u".into(), "p".into())
         );
         assert!(decode_entry(&AuthEntry::default()).is_err());
+    }
+
+    #[test]
+    fn auth_file_errors_name_the_field_never_the_value() {
+        let secret = "hunter2-secret";
+        let cases = [
+            (
+                json!({"auths": {"reg.example": {"auth": b64(&format!("u:{secret}")), "password": [secret]}}}),
+                "auths.\"reg.example\".password: expected a string, got a list",
+            ),
+            (
+                json!({"auths": {"reg.example": secret}}),
+                "auths.\"reg.example\": expected an object, got a string",
+            ),
+            (
+                json!({"auths": {"reg.example": {"auth": 42}}}),
+                "auths.\"reg.example\".auth: expected a string, got a number",
+            ),
+            (
+                json!({"auths": [secret]}),
+                "auths: expected an object, got a list",
+            ),
+            (
+                json!({"credHelpers": {"reg.example": {"x": secret}}}),
+                "credHelpers.\"reg.example\": expected a string, got an object",
+            ),
+            (json!(secret), "expected an object, got a string"),
+        ];
+        for (value, expected) in cases {
+            let err = AuthFile::parse(&value.to_string()).expect_err(expected);
+            assert!(!err.contains(secret), "{err}");
+            assert_eq!(err, expected);
+        }
+        // What serde would have said quotes the value; the parser does not.
+        let text = format!(r#"{{"auths": {{"r": {{"password": "{secret}" "#);
+        let err = AuthFile::parse(&text).expect_err("cut short");
+        assert!(!err.contains(secret), "{err}");
+        assert!(err.starts_with("not valid JSON"), "{err}");
+        let err = AuthFile::parse(&format!(
+            r#"{{"auths": {{"r": {{"password": {secret}}}}}}}"#
+        ))
+        .expect_err("bare word");
+        assert!(!err.contains(secret), "{err}");
+        assert!(err.contains("line 1 column"), "{err}");
+        // Unknown keys (docker's config.json has many) and nulls are fine.
+        let file = AuthFile::parse(
+            r#"{"auths": {"r": {"auth": null, "username": "u", "password": "p", "email": 1}}, "HttpHeaders": {}, "credHelpers": null}"#,
+        )
+        .expect("valid");
+        assert_eq!(file.auths["r"].username, "u");
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let entry = AuthEntry {
+            auth: b64("user:auth-secret"),
+            username: "user".into(),
+            password: "password-secret".into(),
+        };
+        let shown = format!("{entry:?}");
+        assert!(shown.contains("user"), "{shown}");
+        assert!(
+            !shown.contains(&entry.auth) && !shown.contains("password-secret"),
+            "{shown}"
+        );
+        let reply = HelperReply {
+            username: "user".into(),
+            secret: "helper-secret".into(),
+        };
+        let shown = format!("{reply:?}");
+        assert!(
+            shown.contains("user") && !shown.contains("helper-secret"),
+            "{shown}"
+        );
+        let file = AuthFile::parse(&format!(
+            r#"{{"auths": {{"r": {{"auth": "{}"}}}}}}"#,
+            entry.auth
+        ))
+        .expect("valid");
+        assert!(!format!("{file:?}").contains(&entry.auth));
     }
 
     #[test]

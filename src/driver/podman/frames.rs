@@ -4,6 +4,13 @@
 //! three padding bytes, the payload length as a big-endian u32 — followed by the payload.
 //! An end of input exactly at a frame boundary is a clean end; anywhere else it is an
 //! unexpected EOF.
+//!
+//! A frame is buffered whole only up to [`MAX_FRAME`] bytes. A larger one (a task can
+//! print a line of any length, and podman's logs API sends each line as one frame) is
+//! delivered in pieces of at most [`MAX_FRAME`] bytes as they arrive, each with the
+//! frame's stream kind; every piece after the first has [`Frame::continues`] set, so a
+//! consumer that reads something at the start of a frame (the logs API's timestamp)
+//! reads it only once. An error-channel frame is cut at [`MAX_FRAME`] bytes.
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
@@ -11,6 +18,8 @@ use tokio_util::codec::Decoder;
 const HEADER_LEN: usize = 8;
 /// Largest allocation made ahead of a frame's payload arriving.
 const MAX_RESERVE: usize = 64 * 1024;
+/// Largest payload buffered before it is delivered (as k8s_file's `MAX_RECORD`).
+pub const MAX_FRAME: usize = 1024 * 1024;
 
 /// Which standard stream a frame belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +34,20 @@ pub enum StreamKind {
 pub struct Frame {
     pub stream: StreamKind,
     pub payload: Bytes,
+    /// This payload continues the previous one: a piece of a frame larger than
+    /// [`MAX_FRAME`] other than its first.
+    pub continues: bool,
+}
+
+impl Frame {
+    /// A whole frame (or the first piece of one).
+    pub fn new(stream: StreamKind, payload: Bytes) -> Frame {
+        Frame {
+            stream,
+            payload,
+            continues: false,
+        }
+    }
 }
 
 /// Why a framed stream could not be read.
@@ -44,7 +67,18 @@ pub enum FrameError {
 /// `tokio_util` decoder of the frame format; use with `FramedRead`.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
-    _private: (),
+    /// Inside a frame larger than [`MAX_FRAME`] whose header was consumed.
+    large: Option<LargeFrame>,
+}
+
+#[derive(Debug)]
+struct LargeFrame {
+    /// `None`: the error channel, whose first [`MAX_FRAME`] bytes are the message.
+    stream: Option<StreamKind>,
+    /// Payload bytes of the frame not yet delivered.
+    remaining: usize,
+    /// Whether a piece of it was delivered already.
+    started: bool,
 }
 
 impl FrameDecoder {
@@ -58,6 +92,29 @@ impl Decoder for FrameDecoder {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        if let Some(large) = &mut self.large {
+            let piece = large.remaining.min(MAX_FRAME);
+            if src.len() < piece {
+                src.reserve((piece - src.len()).min(MAX_RESERVE));
+                return Ok(None);
+            }
+            let payload = src.split_to(piece).freeze();
+            large.remaining -= piece;
+            let continues = std::mem::replace(&mut large.started, true);
+            let stream = large.stream;
+            if large.remaining == 0 || stream.is_none() {
+                self.large = None;
+            }
+            return match stream {
+                Some(stream) => Ok(Some(Frame {
+                    stream,
+                    payload,
+                    continues,
+                })),
+                // The message is its first piece; the stream ends with the error.
+                None => Err(error_channel(&payload)),
+            };
+        }
         if src.len() < HEADER_LEN {
             src.reserve(HEADER_LEN - src.len());
             return Ok(None);
@@ -70,6 +127,15 @@ impl Decoder for FrameDecoder {
             other => return Err(FrameError::UnknownStream(other)),
         };
         let len = u32::from_be_bytes([src[4], src[5], src[6], src[7]]) as usize;
+        if len > MAX_FRAME {
+            src.advance(HEADER_LEN);
+            self.large = Some(LargeFrame {
+                stream,
+                remaining: len,
+                started: false,
+            });
+            return self.decode(src);
+        }
         if src.len() < HEADER_LEN + len {
             // The buffer grows with the data that arrives, not with what a header claims:
             // a corrupt or hostile length must not allocate gigabytes up front.
@@ -79,10 +145,8 @@ impl Decoder for FrameDecoder {
         src.advance(HEADER_LEN);
         let payload = src.split_to(len).freeze();
         match stream {
-            Some(stream) => Ok(Some(Frame { stream, payload })),
-            None => Err(FrameError::ErrorChannel(
-                String::from_utf8_lossy(&payload).trim_end().to_string(),
-            )),
+            Some(stream) => Ok(Some(Frame::new(stream, payload))),
+            None => Err(error_channel(&payload)),
         }
     }
 
@@ -91,7 +155,9 @@ impl Decoder for FrameDecoder {
             Some(frame) => Ok(Some(frame)),
             None if src.is_empty() => Ok(None),
             None => {
-                let missing = if src.len() < HEADER_LEN {
+                let missing = if let Some(large) = &self.large {
+                    large.remaining - src.len()
+                } else if src.len() < HEADER_LEN {
                     HEADER_LEN - src.len()
                 } else {
                     let len = u32::from_be_bytes([src[4], src[5], src[6], src[7]]) as usize;
@@ -101,6 +167,10 @@ impl Decoder for FrameDecoder {
             }
         }
     }
+}
+
+fn error_channel(payload: &[u8]) -> FrameError {
+    FrameError::ErrorChannel(String::from_utf8_lossy(payload).trim_end().to_string())
 }
 
 #[cfg(test)]
@@ -136,10 +206,10 @@ mod tests {
     }
 
     fn ok(stream: StreamKind, payload: &str) -> Result<Frame, String> {
-        Ok(Frame {
+        Ok(Frame::new(
             stream,
-            payload: Bytes::copy_from_slice(payload.as_bytes()),
-        })
+            Bytes::copy_from_slice(payload.as_bytes()),
+        ))
     }
 
     #[tokio::test]
@@ -170,6 +240,64 @@ mod tests {
             assert_eq!(second.stream, StreamKind::Stderr);
             assert_eq!(second.payload.len(), 3000);
         }
+    }
+
+    #[tokio::test]
+    async fn frames_above_the_cap_arrive_in_pieces_of_their_stream() {
+        let big: Vec<u8> = (0..MAX_FRAME * 2 + 10).map(|i| (i % 251) as u8).collect();
+        let mut input = frame(2, &big);
+        input.extend(frame(1, b"next"));
+        for chunk in [4096, MAX_FRAME + 3] {
+            let got = decode_all(input.clone(), chunk).await;
+            let got: Vec<Frame> = got.into_iter().map(|f| f.expect("frame")).collect();
+            assert_eq!(got.len(), 4, "chunk size {chunk}");
+            let sizes: Vec<usize> = got.iter().map(|f| f.payload.len()).collect();
+            assert_eq!(sizes, vec![MAX_FRAME, MAX_FRAME, 10, 4]);
+            assert!(got[..3].iter().all(|f| f.stream == StreamKind::Stderr));
+            let continues: Vec<bool> = got.iter().map(|f| f.continues).collect();
+            assert_eq!(continues, vec![false, true, true, false]);
+            let joined: Vec<u8> = got[..3].iter().flat_map(|f| f.payload.to_vec()).collect();
+            assert_eq!(joined, big);
+            assert_eq!(got[3], ok(StreamKind::Stdout, "next").expect("ok"));
+        }
+    }
+
+    #[test]
+    fn a_large_frame_never_buffers_more_than_the_cap() {
+        let mut decoder = FrameDecoder::new();
+        let mut src = BytesMut::from(&[1u8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff][..]);
+        let mut delivered = 0usize;
+        for _ in 0..3 * 4 {
+            // Data arrives in 256 KiB reads; a piece is handed out once the cap is full.
+            src.extend_from_slice(&[b'x'; 256 * 1024]);
+            assert!(
+                src.len() <= HEADER_LEN + MAX_FRAME,
+                "buffered {}",
+                src.len()
+            );
+            if let Some(f) = decoder.decode(&mut src).expect("decodes") {
+                assert_eq!(f.stream, StreamKind::Stdout);
+                assert_eq!(f.payload.len(), MAX_FRAME);
+                delivered += f.payload.len();
+            }
+        }
+        assert_eq!(delivered, 3 * MAX_FRAME);
+        // An end inside it is an unexpected EOF naming what is missing.
+        src.extend_from_slice(b"tail");
+        let err = decoder.decode_eof(&mut src).expect_err("cut short");
+        let missing = 0xffff_ffff - 3 * MAX_FRAME - 4;
+        assert!(
+            err.to_string().contains(&format!("{missing} more bytes")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_large_error_channel_frame_is_cut_at_the_cap() {
+        let got = decode_all(frame(3, &vec![b'e'; MAX_FRAME + 5]), 65536).await;
+        let err = got[0].as_ref().expect_err("error channel");
+        assert_eq!(err.len(), "podman reported: ".len() + MAX_FRAME);
+        assert_eq!(got.len(), 1);
     }
 
     #[tokio::test]
@@ -231,10 +359,7 @@ mod tests {
         let f = FrameDecoder::new().decode(&mut buf).expect("decodes");
         assert_eq!(
             f,
-            Some(Frame {
-                stream: StreamKind::Stdout,
-                payload: Bytes::from_static(b"hi")
-            })
+            Some(Frame::new(StreamKind::Stdout, Bytes::from_static(b"hi")))
         );
         assert!(buf.is_empty());
     }

@@ -177,6 +177,18 @@ impl std::fmt::Debug for RegistryCredentials {
     }
 }
 
+/// The header that carries registry credentials to podman.
+pub const REGISTRY_AUTH: &str = "X-Registry-Auth";
+
+/// An `X-Registry-Auth` value, marked sensitive so that hyper and anything that prints
+/// headers (`Debug`, HTTP/2 HPACK indexing) treat it as a secret. `None` if the encoded
+/// value is not a valid header value.
+pub fn registry_auth_header(encoded: &str) -> Option<hyper::header::HeaderValue> {
+    let mut value = hyper::header::HeaderValue::from_str(encoded).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
 impl RegistryCredentials {
     /// The `X-Registry-Auth` value: URL-safe base64 of the JSON auth config, empty fields omitted.
     fn header_value(&self) -> String {
@@ -350,10 +362,12 @@ impl PodmanClient {
             libpod(&format!("/images/pull{}", q.as_str())),
             empty_body(),
         );
-        if let Some(creds) = &opts.credentials {
-            if let Ok(v) = creds.header_value().parse() {
-                req.headers_mut().insert("X-Registry-Auth", v);
-            }
+        if let Some(value) = opts
+            .credentials
+            .as_ref()
+            .and_then(|c| registry_auth_header(&c.header_value()))
+        {
+            req.headers_mut().insert(REGISTRY_AUTH, value);
         }
         let body = self.stream(&op, req).await?;
         let mut reports = json_lines::<PullReport>(op.clone(), body);
@@ -728,10 +742,7 @@ impl PodmanClient {
             ReaderStream::new(read)
                 .map(move |chunk| {
                     chunk
-                        .map(|payload| Frame {
-                            stream: StreamKind::Stdout,
-                            payload,
-                        })
+                        .map(|payload| Frame::new(StreamKind::Stdout, payload))
                         .map_err(|e| PodmanError::Transport {
                             operation: op.clone(),
                             endpoint: String::new(),
@@ -1093,6 +1104,21 @@ mod tests {
             serde_json::json!({"username": "u", "password": "p>?"})
         );
         assert!(!format!("{creds:?}").contains("p>?"));
+    }
+
+    #[test]
+    fn registry_auth_header_is_sensitive() {
+        let creds = RegistryCredentials {
+            username: "u".into(),
+            password: "secret".into(),
+            server_address: "reg.example".into(),
+        };
+        let encoded = creds.header_value();
+        let value = registry_auth_header(&encoded).expect("a header value");
+        assert!(value.is_sensitive());
+        assert_eq!(value.as_bytes(), encoded.as_bytes());
+        assert!(!format!("{value:?}").contains(&encoded), "{value:?}");
+        assert!(registry_auth_header("line\nbreak").is_none());
     }
 
     #[test]

@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
 use crate::driver::podman::transport::{self, Query, RequestBody};
-use crate::driver::podman::{DeleteOptions, ListOptions, PodmanClient, PodmanError};
+use crate::driver::podman::{
+    registry_auth_header, DeleteOptions, ListOptions, PodmanClient, PodmanError, REGISTRY_AUTH,
+};
 
 use super::cli::RegistryTarget;
 use super::rootfs::{self, RootfsError};
@@ -213,8 +215,8 @@ impl Podman {
         if let Some((username, password)) = &registry.credentials {
             let auth = json!({"username": username, "password": password});
             let encoded = base64::engine::general_purpose::URL_SAFE.encode(auth.to_string());
-            if let Ok(value) = encoded.parse() {
-                request.headers_mut().insert("X-Registry-Auth", value);
+            if let Some(value) = registry_auth_header(&encoded) {
+                request.headers_mut().insert(REGISTRY_AUTH, value);
             }
         }
         let (status, body) = self.exchange(&op, request, TRANSFER_DEADLINE).await?;

@@ -340,10 +340,7 @@ impl<'a> TaskBuilder<'a> {
         let alloc_id = uuid::Uuid::new_v4().to_string();
         let mut config = Map::new();
         config.insert("image".into(), json!(env.image_reference()));
-        config.insert(
-            "labels".into(),
-            json!({ RUN_LABEL: env.run_id, CHECK_LABEL: scope.check() }),
-        );
+        config.insert("labels".into(), json!({}));
         let context = TaskContext {
             id: format!("{alloc_id}/{name}"),
             name: name.to_string(),
@@ -414,7 +411,15 @@ impl<'a> TaskBuilder<'a> {
 
     /// The decoded spec, as every mode would build it.
     pub fn spec(&self) -> Result<TaskSpec, Failure> {
-        let config = TaskConfig::from_value(&Value::Object(self.config.clone()))?;
+        let mut config = TaskConfig::from_value(&Value::Object(self.config.clone()))?;
+        // The harness's own labels are in the reserved prefix a task may not use: they
+        // are added to the decoded config, as the runner adds its own.
+        config
+            .labels
+            .insert(RUN_LABEL.to_string(), self.env.run_id.clone());
+        config
+            .labels
+            .insert(CHECK_LABEL.to_string(), self.scope.check().to_string());
         Ok(TaskSpec {
             config,
             context: self.context.clone(),

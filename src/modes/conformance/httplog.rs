@@ -28,8 +28,19 @@ pub struct HttpLog {
 }
 
 impl HttpLog {
+    /// Creates (or truncates) the log, readable by its owner only: it records whole
+    /// exchanges. A symlink at `path` is refused (O_NOFOLLOW), not followed.
     pub fn create(path: &Path) -> std::io::Result<HttpLog> {
-        let file = std::fs::File::create(path)?;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)?;
+        // An existing file keeps its mode on open: narrow it.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         Ok(HttpLog {
             file: Arc::new(Mutex::new(tokio::fs::File::from_std(file))),
             started: Instant::now(),
@@ -185,8 +196,45 @@ async fn pump(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin)
     captured
 }
 
-/// Head as text; body as text when it is text, else a byte count.
+/// Headers whose values are credentials; the log shows `<redacted>` instead.
+const SECRET_HEADERS: [&str; 4] = [
+    "x-registry-auth",
+    "x-registry-config",
+    "authorization",
+    "proxy-authorization",
+];
+
+/// Replaces the value of every [`SECRET_HEADERS`] line of `text` (whichever request
+/// of a connection it is in).
+fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let secret = line.split_once(':').is_some_and(|(name, _)| {
+            SECRET_HEADERS
+                .iter()
+                .any(|secret| name.trim().eq_ignore_ascii_case(secret))
+        });
+        match line.split_once(':') {
+            Some((name, _)) if secret => {
+                out.push_str(name);
+                out.push_str(": <redacted>");
+                if line.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out
+}
+
+/// Head as text; body as text when it is text, else a byte count. Credential headers
+/// are redacted.
 fn render(captured: &Captured) -> String {
+    redact(&render_raw(captured))
+}
+
+fn render_raw(captured: &Captured) -> String {
     let bytes = &captured.kept;
     let split = bytes
         .windows(4)
@@ -229,6 +277,41 @@ mod tests {
             render(&binary),
             "HTTP/1.1 200 OK\n\n[10 bytes of binary data]"
         );
+    }
+
+    #[test]
+    fn credential_headers_are_redacted() {
+        let captured = Captured {
+            kept: b"POST /v4.0.0/libpod/images/pull HTTP/1.1\r\nHost: d\r\nX-Registry-Auth: eyJzZWNyZXQiOiJ4In0=\r\nx-registry-config:eyJ9\r\nAuthorization: Basic dTpw\r\nX-Other: kept\r\n\r\n".to_vec(),
+            total: 154,
+        };
+        let text = render(&captured);
+        for secret in ["eyJzZWNyZXQiOiJ4In0=", "eyJ9", "dTpw"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(text.contains("\nX-Registry-Auth: <redacted>\n"), "{text}");
+        assert!(text.contains("\nx-registry-config: <redacted>\n"), "{text}");
+        assert!(text.contains("\nAuthorization: <redacted>\n"), "{text}");
+        assert!(text.contains("\nX-Other: kept\n"), "{text}");
+    }
+
+    #[test]
+    fn the_log_is_private_and_never_a_followed_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("http.log");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        HttpLog::create(&path).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.len(), 0);
+        let target = dir.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        let link = dir.path().join("link.log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(HttpLog::create(&link).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
     }
 
     #[tokio::test]

@@ -8,21 +8,21 @@
 //!
 //! Task output goes to `alloc/logs/<task>.stdout.0` and `.stderr.0`, as Nomad's logmon
 //! names its first files.
+//!
+//! Permissions: the shared `alloc/` dirs, `local/` and `tmp/` are 0777, as Nomad makes
+//! them, so a task running as any user in its container can write there. `secrets/` is
+//! 0700, owned by the runner's user: Nomad makes it a 0777 tmpfs and relies on its client
+//! data dir being closed to other users, which a runner state dir need not be. Tasks
+//! still use it: the runner runs containers as root by default (host root with rootful
+//! podman, the runner's own uid with rootless), and a bind mount is reached through the
+//! mount, not through its host parents. A task that sets a non-root `user` cannot read
+//! `/secrets` (see docs/runner.md).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// The runner's state root: `$XDG_RUNTIME_DIR/nomad-driver-podman`, else
-/// `/tmp/nomad-driver-podman-<uid>`.
-pub fn default_state_root() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("nomad-driver-podman"),
-        None => PathBuf::from(format!(
-            "/tmp/nomad-driver-podman-{}",
-            nix::unistd::getuid()
-        )),
-    }
-}
+/// Mode of each task's `secrets/` directory.
+pub const SECRETS_MODE: u32 = 0o700;
 
 /// One allocation's directory tree.
 #[derive(Debug, Clone)]
@@ -66,21 +66,22 @@ impl AllocDir {
     }
 
     /// Creates the tree. Directories are world-writable (as Nomad makes the shared alloc
-    /// dir) so tasks running as another user inside their container can write to them.
+    /// dir) so tasks running as another user inside their container can write to them;
+    /// `secrets/` is the runner user's only (0700).
     pub async fn create(&self, tasks: &[&str]) -> std::io::Result<()> {
         let mut dirs = vec![
-            self.shared().join("data"),
-            self.logs(),
-            self.shared().join("tmp"),
+            (self.shared().join("data"), 0o777),
+            (self.logs(), 0o777),
+            (self.shared().join("tmp"), 0o777),
         ];
         for task in tasks {
-            dirs.push(self.local(task));
-            dirs.push(self.secrets(task));
-            dirs.push(self.task_dir(task).join("tmp"));
+            dirs.push((self.local(task), 0o777));
+            dirs.push((self.secrets(task), SECRETS_MODE));
+            dirs.push((self.task_dir(task).join("tmp"), 0o777));
         }
-        for dir in dirs {
+        for (dir, mode) in dirs {
             tokio::fs::create_dir_all(&dir).await?;
-            tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).await?;
+            tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).await?;
         }
         Ok(())
     }
@@ -130,12 +131,18 @@ mod tests {
             "server/secrets",
             "server/tmp",
             "sidecar/local",
+            "sidecar/secrets",
         ] {
             let path = state.path().join("web/a1").join(sub);
             let meta =
                 std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(meta.is_dir());
-            assert_eq!(meta.permissions().mode() & 0o777, 0o777);
+            let want = if sub.ends_with("secrets") {
+                0o700
+            } else {
+                0o777
+            };
+            assert_eq!(meta.permissions().mode() & 0o777, want, "{sub}");
         }
         assert_eq!(
             dir.stdout("server"),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::cli::RunArgs;
 use super::error::{exit_code, RunError};
 use super::runner::{state_root, JobFiles};
+use super::statedir;
 use super::validate::{load_checked, report_error};
 
 pub async fn start(args: RunArgs) -> i32 {
@@ -22,13 +23,11 @@ async fn spawn_and_wait(args: &RunArgs) -> Result<i32, RunError> {
     // Job-file errors are reported here, not in a log file nobody reads.
     let checked = load_checked(&args.file, &args.vars).await?;
     let job_id = checked.loaded.job.id.clone();
-    let files = JobFiles::new(&state_root(&args.connection), &job_id);
-    tokio::fs::create_dir_all(&files.dir)
-        .await
-        .map_err(RunError::io("cannot create", &files.dir))?;
+    let files = JobFiles::new(&state_root(&args.connection)?, &job_id)?;
+    files.create_dir()?;
     let _ = tokio::fs::remove_file(files.ready()).await;
-    let log =
-        std::fs::File::create(files.log()).map_err(RunError::io("cannot create", files.log()))?;
+    let log = statedir::create_private_file(&files.log())
+        .map_err(RunError::io("cannot create", files.log()))?;
     let log_err = log
         .try_clone()
         .map_err(RunError::io("cannot open", files.log()))?;
@@ -63,10 +62,8 @@ async fn spawn_and_wait(args: &RunArgs) -> Result<i32, RunError> {
             .try_wait()
             .map_err(RunError::io("cannot watch", "the background runner"))?
         {
-            let output = tokio::fs::read_to_string(files.log())
-                .await
-                .unwrap_or_default();
-            print!("{output}");
+            let output = statedir::read_private_file(&files.log()).unwrap_or_default();
+            print!("{}", String::from_utf8_lossy(&output));
             return Ok(status.code().unwrap_or(exit_code::RUNNER));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

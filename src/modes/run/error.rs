@@ -33,6 +33,10 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    StateDir(#[from] super::statedir::StateDirError),
+    #[error("job id {0:?} cannot name a state directory: it must be one path component (no '/', not '.' or '..')")]
+    JobIdNotAPathComponent(String),
     #[error("no containers of job {0:?} found (is it running?)")]
     JobNotFound(String),
     #[error("{0}")]
@@ -44,9 +48,11 @@ impl RunError {
         match self {
             RunError::JobFile(_) => exit_code::JOB_FILE,
             RunError::PodmanUnreachable { .. } => exit_code::PODMAN_UNREACHABLE,
-            RunError::Io { .. } | RunError::JobNotFound(_) | RunError::Other(_) => {
-                exit_code::RUNNER
-            }
+            RunError::Io { .. }
+            | RunError::StateDir(_)
+            | RunError::JobIdNotAPathComponent(_)
+            | RunError::JobNotFound(_)
+            | RunError::Other(_) => exit_code::RUNNER,
         }
     }
 

@@ -24,15 +24,16 @@ pub async fn start(ctx: &AllocContext, image: &str) -> Result<BridgeNamespace, S
     let labels_map = labels::infra_labels(
         &ctx.job, group, INFRA_TASK, &ctx.alloc, &ctx.dir, &ctx.ports,
     );
-    let config = TaskConfig::from_value(&json!({
+    let mut config = TaskConfig::from_value(&json!({
         "image": image,
         "command": "sh",
         "args": ["-c", PAUSE],
         "ports": ctx.ports.iter().map(|p| p.label.clone()).collect::<Vec<_>>(),
         "hostname": group.network.as_ref().and_then(|n| n.hostname.clone()).unwrap_or_default(),
-        "labels": labels_map,
     }))
     .map_err(|e| format!("network namespace container: {e}"))?;
+    // The runner's labels are reserved (refused in task configs): added after decoding.
+    config.labels.extend(labels_map);
     let context = TaskContext {
         id: task_id(ctx),
         name: INFRA_TASK.to_string(),

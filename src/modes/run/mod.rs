@@ -43,6 +43,7 @@ pub mod ports;
 pub mod restart;
 pub mod runner;
 pub mod state;
+pub mod statedir;
 pub mod task_runner;
 pub mod template;
 pub mod ui;

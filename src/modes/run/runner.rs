@@ -2,6 +2,7 @@
 //! process of `run --detach`), until batch tasks finish or the job is stopped.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::driver::config::DriverConfig;
 use crate::driver::{Driver, DriverOptions, FactsCache, PULL_PROGRESS_ANNOTATION};
 
-use super::alloc::{default_state_root, AllocDir};
+use super::alloc::AllocDir;
 use super::check::INFRA_TASK;
 use super::cli::{ConnectionArgs, RunArgs};
 use super::env::{node_attributes, AllocIdentity};
@@ -24,23 +25,42 @@ use super::model::{Job, NetworkMode};
 use super::plan::notices_text;
 use super::ports::PortAllocator;
 use super::state::{self, Manifest, ManifestAlloc};
+use super::statedir::{self, default_state_root, ProcessIdentity, RootKind};
 use super::task_runner::AllocContext;
 use super::ui::{use_color, Stream, Ui, Who};
 use super::validate::load_checked;
 
-/// Files the runner keeps next to a job's allocation dirs.
+/// Files the runner keeps next to a job's allocation dirs (created and read through
+/// [`statedir`]: never through a symlink).
 pub struct JobFiles {
     pub dir: PathBuf,
 }
 
 impl JobFiles {
-    pub fn new(state_root: &Path, job_id: &str) -> Self {
-        JobFiles {
-            dir: state_root.join(job_id),
+    /// The job's directory under the state root; the job id must be one plain path
+    /// component (a job named `../x` must not reach outside the root).
+    pub fn new(state_root: &Path, job_id: &str) -> Result<Self, RunError> {
+        let mut components = Path::new(job_id).components();
+        match (components.next(), components.next()) {
+            (Some(std::path::Component::Normal(name)), None) if name == job_id => Ok(JobFiles {
+                dir: state_root.join(job_id),
+            }),
+            _ => Err(RunError::JobIdNotAPathComponent(job_id.to_string())),
         }
     }
 
-    /// The pid of the runner process that owns the job while it runs.
+    /// Creates the job's directory (0700, this user's, not a symlink).
+    pub fn create_dir(&self) -> Result<(), RunError> {
+        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(RunError::io("cannot create", &self.dir)(e)),
+        }
+        statedir::check_private_dir(&self.dir, false)?;
+        Ok(())
+    }
+
+    /// The pid and start time of the runner process that owns the job while it runs.
     pub fn pid(&self) -> PathBuf {
         self.dir.join("runner.pid")
     }
@@ -56,11 +76,15 @@ impl JobFiles {
     }
 }
 
-pub fn state_root(connection: &ConnectionArgs) -> PathBuf {
-    connection
-        .state_dir
-        .clone()
-        .unwrap_or_else(default_state_root)
+/// The state root: `--state-dir` as given, else the default root, created and checked
+/// ([`statedir`]).
+pub fn state_root(connection: &ConnectionArgs) -> Result<PathBuf, RunError> {
+    let (root, kind) = match &connection.state_dir {
+        Some(dir) => (dir.clone(), RootKind::Chosen),
+        None => default_state_root(),
+    };
+    statedir::prepare_root(&root, kind)?;
+    Ok(root)
 }
 
 /// The core driver for the runner: the socket from --socket / CONTAINER_HOST / the
@@ -77,7 +101,7 @@ pub async fn connect(connection: &ConnectionArgs) -> Result<Arc<Driver>, RunErro
     // Host facts are remembered between runs: podman's info call alone takes longer
     // than starting a small job.
     let options = DriverOptions {
-        facts_cache: Some(FactsCache::in_dir(&state_root(connection))),
+        facts_cache: Some(FactsCache::in_dir(&state_root(connection)?)),
         ..DriverOptions::default()
     };
     let driver =
@@ -119,8 +143,8 @@ async fn run_job(args: &RunArgs) -> Result<i32, RunError> {
     }
     let job = Arc::new(checked.loaded.job);
     let driver = connect(&args.connection).await?;
-    let root = state_root(&args.connection);
-    let files = JobFiles::new(&root, &job.id);
+    let root = state_root(&args.connection)?;
+    let files = JobFiles::new(&root, &job.id)?;
     if !state::find(&args.connection, Some(&job.id))
         .await?
         .is_empty()
@@ -130,12 +154,11 @@ async fn run_job(args: &RunArgs) -> Result<i32, RunError> {
             job.id
         )));
     }
-    tokio::fs::create_dir_all(&files.dir)
-        .await
-        .map_err(RunError::io("cannot create", &files.dir))?;
+    files.create_dir()?;
     remove_previous_allocations(&files).await;
-    tokio::fs::write(files.pid(), std::process::id().to_string())
-        .await
+    let me = ProcessIdentity::current()
+        .ok_or_else(|| RunError::Other("cannot read this process's /proc/self/stat".into()))?;
+    statedir::write_private_file(&files.pid(), me.to_record().as_bytes())
         .map_err(RunError::io("cannot write", files.pid()))?;
 
     let (ui, printer) = Ui::start(
@@ -243,8 +266,7 @@ async fn supervise(
     let manifest_path = Manifest::path(files);
     let manifest_json =
         serde_json::to_vec_pretty(&manifest).map_err(|e| RunError::Other(e.to_string()))?;
-    tokio::fs::write(&manifest_path, manifest_json)
-        .await
+    statedir::write_private_file(&manifest_path, &manifest_json)
         .map_err(RunError::io("cannot write", &manifest_path))?;
     ui.note(format!(
         "job {:?} ({}) from {}: {} allocation{}",
@@ -304,7 +326,7 @@ async fn supervise(
                     break;
                 }
             }
-            let _ = tokio::fs::write(&ready, std::process::id().to_string()).await;
+            let _ = statedir::write_private_file(&ready, std::process::id().to_string().as_bytes());
         });
     }
     let mut outcomes = Vec::new();
@@ -480,4 +502,24 @@ fn label_width(job: &Job) -> usize {
         .max()
         .unwrap_or(0)
         .max("runner".len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_name_one_directory_under_the_root() {
+        let root = Path::new("/state");
+        assert_eq!(
+            JobFiles::new(root, "web").unwrap().dir,
+            PathBuf::from("/state/web")
+        );
+        for id in ["../etc", "a/b", "..", ".", "/abs", "", "web/"] {
+            let err = JobFiles::new(root, id)
+                .err()
+                .unwrap_or_else(|| panic!("{id:?}"));
+            assert!(err.to_string().contains("one path component"), "{err}");
+        }
+    }
 }

@@ -17,6 +17,7 @@ use super::error::{exit_code, RunError};
 use super::labels;
 use super::logs::follow;
 use super::runner::{state_root, JobFiles};
+use super::statedir::{self, ProcessIdentity};
 use super::ui::{use_color, Stream, Ui, Who};
 use super::validate::report_error;
 
@@ -218,9 +219,15 @@ pub async fn ps(args: PsArgs) -> i32 {
     }
     let jobs: std::collections::BTreeSet<&str> =
         containers.iter().map(|c| c.job.as_str()).collect();
-    let root = state_root(&args.connection);
+    let root = match state_root(&args.connection) {
+        Ok(root) => root,
+        Err(e) => return report_error(&e),
+    };
     for job in jobs {
-        match runner_pid(&JobFiles::new(&root, job)) {
+        let runner = JobFiles::new(&root, job)
+            .ok()
+            .and_then(|files| runner_pid(&files));
+        match runner {
             Some(pid) => println!("job {job:?}: runner pid {pid}"),
             None => println!("job {job:?}: no runner (its containers are left as they are; `stop {job}` removes them)"),
         }
@@ -228,16 +235,49 @@ pub async fn ps(args: PsArgs) -> i32 {
     exit_code::OK
 }
 
-/// The pid of the job's runner if that process is still alive.
+/// What the job's `runner.pid` says about its runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunnerCheck {
+    /// No pid file (or not one the runner wrote): no runner.
+    None,
+    /// The recorded process is still the job's runner.
+    Verified(ProcessIdentity),
+    /// The pid file names a process that is not (any more) the job's runner.
+    Mismatch { pid: i32, why: String },
+}
+
+/// Reads `runner.pid` (never through a symlink) and checks that the process it names is
+/// the same process (pid and start time), of this user, and a runner.
+pub fn check_runner(files: &JobFiles) -> RunnerCheck {
+    let Ok(bytes) = statedir::read_private_file(&files.pid()) else {
+        return RunnerCheck::None;
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let Some(recorded) = ProcessIdentity::parse(&text) else {
+        return match text.trim().parse::<i32>() {
+            Ok(pid) => RunnerCheck::Mismatch {
+                pid,
+                why: "the pid file records no start time, so the process cannot be identified"
+                    .into(),
+            },
+            Err(_) => RunnerCheck::None,
+        };
+    };
+    match statedir::verify_runner(recorded) {
+        Ok(()) => RunnerCheck::Verified(recorded),
+        Err(why) => RunnerCheck::Mismatch {
+            pid: recorded.pid,
+            why,
+        },
+    }
+}
+
+/// The pid of the job's runner if that process is still alive and is that runner.
 pub fn runner_pid(files: &JobFiles) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(files.pid())
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let ours = cmdline.split(|b| *b == 0).any(|arg| arg == b"run");
-    ours.then_some(pid)
+    match check_runner(files) {
+        RunnerCheck::Verified(runner) => Some(runner.pid),
+        _ => None,
+    }
 }
 
 pub async fn stop(args: StopArgs) -> i32 {
@@ -248,22 +288,40 @@ pub async fn stop(args: StopArgs) -> i32 {
 }
 
 async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
-    let files = JobFiles::new(&state_root(&args.connection), &args.job);
+    let files = JobFiles::new(&state_root(&args.connection)?, &args.job)?;
     let mut found = false;
-    if let Some(pid) = runner_pid(&files) {
-        found = true;
-        println!(
-            "stopping job {:?}: asking its runner (pid {pid}) to stop it in Nomad's order",
-            args.job
-        );
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        // The runner stops every task (kill timeouts) and runs poststop tasks first.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-        while runner_pid(&files).is_some() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    let runner = match check_runner(&files) {
+        RunnerCheck::Verified(runner) => Some(runner),
+        RunnerCheck::Mismatch { pid, why } => {
+            println!(
+                "job {:?}: {} names pid {pid}, which is not its runner ({why}); not signalling it",
+                args.job,
+                files.pid().display()
+            );
+            None
+        }
+        RunnerCheck::None => None,
+    };
+    if let Some(runner) = runner {
+        let pid = runner.pid;
+        match statedir::signal_runner(runner, nix::sys::signal::Signal::SIGTERM) {
+            Ok(()) => {
+                found = true;
+                println!(
+                    "stopping job {:?}: asking its runner (pid {pid}) to stop it in Nomad's order",
+                    args.job
+                );
+                // The runner stops every task (kill timeouts) and runs poststop tasks first.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+                while runner_pid(&files).is_some() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            Err(why) => println!(
+                "job {:?}: not signalling pid {pid} named by {}: {why}",
+                args.job,
+                files.pid().display()
+            ),
         }
     }
     let left = find(&args.connection, Some(&args.job)).await?;
@@ -344,9 +402,9 @@ pub async fn logs(args: LogsArgs) -> i32 {
 }
 
 async fn show_logs(args: &LogsArgs) -> Result<i32, RunError> {
-    let files = JobFiles::new(&state_root(&args.connection), &args.job);
+    let files = JobFiles::new(&state_root(&args.connection)?, &args.job)?;
     let manifest_path = Manifest::path(&files);
-    let manifest: Manifest = match tokio::fs::read(&manifest_path).await {
+    let manifest: Manifest = match statedir::read_private_file(&manifest_path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| RunError::Other(format!("{}: {e}", manifest_path.display())))?,
         Err(_) => return Err(RunError::JobNotFound(args.job.clone())),
@@ -439,5 +497,54 @@ async fn wait_until_gone(connection: &ConnectionArgs, files: &JobFiles, job: &st
     tokio::select! {
         _ = poll => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job_files() -> (tempfile::TempDir, JobFiles) {
+        let root = tempfile::tempdir().unwrap();
+        let files = JobFiles::new(root.path(), "web").unwrap();
+        files.create_dir().unwrap();
+        (root, files)
+    }
+
+    #[test]
+    fn runner_pid_files_are_trusted_only_for_the_recorded_process() {
+        let (_root, files) = job_files();
+        assert_eq!(check_runner(&files), RunnerCheck::None);
+        // A runner-like process recorded with its start time is the runner.
+        let mut child = statedir::tests::runner_like_child();
+        let pid = i32::try_from(child.id()).unwrap();
+        let me = ProcessIdentity {
+            pid,
+            start_time: statedir::start_time(pid).unwrap(),
+        };
+        statedir::write_private_file(&files.pid(), me.to_record().as_bytes()).unwrap();
+        assert_eq!(check_runner(&files), RunnerCheck::Verified(me));
+        assert_eq!(runner_pid(&files), Some(pid));
+        // The old pid-only form, or another start time: not signalled.
+        std::fs::write(files.pid(), pid.to_string()).unwrap();
+        assert!(matches!(check_runner(&files), RunnerCheck::Mismatch { pid: p, .. } if p == pid));
+        let other = ProcessIdentity {
+            start_time: me.start_time + 7,
+            ..me
+        };
+        statedir::write_private_file(&files.pid(), other.to_record().as_bytes()).unwrap();
+        match check_runner(&files) {
+            RunnerCheck::Mismatch { why, .. } => assert!(why.contains("reused"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(runner_pid(&files), None);
+        // A pid file that is a symlink is not read at all.
+        let elsewhere = files.dir.join("elsewhere");
+        statedir::write_private_file(&elsewhere, me.to_record().as_bytes()).unwrap();
+        std::fs::remove_file(files.pid()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, files.pid()).unwrap();
+        assert_eq!(check_runner(&files), RunnerCheck::None);
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }

@@ -176,6 +176,26 @@ async fn bad_task_configs_name_the_option() {
     .await;
     assert!(status.message().contains("config.imagee"), "{status:?}");
 
+    // Labels in the driver's reserved prefix: a job cannot exempt itself from the
+    // dangling-container sweep or pose as a runner's container.
+    for (name, key) in [
+        ("managed", "io.nomad-driver-podman.managed"),
+        ("runner", "io.nomad-driver-podman.runner.job"),
+    ] {
+        let mut spoof = valid.clone();
+        let mut labels = std::collections::BTreeMap::new();
+        labels.insert(key.to_string(), cty_msgpack::string("false"));
+        labels.insert(
+            bed.cleanup.key.clone(),
+            cty_msgpack::string(&bed.cleanup.value),
+        );
+        spoof.insert("labels".into(), Cty::List(vec![Cty::Map(labels)]));
+        let status = start_raw(&plugin, &alloc, name, cty_msgpack::encode(&Cty::Map(spoof))).await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("config.labels"), "{status:?}");
+        assert!(status.message().contains(key), "{status:?}");
+    }
+
     // An unknown cty value (ext) inside an option.
     let mut bytes = cty_msgpack::encode(&Cty::Map(
         valid

@@ -259,6 +259,201 @@ fn ps_logs_and_stop_work_after_the_runner_was_killed() {
     );
 }
 
+/// Field 22 of /proc/PID/stat: when the process started, in clock ticks after boot.
+fn start_time(pid: u32) -> u64 {
+    let stat = read(std::path::Path::new(&format!("/proc/{pid}/stat")));
+    let (_, after_name) = stat.rsplit_once(')').expect("stat has the command name");
+    after_name
+        .split_ascii_whitespace()
+        .nth(19)
+        .and_then(|t| t.parse().ok())
+        .expect("start time")
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// The job's state files are private, `secrets/` is 0700 and still readable by the task,
+/// and `stop` does not signal a process that runner.pid names but that is not the
+/// recorded runner (here: a look-alike whose start time differs, as after pid reuse).
+#[test]
+fn runner_state_is_private_and_stop_signals_only_the_recorded_runner() {
+    let env = RunnerEnv::new("run-identity");
+    let job = env.example("web");
+    let started = env.run(&["run", "-d", job.path()]);
+    assert_eq!(started.code, 0, "{}{}", started.stdout, started.stderr);
+    let pid: u32 = started
+        .stdout
+        .split("runner pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("runner pid in {}", started.stdout));
+
+    let job_dir = env.state.join(&job.id);
+    assert_eq!(mode(&job_dir), 0o700);
+    for file in ["runner.pid", "runner.log", "runner.json", "runner.ready"] {
+        assert_eq!(mode(&job_dir.join(file)), 0o600, "{file}");
+    }
+    assert_eq!(
+        read(&job_dir.join("runner.pid")),
+        format!("{pid} {}\n", start_time(pid))
+    );
+    let alloc = &env.alloc_dirs(&job.id)[0];
+    assert_eq!(mode(&alloc.join("server/secrets")), 0o700);
+    assert_eq!(mode(&alloc.join("server/local")), 0o777);
+    let alloc_id = alloc.file_name().expect("alloc id").to_string_lossy();
+    let container = format!("server-{alloc_id}");
+    let secret = crate::support::podman().cli_ok(&["exec", &container, "cat", "/secrets/app.env"]);
+    assert_eq!(
+        secret.trim_end(),
+        format!("OWNER=team-{}", job.id.to_uppercase())
+    );
+
+    // The runner dies; its pid now names a look-alike (`run` on its command line).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill runner");
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut decoy = std::process::Command::new("sh")
+        .args(["-c", "sleep 300; exit 0", "run"])
+        .spawn()
+        .expect("decoy");
+    let decoy_pid = decoy.id();
+    while !read(std::path::Path::new(&format!("/proc/{decoy_pid}/cmdline"))).starts_with("sh\0") {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let planted = job_dir.join("runner.pid");
+    std::fs::remove_file(&planted).expect("remove runner.pid");
+    std::fs::write(
+        &planted,
+        format!("{decoy_pid} {}\n", start_time(decoy_pid) + 1),
+    )
+    .expect("plant runner.pid");
+    let ps = env.run(&["ps", &job.id]);
+    assert!(
+        ps.stdout.contains(&format!("job {:?}: no runner", job.id)),
+        "{}",
+        ps.stdout
+    );
+
+    let stop = env.run(&["stop", &job.id]);
+    assert_eq!(stop.code, 0, "{}{}", stop.stdout, stop.stderr);
+    assert!(
+        stop.stdout
+            .contains(&format!("names pid {decoy_pid}, which is not its runner")),
+        "{}",
+        stop.stdout
+    );
+    assert!(
+        stop.stdout.contains("without its runner"),
+        "{}",
+        stop.stdout
+    );
+    assert_eq!(
+        decoy.try_wait().expect("decoy status"),
+        None,
+        "the decoy was not signalled"
+    );
+    decoy.kill().expect("kill decoy");
+    decoy.wait().expect("reap decoy");
+    assert!(containers_of(&job.id).is_empty());
+}
+
+/// A user without XDG_RUNTIME_DIR gets /tmp/nomad-driver-podman-<uid>, created 0700;
+/// one that is another user's, open to others or a symlink is refused with a clear error.
+/// (Needs root, to act as another uid; the uid is unique to this run.)
+#[test]
+fn the_tmp_state_root_is_created_private_and_refused_when_not() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skipped: needs root to run the binary as another uid");
+        return;
+    }
+    let uid = 61000 + std::process::id() % 4000;
+    let root = std::path::PathBuf::from(format!("/tmp/nomad-driver-podman-{uid}"));
+    let clear = || {
+        let _ = std::fs::remove_file(&root);
+        let _ = std::fs::remove_dir_all(&root);
+    };
+    clear();
+    let as_user = || {
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--reuid",
+                &uid.to_string(),
+                "--regid",
+                &uid.to_string(),
+                "--clear-groups",
+                super::harness::BIN,
+                "logs",
+                "no-such-job",
+            ])
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("NOMAD_RUNNER_STATE_DIR")
+            .env("CONTAINER_HOST", "unix:///nonexistent/podman.sock")
+            .current_dir("/")
+            .output()
+            .expect("setpriv runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+
+    // Missing: created, the user's own, 0700; then the job is simply unknown.
+    let (code, stderr) = as_user();
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("no containers of job"), "{stderr}");
+    let meta = std::fs::symlink_metadata(&root).expect("root created");
+    assert_eq!((meta.uid(), meta.mode() & 0o7777), (uid, 0o700));
+
+    // Open to others: refused, not repaired.
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let (code, stderr) = as_user();
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} has mode 0777", root.display())),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::metadata(&root).expect("root").mode() & 0o777,
+        0o777
+    );
+
+    // Created first by another user (root here): refused.
+    clear();
+    std::fs::create_dir(&root).expect("mkdir");
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let (code, stderr) = as_user();
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("belongs to uid 0"), "{stderr}");
+
+    // A symlink (to a directory the user owns, even): refused, not followed.
+    clear();
+    let target = std::path::PathBuf::from(format!("{}-target", root.display()));
+    let _ = std::fs::remove_dir_all(&target);
+    std::fs::create_dir(&target).expect("mkdir target");
+    std::os::unix::fs::chown(&target, Some(uid), Some(uid)).expect("chown");
+    std::os::unix::fs::symlink(&target, &root).expect("symlink");
+    let (code, stderr) = as_user();
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("is a symlink"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&target).expect("target").count(), 0);
+    clear();
+    let _ = std::fs::remove_dir_all(&target);
+}
+
 #[test]
 fn a_second_ctrl_c_forces_the_stop_and_skips_poststop() {
     let env = RunnerEnv::new("run-force");

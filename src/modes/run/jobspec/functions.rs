@@ -571,10 +571,10 @@ pub fn format(fmt: &str, args: &[Value]) -> Result<String, String> {
             next_arg = n - 1;
             explicit_index = true;
         }
-        let width = take_digits(&mut chars);
+        let width = take_digits(&mut chars, "width")?;
         let precision = if chars.peek() == Some(&'.') {
             chars.next();
-            Some(take_digits(&mut chars).unwrap_or(0))
+            Some(take_digits(&mut chars, "precision")?.unwrap_or(0))
         } else {
             None
         };
@@ -604,7 +604,16 @@ pub fn format(fmt: &str, args: &[Value]) -> Result<String, String> {
     Ok(out)
 }
 
-fn take_digits(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<usize> {
+/// Largest width or precision a format verb may ask for: the output of one verb is at
+/// most this long (plus the value itself), so a job file cannot make the evaluator
+/// allocate without bound (`%99999999999d`).
+pub const MAX_FORMAT_WIDTH: usize = 4096;
+
+/// The digits of a width or precision, if any; `what` names it in the error.
+fn take_digits(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    what: &str,
+) -> Result<Option<usize>, String> {
     let mut digits = String::new();
     while let Some(&c) = chars.peek() {
         if !c.is_ascii_digit() {
@@ -613,7 +622,15 @@ fn take_digits(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<u
         digits.push(c);
         chars.next();
     }
-    digits.parse().ok()
+    if digits.is_empty() {
+        return Ok(None);
+    }
+    match digits.parse::<usize>() {
+        Ok(n) if n <= MAX_FORMAT_WIDTH => Ok(Some(n)),
+        _ => Err(format!(
+            "the {what} {digits} is above the limit of {MAX_FORMAT_WIDTH}"
+        )),
+    }
 }
 
 fn format_verb(
@@ -732,6 +749,25 @@ mod tests {
         assert_eq!(f("trimprefix", json!(["abc", "ab"])).unwrap(), json!("c"));
         assert_eq!(f("basename", json!(["/a/b.txt"])).unwrap(), json!("b.txt"));
         assert_eq!(f("dirname", json!(["/a/b.txt"])).unwrap(), json!("/a"));
+    }
+
+    #[test]
+    fn format_caps_width_and_precision() {
+        let one = [json!(1)];
+        assert_eq!(
+            format("%99999999999d", &one).unwrap_err(),
+            "the width 99999999999 is above the limit of 4096"
+        );
+        assert_eq!(
+            format("%.4097f", &one).unwrap_err(),
+            "the precision 4097 is above the limit of 4096"
+        );
+        // Beyond usize: still an error, not a silently dropped width.
+        assert!(format("%999999999999999999999999s", &[json!("x")]).is_err());
+        assert_eq!(format("%4096d", &one).unwrap().len(), 4096);
+        let err = f("format", json!(["%99999999999d", 1])).unwrap_err();
+        assert!(err.contains("above the limit"), "{err}");
+        assert!(f("formatlist", json!(["%99999999999s", ["a"]])).is_err());
     }
 
     #[test]
