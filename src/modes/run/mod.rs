@@ -23,7 +23,8 @@
 //! configs with the core's decoder; `runner` supervises allocations, each run by
 //! `lifecycle` (ordering) and `task_runner` (start, wait, `restart`); `env`, `ports`,
 //! `interpolate`, `template`, `alloc` and `infra` prepare what a task gets; `ui` and `logs`
-//! print; `state` finds a job's containers by label for `ps`/`logs`/`stop`.
+//! print; `state` finds a job's containers by label for `ps`/`logs`/`stop`; `statedir`
+//! keeps the state root and the runner's own files (pid, log, manifest) private.
 
 pub mod alloc;
 pub mod check;
