@@ -2,11 +2,11 @@
 //!
 //! | gate (plugin option) | refuses |
 //! |---|---|
-//! | `allow_privileged = false` | `privileged`; everything that weakens the container boundary as much: `security_opt` `unmask=`, any `seccomp=` (unconfined or a profile), `apparmor=unconfined`, `label=disable` and `label=type:/level:/user:/role:`; `apparmor_profile = "unconfined"`; `selinux_opts` `disable`/`type:`/`level:`/`user:`/`role:`; namespace joins by path (`ns:` in `network_mode`, `ipc_mode`, `userns`); `ipc_mode = "host"`; `network_mode`/`ipc_mode` `container:` targets that are not a task of the same allocation (checked against podman at start) |
+//! | `allow_privileged = false` | `privileged`; everything that weakens the container boundary as much: `security_opt` `unmask=`, any `seccomp=` (unconfined or a profile), `apparmor=unconfined`, `label=disable` and `label=type:/level:/user:/role:`; `apparmor_profile = "unconfined"`; `selinux_opts` `disable`/`type:`/`level:`/`user:`/`role:`; namespace joins by path (`ns:` in `network_mode`, `ipc_mode`, `userns`); `ipc_mode`, `pid_mode`, `uts_mode` = `"host"`; `network_mode`/`ipc_mode`/`pid_mode` `container:` targets that are not a task of the same allocation (checked against podman at start) |
 //! | `allow_caps` | `cap_add` entries not in the list |
 //! | `allow_devices` | `devices` whose host path (as given and with links resolved) matches no glob |
 //! | `allow_host_network = false` | `network_mode = "host"` |
-//! | `volumes.enabled = false` | host paths outside the allocation in `volumes` (see `spec`), and every other host path a task can name: `init_path`, seccomp profile paths, `ns:` paths |
+//! | `volumes.enabled = false` | host paths outside the allocation in `volumes` and bind `mount`s (see `spec`), and every other host path a task can name: `init_path`, seccomp profile paths, `ns:` paths, volume `driver_config` (a driver's options can bind host paths) |
 //!
 //! Every refusal names the option and the gate. Defaults keep the Go plugin's behaviour
 //! (everything allowed). Devices assigned by Nomad's device plugins arrive in the task's
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use super::config::DriverConfig;
 use super::secopt::Userns;
 use super::spec::SpecError;
-use super::task::{IpcMode, NetworkMode, TaskConfig};
+use super::task::{IpcMode, MountKind, NetworkMode, PidMode, TaskConfig};
 
 const PRIVILEGED_GATE: &str = "the plugin option allow_privileged = false";
 const VOLUMES_GATE: &str = "host paths are not allowed: plugin option volumes.enabled = false";
@@ -52,6 +52,9 @@ pub fn join_targets(
     }
     if let IpcMode::Container(target) = config.ipc()? {
         targets.push(("config.ipc_mode", target));
+    }
+    if let PidMode::Container(target) = config.pid()? {
+        targets.push(("config.pid_mode", target));
     }
     Ok(targets)
 }
@@ -192,6 +195,12 @@ fn check_boundary(config: &TaskConfig) -> Result<(), SpecError> {
     if let Userns::Path(_) = config.userns_mode()? {
         return refuse("config.userns", &config.userns);
     }
+    if config.pid()? == PidMode::Host {
+        return refuse("config.pid_mode", &config.pid_mode);
+    }
+    if config.uts_host()? {
+        return refuse("config.uts_mode", &config.uts_mode);
+    }
     Ok(())
 }
 
@@ -226,6 +235,22 @@ fn check_host_paths(config: &TaskConfig) -> Result<(), SpecError> {
     }
     if let Userns::Path(_) = config.userns_mode()? {
         return refuse("config.userns", &config.userns);
+    }
+    // A volume driver's options can bind any host path (`local` with `o=bind`).
+    for (i, mount) in config.mounts.iter().enumerate() {
+        if let MountKind::Volume {
+            driver: Some(driver),
+            ..
+        } = &mount.kind
+        {
+            return Err(denied(
+                &format!("config.mount[{i}].volume_options.driver_config"),
+                format!(
+                    "volume driver {:?} with options can mount host paths; {VOLUMES_GATE}",
+                    driver.name
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -304,6 +329,7 @@ mod tests {
             json!({"security_opt": ["unmask=ALL", "seccomp=unconfined", "label=disable"]}),
             json!({"apparmor_profile": "unconfined", "init": true, "init_path": "/bin/busybox"}),
             json!({"network_mode": "ns:/proc/1/ns/net", "userns": "ns:/proc/1/ns/user"}),
+            json!({"pid_mode": "host", "uts_mode": "host"}),
         ] {
             check(&task(options.clone()), &config).unwrap_or_else(|e| panic!("{options}: {e}"));
             assert!(join_targets(&task(options), &config).unwrap().is_empty());
@@ -331,6 +357,8 @@ mod tests {
             (json!({"ipc_mode": "host"}), "config.ipc_mode: \"host\" weakens"),
             (json!({"ipc_mode": "ns:/proc/1/ns/ipc"}), "config.ipc_mode: \"ns:/proc/1/ns/ipc\" weakens"),
             (json!({"userns": "ns:/proc/1/ns/user"}), "config.userns: \"ns:/proc/1/ns/user\" weakens"),
+            (json!({"pid_mode": "host"}), "config.pid_mode: \"host\" weakens"),
+            (json!({"uts_mode": "host"}), "config.uts_mode: \"host\" weakens"),
         ];
         for (options, want) in cases {
             let got = refusal(options.clone());
@@ -351,6 +379,7 @@ mod tests {
             (json!({"network_mode": "ns:/run/netns/x"}), "config.network_mode: \"ns:/run/netns/x\" names a host path"),
             (json!({"ipc_mode": "ns:/proc/1/ns/ipc"}), "config.ipc_mode: \"ns:/proc/1/ns/ipc\" names a host path"),
             (json!({"userns": "ns:/proc/1/ns/user"}), "config.userns: \"ns:/proc/1/ns/user\" names a host path"),
+            (json!({"mount": [{"type": "volume", "source": "v", "target": "/v", "volume_options": {"driver_config": {"name": "local", "options": {"o": "bind", "device": "/etc"}}}}]}), "config.mount[0].volume_options.driver_config: volume driver \"local\" with options can mount host paths"),
         ];
         for (options, want) in cases {
             let got = check(&task(options.clone()), &config)
@@ -378,14 +407,16 @@ mod tests {
             "userns": "keep-id",
         }));
         check(&ok, &locked_down()).expect("allowed");
-        let joins =
-            task(json!({"network_mode": "container:web-a1", "ipc_mode": "container:db-a1"}));
+        let joins = task(
+            json!({"network_mode": "container:web-a1", "ipc_mode": "container:db-a1", "pid_mode": "container:db-a1"}),
+        );
         check(&joins, &locked_down()).expect("container joins are checked against podman");
         assert_eq!(
             join_targets(&joins, &locked_down()).unwrap(),
             vec![
                 ("config.network_mode", "web-a1".to_string()),
-                ("config.ipc_mode", "db-a1".to_string())
+                ("config.ipc_mode", "db-a1".to_string()),
+                ("config.pid_mode", "db-a1".to_string())
             ]
         );
     }

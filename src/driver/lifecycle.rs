@@ -16,7 +16,7 @@ use super::model::{DriverNetwork, ExitResult, TaskRunState, TaskStatus, PULL_PRO
 use super::monitor::{ExitState, Monitor};
 use super::podman::{ContainerInspect, DeleteOptions, PodmanClient, PodmanError};
 use super::spec;
-use super::task::TaskSpec;
+use super::task::{MountKind, TaskSpec};
 use super::{Driver, DriverError, Socket, StartedTask, Task, KILL_SETTLE};
 
 /// How long a refused signal waits for the exit of a container podman still calls running.
@@ -195,6 +195,7 @@ impl Driver {
             Some(name) => (name, false),
             None => (self.prepare_image(spec, socket, &request).await?, true),
         };
+        self.ensure_volumes(spec, socket).await?;
         // Held until the mounts are verified, so what was checked cannot be swapped.
         let pinned_volumes =
             spec::pin_volume_sources(spec, &self.config).map_err(|source| DriverError::Spec {
@@ -245,6 +246,43 @@ impl Driver {
             let _ = client.container_delete(&created.id, REMOVE).await;
         }
         started
+    }
+
+    /// The named volumes of the task's `mount` blocks: created on first use, with the
+    /// job's labels and this driver's marker, and kept after the task (a restarted task
+    /// finds its data, as with Nomad's docker driver).
+    async fn ensure_volumes(&self, spec: &TaskSpec, socket: &Socket) -> Result<(), DriverError> {
+        let task_id = spec.context.id.as_str();
+        let client = &socket.client;
+        for mount in &spec.config.mounts {
+            let MountKind::Volume { labels, driver, .. } = &mount.kind else {
+                continue;
+            };
+            let name = mount.source.as_str();
+            let exists = client
+                .volume_exists(name)
+                .await
+                .map_err(DriverError::podman(task_id, "look up the task's volume"))?;
+            if exists {
+                continue;
+            }
+            let mut labels = labels.clone();
+            labels.insert(spec::MANAGED_LABEL.to_string(), "true".to_string());
+            let (driver_name, options) = driver
+                .as_ref()
+                .map(|d| (d.name.as_str(), d.options.clone()))
+                .unwrap_or_default();
+            if let Err(e) = client
+                .volume_create(name, driver_name, &options, &labels)
+                .await
+            {
+                // Another task of the job may have made it meanwhile.
+                if !client.volume_exists(name).await.unwrap_or(false) {
+                    return Err(DriverError::podman(task_id, "create the task's volume")(e));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Makes podman set the container up without running it, then checks that each

@@ -43,7 +43,7 @@ use super::decode::ConfigError;
 use super::gates::{self, glob_match, lexical_clean as clean};
 use super::hostfs::{self, FileKind, HostPathError, PinnedPath};
 use super::secopt::Userns;
-use super::task::{container_name, IpcMode, NetworkMode, TaskConfig, TaskSpec};
+use super::task::{container_name, IpcMode, MountKind, NetworkMode, PidMode, TaskConfig, TaskSpec};
 
 /// Label every container this driver creates carries; the dangling-container sweep only
 /// ever touches containers with it.
@@ -177,6 +177,21 @@ pub fn build(
     out.insert("labels".into(), json!(labels(spec, driver)));
     insert_logging(&mut out, config, driver)?;
     out.insert("mounts".into(), Value::Array(mounts(spec, driver)?));
+    let volumes = named_volumes(config);
+    if !volumes.is_empty() {
+        out.insert("volumes".into(), Value::Array(volumes));
+    }
+    if config.healthchecks_disabled {
+        // podman's way to drop the image's healthcheck (and with it the systemd timer it
+        // would create per container).
+        out.insert("healthconfig".into(), json!({"Test": ["NONE"]}));
+    }
+    if let Some(pid) = pid_namespace(spec)? {
+        out.insert("pidns".into(), pid);
+    }
+    if config.uts_host()? {
+        out.insert("utsns".into(), json!({"nsmode": "host"}));
+    }
     let devices = devices(spec);
     if !devices.is_empty() {
         out.insert("devices".into(), Value::Array(devices));
@@ -416,8 +431,35 @@ fn mounts(spec: &TaskSpec, driver: &DriverConfig) -> Result<Vec<Value>, SpecErro
     }
     for volume in config.bind_volumes()? {
         let entry = format!("{}:{}", volume.source, volume.target);
-        let (source, _) = volume_source(spec, driver, &volume.source, &entry)?;
+        let (source, _) = volume_source(spec, driver, &volume.source, &entry, "config.volumes")?;
         mounts.push(bind(&source, &volume.target, volume.options));
+    }
+    for (i, mount) in config.mounts.iter().enumerate() {
+        let mut options = Vec::new();
+        if mount.readonly {
+            options.push("ro".to_string());
+        }
+        match &mount.kind {
+            MountKind::Bind { propagation } => {
+                options.extend(propagation.iter().cloned());
+                let option = format!("config.mount[{i}].source");
+                let (source, _) =
+                    volume_source(spec, driver, &mount.source, &mount.source, &option)?;
+                mounts.push(bind(&source, &mount.target, options));
+            }
+            MountKind::Tmpfs { size, mode } => {
+                options.extend(size.map(|bytes| format!("size={bytes}")));
+                options.extend(mode.map(|mode| format!("mode={mode:o}")));
+                mounts.push(json!({
+                    "type": "tmpfs",
+                    "source": "tmpfs",
+                    "destination": mount.target,
+                    "options": options,
+                }));
+            }
+            // Named volumes go into the spec's `volumes`.
+            MountKind::Volume { .. } => {}
+        }
     }
     for mount in &context.mounts {
         let mut options = Vec::new();
@@ -457,6 +499,7 @@ fn volume_source(
     driver: &DriverConfig,
     source: &str,
     entry: &str,
+    option: &str,
 ) -> Result<(PathBuf, Option<PinnedPath>), SpecError> {
     let context = &spec.context;
     let raw = Path::new(source);
@@ -467,7 +510,7 @@ fn volume_source(
             Some(task_dir) => task_dir.join(raw),
             None => {
                 return Err(SpecError::Context {
-                    field: "config.volumes".into(),
+                    field: option.into(),
                     reason: format!(
                         "{entry:?}: a relative source needs the task directory, which was not given"
                     ),
@@ -481,7 +524,7 @@ fn volume_source(
     }
     let denied = || {
         SpecError::Denied {
-        option: "config.volumes".into(),
+        option: option.into(),
         reason: format!(
             "volumes are not enabled; cannot mount host paths: {entry:?} (plugin option volumes.enabled = false)"
         ),
@@ -492,7 +535,7 @@ fn volume_source(
         Ok(pinned) => Ok((cleaned, Some(pinned))),
         Err(HostPathError::Outside { .. }) => Err(denied()),
         Err(e) => Err(SpecError::Denied {
-            option: "config.volumes".into(),
+            option: option.into(),
             reason: format!("{entry:?}: {e} (plugin option volumes.enabled = false)"),
         }),
     }
@@ -532,8 +575,20 @@ pub fn pin_volume_sources(
     let mut pins = Vec::new();
     for volume in spec.config.bind_volumes()? {
         let entry = format!("{}:{}", volume.source, volume.target);
-        if let (_, Some(pinned)) = volume_source(spec, driver, &volume.source, &entry)? {
+        if let (_, Some(pinned)) =
+            volume_source(spec, driver, &volume.source, &entry, "config.volumes")?
+        {
             pins.push((volume.target, pinned));
+        }
+    }
+    for (i, mount) in spec.config.mounts.iter().enumerate() {
+        if let MountKind::Bind { .. } = mount.kind {
+            let option = format!("config.mount[{i}].source");
+            if let (_, Some(pinned)) =
+                volume_source(spec, driver, &mount.source, &mount.source, &option)?
+            {
+                pins.push((mount.target.clone(), pinned));
+            }
         }
     }
     Ok(pins)
@@ -749,6 +804,39 @@ fn insert_userns(out: &mut Map<String, Value>, config: &TaskConfig) -> Result<()
         out.insert("idmappings".into(), idmappings);
     }
     Ok(())
+}
+
+/// The podman named volumes of `mount` blocks (created beforehand by the core).
+fn named_volumes(config: &TaskConfig) -> Vec<Value> {
+    config
+        .mounts
+        .iter()
+        .filter_map(|mount| match &mount.kind {
+            MountKind::Volume { no_copy, .. } => {
+                let mut options = Vec::new();
+                if mount.readonly {
+                    options.push("ro");
+                }
+                if *no_copy {
+                    options.push("nocopy");
+                }
+                Some(json!({"Name": mount.source, "Dest": mount.target, "Options": options}))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn pid_namespace(spec: &TaskSpec) -> Result<Option<Value>, SpecError> {
+    Ok(match spec.config.pid()? {
+        PidMode::Default => None,
+        PidMode::Host => Some(json!({"nsmode": "host"})),
+        PidMode::Container(id) => Some(json!({"nsmode": "container", "value": id})),
+        PidMode::Task(task) => Some(json!({
+            "nsmode": "container",
+            "value": container_name(&task, &spec.context.alloc_id)
+        })),
+    })
 }
 
 fn ipc_namespace(spec: &TaskSpec) -> Result<Option<Value>, SpecError> {

@@ -98,6 +98,60 @@ pub struct TaskConfig {
     pub variant: String,
     /// Name of the plugin socket to use.
     pub socket: String,
+    /// Docker-driver `mount` blocks.
+    pub mounts: Vec<MountBlock>,
+    /// `healthchecks { disable = true }`: no healthcheck, even the image's.
+    pub healthchecks_disabled: bool,
+    /// `host`, `container:<id>`, `task:<name>`; empty = a private PID namespace.
+    pub pid_mode: String,
+    /// `host`; empty = a private UTS namespace.
+    pub uts_mode: String,
+}
+
+/// A docker-driver `mount` block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountBlock {
+    pub kind: MountKind,
+    /// Absolute path in the container.
+    pub target: String,
+    /// Host path (bind; relative = inside the task dir) or volume name; empty for tmpfs.
+    pub source: String,
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountKind {
+    Bind {
+        /// `private`, `rprivate`, `shared`, `rshared`, `slave`, `rslave`.
+        propagation: Option<String>,
+    },
+    /// A podman named volume, created on first use and labelled as ours.
+    Volume {
+        no_copy: bool,
+        labels: BTreeMap<String, String>,
+        driver: Option<VolumeDriver>,
+    },
+    Tmpfs {
+        /// Bytes.
+        size: Option<i64>,
+        mode: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeDriver {
+    pub name: String,
+    pub options: BTreeMap<String, String>,
+}
+
+/// A parsed `pid_mode`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidMode {
+    Default,
+    Host,
+    Container(String),
+    /// Another task of the allocation, by task name.
+    Task(String),
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,11 +237,16 @@ impl Default for TaskConfig {
             os: String::new(),
             variant: String::new(),
             socket: "default".to_string(),
+            mounts: Vec::new(),
+            healthchecks_disabled: false,
+            pid_mode: String::new(),
+            uts_mode: String::new(),
         }
     }
 }
 
-const KEYS: [&str; 49] = [
+/// Every task option: the Go plugin's 49, then the docker driver's that this driver adds.
+const KEYS: [&str; 53] = [
     "apparmor_profile",
     "args",
     "auth",
@@ -237,6 +296,10 @@ const KEYS: [&str; 49] = [
     "readonly_rootfs",
     "userns",
     "shm_size",
+    "mount",
+    "healthchecks",
+    "pid_mode",
+    "uts_mode",
 ];
 
 /// rlimit names runc knows (without the `RLIMIT_` prefix).
@@ -350,6 +413,16 @@ impl TaskConfig {
                 Some(s) if !s.is_empty() => s,
                 _ => defaults.socket,
             },
+            mounts: read_mounts(&root)?,
+            healthchecks_disabled: match root.block("healthchecks")? {
+                Some(block) => {
+                    block.deny_unknown(&["disable"])?;
+                    block.bool("disable")?.unwrap_or(false)
+                }
+                None => false,
+            },
+            pid_mode: text("pid_mode")?,
+            uts_mode: text("uts_mode")?,
         };
         refuse_reserved_labels(&config.labels)?;
         config.validate()?;
@@ -406,6 +479,13 @@ impl TaskConfig {
             });
         }
         self.network()?;
+        self.pid()?;
+        if self.uts_host()? && !self.hostname.is_empty() {
+            return Err(ConfigError::Conflict {
+                field: field("hostname"),
+                reason: "hostname cannot be set together with uts_mode = \"host\": the container uses the host's name".to_string(),
+            });
+        }
         self.hosts()?;
         self.bind_volumes()?;
         self.tmpfs_mounts()?;
@@ -534,6 +614,41 @@ impl TaskConfig {
                 _ => return Err(bad()),
             },
         })
+    }
+
+    /// The parsed `pid_mode`.
+    pub fn pid(&self) -> Result<PidMode, ConfigError> {
+        let value = self.pid_mode.as_str();
+        Ok(match value {
+            "" => PidMode::Default,
+            "host" => PidMode::Host,
+            _ => match value.split_once(':') {
+                Some(("container", target)) if !target.is_empty() => {
+                    PidMode::Container(target.to_string())
+                }
+                Some(("task", task)) if !task.is_empty() => PidMode::Task(task.to_string()),
+                _ => {
+                    return Err(ConfigError::invalid(
+                        field("pid_mode"),
+                        value,
+                        "expected host, container:<id> or task:<name>",
+                    ))
+                }
+            },
+        })
+    }
+
+    /// Whether `uts_mode` asks for the host's UTS namespace.
+    pub fn uts_host(&self) -> Result<bool, ConfigError> {
+        match self.uts_mode.as_str() {
+            "" => Ok(false),
+            "host" => Ok(true),
+            other => Err(ConfigError::invalid(
+                field("uts_mode"),
+                other,
+                "expected \"host\" (or nothing for the container's own)",
+            )),
+        }
     }
 
     /// The parsed `network_mode`.
@@ -710,6 +825,167 @@ fn negative_size_reason(minimum: i64) -> &'static str {
 
 fn field(name: &str) -> String {
     format!("{ROOT}.{name}")
+}
+
+/// Propagation modes a bind `mount` takes (docker's names, which podman knows).
+const PROPAGATIONS: [&str; 6] = [
+    "private", "rprivate", "shared", "rshared", "slave", "rslave",
+];
+
+fn read_mounts(root: &Block<'_>) -> Result<Vec<MountBlock>, ConfigError> {
+    root.blocks("mount")?
+        .iter()
+        .map(|block| {
+            block.deny_unknown(&[
+                "type",
+                "target",
+                "source",
+                "readonly",
+                "bind_options",
+                "tmpfs_options",
+                "volume_options",
+            ])?;
+            let kind = block
+                .string("type")?
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "volume".to_string());
+            let target = block.string("target")?.unwrap_or_default();
+            if !target.starts_with('/') {
+                return Err(ConfigError::invalid(
+                    block.child("target"),
+                    target,
+                    "expected an absolute path in the container",
+                ));
+            }
+            let source = block.string("source")?.unwrap_or_default();
+            let options = |name: &str| block.block(name);
+            let not_for = |name: &str| -> Result<(), ConfigError> {
+                match options(name)? {
+                    Some(_) => Err(ConfigError::Conflict {
+                        field: block.child(name),
+                        reason: format!("{name} does not apply to a {kind} mount"),
+                    }),
+                    None => Ok(()),
+                }
+            };
+            let kind = match kind.as_str() {
+                "bind" => {
+                    not_for("tmpfs_options")?;
+                    not_for("volume_options")?;
+                    if source.is_empty() {
+                        return Err(ConfigError::Missing {
+                            field: block.child("source"),
+                            what: "a bind mount needs a source path",
+                        });
+                    }
+                    let propagation = match options("bind_options")? {
+                        Some(bind) => {
+                            bind.deny_unknown(&["propagation"])?;
+                            match bind.string("propagation")?.filter(|p| !p.is_empty()) {
+                                Some(p) if PROPAGATIONS.contains(&p.as_str()) => Some(p),
+                                Some(p) => {
+                                    return Err(ConfigError::invalid(
+                                        bind.child("propagation"),
+                                        p,
+                                        "expected one of private, rprivate, shared, rshared, slave, rslave",
+                                    ))
+                                }
+                                None => None,
+                            }
+                        }
+                        None => None,
+                    };
+                    MountKind::Bind { propagation }
+                }
+                "volume" => {
+                    not_for("bind_options")?;
+                    not_for("tmpfs_options")?;
+                    if source.is_empty() {
+                        return Err(ConfigError::Missing {
+                            field: block.child("source"),
+                            what: "a volume mount needs a source: the volume's name",
+                        });
+                    }
+                    let (no_copy, labels, driver) = match options("volume_options")? {
+                        Some(volume) => {
+                            volume.deny_unknown(&["no_copy", "labels", "driver_config"])?;
+                            let driver = match volume.block("driver_config")? {
+                                Some(driver) => {
+                                    driver.deny_unknown(&["name", "options"])?;
+                                    Some(VolumeDriver {
+                                        name: driver.string("name")?.unwrap_or_default(),
+                                        options: driver.string_map("options")?,
+                                    })
+                                }
+                                None => None,
+                            };
+                            (
+                                volume.bool("no_copy")?.unwrap_or(false),
+                                volume.string_map("labels")?,
+                                driver,
+                            )
+                        }
+                        None => (false, BTreeMap::new(), None),
+                    };
+                    MountKind::Volume {
+                        no_copy,
+                        labels,
+                        driver,
+                    }
+                }
+                "tmpfs" => {
+                    not_for("bind_options")?;
+                    not_for("volume_options")?;
+                    if !source.is_empty() {
+                        return Err(ConfigError::Conflict {
+                            field: block.child("source"),
+                            reason: "a tmpfs mount takes no source".to_string(),
+                        });
+                    }
+                    let (size, mode) = match options("tmpfs_options")? {
+                        Some(tmpfs) => {
+                            tmpfs.deny_unknown(&["size", "mode"])?;
+                            let size = tmpfs.int("size")?;
+                            if let Some(bytes) = size.filter(|b| *b <= 0) {
+                                return Err(ConfigError::invalid(
+                                    tmpfs.child("size"),
+                                    bytes.to_string(),
+                                    "expected a size in bytes above 0",
+                                ));
+                            }
+                            let mode = match tmpfs.int("mode")? {
+                                Some(m) if (0..=0o7777).contains(&m) => Some(m as u32),
+                                Some(m) => {
+                                    return Err(ConfigError::invalid(
+                                        tmpfs.child("mode"),
+                                        m.to_string(),
+                                        "expected a file mode 0..07777",
+                                    ))
+                                }
+                                None => None,
+                            };
+                            (size, mode)
+                        }
+                        None => (None, None),
+                    };
+                    MountKind::Tmpfs { size, mode }
+                }
+                other => {
+                    return Err(ConfigError::invalid(
+                        block.child("type"),
+                        other,
+                        "expected bind, volume or tmpfs",
+                    ))
+                }
+            };
+            Ok(MountBlock {
+                kind,
+                target,
+                source,
+                readonly: block.bool("readonly")?.unwrap_or(false),
+            })
+        })
+        .collect()
 }
 
 fn read_auth(root: &Block<'_>) -> Result<Option<TaskAuth>, ConfigError> {

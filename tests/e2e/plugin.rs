@@ -9,6 +9,7 @@ pub(crate) mod bed;
 mod cty_msgpack;
 mod decode;
 mod dialects;
+mod docker_options;
 mod exec;
 pub(crate) mod gates;
 mod hcldec;

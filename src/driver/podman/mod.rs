@@ -797,6 +797,33 @@ impl PodmanClient {
         self.exists(&format!("check network {name}"), path).await
     }
 
+    /// `GET /libpod/volumes/{name}/exists`.
+    pub async fn volume_exists(&self, name: &str) -> Result<bool, PodmanError> {
+        let path = libpod(&format!("/volumes/{}/exists", transport::encode(name)));
+        self.exists(&format!("check volume {name}"), path).await
+    }
+
+    /// `POST /libpod/volumes/create`. Creating a volume that exists fails (409).
+    pub async fn volume_create(
+        &self,
+        name: &str,
+        driver: &str,
+        options: &std::collections::BTreeMap<String, String>,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), PodmanError> {
+        let op = format!("create volume {name}");
+        let mut spec = serde_json::json!({"Name": name, "Label": labels, "Options": options});
+        if !driver.is_empty() {
+            spec["Driver"] = Value::String(driver.to_string());
+        }
+        let body = serde_json::to_vec(&spec).map_err(|e| PodmanError::Decode {
+            operation: op.clone(),
+            message: e.to_string(),
+        })?;
+        let req = self.json_request(Method::POST, libpod("/volumes/create"), body);
+        self.call(&op, req, self.timeout()).await.map(|_| ())
+    }
+
     // ---- plumbing -----------------------------------------------------------------------
 
     fn request(&self, method: Method, path: String, body: RequestBody) -> Request<RequestBody> {

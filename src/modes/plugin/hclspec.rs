@@ -274,7 +274,8 @@ pub fn config_schema() -> Spec {
     ])
 }
 
-/// Schema of a task's `config {}` block: the Go plugin's 49 keys with its shapes.
+/// Schema of a task's `config {}` block: the Go plugin's 49 keys with its shapes, and the
+/// docker driver's `mount`, `healthchecks`, `pid_mode`, `uts_mode` with its shapes.
 pub fn task_config_schema() -> Spec {
     let string = |name: &'static str| (name, attr(name, "string"));
     let strings = |name: &'static str| (name, attr(name, "list(string)"));
@@ -353,6 +354,65 @@ pub fn task_config_schema() -> Spec {
         boolean("readonly_rootfs"),
         string("userns"),
         string("shm_size"),
+        // Nomad's docker driver's options, with its shapes.
+        (
+            "mount",
+            block_list(
+                "mount",
+                object(vec![
+                    ("type", default(attr("type", "string"), "\"volume\"")),
+                    ("target", attr("target", "string")),
+                    ("source", attr("source", "string")),
+                    ("readonly", attr("readonly", "bool")),
+                    (
+                        "bind_options",
+                        block(
+                            "bind_options",
+                            object(vec![("propagation", attr("propagation", "string"))]),
+                        ),
+                    ),
+                    (
+                        "tmpfs_options",
+                        block(
+                            "tmpfs_options",
+                            object(vec![
+                                ("size", attr("size", "number")),
+                                ("mode", attr("mode", "number")),
+                            ]),
+                        ),
+                    ),
+                    (
+                        "volume_options",
+                        block(
+                            "volume_options",
+                            object(vec![
+                                ("no_copy", attr("no_copy", "bool")),
+                                ("labels", attr("labels", "list(map(string))")),
+                                (
+                                    "driver_config",
+                                    block(
+                                        "driver_config",
+                                        object(vec![
+                                            ("name", attr("name", "string")),
+                                            ("options", attr("options", "list(map(string))")),
+                                        ]),
+                                    ),
+                                ),
+                            ]),
+                        ),
+                    ),
+                ]),
+            ),
+        ),
+        (
+            "healthchecks",
+            block(
+                "healthchecks",
+                object(vec![("disable", attr("disable", "bool"))]),
+            ),
+        ),
+        string("pid_mode"),
+        string("uts_mode"),
     ])
 }
 
@@ -432,10 +492,13 @@ mod tests {
     }
 
     #[test]
-    fn task_schema_has_the_go_plugins_49_keys() {
+    fn task_schema_has_the_go_plugins_49_keys_and_the_docker_drivers_4() {
         let schema = task_config_schema();
         let keys: BTreeSet<&str> = attributes(&schema).keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 49);
+        assert_eq!(keys.len(), 53);
+        for docker in ["mount", "healthchecks", "pid_mode", "uts_mode"] {
+            assert!(keys.contains(docker), "{docker}");
+        }
         // The core knows exactly these keys: an all-null config with an image decodes.
         let mut value: Map<String, Value> =
             keys.iter().map(|k| (k.to_string(), Value::Null)).collect();

@@ -198,6 +198,11 @@ async fn every_boundary_weakening_option_is_refused_naming_its_gate() {
         ("joinnet", format!("network_mode = \"container:{other_name}\""), "is not a task of this allocation"),
         ("joinipc", format!("ipc_mode = \"container:{other_name}\""), "config.ipc_mode: \"container:"),
         ("hostvol", "volumes = [\"/etc:/hostetc\"]".into(), "config.volumes"),
+        ("hostpid", "pid_mode = \"host\"".into(), "config.pid_mode: \"host\" weakens"),
+        ("hostuts", "uts_mode = \"host\"".into(), "config.uts_mode: \"host\" weakens"),
+        ("joinpid", format!("pid_mode = \"container:{other_name}\""), "config.pid_mode: \"container:"),
+        ("bindetc", "mount {\n  type = \"bind\"\n  source = \"/etc\"\n  target = \"/hostetc\"\n}".into(), "config.mount[0].source"),
+        ("voldriver", "mount {\n  source = \"x\"\n  target = \"/x\"\n  volume_options {\n    driver_config {\n      name = \"local\"\n      options = [{ type = \"none\", o = \"bind\", device = \"/etc\" }]\n    }\n  }\n}".into(), "config.mount[0].volume_options.driver_config"),
     ];
     for (name, options, want) in cases {
         let status = refused(&plugin, &alloc, name, &task(&bed, "true", &options)).await;

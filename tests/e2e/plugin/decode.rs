@@ -82,6 +82,38 @@ force_pull = false
 readonly_rootfs = true
 userns = "host"
 shm_size = "16m"
+mount {{
+  type = "bind"
+  source = "local/conf"
+  target = "/etc/app"
+  readonly = true
+  bind_options {{
+    propagation = "rslave"
+  }}
+}}
+mount {{
+  type = "tmpfs"
+  target = "/scratch"
+  tmpfs_options {{
+    size = 10000000
+    mode = 493
+  }}
+}}
+mount {{
+  source = "app-cache"
+  target = "/cache"
+  volume_options {{
+    no_copy = true
+    labels {{
+      app = "web"
+    }}
+  }}
+}}
+healthchecks {{
+  disable = true
+}}
+pid_mode = "host"
+uts_mode = ""
 "#
     )
 }
