@@ -1745,6 +1745,50 @@ mod tests {
     }
 
     #[test]
+    fn docker_mount_blocks_health_and_namespaces() {
+        let mut s = spec(json!({
+            "mount": [
+                {"type": "bind", "source": "local/conf", "target": "/etc/app", "readonly": true,
+                 "bind_options": {"propagation": "rslave"}},
+                {"type": "tmpfs", "target": "/scratch", "tmpfs_options": {"size": 10000000, "mode": 493}},
+                {"source": "cache", "target": "/cache", "volume_options": {"no_copy": true}},
+            ],
+            "healthchecks": {"disable": true},
+            "pid_mode": "task:db",
+            "uts_mode": "host",
+        }));
+        s.context.task_dir = Some("/nomad/alloc/a1/web".into());
+        let out = built(&s);
+        let mounts = out["mounts"].as_array().unwrap();
+        assert!(
+            mounts.contains(
+                &json!({"type": "bind", "source": "/nomad/alloc/a1/web/local/conf",
+            "destination": "/etc/app", "options": ["ro", "rslave"]})
+            ),
+            "{mounts:?}"
+        );
+        assert!(
+            mounts.contains(&json!({"type": "tmpfs", "source": "tmpfs",
+            "destination": "/scratch", "options": ["size=10000000", "mode=755"]})),
+            "{mounts:?}"
+        );
+        assert_eq!(
+            out["volumes"],
+            json!([{"Name": "cache", "Dest": "/cache", "Options": ["nocopy"]}])
+        );
+        assert_eq!(out["healthconfig"], json!({"Test": ["NONE"]}));
+        assert_eq!(
+            out["pidns"],
+            json!({"nsmode": "container", "value": "db-a1"})
+        );
+        assert_eq!(out["utsns"], json!({"nsmode": "host"}));
+        let plain = built(&spec(json!({})));
+        for key in ["volumes", "healthconfig", "pidns", "utsns"] {
+            assert!(plain.get(key).is_none(), "{key} only when asked for");
+        }
+    }
+
+    #[test]
     fn ipc_namespaces() {
         let ipc = |mode: &str| {
             built(&spec(json!({"ipc_mode": mode})))

@@ -27,6 +27,9 @@ pub struct HostFacts {
     /// Log drivers the service offers (`plugins.log`).
     pub log_drivers: Vec<String>,
     pub kernel: String,
+    /// The podman host's name (`host.hostname`).
+    #[serde(default)]
+    pub hostname: String,
     pub os: String,
     pub arch: String,
     /// `<distribution> <version>`.
@@ -81,6 +84,7 @@ impl HostFacts {
             log_driver: text("/host/logDriver"),
             log_drivers,
             kernel: text("/host/kernel"),
+            hostname: text("/host/hostname"),
             os: text("/host/os"),
             arch: text("/host/arch"),
             distribution,

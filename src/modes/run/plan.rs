@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::driver::task::MountKind;
+
 use super::check::{decode_config, INFRA_TASK};
 use super::jobspec::decode::{Ignored, SkippedTask};
 use super::model::{duration_text, Group, Job, NetworkMode, RestartMode, Task};
@@ -209,6 +211,40 @@ fn task_plan(group: &Group, task: &Task) -> TaskPlan {
                     source: "tmpfs".into(),
                     target,
                     kind: "tmpfs",
+                    options,
+                });
+            }
+            for m in &c.mounts {
+                let mut options: Vec<String> = Vec::new();
+                if m.readonly {
+                    options.push("ro".into());
+                }
+                let (source, kind) = match &m.kind {
+                    MountKind::Bind { propagation } => {
+                        options.extend(propagation.iter().cloned());
+                        let source = if m.source.starts_with('/') {
+                            m.source.clone()
+                        } else {
+                            format!("<alloc dir>/{}/{}", task.name, m.source)
+                        };
+                        (source, "bind")
+                    }
+                    MountKind::Tmpfs { size, mode } => {
+                        options.extend(size.map(|b| format!("size={b}")));
+                        options.extend(mode.map(|m| format!("mode={m:o}")));
+                        ("tmpfs".to_string(), "tmpfs")
+                    }
+                    MountKind::Volume { no_copy, .. } => {
+                        if *no_copy {
+                            options.push("nocopy".into());
+                        }
+                        (format!("volume {}", m.source), "volume")
+                    }
+                };
+                mounts.push(MountPlan {
+                    source,
+                    target: m.target.clone(),
+                    kind,
                     options,
                 });
             }

@@ -558,3 +558,81 @@ fn image_pulls_show_as_status_lines() {
     );
     assert!(lines.iter().any(|l| l == "pulled ok"), "{}", out.stdout);
 }
+
+#[test]
+fn the_docker_drivers_mount_and_namespace_options_run() {
+    let env = RunnerEnv::new("run-dockeropts");
+    let file = env.state.join("dockeropts.nomad");
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            r#"job "dockeropts" {{
+  type = "batch"
+  group "g" {{
+    task "t" {{
+      driver = "podman"
+      template {{
+        data        = "rendered-config"
+        destination = "local/conf/app.ini"
+      }}
+      config {{
+        image   = "{image}"
+        command = "sh"
+        args    = ["-c", "cat /etc/app/app.ini; echo; grep -c ' /scratch tmpfs' /proc/mounts; touch /etc/app/x 2>/dev/null || echo read-only; echo uts=$(hostname); [ -e /proc/1/comm ] && echo pid1=$(cat /proc/1/comm)"]
+        mount {{
+          type     = "bind"
+          source   = "local/conf"
+          target   = "/etc/app"
+          readonly = true
+        }}
+        mount {{
+          type   = "tmpfs"
+          target = "/scratch"
+          tmpfs_options {{
+            size = 1048576
+          }}
+        }}
+        healthchecks {{
+          disable = true
+        }}
+        pid_mode = "host"
+        uts_mode = "host"
+      }}
+    }}
+  }}
+}}
+"#,
+            image = crate::support::BUSYBOX_IMAGE
+        ),
+    )
+    .unwrap();
+    let out = env.run(&["run", file.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("rendered-config"), "{}", out.stdout);
+    assert!(out.stdout.contains("read-only"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!("uts={}", host_name.trim())),
+        "{}",
+        out.stdout
+    );
+    let host_init = std::fs::read_to_string("/proc/1/comm").unwrap();
+    assert!(
+        out.stdout.contains(&format!("pid1={}", host_init.trim())),
+        "{}",
+        out.stdout
+    );
+    let plan = env.run(&["plan", file.to_str().unwrap()]);
+    assert!(
+        plan.stdout
+            .contains("tmpfs -> /scratch [tmpfs] (size=1048576)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("<alloc dir>/t/local/conf -> /etc/app [bind] (ro)"),
+        "{}",
+        plan.stdout
+    );
+}

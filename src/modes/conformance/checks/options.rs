@@ -378,6 +378,58 @@ pub static PROBES: &[Probe] = &[
         },
     },
     Probe {
+        name: "options.mount-tmpfs",
+        tags: &[Tag::Options],
+        options: |_| {
+            json!({"mount": [{"type": "tmpfs", "target": "/scratch", "readonly": false,
+                              "tmpfs_options": {"size": 2097152}}]})
+        },
+        context: no_context,
+        precondition: always,
+        script: "grep ' /scratch ' /proc/mounts",
+        judge: |_, output| {
+            contains(output, "tmpfs /scratch tmpfs")?;
+            contains(output, "size=2048k")?;
+            Ok(Finding::pass("a docker-style tmpfs mount block gives a 2 MiB /scratch"))
+        },
+    },
+    Probe {
+        name: "options.pid-mode-host",
+        tags: &[Tag::Options],
+        options: |_| json!({"pid_mode": "host"}),
+        context: no_context,
+        precondition: always,
+        script: "cat /proc/1/comm",
+        judge: |_, output| {
+            // In its own PID namespace the task's shell is PID 1.
+            ensure!(
+                !output.is_empty() && output != "sh",
+                "PID 1 is the task's own process ({output:?}): not the host's PID namespace"
+            );
+            Ok(Finding::pass(format!("PID 1 is the host's {output}")))
+        },
+    },
+    Probe {
+        name: "options.uts-mode-host",
+        tags: &[Tag::Options],
+        options: |_| json!({"uts_mode": "host"}),
+        context: no_context,
+        precondition: always,
+        script: "hostname",
+        judge: |env, output| {
+            let host = env
+                .facts
+                .as_ref()
+                .map(|f| f.hostname.clone())
+                .unwrap_or_default();
+            ensure!(
+                !host.is_empty() && output == host,
+                "the task's hostname is {output:?}, the podman host's {host:?}"
+            );
+            Ok(Finding::pass(format!("the host's name {output}")))
+        },
+    },
+    Probe {
         name: "options.devices",
         tags: &[Tag::Options],
         options: |_| json!({"devices": ["/dev/null:/dev/conformance-null:rwm"]}),
