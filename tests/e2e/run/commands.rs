@@ -563,6 +563,7 @@ fn image_pulls_show_as_status_lines() {
 fn the_docker_drivers_mount_and_namespace_options_run() {
     let env = RunnerEnv::new("run-dockeropts");
     let file = env.state.join("dockeropts.nomad");
+    let volume = crate::support::unique_name("ndp-runvol");
     let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     std::fs::write(
         &file,
@@ -579,7 +580,7 @@ fn the_docker_drivers_mount_and_namespace_options_run() {
       config {{
         image   = "{image}"
         command = "sh"
-        args    = ["-c", "cat /etc/app/app.ini; echo; grep -c ' /scratch tmpfs' /proc/mounts; touch /etc/app/x 2>/dev/null || echo read-only; echo uts=$(hostname); [ -e /proc/1/comm ] && echo pid1=$(cat /proc/1/comm)"]
+        args    = ["-c", "cat /etc/app/app.ini; echo; grep -c ' /scratch tmpfs' /proc/mounts; touch /etc/app/x 2>/dev/null || echo read-only; echo uts=$(hostname); [ -e /proc/1/comm ] && echo pid1=$(cat /proc/1/comm); echo kept > /cache/marker"]
         mount {{
           type     = "bind"
           source   = "local/conf"
@@ -592,6 +593,11 @@ fn the_docker_drivers_mount_and_namespace_options_run() {
           tmpfs_options {{
             size = 1048576
           }}
+        }}
+        mount {{
+          type   = "volume"
+          source = "{volume}"
+          target = "/cache"
         }}
         healthchecks {{
           disable = true
@@ -608,6 +614,21 @@ fn the_docker_drivers_mount_and_namespace_options_run() {
     )
     .unwrap();
     let out = env.run(&["run", file.to_str().unwrap()]);
+    // The named volume outlives the job, with what the task wrote.
+    let reader = crate::support::LabelCleanup::new("run-dockeropts-reader");
+    let kept = crate::support::podman().cli_ok(&[
+        "run",
+        "--rm",
+        "--label",
+        &reader.pair(),
+        "-v",
+        &format!("{volume}:/cache"),
+        crate::support::BUSYBOX_IMAGE,
+        "cat",
+        "/cache/marker",
+    ]);
+    crate::support::podman().cli_ok(&["volume", "rm", &volume]);
+    assert_eq!(kept, "kept");
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("rendered-config"), "{}", out.stdout);
     assert!(out.stdout.contains("read-only"), "{}", out.stdout);
