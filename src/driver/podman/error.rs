@@ -78,6 +78,18 @@ impl PodmanError {
         )
     }
 
+    /// True for podman's answer to a nil-pointer panic in its own handler: podman 4.3
+    /// answers an image (or container) inspect with 500 "runtime error: invalid memory
+    /// address or nil pointer dereference" while another client changes images at the same
+    /// time. The state it read was mid-change; an idempotent read asked again succeeds.
+    pub fn is_transient_panic(&self) -> bool {
+        matches!(
+            self,
+            PodmanError::Server { status: 500, message, .. }
+                if message.contains("invalid memory address or nil pointer dereference")
+        )
+    }
+
     /// Maps a non-success reply to a typed error, keeping podman's message.
     pub(crate) fn from_status(operation: &str, status: u16, body: &[u8]) -> Self {
         let message = error_message(body);
@@ -146,6 +158,15 @@ mod tests {
         assert!(
             matches!(e, PodmanError::Server { status: 500, ref message, .. } if message == "boom")
         );
+    }
+
+    #[test]
+    fn only_podmans_nil_pointer_500_is_a_transient_panic() {
+        let panic = br#"{"cause":"runtime error: invalid memory address or nil pointer dereference","message":"runtime error: invalid memory address or nil pointer dereference","response":500}"#;
+        assert!(PodmanError::from_status("inspect image x", 500, panic).is_transient_panic());
+        assert!(!PodmanError::from_status("inspect image x", 502, panic).is_transient_panic());
+        assert!(!PodmanError::from_status("inspect image x", 500, b"{}").is_transient_panic());
+        assert!(!PodmanError::from_status("inspect image x", 404, panic).is_transient_panic());
     }
 
     #[test]
