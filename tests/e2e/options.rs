@@ -332,13 +332,15 @@ fn has_cap(status: &str, bit: u32) -> bool {
 #[tokio::test]
 async fn cap_add_and_cap_drop() {
     const CAP_NET_ADMIN: u32 = 12;
-    const CAP_MKNOD: u32 = 27;
-    let c = start(json!({"cap_add": ["NET_ADMIN"], "cap_drop": ["MKNOD"]})).await;
+    const CAP_CHOWN: u32 = 0;
+    // CHOWN: in every podman's default set (MKNOD left it in podman 5, whose inspect
+    // then lists no CapDrop for it).
+    let c = start(json!({"cap_add": ["NET_ADMIN"], "cap_drop": ["CHOWN"]})).await;
     assert_eq!(c.host_config("CapAdd"), &json!(["CAP_NET_ADMIN"]));
-    assert_eq!(c.host_config("CapDrop"), &json!(["CAP_MKNOD"]));
+    assert_eq!(c.host_config("CapDrop"), &json!(["CAP_CHOWN"]));
     let status = c.exec(&["cat", "/proc/1/status"]);
     assert!(has_cap(&status, CAP_NET_ADMIN));
-    assert!(!has_cap(&status, CAP_MKNOD));
+    assert!(!has_cap(&status, CAP_CHOWN));
 }
 
 #[tokio::test]
@@ -809,7 +811,13 @@ async fn finished_logs(c: &Started) -> String {
 #[tokio::test]
 async fn entrypoint_command_and_args() {
     let c = start(json!({"entrypoint": ["/bin/echo", "from-entrypoint"], "command": "cmd", "args": ["arg1", 2]})).await;
-    assert_eq!(c.config("Entrypoint"), "/bin/echo from-entrypoint");
+    // A string before podman 5, a list since (drift inspect-entrypoint-array).
+    let entrypoint = c.config("Entrypoint");
+    assert!(
+        entrypoint == "/bin/echo from-entrypoint"
+            || entrypoint == &json!(["/bin/echo", "from-entrypoint"]),
+        "{entrypoint}"
+    );
     assert_eq!(c.config("Cmd"), &json!(["cmd", "arg1", "2"]));
     assert_eq!(finished_logs(&c).await, "from-entrypoint cmd arg1 2");
 
