@@ -69,6 +69,29 @@ pub fn skip_on(lanes: &[Lane], reason: &str) -> bool {
     }
 }
 
+/// Rootless podman on cgroup v1 (the rootless lane here) sets no resource limits and has
+/// no container stats (drifts rootless-cgroup1-no-limits and rootless-cgroup1-no-stats):
+/// skips the calling test with that reason when so.
+pub fn skip_without_limits_or_stats(what: &str) -> bool {
+    let cgroup_v1 = !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if lane().is_rootless() && cgroup_v1 {
+        println!(
+            "SKIPPED on lane {:?}: {what}: rootless podman on cgroup v1 sets no resource limits and reports no stats",
+            lane()
+        );
+        true
+    } else {
+        false
+    }
+}
+
+/// UID of the rootless lane's test user.
+pub fn rootless_uid() -> u32 {
+    rootless_ids()
+        .map(|(uid, _)| uid)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 impl Lane {
     /// Second octet of this lane's `10.X.N.0/24` test subnets, where concurrent test
     /// processes claim N, and the prefix of their network names; lanes never share either.
