@@ -329,7 +329,7 @@ async fn errors_are_typed_and_keep_podmans_message() {
 
 #[tokio::test]
 async fn stats_of_two_containers_in_one_request() {
-    if support::skip_without_limits_or_stats("container stats") {
+    if support::skip_without_limits_or_stats("") {
         return;
     }
     let client = support::client();

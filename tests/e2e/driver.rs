@@ -372,7 +372,7 @@ async fn exec_streaming_with_stdin_and_with_tty() {
 
 #[tokio::test]
 async fn stats_stream_reports_memory_and_ends_when_task_exits() {
-    if support::skip_without_limits_or_stats("task stats") {
+    if support::skip_without_limits_or_stats("") {
         return;
     }
     let label = LabelCleanup::new("drv-stats");
@@ -515,7 +515,7 @@ async fn start_adopts_a_running_container_and_replaces_a_stopped_one() {
 
 #[tokio::test]
 async fn out_of_memory_task_exits_137() {
-    if support::skip_without_limits_or_stats("a memory limit to exceed") {
+    if support::skip_without_limits_or_stats("") {
         return;
     }
     let label = LabelCleanup::new("drv-oom");

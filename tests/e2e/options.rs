@@ -226,7 +226,7 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn resources_cpu_shares_cpuset_and_memory() {
-    if support::skip_without_limits_or_stats("resource limits") {
+    if support::skip_without_limits_or_stats("") {
         return;
     }
     let c = start_ctx(
@@ -255,7 +255,7 @@ async fn resources_cpu_shares_cpuset_and_memory() {
 
 #[tokio::test]
 async fn memory_max_is_the_hard_limit_and_memory_the_soft_one() {
-    if support::skip_without_limits_or_stats("resource limits") {
+    if support::skip_without_limits_or_stats("") {
         return;
     }
     let c = start_ctx(json!({}), |ctx| {
@@ -271,7 +271,7 @@ async fn memory_max_is_the_hard_limit_and_memory_the_soft_one() {
 
 #[tokio::test]
 async fn no_hard_memory_limit_and_unlimited_swap() {
-    if support::skip_without_limits_or_stats("resource limits") {
+    if support::skip_without_limits_or_stats("") {
         return;
     }
     let c = start_ctx(json!({"memory_reservation": "16m"}), |ctx| {
@@ -293,7 +293,7 @@ async fn no_hard_memory_limit_and_unlimited_swap() {
 
 #[tokio::test]
 async fn cpu_hard_limit_with_cfs_period() {
-    if support::skip_without_limits_or_stats("resource limits") {
+    if support::skip_without_limits_or_stats("") {
         return;
     }
     let c = start_ctx(
@@ -310,7 +310,7 @@ async fn cpu_hard_limit_with_cfs_period() {
 
 #[tokio::test]
 async fn pids_limit() {
-    if support::skip_without_limits_or_stats("resource limits") {
+    if support::skip_without_limits_or_stats("") {
         return;
     }
     let c = start(json!({"pids_limit": 42})).await;
@@ -478,7 +478,9 @@ async fn devices() {
     let c = start(json!({"devices": ["/dev/null:/dev/extra-null:rw"]})).await;
     // Rootless podman cannot create device nodes: it bind-mounts the host's, and its
     // inspect lists no devices.
-    if !support::lane().is_rootless() {
+    if support::lane().is_rootless() {
+        support::skip_part("Devices in inspect: rootless podman bind-mounts devices");
+    } else {
         let devices = c.host_config("Devices");
         assert_eq!(devices[0]["PathOnHost"], "/dev/null");
         assert_eq!(devices[0]["PathInContainer"], "/dev/extra-null");
@@ -597,7 +599,9 @@ async fn ipc_modes() {
     // Rootless podman bind-mounts the host's /dev/mqueue for `host`; this host (no
     // systemd) has none mounted.
     if support::lane().is_rootless() && !std::path::Path::new("/dev/mqueue").exists() {
-        println!("SKIPPED on lane Rootless: the ipc_mode host part: rootless podman needs /dev/mqueue, not mounted here");
+        support::skip_part(
+            "the ipc_mode host part: rootless podman needs /dev/mqueue, not mounted here",
+        );
         return;
     }
     // podman 4.3 also reports `shareable` for `host`: compare the namespace with ours.

@@ -77,7 +77,7 @@ async fn fingerprint_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn podman_service_restart_keeps_tasks_and_resumes_health_stats_and_exits() {
-    if support::skip_without_limits_or_stats("stats resuming after the restart") {
+    if support::skip_without_limits_or_stats("") {
         return;
     }
     // Its own service: restarting the shared one would break every other test.

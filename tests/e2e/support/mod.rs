@@ -61,24 +61,47 @@ pub fn lane() -> Lane {
 pub fn skip_on(lanes: &[Lane], reason: &str) -> bool {
     let l = lane();
     if lanes.contains(&l) {
-        // Counted by scripts/test: keep the prefix.
-        println!("SKIPPED on lane {l:?}: {reason}");
+        record_skip(true, reason);
         true
     } else {
         false
     }
 }
 
+/// Prints a skip (whole test, or a part of it) and appends it to `$NDP_SKIP_LOG` (one
+/// line: `whole|part <test name>: <reason>`), which scripts/test counts.
+fn record_skip(whole: bool, reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unknown test")
+        .to_string();
+    let kind = if whole { "whole" } else { "part" };
+    println!("SKIPPED ({kind}) on lane {:?}: {reason}", lane());
+    if let Some(path) = std::env::var_os("NDP_SKIP_LOG") {
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{kind} {test}: {reason}");
+        }
+    }
+}
+
+/// Records that a part of the calling test does not apply to this lane (see [`skip_on`]).
+pub fn skip_part(reason: &str) {
+    record_skip(false, reason);
+}
+
 /// Rootless podman on cgroup v1 (the rootless lane here) sets no resource limits and has
 /// no container stats (drifts rootless-cgroup1-no-limits and rootless-cgroup1-no-stats):
 /// skips the calling test with that reason when so.
+/// `what` names the part skipped: "" for the whole test.
 pub fn skip_without_limits_or_stats(what: &str) -> bool {
     let cgroup_v1 = !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     if lane().is_rootless() && cgroup_v1 {
-        println!(
-            "SKIPPED on lane {:?}: {what}: rootless podman on cgroup v1 sets no resource limits and reports no stats",
-            lane()
-        );
+        let reason = "rootless podman on cgroup v1 sets no resource limits and reports no stats";
+        if what.is_empty() {
+            record_skip(true, reason);
+        } else {
+            record_skip(false, &format!("{what}: {reason}"));
+        }
         true
     } else {
         false
@@ -224,14 +247,15 @@ impl TestPodman {
             "{cli} rm -a -f -t 0 >/dev/null 2>&1\n\
              {cli} pod rm -a -f >/dev/null 2>&1\n\
              for p in $(grep -l -s -F '{dir}/' /proc/[0-9]*/cmdline | cut -d/ -f3); do [ \"$p\" = $$ ] || kill -9 \"$p\" 2>/dev/null; done\n\
-             [ -f '{pause}' ] && kill -9 \"$(cat '{pause}')\" 2>/dev/null\n\
+             for p in $(grep -l -s -z -x -F 'XDG_RUNTIME_DIR={xdg}' /proc/[0-9]*/environ | cut -d/ -f3); do [ \"$p\" = $$ ] || kill -9 \"$p\" 2>/dev/null; done\n\
              grep -o ' {dir}/[^ ]*' /proc/self/mounts | sort -r | while read -r m; do umount -l \"$m\"; done\n\
              rm -rf '{dir}' '{claim}'\n",
             dir = dir.display(),
             claim = claim.display(),
-            // Rootless: the user namespace's pause process of this service only (own
-            // XDG_RUNTIME_DIR), whose command line does not name the directory.
-            pause = paths.xdg.join("libpod/tmp/pause.pid").display(),
+            // Rootless: the user namespace's pause process (`catatonit -P`) of this
+            // service, whose command line does not name the directory, has our own
+            // XDG_RUNTIME_DIR in its environment.
+            xdg = paths.xdg.display(),
         );
         let mut cmd = match lane {
             Lane::Host | Lane::Podman5 => Command::new("podman"),
@@ -260,12 +284,7 @@ impl TestPodman {
             cmd,
             &dir.join("service.log"),
             &cleanup,
-            &[
-                ("CONTAINERS_CONF", conf.as_os_str()),
-                ("CONTAINERS_REGISTRIES_CONF", registries_conf.as_os_str()),
-                ("XDG_RUNTIME_DIR", paths.xdg.as_os_str()),
-                ("PODMAN_IGNORE_CGROUPSV1_WARNING", "1".as_ref()),
-            ],
+            &paths.envs(&conf, &registries_conf),
         )?;
         let podman = TestPodman {
             lane,
@@ -358,10 +377,7 @@ impl TestPodman {
             _ => Command::new("podman"),
         };
         cmd.args(paths.args())
-            .env("CONTAINERS_CONF", &self.conf)
-            .env("CONTAINERS_REGISTRIES_CONF", &self.registries_conf)
-            .env("XDG_RUNTIME_DIR", &paths.xdg)
-            .env("PODMAN_IGNORE_CGROUPSV1_WARNING", "1")
+            .envs(paths.envs(&self.conf, &self.registries_conf))
             .current_dir(&self.dir)
             .stdin(Stdio::null());
         cmd
@@ -515,6 +531,24 @@ impl StoragePaths {
             xdg: dir.join("xdg"),
             rootless: lane.is_rootless(),
         }
+    }
+
+    /// The environment of the service and the CLI: the rootless lane's own
+    /// XDG_RUNTIME_DIR only there (rootful services keep today's environment).
+    fn envs<'a>(
+        &'a self,
+        conf: &'a Path,
+        registries_conf: &'a Path,
+    ) -> Vec<(&'static str, &'a std::ffi::OsStr)> {
+        let mut envs = vec![
+            ("CONTAINERS_CONF", conf.as_os_str()),
+            ("CONTAINERS_REGISTRIES_CONF", registries_conf.as_os_str()),
+            ("PODMAN_IGNORE_CGROUPSV1_WARNING", "1".as_ref()),
+        ];
+        if self.rootless {
+            envs.push(("XDG_RUNTIME_DIR", self.xdg.as_os_str()));
+        }
+        envs
     }
 
     fn args(&self) -> Vec<String> {
