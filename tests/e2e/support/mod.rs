@@ -219,7 +219,7 @@ impl TestPodman {
             }
         }
         let conf = dir.join("containers.conf");
-        write(&conf, &containers_conf(&paths.networks, &network, lane))?;
+        write(&conf, &containers_conf(&paths.networks, &network))?;
         let registries_conf = dir.join("registries.conf");
         write(
             &registries_conf,
@@ -567,14 +567,10 @@ impl StoragePaths {
 
 /// Settings this host needs: runc (cgroup v1), ulimits under the hard limits, no systemd,
 /// file locks (the default shm locks are shared with every other podman on the host).
-/// Podman 5 (netavark 1.14) also needs the iptables firewall driver: its nftables default
-/// fails without `nft`, and the host's podman uses iptables.
-fn containers_conf(networks: &Path, network: &str, lane: Lane) -> String {
-    let firewall = if lane == Lane::Podman5 {
-        "firewall_driver = \"iptables\"\n"
-    } else {
-        ""
-    };
+/// Podman 5 (netavark 1.14) keeps its default nftables firewall driver (its root has
+/// `nft`): its rules then stay in its own nft table instead of the NETAVARK-* iptables
+/// chains that the host's netavark 1.4 manages too.
+fn containers_conf(networks: &Path, network: &str) -> String {
     format!(
         r#"[containers]
 default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
@@ -583,7 +579,7 @@ log_driver = "k8s-file"
 [network]
 network_config_dir = "{}"
 default_network = "{network}"
-{firewall}
+
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
