@@ -881,7 +881,8 @@ impl PodmanClient {
     }
 
     /// A GET: idempotent, so asked again (a few times, briefly apart) when podman answers
-    /// with its transient nil-pointer panic ([`PodmanError::is_transient_panic`]).
+    /// with a transient failure ([`PodmanError::is_retryable_read`]: its nil-pointer
+    /// panic, or a container process that ended while podman read it).
     async fn get_json<T: DeserializeOwned>(
         &self,
         op: &str,
@@ -892,7 +893,7 @@ impl PodmanClient {
             let req = self.request(Method::GET, path.clone(), empty_body());
             match self.call(op, req, self.timeout()).await {
                 Ok(body) => return decode(op, &body),
-                Err(e) if e.is_transient_panic() && attempt < GET_ATTEMPTS => {
+                Err(e) if e.is_retryable_read() && attempt < GET_ATTEMPTS => {
                     tokio::time::sleep(GET_RETRY_PAUSE * attempt).await;
                     attempt += 1;
                 }
@@ -928,7 +929,7 @@ impl PodmanClient {
                 StatusCode::NOT_FOUND => return Ok(false),
                 s => PodmanError::from_status(op, s.as_u16(), &body),
             };
-            if !e.is_transient_panic() || attempt >= GET_ATTEMPTS {
+            if !e.is_retryable_read() || attempt >= GET_ATTEMPTS {
                 return Err(e);
             }
             tokio::time::sleep(GET_RETRY_PAUSE * attempt).await;
