@@ -82,7 +82,7 @@ async fn ping_info_and_version_describe_the_private_service() {
     let host = info.host.expect("host section");
     assert_eq!(host.oci_runtime.name, "runc");
     assert_eq!(host.cgroup_manager, "cgroupfs");
-    assert!(!host.security.rootless);
+    assert_eq!(host.security.rootless, support::lane().is_rootless());
     assert!(host.security.capabilities.contains("CAP_CHOWN"));
     assert_eq!(
         host.remote_socket.path,
@@ -279,24 +279,26 @@ async fn errors_are_typed_and_keep_podmans_message() {
         other => panic!("expected NotFound, got {other:?}"),
     }
 
-    // 409: exec in a paused container.
+    // 409: exec in a paused container (rootless cgroup v1 podman cannot pause).
     let id = run(&client, &label, &["sleep", "1000"]).await;
-    podman().cli_ok(&["pause", &id]);
-    let err = client
-        .exec_create(
-            &id,
-            &ExecConfig {
-                cmd: vec!["true".into()],
-                ..ExecConfig::default()
-            },
-        )
-        .await
-        .expect_err("paused");
-    assert!(
-        matches!(&err, PodmanError::Conflict { message, .. } if message.contains("paused")),
-        "{err:?}"
-    );
-    podman().cli_ok(&["unpause", &id]);
+    if !support::skip_without_limits_or_stats("pausing (the 409 case)") {
+        podman().cli_ok(&["pause", &id]);
+        let err = client
+            .exec_create(
+                &id,
+                &ExecConfig {
+                    cmd: vec!["true".into()],
+                    ..ExecConfig::default()
+                },
+            )
+            .await
+            .expect_err("paused");
+        assert!(
+            matches!(&err, PodmanError::Conflict { message, .. } if message.contains("paused")),
+            "{err:?}"
+        );
+        podman().cli_ok(&["unpause", &id]);
+    }
 
     // 500: the runtime refuses a ulimit above the host's hard limit.
     let mut bad = spec(&label, &support::unique_name("badlimit"), &["true"]);
@@ -327,6 +329,9 @@ async fn errors_are_typed_and_keep_podmans_message() {
 
 #[tokio::test]
 async fn stats_of_two_containers_in_one_request() {
+    if support::skip_without_limits_or_stats("") {
+        return;
+    }
     let client = support::client();
     let label = LabelCleanup::new("stats");
     let a = run(&client, &label, &["sleep", "1000"]).await;
@@ -366,7 +371,14 @@ async fn stats_of_two_containers_in_one_request() {
         .container_stats(&[a.clone(), gone])
         .await
         .expect_err("one missing container fails the request");
-    assert!(matches!(err, PodmanError::Failed { .. }), "{err:?}");
+    // Podman 4 answers 200 with the error in the report, podman 5 answers 404.
+    assert!(
+        matches!(
+            err,
+            PodmanError::Failed { .. } | PodmanError::NotFound { .. }
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

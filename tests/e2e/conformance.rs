@@ -113,9 +113,15 @@ fn full_suite_passes_or_skips_with_reasons() {
         "recovery.running",
         "cleanup.run-label",
     ] {
-        assert_eq!(status_of(name), "pass", "{name}");
+        // Rootless on cgroup v1: no limits and no stats, degraded by their drifts.
+        let drifted = support::lane().is_rootless()
+            && socket["facts"]["cgroup_version"] == "v1"
+            && matches!(name, "resources.memory" | "stats.shape");
+        let wanted = if drifted { "degraded" } else { "pass" };
+        assert_eq!(status_of(name), wanted, "{name}");
     }
-    // Known drift on this host (podman 4.3.1, cgroup v1): OOM kills carry no flag.
+    // Known drift on this host (podman 4.3.1, cgroup v1): OOM kills carry no flag
+    // (rootless: no memory limit to exceed at all).
     let facts = &socket["facts"];
     if facts["podman_version"] == "4.3.1" && facts["cgroup_version"] == "v1" {
         assert_eq!(status_of("lifecycle.oom"), "degraded");

@@ -226,6 +226,9 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn resources_cpu_shares_cpuset_and_memory() {
+    if support::skip_without_limits_or_stats("") {
+        return;
+    }
     let c = start_ctx(
         json!({"memory_reservation": "32m", "memory_swap": "256m", "memory_swappiness": 20}),
         |ctx| {
@@ -252,6 +255,9 @@ async fn resources_cpu_shares_cpuset_and_memory() {
 
 #[tokio::test]
 async fn memory_max_is_the_hard_limit_and_memory_the_soft_one() {
+    if support::skip_without_limits_or_stats("") {
+        return;
+    }
     let c = start_ctx(json!({}), |ctx| {
         ctx.resources.memory_mb = 64;
         ctx.resources.memory_max_mb = 256;
@@ -265,6 +271,9 @@ async fn memory_max_is_the_hard_limit_and_memory_the_soft_one() {
 
 #[tokio::test]
 async fn no_hard_memory_limit_and_unlimited_swap() {
+    if support::skip_without_limits_or_stats("") {
+        return;
+    }
     let c = start_ctx(json!({"memory_reservation": "16m"}), |ctx| {
         ctx.resources.memory_mb = 64;
         ctx.resources.memory_max_mb = -1;
@@ -284,6 +293,9 @@ async fn no_hard_memory_limit_and_unlimited_swap() {
 
 #[tokio::test]
 async fn cpu_hard_limit_with_cfs_period() {
+    if support::skip_without_limits_or_stats("") {
+        return;
+    }
     let c = start_ctx(
         json!({"cpu_hard_limit": true, "cpu_cfs_period": 50000}),
         |ctx| {
@@ -298,6 +310,9 @@ async fn cpu_hard_limit_with_cfs_period() {
 
 #[tokio::test]
 async fn pids_limit() {
+    if support::skip_without_limits_or_stats("") {
+        return;
+    }
     let c = start(json!({"pids_limit": 42})).await;
     assert_eq!(c.host_config("PidsLimit"), 42);
 }
@@ -332,13 +347,15 @@ fn has_cap(status: &str, bit: u32) -> bool {
 #[tokio::test]
 async fn cap_add_and_cap_drop() {
     const CAP_NET_ADMIN: u32 = 12;
-    const CAP_MKNOD: u32 = 27;
-    let c = start(json!({"cap_add": ["NET_ADMIN"], "cap_drop": ["MKNOD"]})).await;
+    const CAP_CHOWN: u32 = 0;
+    // CHOWN: in every podman's default set (MKNOD left it in podman 5, whose inspect
+    // then lists no CapDrop for it).
+    let c = start(json!({"cap_add": ["NET_ADMIN"], "cap_drop": ["CHOWN"]})).await;
     assert_eq!(c.host_config("CapAdd"), &json!(["CAP_NET_ADMIN"]));
-    assert_eq!(c.host_config("CapDrop"), &json!(["CAP_MKNOD"]));
+    assert_eq!(c.host_config("CapDrop"), &json!(["CAP_CHOWN"]));
     let status = c.exec(&["cat", "/proc/1/status"]);
     assert!(has_cap(&status, CAP_NET_ADMIN));
-    assert!(!has_cap(&status, CAP_MKNOD));
+    assert!(!has_cap(&status, CAP_CHOWN));
 }
 
 #[tokio::test]
@@ -390,8 +407,22 @@ async fn tmpfs_mounts() {
 #[tokio::test]
 async fn volumes_and_alloc_dirs() {
     let dir = support::podman().scratch_dir("volumes");
-    for sub in ["alloc", "web/local", "web/secrets", "web/data", "host"] {
+    for sub in [
+        "alloc",
+        "web",
+        "web/local",
+        "web/secrets",
+        "web/data",
+        "host",
+    ] {
         std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
+        // As Nomad makes task directories: writable by any task user (and by the user
+        // a rootless podman maps root to).
+        std::fs::set_permissions(
+            dir.join(sub),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .expect("chmod");
     }
     std::fs::write(dir.join("alloc/shared.txt"), "alloc").expect("write");
     std::fs::write(dir.join("web/local/local.txt"), "local").expect("write");
@@ -445,9 +476,15 @@ async fn disabled_volumes_refuse_host_paths_and_symlink_escapes() {
 #[tokio::test]
 async fn devices() {
     let c = start(json!({"devices": ["/dev/null:/dev/extra-null:rw"]})).await;
-    let devices = c.host_config("Devices");
-    assert_eq!(devices[0]["PathOnHost"], "/dev/null");
-    assert_eq!(devices[0]["PathInContainer"], "/dev/extra-null");
+    // Rootless podman cannot create device nodes: it bind-mounts the host's, and its
+    // inspect lists no devices.
+    if support::lane().is_rootless() {
+        support::skip_part("Devices in inspect: rootless podman bind-mounts devices");
+    } else {
+        let devices = c.host_config("Devices");
+        assert_eq!(devices[0]["PathOnHost"], "/dev/null");
+        assert_eq!(devices[0]["PathInContainer"], "/dev/extra-null");
+    }
     let ls = c.exec(&["ls", "-l", "/dev/extra-null"]);
     assert!(ls.starts_with('c'), "character device: {ls}");
 }
@@ -501,10 +538,16 @@ async fn userns_host() {
         c.host_config("UsernsMode")
     );
     let map = c.exec(&["cat", "/proc/1/uid_map"]);
-    assert_eq!(
-        map.split_whitespace().collect::<Vec<_>>(),
-        ["0", "0", "4294967295"]
-    );
+    let map: Vec<&str> = map.split_whitespace().collect();
+    if support::lane().is_rootless() {
+        // "host" of a rootless podman is its user's namespace: root is the test user.
+        assert_eq!(
+            map[..2],
+            ["0".to_string(), support::rootless_uid().to_string()]
+        );
+    } else {
+        assert_eq!(map, ["0", "0", "4294967295"]);
+    }
 }
 
 #[tokio::test]
@@ -553,6 +596,14 @@ async fn ipc_modes() {
     let none = start(json!({"ipc_mode": "none"})).await;
     let (has_shm, _) = none.try_exec(&["ls", "/dev/shm"]);
     assert!(!has_shm, "ipc none still has /dev/shm");
+    // Rootless podman bind-mounts the host's /dev/mqueue for `host`; this host (no
+    // systemd) has none mounted.
+    if support::lane().is_rootless() && !std::path::Path::new("/dev/mqueue").exists() {
+        support::skip_part(
+            "the ipc_mode host part: rootless podman needs /dev/mqueue, not mounted here",
+        );
+        return;
+    }
     // podman 4.3 also reports `shareable` for `host`: compare the namespace with ours.
     let host = start(json!({"ipc_mode": "host"})).await;
     let ours = std::fs::read_link("/proc/self/ns/ipc").expect("own ipc namespace");
@@ -566,7 +617,11 @@ async fn network_modes() {
         .as_str()
         .expect("IPAddress")
         .to_string();
-    assert!(!ip.is_empty(), "bridge gives an address");
+    // Rootless: the default is slirp4netns, not the bridge (spec.rs picks it).
+    assert!(
+        !ip.is_empty() || support::lane().is_rootless(),
+        "bridge gives an address"
+    );
 
     let none = start(json!({"network_mode": "none"})).await;
     assert_eq!(none.host_config("NetworkMode"), "none");
@@ -629,6 +684,14 @@ async fn custom_network_and_static_addresses() {
 
     // The same on the default bridge (network_mode unset): keyed as podman's default.
     let other_ip = format!("{prefix}{}", 200 + rand::random::<u8>() % 50);
+    if support::lane().is_rootless() {
+        // Rootless, the default is slirp4netns: a static address is refused up front.
+        let cleanup = LabelCleanup::new("options");
+        let spec = task(json!({"ipv4_address": other_ip}), &cleanup);
+        let err = refused(spec, &DriverConfig::default(), &cleanup).await;
+        assert_eq!(err.field(), "config.network_mode");
+        return;
+    }
     let d = start(json!({"ipv4_address": other_ip})).await;
     assert_eq!(d.inspect["NetworkSettings"]["IPAddress"], other_ip.as_str());
 }
@@ -809,7 +872,13 @@ async fn finished_logs(c: &Started) -> String {
 #[tokio::test]
 async fn entrypoint_command_and_args() {
     let c = start(json!({"entrypoint": ["/bin/echo", "from-entrypoint"], "command": "cmd", "args": ["arg1", 2]})).await;
-    assert_eq!(c.config("Entrypoint"), "/bin/echo from-entrypoint");
+    // A string before podman 5, a list since (drift inspect-entrypoint-array).
+    let entrypoint = c.config("Entrypoint");
+    assert!(
+        entrypoint == "/bin/echo from-entrypoint"
+            || entrypoint == &json!(["/bin/echo", "from-entrypoint"]),
+        "{entrypoint}"
+    );
     assert_eq!(c.config("Cmd"), &json!(["cmd", "arg1", "2"]));
     assert_eq!(finished_logs(&c).await, "from-entrypoint cmd arg1 2");
 
@@ -1053,7 +1122,9 @@ async fn nomad_shaped_config_gives_the_same_container() {
         "shm_size": "",
     }))
     .await;
-    assert_eq!(c.host_config("PidsLimit"), 33);
+    if !support::skip_without_limits_or_stats("the pids limit part") {
+        assert_eq!(c.host_config("PidsLimit"), 33);
+    }
     let limits = c.exec(&["cat", "/proc/1/limits"]);
     assert_eq!(&limit_line(&limits, "Max open files")[..2], ["256", "512"]);
     assert_eq!(

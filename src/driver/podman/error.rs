@@ -78,6 +78,35 @@ impl PodmanError {
         )
     }
 
+    /// True for podman's answer to a nil-pointer panic in its own handler: podman 4.3
+    /// answers an image (or container) inspect with 500 "runtime error: invalid memory
+    /// address or nil pointer dereference" while another client changes images at the same
+    /// time. The state it read was mid-change; an idempotent read asked again succeeds.
+    pub fn is_transient_panic(&self) -> bool {
+        matches!(
+            self,
+            PodmanError::Server { status: 500, message, .. }
+                if message.contains("invalid memory address or nil pointer dereference")
+        )
+    }
+
+    /// True for podman's 500 when a container's process ended while podman read its
+    /// `/proc/<pid>/...` files (seen on rootless podman 4.3: an inspect right after the
+    /// start of a task that exits at once: "read /proc/19190/cgroup: no such file or
+    /// directory"). Asked again, podman reports the exited container.
+    pub fn is_vanished_process(&self) -> bool {
+        matches!(
+            self,
+            PodmanError::Server { status: 500, message, .. }
+                if message.contains("/proc/") && message.contains("no such file or directory")
+        )
+    }
+
+    /// Whether an idempotent read that failed this way is worth asking again.
+    pub fn is_retryable_read(&self) -> bool {
+        self.is_transient_panic() || self.is_vanished_process()
+    }
+
     /// Maps a non-success reply to a typed error, keeping podman's message.
     pub(crate) fn from_status(operation: &str, status: u16, body: &[u8]) -> Self {
         let message = error_message(body);
@@ -146,6 +175,25 @@ mod tests {
         assert!(
             matches!(e, PodmanError::Server { status: 500, ref message, .. } if message == "boom")
         );
+    }
+
+    #[test]
+    fn only_podmans_nil_pointer_500_is_a_transient_panic() {
+        let panic = br#"{"cause":"runtime error: invalid memory address or nil pointer dereference","message":"runtime error: invalid memory address or nil pointer dereference","response":500}"#;
+        assert!(PodmanError::from_status("inspect image x", 500, panic).is_transient_panic());
+        assert!(!PodmanError::from_status("inspect image x", 502, panic).is_transient_panic());
+        assert!(!PodmanError::from_status("inspect image x", 500, b"{}").is_transient_panic());
+        assert!(!PodmanError::from_status("inspect image x", 404, panic).is_transient_panic());
+        assert!(PodmanError::from_status("inspect image x", 500, panic).is_retryable_read());
+    }
+
+    #[test]
+    fn a_process_gone_during_inspect_is_retryable() {
+        let gone = br#"{"cause":"no such file or directory","message":"read /proc/19190/cgroup: no such file or directory","response":500}"#;
+        let e = PodmanError::from_status("inspect container x", 500, gone);
+        assert!(e.is_vanished_process() && e.is_retryable_read());
+        let other = br#"{"message":"open /etc/x: no such file or directory"}"#;
+        assert!(!PodmanError::from_status("inspect container x", 500, other).is_retryable_read());
     }
 
     #[test]

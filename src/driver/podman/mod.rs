@@ -49,6 +49,10 @@ const API_PREFIX: &str = "/v4.0.0/libpod";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Error bodies of streaming calls are read with this much patience.
 const JSON: &str = "application/json";
+/// How often a GET is tried when podman answers with its transient nil-pointer panic.
+const GET_ATTEMPTS: u32 = 4;
+/// Pause before the n-th retry: n times this.
+const GET_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Stream of log or exec output frames, stdout and stderr kept apart.
 pub type FrameStream = BoxStream<'static, Result<Frame, PodmanError>>;
@@ -922,19 +926,26 @@ impl PodmanClient {
         Err(PodmanError::from_status(op, status.as_u16(), &body))
     }
 
+    /// A GET: idempotent, so asked again (a few times, briefly apart) when podman answers
+    /// with a transient failure ([`PodmanError::is_retryable_read`]: its nil-pointer
+    /// panic, or a container process that ended while podman read it).
     async fn get_json<T: DeserializeOwned>(
         &self,
         op: &str,
         path: String,
     ) -> Result<T, PodmanError> {
-        let body = self
-            .call(
-                op,
-                self.request(Method::GET, path, empty_body()),
-                self.timeout(),
-            )
-            .await?;
-        decode(op, &body)
+        let mut attempt = 1;
+        loop {
+            let req = self.request(Method::GET, path.clone(), empty_body());
+            match self.call(op, req, self.timeout()).await {
+                Ok(body) => return decode(op, &body),
+                Err(e) if e.is_retryable_read() && attempt < GET_ATTEMPTS => {
+                    tokio::time::sleep(GET_RETRY_PAUSE * attempt).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// POST without body; 304 (already in that state) counts as success.
@@ -953,14 +964,22 @@ impl PodmanClient {
         }
     }
 
-    /// 204 → true, 404 → false.
+    /// 204 → true, 404 → false. Retried like [`Self::get_json`].
     async fn exists(&self, op: &str, path: String) -> Result<bool, PodmanError> {
-        let req = self.request(Method::GET, path, empty_body());
-        let (status, body) = self.call_status(op, req, self.timeout()).await?;
-        match status {
-            s if s.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            s => Err(PodmanError::from_status(op, s.as_u16(), &body)),
+        let mut attempt = 1;
+        loop {
+            let req = self.request(Method::GET, path.clone(), empty_body());
+            let (status, body) = self.call_status(op, req, self.timeout()).await?;
+            let e = match status {
+                s if s.is_success() => return Ok(true),
+                StatusCode::NOT_FOUND => return Ok(false),
+                s => PodmanError::from_status(op, s.as_u16(), &body),
+            };
+            if !e.is_retryable_read() || attempt >= GET_ATTEMPTS {
+                return Err(e);
+            }
+            tokio::time::sleep(GET_RETRY_PAUSE * attempt).await;
+            attempt += 1;
         }
     }
 }
@@ -1168,6 +1187,81 @@ mod tests {
             stats: vec![ContainerStats::default()],
         };
         assert_eq!(stats_result("read stats", ok).expect("ok").len(), 1);
+    }
+
+    /// A one-connection-per-request HTTP server on a unix socket answering with `replies`
+    /// in order; returns how many requests it served.
+    fn scripted_server(
+        path: &std::path::Path,
+        replies: Vec<(u16, &'static str)>,
+    ) -> tokio::task::JoinHandle<usize> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::UnixListener::bind(path).expect("bind");
+        tokio::spawn(async move {
+            let mut served = 0;
+            for (status, body) in replies {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    break;
+                };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+                let _ = conn.shutdown().await;
+                served += 1;
+            }
+            served
+        })
+    }
+
+    const NIL_PANIC: &str = r#"{"cause":"runtime error: invalid memory address or nil pointer dereference","message":"runtime error: invalid memory address or nil pointer dereference","response":500}"#;
+
+    #[tokio::test]
+    async fn reads_are_asked_again_after_podmans_nil_pointer_panic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("podman.sock");
+        let server = scripted_server(
+            &path,
+            vec![
+                (500, NIL_PANIC),
+                (500, NIL_PANIC),
+                (200, r#"{"Id":"abc","RepoTags":["localhost/x:latest"]}"#),
+                (500, NIL_PANIC),
+                (204, ""),
+            ],
+        );
+        let c = PodmanClient::new(&format!("unix://{}", path.display()), None).expect("client");
+        let image = c.image_inspect("x").await.expect("third answer is used");
+        assert_eq!(image.id, "abc");
+        assert!(c.image_exists("x").await.expect("second answer is used"));
+        assert_eq!(server.await.expect("server"), 5);
+    }
+
+    #[tokio::test]
+    async fn reads_give_up_after_a_few_panics_and_other_500s_are_not_retried() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("podman.sock");
+        let mut replies = vec![(500, NIL_PANIC); GET_ATTEMPTS as usize];
+        replies.push((500, r#"{"cause":"boom","message":"boom","response":500}"#));
+        let server = scripted_server(&path, replies);
+        let c = PodmanClient::new(&format!("unix://{}", path.display()), None).expect("client");
+        let e = c.image_inspect("x").await.expect_err("still panicking");
+        assert!(e.is_transient_panic(), "{e}");
+        let e = c.image_inspect("x").await.expect_err("another 500");
+        assert!(
+            !e.is_transient_panic() && e.to_string().ends_with("boom"),
+            "{e}"
+        );
+        assert_eq!(server.await.expect("server"), GET_ATTEMPTS as usize + 1);
     }
 
     #[test]

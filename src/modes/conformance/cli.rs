@@ -50,6 +50,12 @@ pub struct ConformanceArgs {
     /// List the checks with their tags (after --only/--skip) and exit.
     #[arg(long)]
     pub list: bool,
+
+    /// Check the sockets one after another instead of at the same time: two podman
+    /// installations on one host (say 4.3 and 5.4) publishing ports or creating veths at
+    /// the same moment can disturb each other.
+    #[arg(long)]
+    pub sequential: bool,
 }
 
 /// Report formats.

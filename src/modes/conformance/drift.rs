@@ -188,6 +188,7 @@ pub mod ids {
     pub const ROOTLESS_DEFAULT_PASTA: &str = "rootless-default-pasta";
     pub const CGROUP2_NO_MAX_USAGE: &str = "cgroup2-no-max-usage";
     pub const ROOTLESS_CGROUP1_NO_LIMITS: &str = "rootless-cgroup1-no-limits";
+    pub const ROOTLESS_CGROUP1_NO_STATS: &str = "rootless-cgroup1-no-stats";
     pub const CONTAINER_NETNS_PODMAN3: &str = "container-netns-podman3";
     pub const NETWORKS_API_V4: &str = "networks-api-v4";
     pub const ULIMIT_REPLACES_DEFAULTS: &str = "ulimit-replaces-defaults";
@@ -285,6 +286,16 @@ pub static DRIFTS: &[Drift] = &[
         severity: Severity::Degraded,
     },
     Drift {
+        id: ids::ROOTLESS_CGROUP1_NO_STATS,
+        podman: VersionRange::ANY,
+        cgroup: Some("v1"),
+        rootless: Some(true),
+        behaviour: "container stats answer 409 \"container stats resource only available for \
+                    cgroup v2\" (seen on 4.3.1)",
+        impact: "tasks report no resource usage: their stats streams stay empty",
+        severity: Severity::Degraded,
+    },
+    Drift {
         id: ids::CONTAINER_NETNS_PODMAN3,
         podman: VersionRange::between(Version::new(3, 0, 0), Version::new(3, 4, 0)),
         cgroup: None,
@@ -305,7 +316,9 @@ pub static DRIFTS: &[Drift] = &[
     },
     Drift {
         id: ids::ULIMIT_REPLACES_DEFAULTS,
-        podman: VersionRange::ANY,
+        // Seen on 4.3.1 (Debian 12); 5.4.2 (Debian 13) on the same host keeps the
+        // other limit within bounds.
+        podman: VersionRange::below(Version::new(5, 0, 0)),
         cgroup: None,
         rootless: None,
         behaviour: "a task ulimit replaces containers.conf default_ulimits, and podman then \
@@ -392,6 +405,26 @@ mod tests {
             &facts("5.0.1", "v2", false)
         ));
         assert!(!expected("no-such-drift", &facts("4.3.1", "v1", false)));
+    }
+
+    #[test]
+    fn rootless_cgroup_v1_drifts_and_ulimit_before_podman_5() {
+        for id in [
+            ids::ROOTLESS_CGROUP1_NO_LIMITS,
+            ids::ROOTLESS_CGROUP1_NO_STATS,
+        ] {
+            assert!(expected(id, &facts("4.3.1", "v1", true)), "{id}");
+            assert!(!expected(id, &facts("4.3.1", "v1", false)), "{id}");
+            assert!(!expected(id, &facts("4.3.1", "v2", true)), "{id}");
+        }
+        assert!(expected(
+            ids::ULIMIT_REPLACES_DEFAULTS,
+            &facts("4.3.1", "v1", false)
+        ));
+        assert!(!expected(
+            ids::ULIMIT_REPLACES_DEFAULTS,
+            &facts("5.4.2", "v1", false)
+        ));
     }
 
     #[test]

@@ -113,7 +113,15 @@ pub async fn execute(args: ConformanceArgs) -> i32 {
             }
         }
     });
-    let sockets = futures::future::join_all(runs).await;
+    let sockets = if args.sequential {
+        let mut sockets = Vec::new();
+        for run in runs {
+            sockets.push(run.await);
+        }
+        sockets
+    } else {
+        futures::future::join_all(runs).await
+    };
     interrupt.abort();
 
     let report = RunReport {

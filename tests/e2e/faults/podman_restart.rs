@@ -77,6 +77,9 @@ async fn fingerprint_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn podman_service_restart_keeps_tasks_and_resumes_health_stats_and_exits() {
+    if support::skip_without_limits_or_stats("") {
+        return;
+    }
     // Its own service: restarting the shared one would break every other test.
     let podman: Arc<TestPodman> = Arc::new(support::start_private_podman());
     // No cleanup guard: the containers live on the private service, removed with it.

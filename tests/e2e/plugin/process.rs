@@ -229,7 +229,7 @@ async fn agent_start_sequence_validates_config_twice_then_fingerprints() {
     );
     assert!(matches!(
         attribute("driver.podman.rootless"),
-        Some(Value::BoolVal(false))
+        Some(Value::BoolVal(r)) if r == crate::support::lane().is_rootless()
     ));
     assert_eq!(
         attribute("driver.podman.defaultPodman"),

@@ -28,8 +28,126 @@ pub const BUSYBOX_IMAGE: &str = "localhost/ndp-busybox:latest";
 pub const TEST_LABEL_KEY: &str = "ndp-test";
 
 const SERVICE_START_DEADLINE: Duration = Duration::from_secs(60);
-/// Claims of 10.233.X.0/24 subnets, shared by concurrent test processes on this host.
-const SUBNET_CLAIMS_DIR: &str = "/tmp/ndp-e2e-subnets";
+/// The test user of the rootless lane (made by `scripts/lane prepare rootless`).
+const ROOTLESS_USER: &str = "ndp-rootless";
+
+/// Which podman the test bed runs, from env `NDP_LANE` (set by `scripts/test`):
+/// unset (or `host`): the host's rootful podman; `podman5`: the rootful podman 5 of the
+/// cached Debian 13 root (`scripts/lane prepare podman5`); `rootless`: the host's podman
+/// as the test user (`scripts/lane prepare rootless`). Each test process still gets its
+/// own service, storage, network and subnet on every lane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    Host,
+    Podman5,
+    Rootless,
+}
+
+/// The lane of this test process.
+pub fn lane() -> Lane {
+    static LANE: OnceLock<Lane> = OnceLock::new();
+    *LANE.get_or_init(
+        || match std::env::var("NDP_LANE").unwrap_or_default().as_str() {
+            "" | "host" => Lane::Host,
+            "podman5" => Lane::Podman5,
+            "rootless" => Lane::Rootless,
+            other => panic!("NDP_LANE={other}: expected host, podman5 or rootless"),
+        },
+    )
+}
+
+/// Skips the calling test on the lanes it cannot apply to, printing why: returns true
+/// when the test should `return` at once.
+pub fn skip_on(lanes: &[Lane], reason: &str) -> bool {
+    let l = lane();
+    if lanes.contains(&l) {
+        record_skip(true, reason);
+        true
+    } else {
+        false
+    }
+}
+
+/// Prints a skip (whole test, or a part of it) and appends it to `$NDP_SKIP_LOG` (one
+/// line: `whole|part <test name>: <reason>`), which scripts/test counts.
+fn record_skip(whole: bool, reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unknown test")
+        .to_string();
+    let kind = if whole { "whole" } else { "part" };
+    println!("SKIPPED ({kind}) on lane {:?}: {reason}", lane());
+    if let Some(path) = std::env::var_os("NDP_SKIP_LOG") {
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{kind} {test}: {reason}");
+        }
+    }
+}
+
+/// Records that a part of the calling test does not apply to this lane (see [`skip_on`]).
+pub fn skip_part(reason: &str) {
+    record_skip(false, reason);
+}
+
+/// Rootless podman on cgroup v1 (the rootless lane here) sets no resource limits and has
+/// no container stats (drifts rootless-cgroup1-no-limits and rootless-cgroup1-no-stats):
+/// skips the calling test with that reason when so.
+/// `what` names the part skipped: "" for the whole test.
+pub fn skip_without_limits_or_stats(what: &str) -> bool {
+    let cgroup_v1 = !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if lane().is_rootless() && cgroup_v1 {
+        let reason = "rootless podman on cgroup v1 sets no resource limits and reports no stats";
+        if what.is_empty() {
+            record_skip(true, reason);
+        } else {
+            record_skip(false, &format!("{what}: {reason}"));
+        }
+        true
+    } else {
+        false
+    }
+}
+
+/// UID of the rootless lane's test user.
+pub fn rootless_uid() -> u32 {
+    rootless_ids()
+        .map(|(uid, _)| uid)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+impl Lane {
+    /// Second octet of this lane's `10.X.N.0/24` test subnets, where concurrent test
+    /// processes claim N, and the prefix of their network names; lanes never share either.
+    fn subnets(self) -> (u8, &'static str, &'static str) {
+        match self {
+            Lane::Host => (233, "/tmp/ndp-e2e-subnets", "ndpe2e"),
+            Lane::Podman5 => (234, "/tmp/ndp-e2e-subnets-podman5", "ndp5e2e"),
+            Lane::Rootless => (235, "/tmp/ndp-e2e-subnets-rootless", "ndpre2e"),
+        }
+    }
+
+    pub fn is_rootless(self) -> bool {
+        self == Lane::Rootless
+    }
+
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lane")
+    }
+}
+
+fn rootless_ids() -> Result<(u32, u32), String> {
+    let id = |flag: &str| -> Result<u32, String> {
+        let out = Command::new("id")
+            .args([flag, ROOTLESS_USER])
+            .output()
+            .map_err(|e| format!("id: {e}"))?;
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .map_err(|_| format!("no user {ROOTLESS_USER}: run scripts/lane prepare rootless"))
+    };
+    Ok((id("-u")?, id("-g")?))
+}
 
 /// Kills the process group's main command when stdin reaches EOF, then runs `$CLEANUP`.
 const WATCHDOG: &str = r#"trap '' INT HUP
@@ -43,6 +161,9 @@ eval "$CLEANUP"
 
 /// The private podman service of this test process.
 pub struct TestPodman {
+    lane: Lane,
+    /// Podman 5 lane: a process in the service's mount namespace (its watchdog).
+    ns_pid: Option<u32>,
     dir: PathBuf,
     socket: PathBuf,
     conf: PathBuf,
@@ -71,12 +192,31 @@ pub fn start_private_podman() -> TestPodman {
 
 impl TestPodman {
     fn start() -> Result<Self, String> {
+        let lane = lane();
         let dir = make_temp_dir("podman")?;
-        let (subnet, claim) = claim_subnet()?;
-        let network = format!("ndpe2e{subnet}");
-        let paths = StoragePaths::new(&dir);
+        let (subnet, claim) = claim_subnet(lane)?;
+        let (octet, _, prefix) = lane.subnets();
+        let network = format!("{prefix}{subnet}");
+        let paths = StoragePaths::new(&dir, lane);
         for d in [&paths.root, &paths.runroot, &paths.tmp, &paths.networks] {
             fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+        }
+        if lane == Lane::Rootless {
+            let (uid, gid) = rootless_ids()?;
+            fs::create_dir_all(&paths.xdg).map_err(|e| format!("mkdir xdg: {e}"))?;
+            fs::set_permissions(&paths.xdg, fs::Permissions::from_mode(0o700))
+                .map_err(|e| format!("chmod xdg: {e}"))?;
+            for d in [
+                &dir,
+                &paths.root,
+                &paths.runroot,
+                &paths.tmp,
+                &paths.networks,
+                &paths.xdg,
+            ] {
+                std::os::unix::fs::chown(d, Some(uid), Some(gid))
+                    .map_err(|e| format!("chown {}: {e}", d.display()))?;
+            }
         }
         let conf = dir.join("containers.conf");
         write(&conf, &containers_conf(&paths.networks, &network))?;
@@ -89,37 +229,66 @@ impl TestPodman {
         // never share IPAM state or a bridge.
         write(
             &paths.networks.join(format!("{network}.json")),
-            &network_json(&network, subnet),
+            &network_json(&network, octet, subnet),
         )?;
         let socket = dir.join("podman.sock");
 
         let storage = paths.args().join(" ");
+        // The podman 5 lane's watchdog runs inside the lane's mount namespace, so its
+        // cleanup sees the service's mounts; the rootless lane's CLI runs as the test user.
+        let cli = match lane {
+            Lane::Host | Lane::Podman5 => format!("podman {storage}"),
+            Lane::Rootless => format!(
+                "'{}' exec rootless podman {storage}",
+                Lane::script().display()
+            ),
+        };
         let cleanup = format!(
-            "podman {storage} rm -a -f -t 0 >/dev/null 2>&1\n\
-             podman {storage} pod rm -a -f >/dev/null 2>&1\n\
+            "{cli} rm -a -f -t 0 >/dev/null 2>&1\n\
+             {cli} pod rm -a -f >/dev/null 2>&1\n\
              for p in $(grep -l -s -F '{dir}/' /proc/[0-9]*/cmdline | cut -d/ -f3); do [ \"$p\" = $$ ] || kill -9 \"$p\" 2>/dev/null; done\n\
+             for p in $(grep -l -s -z -x -F 'XDG_RUNTIME_DIR={xdg}' /proc/[0-9]*/environ | cut -d/ -f3); do [ \"$p\" = $$ ] || kill -9 \"$p\" 2>/dev/null; done\n\
              grep -o ' {dir}/[^ ]*' /proc/self/mounts | sort -r | while read -r m; do umount -l \"$m\"; done\n\
              rm -rf '{dir}' '{claim}'\n",
             dir = dir.display(),
             claim = claim.display(),
+            // Rootless: the user namespace's pause process (`catatonit -P`) of this
+            // service, whose command line does not name the directory, has our own
+            // XDG_RUNTIME_DIR in its environment.
+            xdg = paths.xdg.display(),
         );
-        let mut cmd = Command::new("podman");
+        let mut cmd = match lane {
+            Lane::Host | Lane::Podman5 => Command::new("podman"),
+            Lane::Rootless => {
+                let mut c = Command::new(Lane::script());
+                c.args(["exec", "rootless", "podman"]);
+                c
+            }
+        };
         cmd.args(paths.args())
             .arg("system")
             .arg("service")
             .arg("--time=0")
             .arg(format!("unix://{}", socket.display()));
-        let watchdog = spawn_watchdog(
+        let wrapper: Vec<std::ffi::OsString> = match lane {
+            Lane::Podman5 => vec![
+                Lane::script().into_os_string(),
+                "exec".into(),
+                "podman5".into(),
+            ],
+            Lane::Host | Lane::Rootless => Vec::new(),
+        };
+        let (watchdog, watchdog_pid) = spawn_watchdog(
             &dir,
+            &wrapper,
             cmd,
             &dir.join("service.log"),
             &cleanup,
-            &[
-                ("CONTAINERS_CONF", conf.as_os_str()),
-                ("CONTAINERS_REGISTRIES_CONF", registries_conf.as_os_str()),
-            ],
+            &paths.envs(&conf, &registries_conf),
         )?;
         let podman = TestPodman {
+            lane,
+            ns_pid: (lane == Lane::Podman5).then_some(watchdog_pid),
             dir,
             socket,
             conf,
@@ -167,19 +336,48 @@ impl TestPodman {
         &self.network
     }
 
-    /// A scratch directory that is removed with the test bed.
+    /// A scratch directory that is removed with the test bed. On the rootless lane it is
+    /// writable by everyone, as Nomad's task directories are (0777), so containers of the
+    /// test user can write where a root-owned test puts them.
     pub fn scratch_dir(&self, prefix: &str) -> PathBuf {
         let d = self.dir.join("scratch").join(unique_name(prefix));
         fs::create_dir_all(&d).expect("create scratch dir");
+        if self.lane.is_rootless() {
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).expect("chmod scratch");
+        }
         d
     }
 
-    /// A `podman` CLI command on the private storage (for test setup and assertions).
+    /// The lane this service belongs to.
+    pub fn lane(&self) -> Lane {
+        self.lane
+    }
+
+    /// A `podman` CLI command on the private storage (for test setup and assertions): the
+    /// lane's own podman, in the service's mount namespace (podman 5) or as the test user
+    /// (rootless).
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new("podman");
-        cmd.args(StoragePaths::new(&self.dir).args())
-            .env("CONTAINERS_CONF", &self.conf)
-            .env("CONTAINERS_REGISTRIES_CONF", &self.registries_conf)
+        let paths = StoragePaths::new(&self.dir, self.lane);
+        let mut cmd = match (self.lane, self.ns_pid) {
+            (Lane::Podman5, Some(pid)) => {
+                let mut c = Command::new("nsenter");
+                c.arg("-t")
+                    .arg(pid.to_string())
+                    .arg("-m")
+                    .arg(format!("--wd={}", self.dir.display()))
+                    .arg("--")
+                    .arg("podman");
+                c
+            }
+            (Lane::Rootless, _) => {
+                let mut c = Command::new(Lane::script());
+                c.args(["exec", "rootless", "podman"]);
+                c
+            }
+            _ => Command::new("podman"),
+        };
+        cmd.args(paths.args())
+            .envs(paths.envs(&self.conf, &self.registries_conf))
             .current_dir(&self.dir)
             .stdin(Stdio::null());
         cmd
@@ -318,29 +516,60 @@ struct StoragePaths {
     runroot: PathBuf,
     tmp: PathBuf,
     networks: PathBuf,
+    /// XDG_RUNTIME_DIR of a rootless service (unused by rootful ones).
+    xdg: PathBuf,
+    rootless: bool,
 }
 
 impl StoragePaths {
-    fn new(dir: &Path) -> Self {
+    fn new(dir: &Path, lane: Lane) -> Self {
         StoragePaths {
             root: dir.join("root"),
             runroot: dir.join("runroot"),
             tmp: dir.join("tmp"),
             networks: dir.join("networks"),
+            xdg: dir.join("xdg"),
+            rootless: lane.is_rootless(),
         }
     }
 
+    /// The environment of the service and the CLI: the rootless lane's own
+    /// XDG_RUNTIME_DIR only there (rootful services keep today's environment).
+    fn envs<'a>(
+        &'a self,
+        conf: &'a Path,
+        registries_conf: &'a Path,
+    ) -> Vec<(&'static str, &'a std::ffi::OsStr)> {
+        let mut envs = vec![
+            ("CONTAINERS_CONF", conf.as_os_str()),
+            ("CONTAINERS_REGISTRIES_CONF", registries_conf.as_os_str()),
+            ("PODMAN_IGNORE_CGROUPSV1_WARNING", "1".as_ref()),
+        ];
+        if self.rootless {
+            envs.push(("XDG_RUNTIME_DIR", self.xdg.as_os_str()));
+        }
+        envs
+    }
+
     fn args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             format!("--root={}", self.root.display()),
             format!("--runroot={}", self.runroot.display()),
             format!("--tmpdir={}", self.tmp.display()),
-        ]
+        ];
+        // No fuse-overlayfs here: rootless storage is vfs.
+        if self.rootless {
+            args.push("--storage-driver=vfs".into());
+        }
+        args
     }
 }
 
 /// Settings this host needs: runc (cgroup v1), ulimits under the hard limits, no systemd,
 /// file locks (the default shm locks are shared with every other podman on the host).
+/// Podman 5 (netavark 1.14) keeps its default nftables firewall driver (its root has
+/// `nft`): its rules then stay in its own nft table instead of the NETAVARK-* iptables
+/// chains that the host's netavark 1.4 manages too.
 fn containers_conf(networks: &Path, network: &str) -> String {
     format!(
         r#"[containers]
@@ -361,13 +590,13 @@ lock_type = "file"
     )
 }
 
-fn network_json(name: &str, subnet: u8) -> String {
+fn network_json(name: &str, octet: u8, subnet: u8) -> String {
     serde_json::json!({
         "name": name,
         "id": format!("{:0>64}", format!("{subnet:x}e2e")),
         "driver": "bridge",
         "network_interface": name,
-        "subnets": [{"subnet": format!("10.233.{subnet}.0/24"), "gateway": format!("10.233.{subnet}.1")}],
+        "subnets": [{"subnet": format!("10.{octet}.{subnet}.0/24"), "gateway": format!("10.{octet}.{subnet}.1")}],
         "ipv6_enabled": false,
         "internal": false,
         "dns_enabled": false,
@@ -376,14 +605,16 @@ fn network_json(name: &str, subnet: u8) -> String {
     .to_string()
 }
 
-/// Claims a free `10.233.X.0/24` for this process; stale claims of dead processes are taken over.
-fn claim_subnet() -> Result<(u8, PathBuf), String> {
-    fs::create_dir_all(SUBNET_CLAIMS_DIR).map_err(|e| format!("mkdir {SUBNET_CLAIMS_DIR}: {e}"))?;
+/// Claims a free `10.<lane>.X.0/24` for this process; stale claims of dead processes are
+/// taken over.
+fn claim_subnet(lane: Lane) -> Result<(u8, PathBuf), String> {
+    let (_, claims_dir, _) = lane.subnets();
+    fs::create_dir_all(claims_dir).map_err(|e| format!("mkdir {claims_dir}: {e}"))?;
     let pid = std::process::id();
     let start = (pid % 250) as u8;
     for i in 0..250u16 {
         let x = ((u16::from(start) + i) % 250 + 1) as u8;
-        let claim = Path::new(SUBNET_CLAIMS_DIR).join(x.to_string());
+        let claim = Path::new(claims_dir).join(x.to_string());
         match fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -406,18 +637,29 @@ fn claim_subnet() -> Result<(u8, PathBuf), String> {
             }
         }
     }
-    Err("no free 10.233.X.0/24 subnet for the test network".into())
+    Err(format!(
+        "no free subnet for the test network in {claims_dir}"
+    ))
 }
 
-/// Starts `cmd` under the watchdog; the returned pipe end keeps it alive.
+/// Starts `cmd` under the watchdog (itself run by `wrapper`, when given, which must exec
+/// it); the returned pipe end keeps it alive; also returns the watchdog's PID.
 fn spawn_watchdog(
     dir: &Path,
+    wrapper: &[std::ffi::OsString],
     cmd: Command,
     log: &Path,
     cleanup: &str,
     envs: &[(&str, &std::ffi::OsStr)],
-) -> Result<ChildStdin, String> {
-    let mut sh = Command::new("sh");
+) -> Result<(ChildStdin, u32), String> {
+    let mut sh = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg("sh");
+            c
+        }
+        None => Command::new("sh"),
+    };
     sh.arg("-c")
         .arg(WATCHDOG)
         .arg("watchdog")
@@ -436,10 +678,12 @@ fn spawn_watchdog(
         sh.env(k, v);
     }
     let mut child: Child = sh.spawn().map_err(|e| format!("spawn watchdog: {e}"))?;
-    child
+    let pid = child.id();
+    let stdin = child
         .stdin
         .take()
-        .ok_or_else(|| "watchdog has no stdin".to_string())
+        .ok_or_else(|| "watchdog has no stdin".to_string())?;
+    Ok((stdin, pid))
 }
 
 fn ping(socket: &Path) -> bool {
@@ -684,7 +928,7 @@ impl TestRegistry {
         )?;
         let mut cmd = Command::new("docker-registry");
         cmd.arg("serve").arg(&config);
-        let watchdog = spawn_watchdog(&dir, cmd, &dir.join("registry.log"), "", &[])?;
+        let (watchdog, _) = spawn_watchdog(&dir, &[], cmd, &dir.join("registry.log"), "", &[])?;
         let deadline = Instant::now() + SERVICE_START_DEADLINE;
         while TcpStream::connect(addr).is_err() {
             if Instant::now() > deadline {

@@ -9,7 +9,7 @@ use crate::driver::error::DriverError;
 use crate::driver::model::{ExitResult, TaskRunState};
 
 use super::super::check::{ensure, Check, Failure, Finding, Outcome, Tag};
-use super::super::drift::ids;
+use super::super::drift::{self, ids};
 use super::super::env::Env;
 use super::super::scope::Scope;
 
@@ -296,6 +296,13 @@ impl Check for Oom {
     }
 
     async fn run(&self, env: &Env, scope: &Scope) -> Outcome {
+        // Without a memory limit the task would take the host's memory instead.
+        if drift::expected(ids::ROOTLESS_CGROUP1_NO_LIMITS, env.facts()?) {
+            return Ok(Finding::drift(
+                ids::ROOTLESS_CGROUP1_NO_LIMITS,
+                "not run: this podman sets no memory limit, so no task can exceed one",
+            ));
+        }
         let task = env
             .task(scope, "oom")
             // `tail` buffers an endless line of zeros until the memory limit kills it.
