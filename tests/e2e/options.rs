@@ -313,6 +313,9 @@ const PIDS_MAX: &str =
 async fn pids_limit_minus_one_is_unlimited() {
     let c = start(json!({"pids_limit": -1})).await;
     assert_eq!(c.exec(&["sh", "-c", PIDS_MAX]), "max");
+    // Left out, podman's default limit applies (what -1 used to give, as in Go).
+    let c = start(json!({})).await;
+    assert_ne!(c.exec(&["sh", "-c", PIDS_MAX]), "max");
 }
 
 #[tokio::test]
