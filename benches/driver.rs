@@ -3,7 +3,7 @@
 //! runner, each printed next to its baseline and goal.
 //!
 //! `scripts/bench` (or `cargo bench --bench driver`) runs everything; names after `--`
-//! pick figures (`start`, `fleet`, `logs`, `runner`). Sizes: see `harness::Settings`.
+//! pick figures (`start`, `fleet`, `logs`, `runner`, `scale`). Sizes: see `harness::Settings`.
 //! Without `--bench` (as `cargo test --all-targets` runs it) it only checks its own
 //! request counter.
 
@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use harness::{Bench, BenchResult, Settings};
 
-const FIGURES: [&str; 4] = ["start", "fleet", "logs", "runner"];
+const FIGURES: [&str; 5] = ["start", "fleet", "logs", "runner", "scale"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -71,6 +71,7 @@ async fn run(picked: &[&str], machine: &str) -> BenchResult<()> {
             "start" => figures::start::run(&mut bench).await,
             "fleet" => figures::fleet::run(&mut bench).await,
             "logs" => figures::logs::run(&mut bench).await,
+            "scale" => figures::scale::run(&mut bench).await,
             _ => figures::runner::run(&mut bench).await,
         };
         if let Err(e) = outcome {

@@ -31,7 +31,7 @@ use crate::harness::{plugin_config, procfs, Bench, BenchResult};
 const CONCURRENCY_GOAL: f64 = 1.1;
 const REQUESTS_PER_TICK_GOAL: f64 = 2.0;
 const RSS_GOAL: u64 = 15 * 1024 * 1024;
-const STATS_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// Lets streams deliver their first samples (and connections open) before counting.
 const WINDOW_WARMUP: Duration = Duration::from_secs(3);
 /// Lets the plugin finish what SetConfig and the first fingerprint started.
@@ -45,24 +45,24 @@ struct Burst {
 }
 
 /// What one counting window saw.
-struct Window {
-    seconds: f64,
-    requests: RequestCounts,
-    plugin_cpu: f64,
-    podman_cpu: f64,
-    samples: u64,
+pub(crate) struct Window {
+    pub(crate) seconds: f64,
+    pub(crate) requests: RequestCounts,
+    pub(crate) plugin_cpu: f64,
+    pub(crate) podman_cpu: f64,
+    pub(crate) samples: u64,
 }
 
 impl Window {
-    fn per_tick(&self) -> f64 {
+    pub(crate) fn per_tick(&self) -> f64 {
         self.requests.total() as f64 / (self.seconds / STATS_INTERVAL.as_secs_f64())
     }
 
-    fn per_minute(cpu: f64, seconds: f64) -> f64 {
+    pub(crate) fn per_minute(cpu: f64, seconds: f64) -> f64 {
         cpu * 60.0 / seconds
     }
 
-    fn routes(&self) -> String {
+    pub(crate) fn routes(&self) -> String {
         let per_tick = self.seconds / STATS_INTERVAL.as_secs_f64();
         self.requests
             .by_route
@@ -175,7 +175,7 @@ fn breakdown(memory: &procfs::Memory) -> String {
 }
 
 /// WaitTask for every task, as the agent keeps one open per task.
-fn wait_all(plugin: &Plugin, task_ids: &[String]) -> Vec<tokio::task::JoinHandle<()>> {
+pub(crate) fn wait_all(plugin: &Plugin, task_ids: &[String]) -> Vec<tokio::task::JoinHandle<()>> {
     task_ids
         .iter()
         .map(|id| {
@@ -334,7 +334,7 @@ fn split(outcomes: Vec<BenchResult<String>>) -> (Vec<String>, Vec<String>) {
     (ok, failed)
 }
 
-async fn stop_all(plugin: &Plugin, task_ids: &[String]) {
+pub(crate) async fn stop_all(plugin: &Plugin, task_ids: &[String]) {
     join_all(task_ids.iter().map(|id| {
         let mut driver = plugin.driver();
         async move {
@@ -389,7 +389,7 @@ async fn count_window(
 }
 
 /// TaskStats at 1 s for every task in `task_ids`, counted for `length`.
-async fn plugin_window(
+pub(crate) async fn plugin_window(
     bench: &Bench,
     plugin: &Plugin,
     task_ids: &[String],

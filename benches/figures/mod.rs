@@ -3,4 +3,5 @@
 pub mod fleet;
 pub mod logs;
 pub mod runner;
+pub mod scale;
 pub mod start;

@@ -38,6 +38,31 @@ pub struct Settings {
     pub log_bytes: u64,
     /// Runs per variant in the runner figure (`BENCH_RUNNER_RUNS`).
     pub runner_runs: usize,
+    /// Fleet sizes of the scale figure, ascending (`BENCH_SCALE`, e.g. `1,50,200,500`).
+    pub scale: Vec<usize>,
+    /// Length of the scale figure's stats window at each size (`BENCH_SCALE_SECS`).
+    pub scale_window: Duration,
+    /// One-more-task starts per size in the scale figure (`BENCH_SCALE_STARTS`).
+    pub scale_starts: usize,
+}
+
+/// `BENCH_SCALE`: comma-separated fleet sizes; the default is issue 11's 1, 50 and 200.
+fn scale_sizes() -> Vec<usize> {
+    let mut sizes: Vec<usize> = std::env::var("BENCH_SCALE")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .filter(|n| *n > 0)
+                .collect()
+        })
+        .unwrap_or_default();
+    if sizes.is_empty() {
+        sizes = vec![1, 50, 200];
+    }
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -57,6 +82,9 @@ impl Settings {
             rounds: env_number("BENCH_ROUNDS", 2) as usize,
             log_bytes: env_number("BENCH_LOG_MB", 200) * 1024 * 1024,
             runner_runs: env_number("BENCH_RUNNER_RUNS", 5) as usize,
+            scale: scale_sizes(),
+            scale_window: Duration::from_secs(env_number("BENCH_SCALE_SECS", 30)),
+            scale_starts: env_number("BENCH_SCALE_STARTS", 7) as usize,
         }
     }
 }

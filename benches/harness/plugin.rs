@@ -132,6 +132,17 @@ impl Plugin {
         Ok(())
     }
 
+    /// SIGKILL, as when the node loses the plugin: no Shutdown, containers keep running.
+    pub async fn kill(&mut self) -> BenchResult<()> {
+        if let Some(fingerprints) = self.fingerprints.take() {
+            fingerprints.abort();
+        }
+        self.child
+            .kill()
+            .await
+            .map_err(|e| format!("SIGKILL the plugin: {e}"))
+    }
+
     /// `GRPCController.Shutdown`, then waits for the process to exit (kills it after a
     /// deadline).
     pub async fn shutdown(mut self) -> BenchResult<()> {

@@ -677,7 +677,10 @@ fn resources(spec: &TaskSpec, host: &HostFacts) -> Result<Value, SpecError> {
     if !cpu.is_empty() {
         limits.insert("cpu".into(), Value::Object(cpu));
     }
-    if config.pids_limit > 0 {
+    // -1 is podman's "unlimited" (runc writes `max`); 0 leaves podman's default
+    // (containers.conf `pids_limit`, 2048 unless changed). Other negatives are refused by
+    // TaskConfig::validate.
+    if config.pids_limit > 0 || config.pids_limit == -1 {
         limits.insert("pids".into(), json!({"limit": config.pids_limit}));
     }
     Ok(Value::Object(limits))
@@ -1628,6 +1631,8 @@ mod tests {
         );
         assert_eq!(out["oom_score_adj"], 300);
         let out = built(&spec(json!({"pids_limit": -1})));
+        assert_eq!(out["resource_limits"]["pids"]["limit"], -1);
+        let out = built(&spec(json!({"pids_limit": 0})));
         assert!(out["resource_limits"].get("pids").is_none());
     }
 

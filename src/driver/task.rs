@@ -489,6 +489,7 @@ impl TaskConfig {
         self.hosts()?;
         self.bind_volumes()?;
         self.tmpfs_mounts()?;
+        self.check_devices()?;
         if let Some(mac) = &self.static_mac {
             parse_mac(mac).ok_or_else(|| {
                 ConfigError::invalid(field("static_mac"), mac.as_str(), "not a MAC address")
@@ -514,6 +515,41 @@ impl TaskConfig {
         Ok(())
     }
 
+    /// `devices` entries as podman parses them: `host[:container[:permissions]]` with
+    /// absolute paths and permissions from `rwm`, or a CDI name (`vendor.com/class=name`).
+    fn check_devices(&self) -> Result<(), ConfigError> {
+        for (i, device) in self.devices.iter().enumerate() {
+            let invalid = |reason: &str| {
+                ConfigError::invalid(field(&format!("devices[{i}]")), device.as_str(), reason)
+            };
+            if is_cdi_device(device) {
+                continue;
+            }
+            let parts: Vec<&str> = device.split(':').collect();
+            let (host, container, permissions) = match parts.as_slice() {
+                [host] => (*host, None, None),
+                [host, second] if is_device_permissions(second) => (*host, None, Some(*second)),
+                [host, container] => (*host, Some(*container), None),
+                [host, container, permissions] => (*host, Some(*container), Some(*permissions)),
+                _ => return Err(invalid("expected host[:container[:permissions]]")),
+            };
+            if !host.starts_with('/') {
+                return Err(invalid(
+                    "the host path must be absolute (or a CDI name vendor.com/class=name)",
+                ));
+            }
+            if container.is_some_and(|c| !c.starts_with('/')) {
+                return Err(invalid("the container path must be absolute"));
+            }
+            if permissions.is_some_and(|p| !is_device_permissions(p)) {
+                return Err(invalid(
+                    "permissions must be one or more of r, w and m, each once",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn check_numbers(&self) -> Result<(), ConfigError> {
         if let Some(swappiness) = self.memory_swappiness.filter(|s| !(0..=100).contains(s)) {
             return Err(ConfigError::invalid(
@@ -527,6 +563,13 @@ impl TaskConfig {
                 field("oom_score_adj"),
                 self.oom_score_adj.to_string(),
                 "expected -1000..1000",
+            ));
+        }
+        if self.pids_limit < -1 {
+            return Err(ConfigError::invalid(
+                field("pids_limit"),
+                self.pids_limit.to_string(),
+                "expected -1 (unlimited), 0 (podman's default) or a positive limit",
             ));
         }
         if !(0..=1_000_000).contains(&self.cpu_cfs_period) {
@@ -1244,6 +1287,28 @@ pub fn container_name(task_name: &str, alloc_id: &str) -> String {
     format!("{task_name}-{alloc_id}")
 }
 
+/// A CDI device name as podman accepts it in `devices`: `vendor.com/class=name`.
+fn is_cdi_device(device: &str) -> bool {
+    match device.split_once('=') {
+        Some((kind, name)) => {
+            !name.is_empty()
+                && !kind.starts_with('/')
+                && kind
+                    .split_once('/')
+                    .is_some_and(|(vendor, class)| !vendor.is_empty() && !class.is_empty())
+        }
+        None => false,
+    }
+}
+
+/// `r`, `w`, `m`, each at most once, at least one.
+fn is_device_permissions(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 3
+        && text.chars().all(|c| matches!(c, 'r' | 'w' | 'm'))
+        && text.char_indices().all(|(i, c)| !text[..i].contains(c))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -1320,6 +1385,64 @@ mod tests {
                 "{key}"
             );
         }
+    }
+
+    #[test]
+    fn pids_limit_takes_minus_one_as_unlimited_and_refuses_other_negatives() {
+        for ok in [-1, 0, 64] {
+            assert_eq!(
+                decode(with_image(json!({"pids_limit": ok})))
+                    .unwrap()
+                    .pids_limit,
+                ok
+            );
+        }
+        assert_eq!(
+            error(with_image(json!({"pids_limit": -2}))),
+            "config.pids_limit: invalid value \"-2\": expected -1 (unlimited), 0 (podman's default) or a positive limit"
+        );
+    }
+
+    #[test]
+    fn devices_are_checked_and_errors_name_the_entry() {
+        for ok in [
+            "/dev/fuse",
+            "/dev/null:rw",
+            "/dev/null:/dev/nulled",
+            "/dev/null:/dev/nulled:rwm",
+            "nvidia.com/gpu=all",
+        ] {
+            assert!(decode(with_image(json!({"devices": [ok]}))).is_ok(), "{ok}");
+        }
+        for (bad, reason) in [
+            ("dev/fuse", "the host path must be absolute"),
+            ("", "the host path must be absolute"),
+            ("/dev/null:nulled:rw", "the container path must be absolute"),
+            (
+                "/dev/null:/dev/n:rx",
+                "permissions must be one or more of r, w and m",
+            ),
+            (
+                "/dev/null:/dev/n:rr",
+                "permissions must be one or more of r, w and m",
+            ),
+            (
+                "/dev/null:/a:rw:x",
+                "expected host[:container[:permissions]]",
+            ),
+        ] {
+            let message = error(with_image(json!({"devices": ["/dev/zero", bad]})));
+            assert!(
+                message.starts_with(&format!(
+                    "config.devices[1]: invalid value {bad:?}: {reason}"
+                )),
+                "{bad}: {message}"
+            );
+        }
+        assert_eq!(
+            error(with_image(json!({"devices": "/dev/fuse"}))),
+            "config.devices: expected list of strings, got string \"/dev/fuse\""
+        );
     }
 
     #[test]

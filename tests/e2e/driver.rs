@@ -89,6 +89,55 @@ async fn fingerprint_reports_healthy_socket_attributes() {
     );
 }
 
+/// Sockets other than the default one report under `driver.podman.<name>.` with the
+/// name's non-alphanumerics as `_` (the default keeps `driver.podman.`), as in Go.
+#[tokio::test]
+async fn fingerprint_names_attributes_of_other_sockets_by_socket_name() {
+    use nomad_driver_podman::driver::Attribute;
+    let url = support::podman().socket_url();
+    let config = json!({ "socket": [
+        { "name": "default", "socket_path": url },
+        { "name": "fast-disk", "socket_path": url },
+    ]});
+    let d = Driver::new(DriverConfig::from_value(&config).expect("driver config")).expect("driver");
+    let fp = d.fingerprint().await;
+    assert_eq!(fp.health, Health::Healthy, "{}", fp.description);
+    let attr = |k: &str| fp.attributes.get(k).cloned();
+    assert_eq!(
+        attr("driver.podman.health"),
+        Some(Attribute::String("healthy".into()))
+    );
+    assert_eq!(
+        attr("driver.podman.defaultPodman"),
+        Some(Attribute::Bool(true))
+    );
+    assert_eq!(
+        attr("driver.podman.fast_disk.health"),
+        Some(Attribute::String("healthy".into()))
+    );
+    assert_eq!(
+        attr("driver.podman.fast_disk.defaultPodman"),
+        Some(Attribute::Bool(false))
+    );
+    assert_eq!(
+        attr("driver.podman.fast_disk.socketName"),
+        Some(Attribute::String("fast-disk".into()))
+    );
+    assert_eq!(
+        attr("driver.podman.fast_disk.version"),
+        attr("driver.podman.version")
+    );
+    assert!(
+        fp.attributes
+            .keys()
+            .filter(|k| k.starts_with("driver.podman.fast_disk."))
+            .count()
+            >= 5,
+        "{:?}",
+        fp.attributes.keys().collect::<Vec<_>>()
+    );
+}
+
 #[tokio::test]
 async fn fingerprint_of_unreachable_socket_is_undetected() {
     let dir = tempfile::tempdir().unwrap();
@@ -483,6 +532,89 @@ async fn recover_in_a_fresh_driver_running_and_exited_tasks() {
     // A container that is gone cannot be recovered.
     let err = second.recover(running_state).await.unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
+}
+
+/// `recover_stopped = true`: a task whose container exited while no driver ran is
+/// started again by recover and is running afterwards (its container, not a new one).
+#[tokio::test]
+async fn recover_stopped_restarts_a_task_that_exited_while_no_driver_ran() {
+    let label = LabelCleanup::new("drv-recover-stopped");
+    let first = driver();
+    // Exits the first time; stays up once restarted (the container's files persist).
+    let spec = task(
+        &label,
+        "again",
+        "if [ -e /ran-once ]; then exec sleep 300; fi; touch /ran-once; exit 4",
+        json!({}),
+    );
+    let id = spec.context.id.clone();
+    let started = first.start(spec.clone()).await.unwrap();
+    drop(first);
+    let name = spec.container_name();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while inspect_container(&name)["State"]["Status"] != json!("exited") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the task never exited"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let second = driver_with(json!({ "recover_stopped": true }));
+    second.recover(started.state.clone()).await.unwrap();
+    assert_eq!(
+        second.inspect(&id).await.unwrap().state,
+        TaskRunState::Running
+    );
+    let container = inspect_container(&name);
+    assert_eq!(container["State"]["Status"], json!("running"));
+    assert_eq!(container["Id"], json!(started.state.container_id));
+    second.destroy(&id, true).await.unwrap();
+
+    // Without it (the default) the same situation reports the exit.
+    let third = driver();
+    let spec = task(&label, "once", "exit 4", json!({}));
+    let started = third.start(spec.clone()).await.unwrap();
+    drop(third);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let fourth = driver();
+    fourth.recover(started.state).await.unwrap();
+    assert_eq!(fourth.wait(&spec.context.id).await.unwrap().exit_code, 4);
+    fourth.destroy(&spec.context.id, true).await.unwrap();
+}
+
+/// The task's address on its network is what `start` reports for Nomad to advertise
+/// (the plugin's StartTask network override): the container's IP on the bridge.
+#[tokio::test]
+async fn start_reports_the_containers_ip_as_the_task_network() {
+    let label = LabelCleanup::new("drv-net");
+    let d = driver();
+    let spec = task(&label, "addr", "sleep 300", json!({}));
+    let started = d.start(spec.clone()).await.unwrap();
+    let network = started.network.expect("start reports a network");
+    let networks = inspect_container(&spec.container_name())["NetworkSettings"]["Networks"].clone();
+    let ips: Vec<String> = networks
+        .as_object()
+        .expect("the container is on a network")
+        .values()
+        .filter_map(|n| n["IPAddress"].as_str().map(str::to_string))
+        .filter(|ip| !ip.is_empty())
+        .collect();
+    assert_eq!(ips, vec![network.ip.clone()]);
+    assert!(network.ip.parse::<std::net::IpAddr>().is_ok());
+    assert!(network.auto_advertise);
+    d.destroy(&spec.context.id, true).await.unwrap();
+
+    // With the host's network there is no address of the container's own.
+    let spec = task(
+        &label,
+        "host",
+        "sleep 300",
+        json!({ "network_mode": "host" }),
+    );
+    let started = d.start(spec.clone()).await.unwrap();
+    assert_eq!(started.network.map(|n| n.ip), Some(String::new()));
+    d.destroy(&spec.context.id, true).await.unwrap();
 }
 
 #[tokio::test]

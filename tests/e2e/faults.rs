@@ -4,6 +4,7 @@
 //! Soak size: `NDP_SOAK_CYCLES` (default 60); the full run is
 //! `NDP_SOAK_CYCLES=300 cargo test --test e2e -- faults::soak --nocapture`.
 
+mod fleet;
 mod plugin_kill;
 mod podman_restart;
 mod runner_kill;

@@ -4,6 +4,7 @@ mod support;
 
 mod client;
 mod conformance;
+mod counting;
 mod driver;
 mod faults;
 mod options;

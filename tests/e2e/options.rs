@@ -315,6 +315,22 @@ async fn pids_limit() {
     }
     let c = start(json!({"pids_limit": 42})).await;
     assert_eq!(c.host_config("PidsLimit"), 42);
+    assert_eq!(c.exec(&["sh", "-c", PIDS_MAX]), "42");
+}
+
+/// The container's pids limit, on cgroup v1 or v2.
+const PIDS_MAX: &str =
+    "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max";
+
+/// -1 is podman's "unlimited": the cgroup has no pids limit, where leaving the option
+/// out gives podman's default.
+#[tokio::test]
+async fn pids_limit_minus_one_is_unlimited() {
+    let c = start(json!({"pids_limit": -1})).await;
+    assert_eq!(c.exec(&["sh", "-c", PIDS_MAX]), "max");
+    // Left out, podman's default limit applies (what -1 used to give, as in Go).
+    let c = start(json!({})).await;
+    assert_ne!(c.exec(&["sh", "-c", PIDS_MAX]), "max");
 }
 
 #[tokio::test]

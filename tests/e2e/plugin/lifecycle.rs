@@ -72,6 +72,26 @@ async fn task_lifecycle_over_the_wire(agent: Agent) {
     ]);
     assert_eq!(labels, format!("web-{}", alloc.id));
 
+    // StartTask's network override carries the address podman gave the container on
+    // its network, for Nomad to advertise.
+    let ip = support::podman().cli_ok(&[
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &labels,
+    ]);
+    assert!(
+        ip.parse::<std::net::IpAddr>().is_ok(),
+        "container ip {ip:?}"
+    );
+    let network = task
+        .response
+        .network_override
+        .clone()
+        .expect("StartTask reports the task's network");
+    assert_eq!(network.addr, ip);
+    assert!(network.auto_advertise);
+
     let inspected = driver
         .inspect_task(InspectTaskRequest {
             task_id: task_id.clone(),
