@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use nomad_driver_podman::modes::{conformance, plugin, run};
+use nomad_driver_podman::modes::{conformance, output, plugin, run};
 
 #[derive(Parser)]
 #[command(
@@ -49,7 +49,7 @@ fn serve_plugin(log_level: plugin::LogLevel) -> anyhow::Result<ExitCode> {
         // runtime to wind down blocking work.
         Ok(()) => std::process::exit(0),
         Err(plugin::PluginError::NotLaunchedByNomad) => {
-            eprintln!("{}", plugin::NOT_A_PLUGIN_MESSAGE);
+            nomad_driver_podman::errln!("{}", plugin::NOT_A_PLUGIN_MESSAGE);
             Ok(ExitCode::from(1))
         }
         Err(e) => Err(e).context("plugin failed"),
@@ -66,16 +66,20 @@ fn main() -> anyhow::Result<ExitCode> {
         Some(Mode::Plugin { log_level }) => serve_plugin(log_level),
         None if plugin::is_launched_by_nomad() => serve_plugin(plugin::LogLevel::default()),
         None => {
-            eprintln!("{}", plugin::NOT_A_PLUGIN_MESSAGE);
+            nomad_driver_podman::errln!("{}", plugin::NOT_A_PLUGIN_MESSAGE);
             Ok(ExitCode::from(1))
         }
-        Some(Mode::Runner(command)) => Ok(exit_code(runtime()?.block_on(run::execute(command)))),
-        Some(Mode::Conformance(args)) => {
-            Ok(exit_code(runtime()?.block_on(conformance::execute(args))))
-        }
+        // Output of these modes goes through `output`, which never panics on a closed
+        // pipe or a full disk; `finish` turns what happened to stdout into the exit code.
+        Some(Mode::Runner(command)) => Ok(exit_code(output::finish(
+            runtime()?.block_on(run::execute(command)),
+        ))),
+        Some(Mode::Conformance(args)) => Ok(exit_code(output::finish(
+            runtime()?.block_on(conformance::execute(args)),
+        ))),
         Some(Mode::Version) => {
-            println!("nomad-driver-podman {}", env!("CARGO_PKG_VERSION"));
-            Ok(ExitCode::SUCCESS)
+            nomad_driver_podman::outln!("nomad-driver-podman {}", env!("CARGO_PKG_VERSION"));
+            Ok(exit_code(output::finish(0)))
         }
     }
 }

@@ -42,6 +42,8 @@ pub enum DriverError {
         task: String,
         image: String,
         message: String,
+        /// False when trying again cannot help (a missing `localhost/` image).
+        recoverable: bool,
     },
 
     #[error("task {task}: {action}: {source}")]
@@ -78,7 +80,8 @@ impl DriverError {
     pub fn is_recoverable(&self) -> bool {
         match self {
             DriverError::Podman { source, .. } => source.is_unavailable(),
-            DriverError::Image { .. } | DriverError::Io { .. } => true,
+            DriverError::Image { recoverable, .. } => *recoverable,
+            DriverError::Io { .. } => true,
             _ => false,
         }
     }

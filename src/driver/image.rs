@@ -152,6 +152,28 @@ pub enum ImageError {
     },
     #[error("resolving image {image} was aborted")]
     Aborted { image: String },
+    /// A `localhost/` name is podman's own local storage: no registry can provide it, so
+    /// it is not pulled (podman would retry an unreachable "registry" for a minute).
+    #[error("image {image} not found locally (a localhost/ image is never pulled: build or load it first, e.g. podman build -t {image} or podman load)")]
+    NotFoundLocally { image: String },
+}
+
+impl ImageError {
+    /// Whether trying again may help (a missing local image stays missing).
+    pub fn is_recoverable(&self) -> bool {
+        !matches!(
+            self,
+            ImageError::NotFoundLocally { .. }
+                | ImageError::InvalidReference { .. }
+                | ImageError::UnsupportedTransport { .. }
+        )
+    }
+}
+
+/// Whether `name` (a normalized reference) names podman's local storage (`localhost/...`)
+/// rather than a registry.
+pub fn is_local_only(name: &str) -> bool {
+    name.starts_with("localhost/")
 }
 
 type Resolution = Result<ResolvedImage, ImageError>;
@@ -264,6 +286,9 @@ impl ImageResolver {
                     });
                 }
             }
+        }
+        if is_local_only(&image.name) {
+            return Err(ImageError::NotFoundLocally { image: image.name });
         }
         progress(ImageProgress::Pulling {
             image: image.name.clone(),

@@ -393,6 +393,7 @@ impl Driver {
                 task: spec.context.id.clone(),
                 image: config.image.clone(),
                 message: e.to_string(),
+                recoverable: e.is_recoverable(),
             })
     }
 

@@ -34,7 +34,7 @@ pub mod runner;
 pub mod scope;
 pub mod selection;
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 
 use tokio_util::sync::CancellationToken;
 
@@ -61,17 +61,49 @@ pub async fn execute(args: ConformanceArgs) -> i32 {
         .into_iter()
         .filter(|check| selection.selects(check.name(), check.tags()))
         .collect();
+    if checks.is_empty() && !(args.only.is_empty() && args.skip.is_empty()) {
+        let patterns = |list: &[regex::Regex]| {
+            list.iter()
+                .map(|r| format!("{:?}", r.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        crate::errln!(
+            "conformance: no check is selected by --only {}{} (see `conformance --list`)",
+            patterns(&args.only),
+            if args.skip.is_empty() {
+                String::new()
+            } else {
+                format!(" and --skip {}", patterns(&args.skip))
+            }
+        );
+        return EXIT_USAGE;
+    }
     if args.list {
+        if args.format == Format::Json {
+            let list: Vec<serde_json::Value> = checks
+                .iter()
+                .map(|check| {
+                    let tags: Vec<&str> = check.tags().iter().map(|t| t.as_str()).collect();
+                    serde_json::json!({ "name": check.name(), "tags": tags })
+                })
+                .collect();
+            crate::outln!(
+                "{}",
+                serde_json::to_string_pretty(&list).unwrap_or_default()
+            );
+            return 0;
+        }
         for check in &checks {
             let tags: Vec<&str> = check.tags().iter().map(|t| t.as_str()).collect();
-            println!("{:<36} {}", check.name(), tags.join(","));
+            crate::outln!("{:<36} {}", check.name(), tags.join(","));
         }
         return 0;
     }
     let targets = match targets(&args.sockets) {
         Ok(targets) => targets,
         Err(err) => {
-            eprintln!("conformance: {err}");
+            crate::errln!("conformance: {err}");
             return EXIT_USAGE;
         }
     };
@@ -79,7 +111,7 @@ pub async fn execute(args: ConformanceArgs) -> i32 {
         Some(path) => match httplog::HttpLog::create(path) {
             Ok(log) => Some(log),
             Err(err) => {
-                eprintln!("conformance: --log-http {}: {err}", path.display());
+                crate::errln!("conformance: --log-http {}: {err}", path.display());
                 return EXIT_USAGE;
             }
         },
@@ -92,7 +124,7 @@ pub async fn execute(args: ConformanceArgs) -> i32 {
         let cancel = cancel.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\nconformance: interrupted; cleaning up");
+                crate::errln!("\nconformance: interrupted; cleaning up");
                 cancel.cancel();
             }
         })
@@ -132,23 +164,26 @@ pub async fn execute(args: ConformanceArgs) -> i32 {
         sockets,
     };
     let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
-    let color =
-        to_terminal && args.format == Format::Table && std::env::var_os("NO_COLOR").is_none();
+    let color = to_terminal
+        && args.format == Format::Table
+        && std::env::var_os("NO_COLOR").is_none()
+        && std::env::var_os("TERM").map_or(true, |t| t != "dumb");
     let rendered = report::render(&report, args.format, color);
     let written = match &args.output {
         Some(path) => tokio::fs::write(path, rendered.as_bytes())
             .await
             .map_err(|err| format!("cannot write {}: {err}", path.display())),
-        None => std::io::stdout()
-            .write_all(rendered.as_bytes())
-            .map_err(|err| format!("cannot write the report: {err}")),
+        None => {
+            crate::modes::output::write_stdout(rendered.as_bytes());
+            Ok(())
+        }
     };
     if let Err(err) = written {
-        eprintln!("conformance: {err}");
+        crate::errln!("conformance: {err}");
         return EXIT_USAGE;
     }
     if args.output.is_some() || args.format != Format::Table {
-        eprintln!("conformance: {}", report.summary.line());
+        crate::errln!("conformance: {}", report.summary.line());
     }
     if cancel.is_cancelled() {
         EXIT_INTERRUPTED

@@ -27,9 +27,35 @@ pub fn check_job(job: &Job) -> Checked {
         for task in &group.tasks {
             check_task(group, task, &mut out);
         }
+        check_static_ports(group, &mut out);
     }
     out.errors.sort_by(|a, b| a.location.cmp(&b.location));
     out
+}
+
+/// On one machine every allocation of a group publishes its ports on the same host: a
+/// static port with `count > 1` can only be bound once (Nomad spreads such allocations
+/// over several clients).
+fn check_static_ports(group: &Group, out: &mut Checked) {
+    if group.count <= 1 {
+        return;
+    }
+    let Some(network) = &group.network else {
+        return;
+    };
+    for port in &network.ports {
+        if let Some(number) = port.static_port {
+            out.errors.push(JobFileError::at(
+                port.location.clone(),
+                format!(
+                    "group {:?}: port {:?} has static = {number} but count = {}: the {} \
+                     allocations run on this one machine and cannot all bind host port \
+                     {number}; use a dynamic port (no static) or count = 1",
+                    group.name, port.label, group.count, group.count
+                ),
+            ));
+        }
+    }
 }
 
 /// Decodes a task's config as the core will see it at start.

@@ -20,6 +20,8 @@ pub enum RunnerCommand {
     Logs(LogsArgs),
     /// Stop a job started with `run --detach` (or left behind), in Nomad's order.
     Stop(StopArgs),
+    /// Remove the directories (allocations, logs, last outcome) of jobs that no longer run.
+    Gc(GcArgs),
 }
 
 /// Where variable values come from, as in `nomad job run`.
@@ -44,6 +46,64 @@ pub struct ConnectionArgs {
     /// $XDG_RUNTIME_DIR/nomad-driver-podman or /tmp/nomad-driver-podman-<uid>.
     #[arg(long, env = "NOMAD_RUNNER_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+}
+
+impl ConnectionArgs {
+    /// How to call this binary again for the same job, for commands printed to copy: the
+    /// program as invoked, plus `--socket`/`--state-dir` when they came from the command
+    /// line (environment variables carry over by themselves).
+    pub fn invocation(&self) -> String {
+        let program = std::env::args_os()
+            .next()
+            .map(|a| a.to_string_lossy().into_owned())
+            .filter(|a| a.contains('/'))
+            .unwrap_or_else(|| "nomad-driver-podman".to_string());
+        let mut words = vec![shell_word(&program)];
+        if let Some(socket) = &self.socket {
+            if std::env::var("CONTAINER_HOST").ok().as_ref() != Some(socket) {
+                words.push(format!("--socket {}", shell_word(socket)));
+            }
+        }
+        if let Some(dir) = &self.state_dir {
+            let dir = dir.display().to_string();
+            if std::env::var("NOMAD_RUNNER_STATE_DIR").ok().as_ref() != Some(&dir) {
+                words.push(format!("--state-dir {}", shell_word(&dir)));
+            }
+        }
+        words.join(" ")
+    }
+
+    /// The socket as the driver's configuration spells it: a bare absolute path is taken
+    /// as `unix://PATH` (as podman's `--url` does); schemes the runner cannot use (`ssh://`)
+    /// are usage errors that name where the value came from.
+    pub fn socket_path(&self) -> Result<String, super::RunError> {
+        let Some(value) = self.socket.as_deref() else {
+            return Ok(String::new());
+        };
+        if value.starts_with('/') {
+            return Ok(format!("unix://{value}"));
+        }
+        if ["unix:", "http://", "tcp://"]
+            .iter()
+            .any(|p| value.starts_with(p))
+        {
+            return Ok(value.to_string());
+        }
+        let source = if std::env::var("CONTAINER_HOST").is_ok_and(|v| v == value) {
+            "CONTAINER_HOST"
+        } else {
+            "--socket"
+        };
+        Err(super::RunError::Usage(format!(
+            "{source} {value:?}: the runner reaches podman at unix:///path/to/podman.sock, \
+             /path/to/podman.sock or http://host:port{}",
+            if value.starts_with("ssh://") {
+                " (ssh:// connections are not supported; run the runner on that host)"
+            } else {
+                ""
+            }
+        )))
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -125,6 +185,28 @@ pub struct LogsArgs {
 pub struct StopArgs {
     /// The job id.
     pub job: String,
+    /// Also remove the job's directory: allocation dirs, logs, last outcome.
+    #[arg(long)]
+    pub purge: bool,
     #[command(flatten)]
     pub connection: ConnectionArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+/// `word` quoted for a POSIX shell when it needs it.
+pub fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }

@@ -6,8 +6,9 @@ use std::ffi::OsString;
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::cli::RunArgs;
+use super::cli::{shell_word, RunArgs};
 use super::error::{exit_code, RunError};
+use super::plan::notices_text;
 use super::runner::{state_root, JobFiles};
 use super::statedir;
 use super::validate::{load_checked, report_error};
@@ -22,6 +23,11 @@ pub async fn start(args: RunArgs) -> i32 {
 async fn spawn_and_wait(args: &RunArgs) -> Result<i32, RunError> {
     // Job-file errors are reported here, not in a log file nobody reads.
     let checked = load_checked(&args.file, &args.vars).await?;
+    // The same warnings as a foreground run, here rather than only in the runner log.
+    let notices = notices_text(&checked.ignored, &checked.loaded.notices.skipped_tasks);
+    if !notices.is_empty() {
+        crate::outln!("{}", notices.trim_start());
+    }
     let job_id = checked.loaded.job.id.clone();
     let files = JobFiles::new(&state_root(&args.connection)?, &job_id)?;
     files.create_dir()?;
@@ -51,11 +57,20 @@ async fn spawn_and_wait(args: &RunArgs) -> Result<i32, RunError> {
     let pid = child.id().unwrap_or_default();
     loop {
         if tokio::fs::metadata(files.ready()).await.is_ok() {
-            println!("job {job_id:?} is running in the background (runner pid {pid})");
-            println!("  output:  logs {job_id} -f");
-            println!("  status:  ps {job_id}");
-            println!("  stop:    stop {job_id}");
-            println!("  runner log: {}", files.log().display());
+            let log = statedir::read_private_file(&files.log()).unwrap_or_default();
+            let log = String::from_utf8_lossy(&log);
+            crate::outln!("job {job_id:?} is running in the background (runner pid {pid})");
+            // The allocations and their published ports, as the runner printed them.
+            for line in log.lines().filter(|l| l.contains(" is allocation ")) {
+                let line = line.split_once("==> ").map_or(line, |(_, rest)| rest);
+                crate::outln!("  {line}");
+            }
+            let bin = args.connection.invocation();
+            let job = shell_word(&job_id);
+            crate::outln!("  output:  {bin} logs {job} -f");
+            crate::outln!("  status:  {bin} ps {job}");
+            crate::outln!("  stop:    {bin} stop {job}");
+            crate::outln!("  runner log: {}", files.log().display());
             return Ok(exit_code::OK);
         }
         if let Some(status) = child
@@ -63,7 +78,7 @@ async fn spawn_and_wait(args: &RunArgs) -> Result<i32, RunError> {
             .map_err(RunError::io("cannot watch", "the background runner"))?
         {
             let output = statedir::read_private_file(&files.log()).unwrap_or_default();
-            print!("{}", String::from_utf8_lossy(&output));
+            crate::modes::output::write_stdout(&output);
             return Ok(status.code().unwrap_or(exit_code::RUNNER));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

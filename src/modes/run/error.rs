@@ -41,12 +41,16 @@ pub enum RunError {
     JobNotFound(String),
     #[error("{0}")]
     Other(String),
+    /// A command-line value the runner cannot use (exit 2, like clap's own errors).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::JobFile(_) => exit_code::JOB_FILE,
+            RunError::Usage(_) => exit_code::USAGE,
             RunError::PodmanUnreachable { .. } => exit_code::PODMAN_UNREACHABLE,
             RunError::Io { .. }
             | RunError::StateDir(_)

@@ -62,5 +62,6 @@ pub async fn execute(cmd: RunnerCommand) -> i32 {
         RunnerCommand::Ps(args) => state::ps(args).await,
         RunnerCommand::Logs(args) => state::logs(args).await,
         RunnerCommand::Stop(args) => state::stop(args).await,
+        RunnerCommand::Gc(args) => state::gc(args).await,
     }
 }

@@ -21,10 +21,10 @@ use super::error::{exit_code, RunError};
 use super::infra;
 use super::lifecycle::{run_alloc, AllocOutcome, Shutdown};
 use super::logs::{follow, FlushHandle, FlushRequests};
-use super::model::{Job, NetworkMode};
+use super::model::{Job, JobType, NetworkMode};
 use super::plan::notices_text;
 use super::ports::PortAllocator;
-use super::state::{self, Manifest, ManifestAlloc};
+use super::state::{self, Manifest, ManifestAlloc, Outcome, OutcomeTask};
 use super::statedir::{self, default_state_root, ProcessIdentity, RootKind};
 use super::task_runner::AllocContext;
 use super::ui::{use_color, Stream, Ui, Who};
@@ -91,7 +91,7 @@ pub fn state_root(connection: &ConnectionArgs) -> Result<PathBuf, RunError> {
 /// default rules, and no reaping of containers it did not start (other jobs' containers).
 pub async fn connect(connection: &ConnectionArgs) -> Result<Arc<Driver>, RunError> {
     let mut config = DriverConfig {
-        socket_path: connection.socket.clone().unwrap_or_default(),
+        socket_path: connection.socket_path()?,
         ..DriverConfig::default()
     };
     config.gc.dangling_containers.enabled = false;
@@ -139,7 +139,7 @@ async fn run_job(args: &RunArgs) -> Result<i32, RunError> {
     let checked = load_checked(&args.file, &args.vars).await?;
     let notices = notices_text(&checked.ignored, &checked.loaded.notices.skipped_tasks);
     if !notices.is_empty() {
-        println!("{}", notices.trim_start());
+        crate::outln!("{}", notices.trim_start());
     }
     let job = Arc::new(checked.loaded.job);
     let driver = connect(&args.connection).await?;
@@ -245,6 +245,7 @@ async fn supervise(
                 driver: driver.clone(),
                 ui: ui.clone(),
                 log_flush,
+                exits: Arc::default(),
             };
             allocations.push(Allocation { ctx, tasks, logs });
         }
@@ -296,8 +297,16 @@ async fn supervise(
         ));
     }
 
+    // What `ps` shows once the run is over: each allocation's tasks and their exit codes.
+    let recorded: Vec<(ManifestAlloc, TaskExits)> = manifest
+        .allocations
+        .iter()
+        .cloned()
+        .zip(allocations.iter().map(|a| a.ctx.exits.clone()))
+        .collect();
     let (shutdown_tx, shutdown_rx) = watch::channel(Shutdown::Running);
-    let signals = tokio::spawn(watch_signals(shutdown_tx, ui.clone()));
+    let first_signal = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let signals = tokio::spawn(watch_signals(shutdown_tx, ui.clone(), first_signal.clone()));
     let events = tokio::spawn(show_driver_events(
         driver.clone(),
         ui.clone(),
@@ -345,7 +354,7 @@ async fn supervise(
         })
         .collect();
     let stopped = outcomes.contains(&AllocOutcome::Stopped);
-    Ok(if !failed.is_empty() {
+    let (status, code) = if !failed.is_empty() {
         ui.note(format!(
             "job {:?} failed: task {} failed",
             job.id,
@@ -355,15 +364,57 @@ async fn supervise(
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        exit_code::TASK_FAILED
+        ("failed", exit_code::TASK_FAILED)
     } else if stopped {
         ui.note(format!("job {:?} stopped", job.id));
-        exit_code::OK
+        // A batch job cut short by a signal did not do its work: 128 + the signal, as
+        // shells and CI runners expect (a service job stopping is its normal end).
+        let signal = first_signal.load(std::sync::atomic::Ordering::SeqCst);
+        let batch = matches!(job.job_type, JobType::Batch | JobType::Sysbatch);
+        (
+            "stopped",
+            if batch && signal > 0 {
+                128 + signal
+            } else {
+                exit_code::OK
+            },
+        )
     } else {
         ui.note(format!("job {:?} complete", job.id));
-        exit_code::OK
-    })
+        ("complete", exit_code::OK)
+    };
+    let outcome = Outcome {
+        job_id: job.id.clone(),
+        status: status.to_string(),
+        exit_code: code,
+        finished_at: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        tasks: recorded
+            .iter()
+            .flat_map(|(alloc, exits)| {
+                let exits = exits.lock().map(|e| e.clone()).unwrap_or_default();
+                alloc.tasks.iter().map(move |task| OutcomeTask {
+                    group: alloc.group.clone(),
+                    alloc_id: alloc.id.clone(),
+                    alloc_index: alloc.index,
+                    task: task.clone(),
+                    exit_code: exits.get(task).copied(),
+                })
+            })
+            .collect(),
+    };
+    if let Ok(json) = serde_json::to_vec_pretty(&outcome) {
+        let path = Outcome::path(files);
+        if let Err(e) = statedir::write_private_file(&path, &json) {
+            ui.note(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    Ok(code)
 }
+
+/// Per task of an allocation: its last exit code.
+type TaskExits = Arc<std::sync::Mutex<BTreeMap<String, i32>>>;
 
 /// One allocation: its log followers, its network namespace (bridge), its tasks.
 async fn run_allocation(
@@ -427,7 +478,11 @@ async fn run_allocation(
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM (`stop`): first a graceful stop, then a forced one.
-async fn watch_signals(shutdown: watch::Sender<Shutdown>, ui: Ui) {
+async fn watch_signals(
+    shutdown: watch::Sender<Shutdown>,
+    ui: Ui,
+    first_signal: Arc<std::sync::atomic::AtomicI32>,
+) {
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
@@ -436,10 +491,16 @@ async fn watch_signals(shutdown: watch::Sender<Shutdown>, ui: Ui) {
     };
     let mut next = Shutdown::Graceful;
     loop {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
+        let number = tokio::select! {
+            _ = int.recv() => libc::SIGINT,
+            _ = term.recv() => libc::SIGTERM,
+        };
+        let _ = first_signal.compare_exchange(
+            0,
+            number,
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+        );
         match next {
             Shutdown::Graceful => {
                 ui.note("stopping the job in Nomad's order (press Ctrl-C again to force)")
@@ -484,6 +545,7 @@ async fn remove_previous_allocations(files: &JobFiles) {
         }
     }
     let _ = tokio::fs::remove_file(Manifest::path(files)).await;
+    let _ = tokio::fs::remove_file(Outcome::path(files)).await;
 }
 
 fn label_width(job: &Job) -> usize {

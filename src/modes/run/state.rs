@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::driver::config::DriverConfig;
 use crate::driver::podman::{DeleteOptions, ListOptions, PodmanClient, PodmanError};
 
-use super::cli::{ConnectionArgs, LogsArgs, PsArgs, StopArgs};
+use super::cli::{ConnectionArgs, GcArgs, LogsArgs, PsArgs, StopArgs};
 use super::error::{exit_code, RunError};
 use super::labels;
 use super::logs::follow;
@@ -61,6 +61,42 @@ pub struct ManifestAlloc {
     pub tasks: Vec<String>,
 }
 
+/// How a job's last run ended, kept in its state dir until `stop` or `gc`, so `ps` shows
+/// finished jobs (as `nomad job status` and `compose ps -a` do).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outcome {
+    pub job_id: String,
+    /// `complete`, `failed` or `stopped`.
+    pub status: String,
+    /// The runner's exit code.
+    pub exit_code: i32,
+    /// RFC 3339, UTC.
+    pub finished_at: String,
+    pub tasks: Vec<OutcomeTask>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutcomeTask {
+    pub group: String,
+    pub alloc_id: String,
+    pub alloc_index: u32,
+    pub task: String,
+    /// The task's last exit code; none when it never ran.
+    pub exit_code: Option<i32>,
+}
+
+impl Outcome {
+    pub fn path(files: &JobFiles) -> PathBuf {
+        files.dir.join("outcome.json")
+    }
+
+    /// The recorded outcome of `files`' job, if its last run finished.
+    pub fn read(files: &JobFiles) -> Option<Outcome> {
+        let bytes = statedir::read_private_file(&Self::path(files)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
 impl Manifest {
     pub fn path(files: &JobFiles) -> PathBuf {
         files.dir.join("runner.json")
@@ -69,7 +105,7 @@ impl Manifest {
 
 fn client(connection: &ConnectionArgs) -> Result<(PodmanClient, String), RunError> {
     let config = DriverConfig {
-        socket_path: connection.socket.clone().unwrap_or_default(),
+        socket_path: connection.socket_path()?,
         ..DriverConfig::default()
     };
     let url = config
@@ -150,42 +186,187 @@ pub async fn find(
     Ok(out)
 }
 
+/// One row of `ps`: a container, or a task of a finished run (from its outcome).
+#[derive(Debug, Clone, Serialize)]
+pub struct PsEntry {
+    pub job: String,
+    pub group: String,
+    pub alloc_id: String,
+    pub alloc_index: u32,
+    pub task: String,
+    pub stage: String,
+    /// podman's state (`running`, `exited`, ...), or `dead` for a finished run's task.
+    pub state: String,
+    /// Only once the task exited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    pub ports: Vec<PsPort>,
+    /// The container's name; empty for a finished run's task.
+    pub name: String,
+    pub id: String,
+    /// For a finished run: its status (`complete`, `failed`, `stopped`) and end time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PsPort {
+    pub label: String,
+    pub host_ip: String,
+    pub host_port: u16,
+    pub to: u16,
+}
+
+/// Parses the ports label (`http 127.0.0.1:20001->8080, dns 127.0.0.1:53->53`).
+pub fn parse_ports(label: &str) -> Vec<PsPort> {
+    label
+        .split(", ")
+        .filter_map(|p| {
+            let (name, rest) = p.split_once(' ')?;
+            let (host, to) = rest.split_once("->")?;
+            let (ip, port) = host.rsplit_once(':')?;
+            Some(PsPort {
+                label: name.to_string(),
+                host_ip: ip.to_string(),
+                host_port: port.parse().ok()?,
+                to: to.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+impl PsEntry {
+    fn of_container(c: &RunnerContainer) -> Self {
+        PsEntry {
+            job: c.job.clone(),
+            group: c.group.clone(),
+            alloc_id: c.alloc_id.clone(),
+            alloc_index: c.alloc_index,
+            task: c.task.clone(),
+            stage: c.stage.clone(),
+            exit_code: (!matches!(c.state.as_str(), "running" | "created" | "configured"))
+                .then_some(c.exit_code),
+            state: c.state.clone(),
+            ports: parse_ports(&c.ports),
+            name: c.name.clone(),
+            id: c.id.clone(),
+            job_status: None,
+            finished_at: None,
+        }
+    }
+
+    fn of_outcome(outcome: &Outcome) -> Vec<Self> {
+        outcome
+            .tasks
+            .iter()
+            .map(|t| PsEntry {
+                job: outcome.job_id.clone(),
+                group: t.group.clone(),
+                alloc_id: t.alloc_id.clone(),
+                alloc_index: t.alloc_index,
+                task: t.task.clone(),
+                stage: String::new(),
+                state: "dead".into(),
+                exit_code: t.exit_code,
+                ports: Vec::new(),
+                name: String::new(),
+                id: String::new(),
+                job_status: Some(outcome.status.clone()),
+                finished_at: Some(outcome.finished_at.clone()),
+            })
+            .collect()
+    }
+}
+
+/// The jobs under the state root whose last run finished (an outcome, no containers).
+fn finished_jobs(
+    root: &Path,
+    job: Option<&str>,
+    with_containers: &[RunnerContainer],
+) -> Vec<Outcome> {
+    let names: Vec<String> = match job {
+        Some(j) => vec![j.to_string()],
+        None => std::fs::read_dir(root)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let mut out: Vec<Outcome> = names
+        .iter()
+        .filter(|name| !with_containers.iter().any(|c| &c.job == *name))
+        .filter_map(|name| JobFiles::new(root, name).ok())
+        .filter(|files| runner_pid(files).is_none())
+        .filter_map(|files| Outcome::read(&files))
+        .collect();
+    out.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+    out
+}
+
 pub async fn ps(args: PsArgs) -> i32 {
     let containers = match find(&args.connection, args.job.as_deref()).await {
         Ok(c) => c,
         Err(e) => return report_error(&e),
     };
+    let root = match state_root(&args.connection) {
+        Ok(root) => root,
+        Err(e) => return report_error(&e),
+    };
+    let finished = finished_jobs(&root, args.job.as_deref(), &containers);
+    let entries: Vec<PsEntry> = containers
+        .iter()
+        .map(PsEntry::of_container)
+        .chain(finished.iter().flat_map(PsEntry::of_outcome))
+        .collect();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&containers).unwrap_or_default()
-        );
-        return exit_code::OK;
-    }
-    if containers.is_empty() {
-        match &args.job {
-            Some(j) => println!("no containers of job {j:?}"),
-            None => println!("no runner containers"),
+        match serde_json::to_string_pretty(&entries) {
+            Ok(json) => crate::outln!("{json}"),
+            Err(e) => return report_error(&RunError::Other(e.to_string())),
         }
         return exit_code::OK;
     }
-    let rows: Vec<[String; 8]> = containers
+    if entries.is_empty() {
+        match &args.job {
+            Some(j) => crate::outln!("no containers of job {j:?}"),
+            None => crate::outln!("no runner containers"),
+        }
+        return exit_code::OK;
+    }
+    let rows: Vec<[String; 8]> = entries
         .iter()
         .map(|c| {
-            let state = if c.state == "exited" {
-                format!("exited ({})", c.exit_code)
-            } else {
-                c.state.clone()
+            let state = match c.exit_code {
+                Some(code) => format!("{} ({code})", c.state),
+                None => c.state.clone(),
             };
+            let ports: Vec<String> = c
+                .ports
+                .iter()
+                .map(|p| format!("{} {}:{}->{}", p.label, p.host_ip, p.host_port, p.to))
+                .collect();
             [
                 c.job.clone(),
                 format!("{}[{}]", c.group, c.alloc_index),
                 c.alloc_id.get(..8).unwrap_or(&c.alloc_id).to_string(),
                 c.task.clone(),
-                c.stage.clone(),
+                if c.stage.is_empty() {
+                    "-".into()
+                } else {
+                    c.stage.clone()
+                },
                 state,
-                c.ports.clone(),
-                c.name.clone(),
+                ports.join(", "),
+                if c.name.is_empty() {
+                    "-".into()
+                } else {
+                    c.name.clone()
+                },
             ]
         })
         .collect();
@@ -215,22 +396,31 @@ pub async fn ps(args: PsArgs) -> i32 {
             .zip(&widths)
             .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        crate::outln!("{}", line.join("  ").trim_end());
     }
     let jobs: std::collections::BTreeSet<&str> =
         containers.iter().map(|c| c.job.as_str()).collect();
-    let root = match state_root(&args.connection) {
-        Ok(root) => root,
-        Err(e) => return report_error(&e),
-    };
     for job in jobs {
         let runner = JobFiles::new(&root, job)
             .ok()
             .and_then(|files| runner_pid(&files));
         match runner {
-            Some(pid) => println!("job {job:?}: runner pid {pid}"),
-            None => println!("job {job:?}: no runner (its containers are left as they are; `stop {job}` removes them)"),
+            Some(pid) => crate::outln!("job {job:?}: runner pid {pid}"),
+            None => crate::outln!(
+                "job {job:?}: no runner (its containers are left as they are; `{} stop {job}` removes them)",
+                args.connection.invocation()
+            ),
         }
+    }
+    for outcome in &finished {
+        crate::outln!(
+            "job {:?}: {} (exit code {}) at {}; `{} stop {0}` forgets it",
+            outcome.job_id,
+            outcome.status,
+            outcome.exit_code,
+            outcome.finished_at,
+            args.connection.invocation()
+        );
     }
     exit_code::OK
 }
@@ -293,7 +483,7 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
     let runner = match check_runner(&files) {
         RunnerCheck::Verified(runner) => Some(runner),
         RunnerCheck::Mismatch { pid, why } => {
-            println!(
+            crate::outln!(
                 "job {:?}: {} names pid {pid}, which is not its runner ({why}); not signalling it",
                 args.job,
                 files.pid().display()
@@ -307,7 +497,7 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
         match statedir::signal_runner(runner, nix::sys::signal::Signal::SIGTERM) {
             Ok(()) => {
                 found = true;
-                println!(
+                crate::outln!(
                     "stopping job {:?}: asking its runner (pid {pid}) to stop it in Nomad's order",
                     args.job
                 );
@@ -317,7 +507,7 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
-            Err(why) => println!(
+            Err(why) => crate::outln!(
                 "job {:?}: not signalling pid {pid} named by {}: {why}",
                 args.job,
                 files.pid().display()
@@ -327,7 +517,7 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
     let left = find(&args.connection, Some(&args.job)).await?;
     if !left.is_empty() {
         found = true;
-        println!(
+        crate::outln!(
             "stopping {} container{} of job {:?} without its runner (poststop tasks do not run)",
             left.len(),
             if left.len() == 1 { "" } else { "s" },
@@ -335,15 +525,85 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
         );
         remove_in_order(&args.connection, left).await?;
     }
-    if !found {
+    let known = files.dir.is_dir();
+    let outcome = Outcome::read(&files);
+    let _ = std::fs::remove_file(Outcome::path(&files));
+    if args.purge && known {
+        purge(&files)?;
+    }
+    if found {
+        crate::outln!("job {:?} stopped", args.job);
+        return Ok(exit_code::OK);
+    }
+    if !known {
         return Err(RunError::JobNotFound(args.job.clone()));
     }
-    println!("job {:?} stopped", args.job);
+    // A job that already ended (or was stopped before): nothing to do, and no error.
+    match outcome {
+        Some(o) => crate::outln!(
+            "job {:?}: nothing to stop (its last run ended {} at {}; record removed)",
+            args.job,
+            o.status,
+            o.finished_at
+        ),
+        None => crate::outln!("job {:?}: nothing to stop", args.job),
+    }
+    Ok(exit_code::OK)
+}
+
+/// Removes a job's directory (allocation dirs, logs, runner files).
+fn purge(files: &JobFiles) -> Result<(), RunError> {
+    std::fs::remove_dir_all(&files.dir)
+        .map_err(RunError::io("cannot remove the job directory", &files.dir))?;
+    crate::outln!("removed {}", files.dir.display());
+    Ok(())
+}
+
+/// `gc`: removes the directories of jobs that have neither a runner nor containers (their
+/// allocation dirs, logs and last outcome).
+pub async fn gc(args: GcArgs) -> i32 {
+    match collect_garbage(&args).await {
+        Ok(code) => code,
+        Err(e) => report_error(&e),
+    }
+}
+
+async fn collect_garbage(args: &GcArgs) -> Result<i32, RunError> {
+    let root = state_root(&args.connection)?;
+    let containers = find(&args.connection, None).await?;
+    let mut names: Vec<String> = std::fs::read_dir(&root)
+        .map_err(RunError::io("cannot read", &root))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    let mut removed = 0;
+    for name in names {
+        let Ok(files) = JobFiles::new(&root, &name) else {
+            continue;
+        };
+        if containers.iter().any(|c| c.job == name) || runner_pid(&files).is_some() {
+            continue;
+        }
+        // Only directories that look like a job's (the runner wrote its manifest there).
+        if !Manifest::path(&files).exists() && !Outcome::path(&files).exists() {
+            continue;
+        }
+        purge(&files)?;
+        removed += 1;
+    }
+    if removed == 0 {
+        crate::outln!("nothing to remove");
+    }
     Ok(exit_code::OK)
 }
 
 /// Nomad's kill order: leader, other non-sidecar tasks, sidecars, poststop, then the
-/// network namespace holders.
+/// network namespace holders. Containers are stopped in that order, then removed in
+/// dependency order: a container that joins another's namespace (`network_mode =
+/// "task:NAME"`, the group's infra container) goes before the one it joins, since podman
+/// refuses to remove a container others depend on.
 async fn remove_in_order(
     connection: &ConnectionArgs,
     containers: Vec<RunnerContainer>,
@@ -356,20 +616,35 @@ async fn remove_in_order(
         (_, labels::INFRA_STAGE) => 4,
         _ => 1,
     };
-    let mut by_rank: BTreeMap<u8, Vec<RunnerContainer>> = BTreeMap::new();
-    for c in containers {
-        by_rank.entry(rank(&c)).or_default().push(c);
+    let mut by_rank: BTreeMap<u8, Vec<&RunnerContainer>> = BTreeMap::new();
+    for c in &containers {
+        by_rank.entry(rank(c)).or_default().push(c);
     }
     for (_, batch) in by_rank {
-        let stops = batch.iter().map(|c| {
+        let stops = batch.into_iter().filter(|c| c.state == "running").map(|c| {
             let client = client.clone();
             async move {
-                if c.state == "running" {
-                    if let Some(signal) = &c.kill_signal {
-                        let _ = client.container_kill(&c.id, signal).await;
-                    }
-                    let _ = client.container_stop(&c.id, c.kill_timeout).await;
+                if let Some(signal) = &c.kill_signal {
+                    let _ = client.container_kill(&c.id, signal).await;
                 }
+                let _ = client.container_stop(&c.id, c.kill_timeout).await;
+            }
+        });
+        futures::future::join_all(stops).await;
+    }
+    // Who joins whom: the namespaces a container shares with another (`container:ID`).
+    let mut joins: Vec<(String, Vec<String>)> = Vec::new();
+    for c in &containers {
+        let targets = match client.container_inspect(&c.id).await {
+            Ok(inspect) => namespace_targets(&inspect.host_config),
+            Err(_) => Vec::new(),
+        };
+        joins.push((c.id.clone(), targets));
+    }
+    for wave in removal_waves(&containers, &joins) {
+        let removals = wave.into_iter().map(|c| {
+            let client = client.clone();
+            async move {
                 let removed = client
                     .container_delete(
                         &c.id,
@@ -383,15 +658,75 @@ async fn remove_in_order(
                 (c, removed)
             }
         });
-        for (c, removed) in futures::future::join_all(stops).await {
+        for (c, removed) in futures::future::join_all(removals).await {
             match removed {
-                Ok(()) => println!("  removed {} ({}.{})", c.name, c.group, c.task),
+                Ok(()) => crate::outln!("  removed {} ({}.{})", c.name, c.group, c.task),
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(podman_error(&socket, e)),
             }
         }
     }
     Ok(())
+}
+
+/// The containers whose namespaces this one joins (`container:<id or name>` modes).
+fn namespace_targets(host: &crate::driver::podman::HostConfig) -> Vec<String> {
+    [
+        &host.network_mode,
+        &host.ipc_mode,
+        &host.pid_mode,
+        &host.uts_mode,
+    ]
+    .into_iter()
+    .filter_map(|mode| mode.strip_prefix("container:"))
+    .filter(|target| !target.is_empty())
+    .map(str::to_string)
+    .collect()
+}
+
+/// Removal waves: each wave holds the containers nothing left depends on, so joiners are
+/// removed before the container whose namespace they share. A cycle (which podman cannot
+/// create) ends in one last wave with the rest.
+fn removal_waves<'a>(
+    containers: &'a [RunnerContainer],
+    joins: &[(String, Vec<String>)],
+) -> Vec<Vec<&'a RunnerContainer>> {
+    let refers_to = |target: &str, c: &RunnerContainer| {
+        target == c.id || target == c.name || (target.len() >= 12 && c.id.starts_with(target))
+    };
+    // For each container, the indexes of the containers it depends on.
+    let deps: Vec<Vec<usize>> = containers
+        .iter()
+        .map(|c| {
+            let targets = joins
+                .iter()
+                .find(|(id, _)| *id == c.id)
+                .map(|(_, t)| t.as_slice())
+                .unwrap_or_default();
+            containers
+                .iter()
+                .enumerate()
+                .filter(|(_, other)| other.id != c.id)
+                .filter(|(_, other)| targets.iter().any(|t| refers_to(t, other)))
+                .map(|(i, _)| i)
+                .collect()
+        })
+        .collect();
+    let mut left: Vec<usize> = (0..containers.len()).collect();
+    let mut waves = Vec::new();
+    while !left.is_empty() {
+        // Removable now: no container still left depends on it.
+        let (now, later): (Vec<usize>, Vec<usize>) = left
+            .iter()
+            .partition(|&&i| !left.iter().any(|&j| deps[j].contains(&i)));
+        if now.is_empty() {
+            waves.push(later.iter().map(|&i| &containers[i]).collect());
+            break;
+        }
+        waves.push(now.iter().map(|&i| &containers[i]).collect());
+        left = later;
+    }
+    waves
 }
 
 pub async fn logs(args: LogsArgs) -> i32 {
@@ -484,6 +819,10 @@ async fn print_file(ui: &Ui, who: &Who, path: &Path, stream: Stream) {
 async fn wait_until_gone(connection: &ConnectionArgs, files: &JobFiles, job: &str) {
     let poll = async {
         loop {
+            // Nobody reads any more (`logs -f | head`): stop following.
+            if crate::modes::output::stdout_failed() {
+                return;
+            }
             if runner_pid(files).is_none() {
                 match find(connection, Some(job)).await {
                     Ok(c) if c.iter().all(|c| c.state != "running") => return,
@@ -509,6 +848,63 @@ mod tests {
         let files = JobFiles::new(root.path(), "web").unwrap();
         files.create_dir().unwrap();
         (root, files)
+    }
+
+    fn container(id: &str, name: &str) -> RunnerContainer {
+        RunnerContainer {
+            id: id.into(),
+            name: name.into(),
+            job: "j".into(),
+            group: "g".into(),
+            task: name.into(),
+            alloc_id: String::new(),
+            alloc_index: 0,
+            alloc_dir: String::new(),
+            stage: "main".into(),
+            leader: false,
+            state: "exited".into(),
+            exit_code: 0,
+            ports: String::new(),
+            kill_timeout: Duration::from_secs(1),
+            kill_signal: None,
+        }
+    }
+
+    #[test]
+    fn joiners_are_removed_before_the_namespace_owner() {
+        // server owns the namespace; probe joins it by id, app by name; infra is joined by
+        // server (a bridge group's pause container).
+        let server_id = "a".repeat(64);
+        let infra_id = "c".repeat(64);
+        let containers = vec![
+            container(&server_id, "server-1"),
+            container(&infra_id, "nomad_init-1"),
+            container(&"b".repeat(64), "probe-1"),
+            container(&"d".repeat(64), "app-1"),
+        ];
+        let joins = vec![
+            (server_id.clone(), vec![infra_id[..12].to_string()]),
+            ("b".repeat(64), vec![server_id.clone()]),
+            ("d".repeat(64), vec!["server-1".to_string()]),
+        ];
+        let waves: Vec<Vec<&str>> = removal_waves(&containers, &joins)
+            .into_iter()
+            .map(|w| w.into_iter().map(|c| c.name.as_str()).collect())
+            .collect();
+        assert_eq!(
+            waves,
+            vec![
+                vec!["probe-1", "app-1"],
+                vec!["server-1"],
+                vec!["nomad_init-1"]
+            ]
+        );
+        let host = crate::driver::podman::HostConfig {
+            network_mode: format!("container:{server_id}"),
+            ipc_mode: "private".into(),
+            ..Default::default()
+        };
+        assert_eq!(namespace_targets(&host), vec![server_id]);
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct AllocContext {
     pub ui: Ui,
     /// Per task: makes its log followers catch up before a status line.
     pub log_flush: BTreeMap<String, FlushHandle>,
+    /// Per task: its last exit code, kept in the job's outcome for `ps` after the run.
+    pub exits: Arc<std::sync::Mutex<BTreeMap<String, i32>>>,
 }
 
 /// The container holding a bridge group's network namespace.
@@ -194,6 +196,9 @@ async fn run_attempts(
                     remove(ctx, who, &task_id).await;
                 }
                 ctx.flush_logs(&task.name).await;
+                if let Ok(mut exits) = ctx.exits.lock() {
+                    exits.insert(task.name.clone(), exit.exit_code);
+                }
                 ui.status(who, describe_exit(&exit));
                 if killed {
                     return false;

@@ -106,10 +106,12 @@ impl Ui {
     }
 }
 
-/// Whether to color: a terminal, no NO_COLOR, and not switched off on the command line.
+/// Whether to color: a terminal that is not `TERM=dumb`, no NO_COLOR, and not switched off
+/// on the command line.
 pub fn use_color(no_color_flag: bool) -> bool {
     !no_color_flag
         && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty())
+        && std::env::var_os("TERM").map_or(true, |t| t != "dumb")
         && std::io::stdout().is_terminal()
 }
 
@@ -172,9 +174,18 @@ async fn print_lines(mut rx: mpsc::UnboundedReceiver<Line>, color: bool, width: 
         } else {
             text
         };
-        // A closed stdout (e.g. a pipe whose reader left) must not stop the runner.
-        let _ = out.write_all(text.as_bytes()).await;
-        let _ = out.flush().await;
+        // A closed stdout (e.g. a pipe whose reader left) must not stop the runner: the
+        // error is remembered for the exit code and later output is dropped.
+        if crate::modes::output::stdout_failed() {
+            continue;
+        }
+        let written = match out.write_all(text.as_bytes()).await {
+            Ok(()) => out.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            crate::modes::output::record_stdout_error(e);
+        }
     }
 }
 

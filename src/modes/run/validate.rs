@@ -86,7 +86,7 @@ pub async fn validate(args: ValidateArgs) -> i32 {
             ignored: job.map_or(&[], |c| c.ignored.as_slice()),
             skipped_tasks: job.map_or(&[], |c| c.loaded.notices.skipped_tasks.as_slice()),
         };
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
@@ -99,7 +99,7 @@ pub async fn validate(args: ValidateArgs) -> i32 {
         Ok(checked) => {
             let job = &checked.loaded.job;
             let tasks: usize = job.groups.iter().map(|g| g.tasks.len()).sum();
-            println!(
+            crate::outln!(
                 "{}: job {:?} ({}) is valid: {} group{}, {} podman task{}",
                 args.file.display(),
                 job.id,
@@ -109,9 +109,9 @@ pub async fn validate(args: ValidateArgs) -> i32 {
                 tasks,
                 if tasks == 1 { "" } else { "s" }
             );
-            print!(
-                "{}",
+            crate::modes::output::write_stdout(
                 plan::notices_text(&checked.ignored, &checked.loaded.notices.skipped_tasks)
+                    .as_bytes(),
             );
             exit_code::OK
         }
@@ -128,14 +128,33 @@ pub async fn plan(args: PlanArgs) -> i32 {
                 checked.loaded.notices.skipped_tasks,
             );
             if args.json {
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::to_string_pretty(&plan).unwrap_or_default()
                 );
             } else {
-                print!("{}", plan.to_text());
+                crate::modes::output::write_stdout(plan.to_text().as_bytes());
             }
             exit_code::OK
+        }
+        Err(e) if args.json => {
+            // The same error document as `validate --json`, so scripts parse one shape.
+            let errors = match &e {
+                RunError::JobFile(errors) => errors.0.clone(),
+                other => vec![JobFileError::unlocated(other.to_string())],
+            };
+            let report = ValidateReport {
+                valid: false,
+                job_id: None,
+                errors: &errors,
+                ignored: &[],
+                skipped_tasks: &[],
+            };
+            crate::outln!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+            e.exit_code()
         }
         Err(e) => report_error(&e),
     }
@@ -146,12 +165,15 @@ pub fn report_error(e: &RunError) -> i32 {
     match e {
         RunError::JobFile(errors) => {
             for error in &errors.0 {
-                eprintln!("Error: {error}");
+                crate::errln!("Error: {error}");
             }
-            let n = errors.0.len();
-            eprintln!("{n} error{} in the job file", if n == 1 { "" } else { "s" });
+            // "N errors in the job file" only counts errors found in a file that was read.
+            if errors.0.iter().any(|e| e.location.is_some()) {
+                let n = errors.0.len();
+                crate::errln!("{n} error{} in the job file", if n == 1 { "" } else { "s" });
+            }
         }
-        other => eprintln!("Error: {other}"),
+        other => crate::errln!("Error: {other}"),
     }
     e.exit_code()
 }

@@ -1,6 +1,6 @@
 //! validate/plan of every example, exit codes, and ps/logs/stop without a live runner.
 
-use super::harness::{containers_of, read, repo_root, task_lines, RunnerEnv};
+use super::harness::{containers_of, line_of, read, repo_root, task_lines, RunnerEnv};
 
 const EXAMPLES: &[&str] = &[
     "hello",
@@ -557,6 +557,461 @@ fn image_pulls_show_as_status_lines() {
         out.stdout
     );
     assert!(lines.iter().any(|l| l == "pulled ok"), "{}", out.stdout);
+}
+
+/// Regression (issue 15.1): without a runner, `stop` removed the namespace owner before the
+/// task that joins it (`network_mode = "task:server"`) and podman refused ("has dependent
+/// containers"), so the job could be neither stopped nor run again.
+#[test]
+fn stop_without_a_runner_removes_namespace_joiners_first() {
+    let env = RunnerEnv::new("run-podstop");
+    let job = env.example("pod-task");
+    let started = env.run(&["run", "-d", job.path()]);
+    assert_eq!(started.code, 0, "{}{}", started.stdout, started.stderr);
+    let pid = runner_pid_of(&started.stdout);
+    // `run -d` returns once the main task runs; the poststart probe follows.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while containers_of(&job.id).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "probe never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    kill_and_wait(pid);
+
+    let stop = env.run(&["stop", &job.id]);
+    assert_eq!(stop.code, 0, "{}{}", stop.stdout, stop.stderr);
+    assert!(containers_of(&job.id).is_empty(), "{}", stop.stdout);
+    let probe = line_of(&stop.stdout, "removed probe-");
+    let server = line_of(&stop.stdout, "removed server-");
+    assert!(probe < server, "{}", stop.stdout);
+
+    // The job runs again.
+    let again = env.run(&["run", "-d", job.path()]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    let stop = env.run(&["stop", &job.id]);
+    assert_eq!(stop.code, 0, "{}{}", stop.stdout, stop.stderr);
+    assert!(containers_of(&job.id).is_empty());
+}
+
+fn runner_pid_of(stdout: &str) -> i32 {
+    stdout
+        .split("runner pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("runner pid in {stdout}"))
+}
+
+fn kill_and_wait(pid: i32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill runner");
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Regression (issue 15.2): every subcommand panicked ("failed printing to stdout: Broken
+/// pipe", exit 101) when its reader left (`plan job.nomad | true`); now it exits quietly
+/// with its own code. A full disk is an I/O error with exit code 6.
+#[test]
+fn closed_or_full_stdout_is_no_panic() {
+    let env = RunnerEnv::new("run-epipe");
+    let commands: &[&[&str]] = &[
+        &["plan", "examples/jobs/hello.nomad"],
+        &["plan", "--json", "examples/jobs/hello.nomad"],
+        &["validate", "examples/jobs/hello.nomad"],
+        &["ps"],
+        &["conformance", "--list"],
+        &["version"],
+    ];
+    for args in commands {
+        let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+        drop(read_end);
+        let mut cmd = env.command(args);
+        cmd.stdout(std::process::Stdio::from(write_end));
+        let out = finished(cmd);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?} exits quietly: {}",
+            out.stderr
+        );
+
+        let mut cmd = env.command(args);
+        cmd.stdout(std::fs::File::create("/dev/full").expect("/dev/full"));
+        let out = finished(cmd);
+        assert_eq!(out.code, 6, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("cannot write the output to stdout")
+                && !out.stderr.contains("panicked"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+/// Runs `cmd` with its stdout as set; stderr captured.
+fn finished(mut cmd: std::process::Command) -> super::harness::Finished {
+    let out = cmd.output().expect("runner binary runs");
+    super::harness::Finished {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A detached batch job that fails keeps its outcome for `ps` until `stop`; `stop` of a
+/// job with nothing left is no error; `stop --purge` and `gc` remove job directories.
+#[test]
+fn finished_detached_jobs_keep_their_outcome_until_stop() {
+    let env = RunnerEnv::new("run-outcome");
+    let id = crate::support::unique_name("outcome");
+    let file = env.state.join("outcome.nomad");
+    std::fs::write(
+        &file,
+        format!(
+            r#"job "{id}" {{
+  type = "batch"
+  group "g" {{
+    restart {{
+      attempts = 0
+      mode     = "fail"
+    }}
+    task "fails" {{
+      driver = "podman"
+      config {{
+        image   = "localhost/ndp-busybox:latest"
+        command = "sh"
+        args    = ["-c", "sleep 1; exit 3"]
+      }}
+    }}
+  }}
+}}
+"#
+        ),
+    )
+    .expect("job file");
+    let _cleanup = crate::support::LabelCleanup {
+        key: super::harness::JOB_LABEL.into(),
+        value: id.clone(),
+    };
+    let started = env.run(&["run", "-d", file.to_str().expect("utf-8")]);
+    assert!(
+        started.code == 0 || started.code == 1,
+        "{}{}",
+        started.stdout,
+        started.stderr
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let entry = loop {
+        let ps = env.run(&["ps", "--json", &id]);
+        assert_eq!(ps.code, 0, "{}", ps.stderr);
+        let rows: serde_json::Value = serde_json::from_str(&ps.stdout).expect("ps --json");
+        if rows[0]["job_status"].is_string() {
+            break rows[0].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", ps.stdout);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert_eq!(entry["job_status"], "failed", "{entry}");
+    assert_eq!(entry["task"], "fails", "{entry}");
+    assert_eq!(entry["state"], "dead", "{entry}");
+    assert_eq!(entry["exit_code"], 3, "{entry}");
+    assert!(entry["finished_at"]
+        .as_str()
+        .is_some_and(|t| t.contains('T')));
+    let ps = env.run(&["ps", &id]);
+    assert!(ps.stdout.contains("dead (3)"), "{}", ps.stdout);
+    assert!(
+        ps.stdout
+            .contains(&format!("job {id:?}: failed (exit code 1)")),
+        "{}",
+        ps.stdout
+    );
+    // `ps` of all jobs lists it too.
+    let all = env.run(&["ps"]);
+    assert!(all.stdout.contains(&id), "{}", all.stdout);
+
+    let stop = env.run(&["stop", &id]);
+    assert_eq!(stop.code, 0, "{}{}", stop.stdout, stop.stderr);
+    assert!(stop.stdout.contains("nothing to stop"), "{}", stop.stdout);
+    let again = env.run(&["stop", &id]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert!(again.stdout.contains("nothing to stop"), "{}", again.stdout);
+    let ps = env.run(&["ps", "--json", &id]);
+    assert_eq!(ps.stdout.trim(), "[]");
+
+    // The logs stay until the directory goes: `stop --purge` removes it.
+    assert!(env.state.join(&id).is_dir());
+    let purge = env.run(&["stop", "--purge", &id]);
+    assert_eq!(purge.code, 0, "{}{}", purge.stdout, purge.stderr);
+    assert!(!env.state.join(&id).exists());
+
+    // `gc` removes finished jobs' directories, and nothing else.
+    let rerun = env.run(&["run", "-d", file.to_str().expect("utf-8")]);
+    assert!(rerun.code == 0 || rerun.code == 1, "{}", rerun.stderr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !env.state.join(&id).join("outcome.json").exists()
+        || env.state.join(&id).join("runner.pid").exists()
+    {
+        assert!(std::time::Instant::now() < deadline, "no outcome");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let unrelated = env.state.join("not-a-job");
+    std::fs::create_dir_all(&unrelated).expect("dir");
+    let gc = env.run(&["gc"]);
+    assert_eq!(gc.code, 0, "{}{}", gc.stdout, gc.stderr);
+    assert!(!env.state.join(&id).exists(), "{}", gc.stdout);
+    assert!(unrelated.exists());
+}
+
+/// Issue 15.8: a bare socket path works, an unusable CONTAINER_HOST is a usage error that
+/// names it, a missing job file is not "1 error in the job file", and a batch job cut short
+/// by Ctrl-C exits 130.
+#[test]
+fn socket_paths_missing_files_and_interrupted_batch_jobs_have_their_exit_codes() {
+    let env = RunnerEnv::new("run-codes");
+    let url = crate::support::podman().socket_url();
+    let bare = url.strip_prefix("unix://").expect("unix socket");
+    let mut cmd = env.command(&["ps", "--socket", bare]);
+    cmd.env_remove("CONTAINER_HOST");
+    let out = env.run_with(cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let mut cmd = env.command(&["ps"]);
+    cmd.env(
+        "CONTAINER_HOST",
+        "ssh://core@example.com/run/podman/podman.sock",
+    );
+    let out = env.run_with(cmd);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("CONTAINER_HOST") && out.stderr.contains("ssh://"),
+        "{}",
+        out.stderr
+    );
+
+    let out = env.run(&["validate", "no-such-file.nomad"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot read job file"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("in the job file"), "{}", out.stderr);
+
+    let id = crate::support::unique_name("cut");
+    let file = env.state.join("cut.nomad");
+    std::fs::write(
+        &file,
+        format!(
+            r#"job "{id}" {{
+  type = "batch"
+  group "g" {{
+    task "long" {{
+      driver = "podman"
+      config {{
+        image   = "localhost/ndp-busybox:latest"
+        init    = true
+        command = "sleep"
+        args    = ["600"]
+      }}
+      kill_timeout = "2s"
+    }}
+  }}
+}}
+"#
+        ),
+    )
+    .expect("job file");
+    let _cleanup = crate::support::LabelCleanup {
+        key: super::harness::JOB_LABEL.into(),
+        value: id.clone(),
+    };
+    let mut running = env.spawn(&["run", file.to_str().expect("utf-8")]);
+    running.wait_for("g.long | ==> Started");
+    running.interrupt();
+    let (code, out) = running.finish();
+    assert_eq!(code, 130, "{out}");
+    assert!(containers_of(&id).is_empty());
+}
+
+/// Issue 15.6: `run -d` prints the warnings, the published ports and commands that work
+/// as printed.
+#[test]
+fn run_detach_prints_warnings_ports_and_working_commands() {
+    let env = RunnerEnv::new("run-detach-out");
+    let job = env.example("web");
+    let text = std::fs::read_to_string(&job.file).expect("job copy");
+    let needle = format!("job \"{}\" {{", job.id);
+    std::fs::write(
+        &job.file,
+        text.replacen(&needle, &format!("{needle}\n  priority = 60\n"), 1),
+    )
+    .expect("job copy");
+    let started = env.run(&["run", "-d", job.path()]);
+    assert_eq!(started.code, 0, "{}{}", started.stdout, started.stderr);
+    assert!(
+        started.stdout.contains("Ignored") && started.stdout.contains("priority at "),
+        "{}",
+        started.stdout
+    );
+    assert!(
+        !super::harness::ports_of(&started.stdout, "http").is_empty(),
+        "{}",
+        started.stdout
+    );
+    let command = |what: &str| {
+        started
+            .stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(what))
+            .unwrap_or_else(|| panic!("no {what} in {}", started.stdout))
+            .trim()
+            .to_string()
+    };
+    assert!(
+        command("status:").starts_with(super::harness::BIN),
+        "{}",
+        started.stdout
+    );
+    for what in ["status:", "stop:"] {
+        let mut shell = std::process::Command::new("sh");
+        shell
+            .args(["-c", &command(what)])
+            .env("CONTAINER_HOST", crate::support::podman().socket_url())
+            .env("NOMAD_RUNNER_STATE_DIR", &env.state)
+            .env("NO_COLOR", "1");
+        let out = env.run_with(shell);
+        assert_eq!(out.code, 0, "{what} {}{}", out.stdout, out.stderr);
+    }
+    assert!(containers_of(&job.id).is_empty());
+}
+
+/// Issue 15.5: a `localhost/` image that is not in local storage fails at once (no pull
+/// retries against a "registry" named localhost, no restarts).
+#[test]
+fn a_missing_local_image_fails_at_once() {
+    let env = RunnerEnv::new("run-noimage");
+    let id = crate::support::unique_name("noimage");
+    let file = env.state.join("noimage.nomad");
+    std::fs::write(
+        &file,
+        format!(
+            r#"job "{id}" {{
+  type = "batch"
+  group "g" {{
+    task "t" {{
+      driver = "podman"
+      config {{
+        image = "localhost/ndp-no-such-image:latest"
+      }}
+    }}
+  }}
+}}
+"#
+        ),
+    )
+    .expect("job file");
+    let _cleanup = crate::support::LabelCleanup {
+        key: super::harness::JOB_LABEL.into(),
+        value: id.clone(),
+    };
+    let began = std::time::Instant::now();
+    let out = env.run(&["run", file.to_str().expect("utf-8")]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("image localhost/ndp-no-such-image:latest not found locally"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("Restarting"), "{}", out.stdout);
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        began.elapsed()
+    );
+}
+
+/// Issue 15.11: the smaller items of validate, plan and conformance --list.
+#[test]
+fn validate_plan_and_list_handle_the_smaller_cases() {
+    let env = RunnerEnv::new("run-small");
+    let static_count = env.state.join("static.nomad");
+    std::fs::write(
+        &static_count,
+        r#"job "static" {
+  group "web" {
+    count = 2
+    network {
+      port "http" {
+        static = 8080
+      }
+    }
+    task "server" {
+      driver = "podman"
+      config {
+        image = "localhost/ndp-busybox:latest"
+        ports = ["http"]
+      }
+    }
+  }
+}
+"#,
+    )
+    .expect("job file");
+    let path = static_count.to_str().expect("utf-8");
+    for command in ["validate", "plan"] {
+        let out = env.run(&[command, path]);
+        assert_eq!(out.code, 3, "{command}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("static.nomad:5:7:")
+                && out.stderr.contains("static = 8080 but count = 2"),
+            "{command}: {}",
+            out.stderr
+        );
+    }
+    let out = env.run(&["plan", "--json", path]);
+    assert_eq!(out.code, 3);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON error document");
+    assert_eq!(doc["valid"], false);
+    assert!(doc["errors"][0]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("count = 2")));
+
+    let docker = env.state.join("docker.nomad");
+    std::fs::write(
+        &docker,
+        "job \"d\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"docker\"\n      config {\n        image = \"busybox\"\n      }\n    }\n  }\n}\n",
+    )
+    .expect("job file");
+    let out = env.run(&["validate", docker.to_str().expect("utf-8")]);
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr.contains("found driver \"docker\"")
+            && out.stderr.contains("set driver = \"podman\""),
+        "{}",
+        out.stderr
+    );
+
+    let out = env.run(&["conformance", "--list", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON list");
+    assert!(
+        list[0]["name"].is_string() && list[0]["tags"].is_array(),
+        "{list}"
+    );
+    let out = env.run(&["conformance", "--list", "--only", "^no-such-check$"]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("no check is selected"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

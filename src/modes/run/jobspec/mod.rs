@@ -133,9 +133,28 @@ pub fn parse(source: Source, inputs: &VarInputs) -> Result<LoadedJob, JobFileErr
         return Err(JobFileErrors(errors));
     };
     if errors.is_empty() && job.groups.iter().all(|g| g.tasks.is_empty()) {
+        let drivers: std::collections::BTreeSet<&str> = notices
+            .skipped_tasks
+            .iter()
+            .map(|t| t.driver.as_str())
+            .collect();
+        let found = if drivers.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (found driver {}); the runner runs only podman tasks: set driver = \"podman\" \
+                 in a task to run it here (a docker task's config usually works unchanged: \
+                 image, command, args, ports)",
+                drivers
+                    .iter()
+                    .map(|d| format!("{d:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         errors.push(JobFileError::at(
             source.locate(job_block.span()),
-            "Nothing to run: the job has no task with driver = \"podman\"",
+            format!("Nothing to run: the job has no task with driver = \"podman\"{found}"),
         ));
     }
     if !errors.is_empty() {

@@ -325,7 +325,7 @@ fn every_error_is_reported_in_file_order() {
 fn a_job_without_podman_tasks_has_nothing_to_run() {
     assert_eq!(
         errors("job \"x\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      config { command = \"true\" }\n    }\n  }\n}\n"),
-        vec!["job.nomad:1:1: Nothing to run: the job has no task with driver = \"podman\""]
+        vec!["job.nomad:1:1: Nothing to run: the job has no task with driver = \"podman\" (found driver \"exec\"); the runner runs only podman tasks: set driver = \"podman\" in a task to run it here (a docker task's config usually works unchanged: image, command, args, ports)"]
     );
 }
 
