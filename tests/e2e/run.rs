@@ -4,4 +4,5 @@
 mod broken;
 mod commands;
 mod examples;
+mod fresh;
 pub(crate) mod harness;

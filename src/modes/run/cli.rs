@@ -133,13 +133,11 @@ pub struct RunArgs {
     /// Host address ports are published on.
     #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
     pub host_ip: IpAddr,
-    /// Image of the container that holds a bridge group's network namespace.
-    #[arg(
-        long,
-        default_value = "localhost/ndp-busybox:latest",
-        value_name = "IMAGE"
-    )]
-    pub infra_image: String,
+    /// Image of the container that holds a bridge group's network namespace (it must
+    /// have `sh`); default: the runner's own pause image, made locally from podman's
+    /// catatonit on first use.
+    #[arg(long, value_name = "IMAGE")]
+    pub infra_image: Option<String>,
     /// Plain output even on a terminal (NO_COLOR does the same).
     #[arg(long)]
     pub no_color: bool,

@@ -9,7 +9,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::driver::config::DriverConfig;
 use crate::driver::podman::{DeleteOptions, ListOptions, PodmanClient, PodmanError};
 
 use super::cli::{ConnectionArgs, LogsArgs, PsArgs, StopArgs};
@@ -68,17 +67,7 @@ impl Manifest {
 }
 
 fn client(connection: &ConnectionArgs) -> Result<(PodmanClient, String), RunError> {
-    let config = DriverConfig {
-        socket_path: connection.socket.clone().unwrap_or_default(),
-        ..DriverConfig::default()
-    };
-    let url = config
-        .sockets()
-        .map_err(|e| RunError::Other(e.to_string()))?
-        .into_iter()
-        .next()
-        .map(|s| s.url)
-        .ok_or_else(|| RunError::Other("no podman socket configured".into()))?;
+    let url = super::runner::socket_url(connection)?;
     let client = PodmanClient::new(&url, None).map_err(|e| RunError::PodmanUnreachable {
         socket: url.clone(),
         reason: e.to_string(),
@@ -316,6 +305,12 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
                 while runner_pid(&files).is_some() && tokio::time::Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
+                // Then until the process ended: it releases the embedded service last.
+                while super::service::running_or_zombie(runner) == Some(true)
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
             Err(why) => println!(
                 "job {:?}: not signalling pid {pid} named by {}: {why}",
@@ -324,7 +319,16 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
             ),
         }
     }
-    let left = find(&args.connection, Some(&args.job)).await?;
+    let left = match find(&args.connection, Some(&args.job)).await {
+        // The runner used the embedded service and stopped it as it ended: it removed
+        // its containers through it, and no other podman was named.
+        Err(RunError::PodmanUnreachable { .. })
+            if found && args.connection.socket.is_none() =>
+        {
+            Vec::new()
+        }
+        other => other?,
+    };
     if !left.is_empty() {
         found = true;
         println!(
@@ -339,6 +343,9 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
         return Err(RunError::JobNotFound(args.job.clone()));
     }
     println!("job {:?} stopped", args.job);
+    if let Some(pid) = super::service::stop_if_unused(&state_root(&args.connection)?).await {
+        println!("stopped the private podman service (pid {pid}): no job uses it any more");
+    }
     Ok(exit_code::OK)
 }
 
