@@ -322,9 +322,7 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
     let left = match find(&args.connection, Some(&args.job)).await {
         // The runner used the embedded service and stopped it as it ended: it removed
         // its containers through it, and no other podman was named.
-        Err(RunError::PodmanUnreachable { .. })
-            if found && args.connection.socket.is_none() =>
-        {
+        Err(RunError::PodmanUnreachable { .. }) if found && args.connection.socket.is_none() => {
             Vec::new()
         }
         other => other?,
