@@ -508,6 +508,18 @@ async fn run_allocation(
             }
         }
     }
+    let poststop = super::task_runner::poststop_specs(&ctx).await;
+    if !poststop.is_empty() {
+        if let Ok(json) = serde_json::to_vec(&poststop) {
+            let path = ctx.dir.root.join(state::POSTSTOP_FILE);
+            if let Err(e) = statedir::write_private_file(&path, &json) {
+                ctx.ui.note(format!(
+                    "cannot write {}: {e} (stop without a runner will skip poststop tasks)",
+                    path.display()
+                ));
+            }
+        }
+    }
     let ctx = Arc::new(ctx);
     let outcome = run_alloc(ctx.clone(), shutdown, started).await;
     if bridge {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::podman::{DeleteOptions, ListOptions, PodmanClient, PodmanError};
+use crate::driver::task::TaskSpec;
 
 use super::cli::{ConnectionArgs, LogsArgs, PsArgs, StopArgs};
 use super::error::{exit_code, RunError};
@@ -330,12 +331,13 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
     if !left.is_empty() {
         found = true;
         println!(
-            "stopping {} container{} of job {:?} without its runner (poststop tasks do not run)",
+            "stopping {} container{} of job {:?} without its runner",
             left.len(),
             if left.len() == 1 { "" } else { "s" },
             args.job
         );
-        remove_in_order(&args.connection, left).await?;
+        let poststop = poststop_left(&files, &left);
+        remove_in_order(&args.connection, left, poststop).await?;
     }
     if !found {
         return Err(RunError::JobNotFound(args.job.clone()));
@@ -347,11 +349,66 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
     Ok(exit_code::OK)
 }
 
-/// Nomad's kill order: leader, other non-sidecar tasks, sidecars, poststop, then the
-/// network namespace holders.
+/// The file next to an allocation that holds its poststop tasks' specs.
+pub const POSTSTOP_FILE: &str = "poststop.json";
+
+/// The poststop tasks still to run for the allocations of `left`: those whose runner
+/// recorded them and that have no poststop container yet (one that exists already ran).
+fn poststop_left(files: &JobFiles, left: &[RunnerContainer]) -> Vec<TaskSpec> {
+    let mut allocs: BTreeMap<&str, bool> = BTreeMap::new();
+    for c in left {
+        *allocs.entry(c.alloc_dir.as_str()).or_default() |= c.stage == "poststop";
+    }
+    let mut specs = Vec::new();
+    for (dir, poststop_ran) in allocs {
+        let dir = Path::new(dir);
+        // Only allocation dirs of this job, in this state dir.
+        if poststop_ran || !dir.starts_with(&files.dir) {
+            continue;
+        }
+        if let Ok(bytes) = statedir::read_private_file(&dir.join(POSTSTOP_FILE)) {
+            if let Ok(mut more) = serde_json::from_slice::<Vec<TaskSpec>>(&bytes) {
+                specs.append(&mut more);
+            }
+        }
+    }
+    specs
+}
+
+/// Runs poststop tasks (all at once, as Nomad does) through the core, each to its end,
+/// with its output in the allocation's logs; the containers are removed afterwards.
+async fn run_poststop(connection: &ConnectionArgs, specs: Vec<TaskSpec>) -> Result<(), RunError> {
+    let driver = super::runner::connect(connection).await?;
+    let runs = specs.into_iter().map(|spec| {
+        let driver = driver.clone();
+        async move {
+            let id = spec.context.id.clone();
+            let name = spec.context.name.clone();
+            match driver.start(spec).await {
+                Ok(_) => {
+                    println!("  poststop task {name} started");
+                    match driver.wait(&id).await {
+                        Ok(exit) => {
+                            println!("  poststop task {name} exited with code {}", exit.exit_code)
+                        }
+                        Err(e) => println!("  poststop task {name}: {e}"),
+                    }
+                }
+                Err(e) => println!("  poststop task {name} could not start: {e}"),
+            }
+            let _ = driver.destroy(&id, true).await;
+        }
+    });
+    futures::future::join_all(runs).await;
+    Ok(())
+}
+
+/// Nomad's kill order: leader, other non-sidecar tasks, sidecars, poststop (the recorded
+/// poststop tasks run here when no runner does), then the network namespace holders.
 async fn remove_in_order(
     connection: &ConnectionArgs,
     containers: Vec<RunnerContainer>,
+    mut poststop: Vec<TaskSpec>,
 ) -> Result<(), RunError> {
     let (client, socket) = client(connection)?;
     let rank = |c: &RunnerContainer| match (c.leader, c.stage.as_str()) {
@@ -365,7 +422,14 @@ async fn remove_in_order(
     for c in containers {
         by_rank.entry(rank(&c)).or_default().push(c);
     }
-    for (_, batch) in by_rank {
+    if !poststop.is_empty() {
+        // Poststop tasks run after every other task stopped, before the namespace holder.
+        by_rank.entry(4).or_default();
+    }
+    for (rank, batch) in by_rank {
+        if rank == 4 && !poststop.is_empty() {
+            run_poststop(connection, std::mem::take(&mut poststop)).await?;
+        }
         let stops = batch.iter().map(|c| {
             let client = client.clone();
             async move {
