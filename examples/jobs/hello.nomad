@@ -1,6 +1,6 @@
 # A batch job: one task prints a greeting and its Nomad environment, then exits.
 #   nomad-driver-podman run examples/jobs/hello.nomad
-#   nomad-driver-podman run --var greeting=hi examples/jobs/hello.nomad
+#   nomad-driver-podman run -var greeting=hi examples/jobs/hello.nomad
 variable "image" {
   type    = string
   default = "localhost/ndp-busybox:latest"

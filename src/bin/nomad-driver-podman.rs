@@ -61,7 +61,8 @@ fn exit_code(code: i32) -> ExitCode {
 }
 
 fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    // Nomad's single-dash `-var`/`-var-file` are rewritten to their `--` forms first.
+    let cli = Cli::parse_from(run::cli::nomad_style_args(std::env::args_os()));
     match cli.mode {
         Some(Mode::Plugin { log_level }) => serve_plugin(log_level),
         None if plugin::is_launched_by_nomad() => serve_plugin(plugin::LogLevel::default()),

@@ -3,5 +3,7 @@
 
 mod broken;
 mod commands;
+mod decode;
 mod examples;
+mod fresh;
 pub(crate) mod harness;

@@ -430,6 +430,40 @@ impl PodmanClient {
         Ok(report.names)
     }
 
+    /// `POST /libpod/images/import`: a root filesystem tarball becomes the image
+    /// `reference`, with Containerfile `changes` (`ENTRYPOINT [...]`, `LABEL k=v`) applied,
+    /// as `podman import --change` does. Returns the image id.
+    pub async fn image_import(
+        &self,
+        reference: &str,
+        changes: &[String],
+        tarball: Vec<u8>,
+    ) -> Result<String, PodmanError> {
+        let op = format!("import image {reference}");
+        let mut q = Query::new();
+        q.push("reference", reference);
+        for change in changes {
+            q.push("changes", change);
+        }
+        let mut req = self.request(
+            Method::POST,
+            libpod(&format!("/images/import{}", q.as_str())),
+            full_body(tarball),
+        );
+        req.headers_mut().insert(
+            CONTENT_TYPE,
+            "application/x-tar".parse().expect("static header"),
+        );
+        let body = self.call(&op, req, self.timeout()).await?;
+        #[derive(serde::Deserialize)]
+        struct ImportReport {
+            #[serde(rename = "Id", default)]
+            id: String,
+        }
+        let report: ImportReport = decode(&op, &body)?;
+        Ok(report.id)
+    }
+
     // ---- containers ---------------------------------------------------------------------
 
     /// `POST /libpod/containers/create` with a SpecGenerator.

@@ -416,6 +416,105 @@ pub fn task_config_schema() -> Spec {
     ])
 }
 
+/// Applies a schema's attribute types to a JSON-shaped config the way Nomad's hcldec does
+/// before the plugin sees it (cty's safe conversions): numbers and bools where a string is
+/// wanted become their text (`memory_reservation = 5` is `"5"`), numeric or `true`/`false`
+/// strings where a number or bool is wanted become one, element by element in lists and
+/// maps, and nested blocks by their own schema. A value of another shape, or a string that
+/// is no number, is left as it is for the config decoder to refuse with the field's name.
+/// The runner sends its task `config` blocks through this, so a config means the same in
+/// `run` as in a Nomad job.
+pub fn coerce_to_schema(schema: &Spec, value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match (schema.block.as_ref(), value) {
+        (Some(Kind::Object(object)), Value::Object(fields)) => Value::Object(
+            fields
+                .iter()
+                .map(|(name, v)| {
+                    let v = match object.attributes.get(name) {
+                        Some(nested) => coerce_to_schema(nested, v),
+                        None => v.clone(),
+                    };
+                    (name.clone(), v)
+                })
+                .collect(),
+        ),
+        (Some(Kind::Attr(attr)), v) => coerce_to_type(&attr.r#type, v),
+        (Some(Kind::BlockAttrs(attrs)), v) => coerce_to_type(&format!("map({})", attrs.r#type), v),
+        (Some(Kind::Default(default)), v) => match default.primary.as_deref() {
+            Some(primary) => coerce_to_schema(primary, v),
+            None => v.clone(),
+        },
+        (Some(Kind::BlockValue(block)), v) => match block.nested.as_deref() {
+            Some(nested) => coerce_block(nested, v),
+            None => v.clone(),
+        },
+        (Some(Kind::BlockList(list)), Value::Array(items)) => match list.nested.as_deref() {
+            Some(nested) => Value::Array(items.iter().map(|i| coerce_block(nested, i)).collect()),
+            None => value.clone(),
+        },
+        _ => value.clone(),
+    }
+}
+
+/// A block's body: an object, or (as job files give repeated blocks) a list of them.
+fn coerce_block(nested: &Spec, value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(|i| coerce_to_schema(nested, i)).collect())
+        }
+        other => coerce_to_schema(nested, other),
+    }
+}
+
+/// cty's safe conversion of a JSON-shaped value to a type expression.
+fn coerce_to_type(type_expr: &str, value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let inner = |prefix: &str| {
+        type_expr
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(')'))
+    };
+    match (type_expr, value) {
+        ("string", Value::Number(n)) => Value::String(n.to_string()),
+        ("string", Value::Bool(b)) => Value::String(b.to_string()),
+        ("number", Value::String(text)) => text
+            .trim()
+            .parse::<i64>()
+            .map(Value::from)
+            .ok()
+            .or_else(|| {
+                text.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+            })
+            .unwrap_or_else(|| value.clone()),
+        ("bool", Value::String(text)) => match text.as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => value.clone(),
+        },
+        (_, Value::Array(items)) => match inner("list(").or_else(|| inner("set(")) {
+            Some(element) => {
+                Value::Array(items.iter().map(|i| coerce_to_type(element, i)).collect())
+            }
+            None => value.clone(),
+        },
+        (_, Value::Object(fields)) => match inner("map(") {
+            Some(element) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), coerce_to_type(element, v)))
+                    .collect(),
+            ),
+            None => value.clone(),
+        },
+        _ => value.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

@@ -21,6 +21,8 @@ pub struct Checked {
     pub ignored: Vec<Ignored>,
 }
 
+use crate::modes::plugin::hclspec::{coerce_to_schema, task_config_schema};
+
 pub fn check_job(job: &Job) -> Checked {
     let mut out = Checked::default();
     for group in &job.groups {
@@ -59,8 +61,11 @@ fn check_static_ports(group: &Group, out: &mut Checked) {
 }
 
 /// Decodes a task's config as the core will see it at start.
+/// The config first goes through the plugin's type schema, as Nomad's hcldec does for
+/// the plugin (`memory_reservation = 5` becomes `"5"`): one decode path for both modes.
 pub fn decode_config(task: &Task, config: &serde_json::Value) -> Result<TaskConfig, JobFileError> {
-    TaskConfig::from_value(config).map_err(|e| {
+    let typed = coerce_to_schema(&task_config_schema(), config);
+    TaskConfig::from_value(&typed).map_err(|e| {
         let at = config_field_location(task, e.field());
         JobFileError::at(at, format!("task {:?}: {e}", task.name))
     })
@@ -92,18 +97,19 @@ fn check_task(group: &Group, task: &Task, out: &mut Checked) {
         ));
     }
     check_templates(task, out);
-    let config = match TaskConfig::from_value(&task.config) {
-        Ok(c) => c,
-        Err(e) => {
-            // A value that is still `${...}` is decided when the task starts.
-            if !field_is_deferred(task, e.field()) {
-                let at = config_field_location(task, e.field());
-                out.errors
-                    .push(JobFileError::at(at, format!("task {:?}: {e}", task.name)));
+    let config =
+        match TaskConfig::from_value(&coerce_to_schema(&task_config_schema(), &task.config)) {
+            Ok(c) => c,
+            Err(e) => {
+                // A value that is still `${...}` is decided when the task starts.
+                if !field_is_deferred(task, e.field()) {
+                    let at = config_field_location(task, e.field());
+                    out.errors
+                        .push(JobFileError::at(at, format!("task {:?}: {e}", task.name)));
+                }
+                return;
             }
-            return;
-        }
-    };
+        };
     let located = |key: &str| {
         task.config_locations
             .get(key)

@@ -27,12 +27,85 @@ pub enum RunnerCommand {
 /// Where variable values come from, as in `nomad job run`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct VarArgs {
-    /// Set a variable: NAME=VALUE (repeatable; later wins).
+    /// Set a variable: NAME=VALUE (repeatable; later wins). Also spelled -var, as in
+    /// `nomad job run`.
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
-    /// Read variables from an HCL or JSON file (repeatable; later wins).
+    /// Read variables from an HCL or JSON file (repeatable; later wins). Also spelled
+    /// -var-file, as in `nomad job run`.
     #[arg(long = "var-file", value_name = "FILE")]
     pub var_files: Vec<PathBuf>,
+}
+
+/// Runner subcommands whose arguments may use Nomad's single-dash spellings.
+const NOMAD_STYLE_COMMANDS: &[&str] = &["run", "validate", "plan"];
+/// Nomad's single-dash flags and the long options they are.
+const NOMAD_STYLE_FLAGS: &[&str] = &["var", "var-file"];
+/// Long options of those subcommands that take a separate value: the token after one is a
+/// value, never rewritten (`--infra-image -var` names an image called `-var`).
+const VALUE_OPTIONS: &[&str] = &[
+    "--var",
+    "--var-file",
+    "--socket",
+    "--state-dir",
+    "--host-ip",
+    "--infra-image",
+];
+
+/// Rewrites Nomad's single-dash flags (`-var N=V`, `-var=N=V`, `-var-file F`,
+/// `-var-file=F`) after a `run`/`validate`/`plan` subcommand into their `--` forms, so
+/// that scripts written for `nomad job run` work unchanged. Nothing after `--` and no
+/// option value is touched; every other argument passes as it is.
+pub fn nomad_style_args<I>(args: I) -> Vec<std::ffi::OsString>
+where
+    I: IntoIterator<Item = std::ffi::OsString>,
+{
+    let mut out = Vec::new();
+    let mut in_runner = false;
+    let mut after_dashes = false;
+    let mut value_next = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        let text = arg.to_str().map(str::to_string);
+        if i == 0 || after_dashes {
+            out.push(arg);
+            continue;
+        }
+        let Some(text) = text else {
+            value_next = false;
+            out.push(arg);
+            continue;
+        };
+        if i == 1 {
+            in_runner = NOMAD_STYLE_COMMANDS.contains(&text.as_str());
+        }
+        if i == 1 || !in_runner {
+            out.push(arg);
+            continue;
+        }
+        if value_next {
+            value_next = false;
+            out.push(arg);
+            continue;
+        }
+        if text == "--" {
+            after_dashes = true;
+            out.push(arg);
+            continue;
+        }
+        let rewritten = text.strip_prefix('-').filter(|rest| {
+            !rest.starts_with('-') && {
+                let name = rest.split_once('=').map_or(*rest, |(n, _)| n);
+                NOMAD_STYLE_FLAGS.contains(&name)
+            }
+        });
+        let long = match rewritten {
+            Some(rest) => format!("--{rest}"),
+            None => text,
+        };
+        value_next = VALUE_OPTIONS.contains(&long.as_str());
+        out.push(long.into());
+    }
+    out
 }
 
 /// How to reach podman and where the runner keeps allocation directories.
@@ -120,13 +193,11 @@ pub struct RunArgs {
     /// Host address ports are published on.
     #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
     pub host_ip: IpAddr,
-    /// Image of the container that holds a bridge group's network namespace.
-    #[arg(
-        long,
-        default_value = "localhost/ndp-busybox:latest",
-        value_name = "IMAGE"
-    )]
-    pub infra_image: String,
+    /// Image of the container that holds a bridge group's network namespace (it must
+    /// have `sh`); default: the runner's own pause image, made locally from podman's
+    /// catatonit on first use.
+    #[arg(long, value_name = "IMAGE")]
+    pub infra_image: Option<String>,
     /// Plain output even on a terminal (NO_COLOR does the same).
     #[arg(long)]
     pub no_color: bool,
@@ -208,5 +279,82 @@ pub fn shell_word(word: &str) -> String {
         word.to_string()
     } else {
         format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nomad_style_args;
+
+    fn rewrite(args: &[&str]) -> Vec<String> {
+        nomad_style_args(args.iter().map(std::ffi::OsString::from))
+            .into_iter()
+            .map(|a| a.into_string().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn single_dash_var_flags_become_long_options() {
+        assert_eq!(
+            rewrite(&[
+                "bin",
+                "run",
+                "-var",
+                "a=1",
+                "-var=b=2",
+                "-var-file",
+                "f",
+                "-var-file=g",
+                "job"
+            ]),
+            [
+                "bin",
+                "run",
+                "--var",
+                "a=1",
+                "--var=b=2",
+                "--var-file",
+                "f",
+                "--var-file=g",
+                "job"
+            ]
+        );
+        assert_eq!(
+            rewrite(&["bin", "validate", "--var", "a=1", "job", "-var", "x=-var"]),
+            ["bin", "validate", "--var", "a=1", "job", "--var", "x=-var"]
+        );
+    }
+
+    #[test]
+    fn values_other_commands_and_after_dashes_are_left_alone() {
+        assert_eq!(
+            rewrite(&[
+                "bin",
+                "run",
+                "--var",
+                "-var",
+                "--infra-image",
+                "-var-file",
+                "job"
+            ]),
+            [
+                "bin",
+                "run",
+                "--var",
+                "-var",
+                "--infra-image",
+                "-var-file",
+                "job"
+            ]
+        );
+        assert_eq!(
+            rewrite(&["bin", "run", "--", "-var"]),
+            ["bin", "run", "--", "-var"]
+        );
+        assert_eq!(rewrite(&["bin", "stop", "-var"]), ["bin", "stop", "-var"]);
+        assert_eq!(
+            rewrite(&["bin", "run", "-varx", "-v"]),
+            ["bin", "run", "-varx", "-v"]
+        );
     }
 }

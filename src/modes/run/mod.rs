@@ -43,6 +43,7 @@ pub mod plan;
 pub mod ports;
 pub mod restart;
 pub mod runner;
+pub mod service;
 pub mod state;
 pub mod statedir;
 pub mod task_runner;

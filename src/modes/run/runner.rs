@@ -18,12 +18,13 @@ use super::check::INFRA_TASK;
 use super::cli::{ConnectionArgs, RunArgs};
 use super::env::{node_attributes, AllocIdentity};
 use super::error::{exit_code, RunError};
-use super::infra;
+use super::infra::{self, InfraImage};
 use super::lifecycle::{run_alloc, AllocOutcome, Shutdown};
 use super::logs::{follow, FlushHandle, FlushRequests};
 use super::model::{Job, JobType, NetworkMode};
 use super::plan::notices_text;
 use super::ports::PortAllocator;
+use super::service;
 use super::state::{self, Manifest, ManifestAlloc, Outcome, OutcomeTask};
 use super::statedir::{self, default_state_root, ProcessIdentity, RootKind};
 use super::task_runner::AllocContext;
@@ -87,11 +88,37 @@ pub fn state_root(connection: &ConnectionArgs) -> Result<PathBuf, RunError> {
     Ok(root)
 }
 
-/// The core driver for the runner: the socket from --socket / CONTAINER_HOST / the
-/// default rules, and no reaping of containers it did not start (other jobs' containers).
-pub async fn connect(connection: &ConnectionArgs) -> Result<Arc<Driver>, RunError> {
-    let mut config = DriverConfig {
+/// The socket URL the user named (`--socket`/`CONTAINER_HOST`), else the default rules,
+/// else the embedded service of this state root when the default does not answer and it
+/// does (see `service`).
+pub fn socket_url(connection: &ConnectionArgs) -> Result<String, RunError> {
+    let config = DriverConfig {
         socket_path: connection.socket_path()?,
+        ..DriverConfig::default()
+    };
+    let default = config
+        .sockets()
+        .ok()
+        .and_then(|s| s.into_iter().next())
+        .map_or_else(|| config.socket_path.clone(), |s| s.url);
+    Ok(service::fallback(
+        connection.socket.as_deref(),
+        &default,
+        &state_root(connection)?,
+    )
+    .unwrap_or(default))
+}
+
+/// The core driver for the runner: the socket from --socket / CONTAINER_HOST / the
+/// default rules (or the running embedded service), and no reaping of containers it did
+/// not start (other jobs' containers).
+pub async fn connect(connection: &ConnectionArgs) -> Result<Arc<Driver>, RunError> {
+    connect_to(connection, socket_url(connection)?).await
+}
+
+async fn connect_to(connection: &ConnectionArgs, url: String) -> Result<Arc<Driver>, RunError> {
+    let mut config = DriverConfig {
+        socket_path: url,
         ..DriverConfig::default()
     };
     config.gc.dangling_containers.enabled = false;
@@ -118,6 +145,39 @@ pub async fn connect(connection: &ConnectionArgs) -> Result<Arc<Driver>, RunErro
     Ok(driver)
 }
 
+/// `connect` for `run`: when the user named no socket and none answers, the embedded
+/// service is started (or joined); the flag says this runner must release it.
+async fn connect_for_run(connection: &ConnectionArgs) -> Result<(Arc<Driver>, bool), RunError> {
+    let unreachable = match connect(connection).await {
+        Ok(driver) => return Ok((driver, false)),
+        Err(e @ RunError::PodmanUnreachable { .. }) if connection.socket.is_none() => e,
+        Err(e) => return Err(e),
+    };
+    let root = state_root(connection)?;
+    let started = service::start(&root)
+        .await
+        .map_err(|why| match &unreachable {
+            RunError::PodmanUnreachable { socket, reason } => RunError::PodmanUnreachable {
+                socket: socket.clone(),
+                reason: format!("{reason}; and no private service could be started: {why}"),
+            },
+            _ => RunError::Other(why),
+        })?;
+    if let Some(pid) = started.started_pid {
+        println!(
+            "==> no podman service answers; started a private one (pid {pid}) at {}, stopped when the last job using it ends",
+            started.url
+        );
+    }
+    match connect_to(connection, started.url).await {
+        Ok(driver) => Ok((driver, true)),
+        Err(e) => {
+            service::release(&root).await;
+            Err(e)
+        }
+    }
+}
+
 pub async fn run(args: RunArgs) -> i32 {
     if args.detach && !args.detached_child {
         return super::detach::start(args).await;
@@ -142,9 +202,24 @@ async fn run_job(args: &RunArgs) -> Result<i32, RunError> {
         crate::outln!("{}", notices.trim_start());
     }
     let job = Arc::new(checked.loaded.job);
-    let driver = connect(&args.connection).await?;
+    let (driver, embedded) = connect_for_run(&args.connection).await?;
     let root = state_root(&args.connection)?;
-    let files = JobFiles::new(&root, &job.id)?;
+    let result = run_connected(args, job, driver, &root).await;
+    if embedded {
+        if let Some(pid) = service::release(&root).await {
+            println!("==> stopped the private podman service (pid {pid})");
+        }
+    }
+    result
+}
+
+async fn run_connected(
+    args: &RunArgs,
+    job: Arc<Job>,
+    driver: Arc<Driver>,
+    root: &Path,
+) -> Result<i32, RunError> {
+    let files = JobFiles::new(root, &job.id)?;
     if !state::find(&args.connection, Some(&job.id))
         .await?
         .is_empty()
@@ -165,7 +240,7 @@ async fn run_job(args: &RunArgs) -> Result<i32, RunError> {
         use_color(args.no_color) && !args.detached_child,
         label_width(&job),
     );
-    let result = supervise(args, job, driver, &root, &files, &ui).await;
+    let result = supervise(args, job, driver, root, &files, &ui).await;
     ui.flush().await;
     drop(ui);
     let _ = printer.await;
@@ -304,6 +379,25 @@ async fn supervise(
         .cloned()
         .zip(allocations.iter().map(|a| a.ctx.exits.clone()))
         .collect();
+    let bridge = allocations
+        .iter()
+        .any(|a| a.tasks.iter().any(|t| t == INFRA_TASK));
+    let infra_image = match &args.infra_image {
+        Some(image) => InfraImage::Given(image.clone()),
+        None if bridge => {
+            let client = driver
+                .sockets()
+                .first()
+                .and_then(|s| driver.client(&s.name))
+                .ok_or_else(|| RunError::Other("no podman socket configured".into()))?;
+            InfraImage::Pause(
+                infra::ensure_pause_image(&client)
+                    .await
+                    .map_err(|e| RunError::Other(format!("bridge network: {e}")))?,
+            )
+        }
+        None => InfraImage::Pause(String::new()),
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(Shutdown::Running);
     let first_signal = Arc::new(std::sync::atomic::AtomicI32::new(0));
     let signals = tokio::spawn(watch_signals(shutdown_tx, ui.clone(), first_signal.clone()));
@@ -321,7 +415,7 @@ async fn supervise(
     for allocation in allocations {
         handles.push(tokio::spawn(run_allocation(
             allocation,
-            args.infra_image.clone(),
+            infra_image.clone(),
             shutdown_rx.clone(),
             started_tx.clone(),
         )));
@@ -419,7 +513,7 @@ type TaskExits = Arc<std::sync::Mutex<BTreeMap<String, i32>>>;
 /// One allocation: its log followers, its network namespace (bridge), its tasks.
 async fn run_allocation(
     allocation: Allocation,
-    infra_image: String,
+    infra_image: InfraImage,
     shutdown: watch::Receiver<Shutdown>,
     started: mpsc::UnboundedSender<()>,
 ) -> AllocOutcome {
@@ -462,6 +556,18 @@ async fn run_allocation(
                 return AllocOutcome::Failed {
                     task: INFRA_TASK.to_string(),
                 };
+            }
+        }
+    }
+    let poststop = super::task_runner::poststop_specs(&ctx).await;
+    if !poststop.is_empty() {
+        if let Ok(json) = serde_json::to_vec(&poststop) {
+            let path = ctx.dir.root.join(state::POSTSTOP_FILE);
+            if let Err(e) = statedir::write_private_file(&path, &json) {
+                ctx.ui.note(format!(
+                    "cannot write {}: {e} (stop without a runner will skip poststop tasks)",
+                    path.display()
+                ));
             }
         }
     }

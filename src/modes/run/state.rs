@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::driver::config::DriverConfig;
 use crate::driver::podman::{DeleteOptions, ListOptions, PodmanClient, PodmanError};
+use crate::driver::task::TaskSpec;
 
 use super::cli::{ConnectionArgs, GcArgs, LogsArgs, PsArgs, StopArgs};
 use super::error::{exit_code, RunError};
@@ -104,17 +104,7 @@ impl Manifest {
 }
 
 fn client(connection: &ConnectionArgs) -> Result<(PodmanClient, String), RunError> {
-    let config = DriverConfig {
-        socket_path: connection.socket_path()?,
-        ..DriverConfig::default()
-    };
-    let url = config
-        .sockets()
-        .map_err(|e| RunError::Other(e.to_string()))?
-        .into_iter()
-        .next()
-        .map(|s| s.url)
-        .ok_or_else(|| RunError::Other("no podman socket configured".into()))?;
+    let url = super::runner::socket_url(connection)?;
     let client = PodmanClient::new(&url, None).map_err(|e| RunError::PodmanUnreachable {
         socket: url.clone(),
         reason: e.to_string(),
@@ -506,6 +496,12 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
                 while runner_pid(&files).is_some() && tokio::time::Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
+                // Then until the process ended: it releases the embedded service last.
+                while super::service::running_or_zombie(runner) == Some(true)
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
             Err(why) => crate::outln!(
                 "job {:?}: not signalling pid {pid} named by {}: {why}",
@@ -514,16 +510,24 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
             ),
         }
     }
-    let left = find(&args.connection, Some(&args.job)).await?;
+    let left = match find(&args.connection, Some(&args.job)).await {
+        // The runner used the embedded service and stopped it as it ended: it removed
+        // its containers through it, and no other podman was named.
+        Err(RunError::PodmanUnreachable { .. }) if found && args.connection.socket.is_none() => {
+            Vec::new()
+        }
+        other => other?,
+    };
     if !left.is_empty() {
         found = true;
         crate::outln!(
-            "stopping {} container{} of job {:?} without its runner (poststop tasks do not run)",
+            "stopping {} container{} of job {:?} without its runner",
             left.len(),
             if left.len() == 1 { "" } else { "s" },
             args.job
         );
-        remove_in_order(&args.connection, left).await?;
+        let poststop = poststop_left(&files, &left);
+        remove_in_order(&args.connection, left, poststop).await?;
     }
     let known = files.dir.is_dir();
     let outcome = Outcome::read(&files);
@@ -533,6 +537,11 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
     }
     if found {
         crate::outln!("job {:?} stopped", args.job);
+        if let Some(pid) = super::service::stop_if_unused(&state_root(&args.connection)?).await {
+            crate::outln!(
+                "stopped the private podman service (pid {pid}): no job uses it any more"
+            );
+        }
         return Ok(exit_code::OK);
     }
     if !known {
@@ -599,14 +608,73 @@ async fn collect_garbage(args: &GcArgs) -> Result<i32, RunError> {
     Ok(exit_code::OK)
 }
 
-/// Nomad's kill order: leader, other non-sidecar tasks, sidecars, poststop, then the
-/// network namespace holders. Containers are stopped in that order, then removed in
-/// dependency order: a container that joins another's namespace (`network_mode =
-/// "task:NAME"`, the group's infra container) goes before the one it joins, since podman
-/// refuses to remove a container others depend on.
+/// The file next to an allocation that holds its poststop tasks' specs.
+pub const POSTSTOP_FILE: &str = "poststop.json";
+
+/// The poststop tasks still to run for the allocations of `left`: those whose runner
+/// recorded them and that have no poststop container yet (one that exists already ran).
+fn poststop_left(files: &JobFiles, left: &[RunnerContainer]) -> Vec<TaskSpec> {
+    let mut allocs: BTreeMap<&str, bool> = BTreeMap::new();
+    for c in left {
+        *allocs.entry(c.alloc_dir.as_str()).or_default() |= c.stage == "poststop";
+    }
+    let mut specs = Vec::new();
+    for (dir, poststop_ran) in allocs {
+        let dir = Path::new(dir);
+        // Only allocation dirs of this job, in this state dir.
+        if poststop_ran || !dir.starts_with(&files.dir) {
+            continue;
+        }
+        if let Ok(bytes) = statedir::read_private_file(&dir.join(POSTSTOP_FILE)) {
+            if let Ok(mut more) = serde_json::from_slice::<Vec<TaskSpec>>(&bytes) {
+                specs.append(&mut more);
+            }
+        }
+    }
+    specs
+}
+
+/// Runs poststop tasks (all at once, as Nomad does) through the core, each to its end,
+/// with its output in the allocation's logs; the containers are removed afterwards.
+async fn run_poststop(connection: &ConnectionArgs, specs: Vec<TaskSpec>) -> Result<(), RunError> {
+    let driver = super::runner::connect(connection).await?;
+    let runs = specs.into_iter().map(|spec| {
+        let driver = driver.clone();
+        async move {
+            let id = spec.context.id.clone();
+            let name = spec.context.name.clone();
+            match driver.start(spec).await {
+                Ok(_) => {
+                    crate::outln!("  poststop task {name} started");
+                    match driver.wait(&id).await {
+                        Ok(exit) => {
+                            crate::outln!(
+                                "  poststop task {name} exited with code {}",
+                                exit.exit_code
+                            )
+                        }
+                        Err(e) => crate::outln!("  poststop task {name}: {e}"),
+                    }
+                }
+                Err(e) => crate::outln!("  poststop task {name} could not start: {e}"),
+            }
+            let _ = driver.destroy(&id, true).await;
+        }
+    });
+    futures::future::join_all(runs).await;
+    Ok(())
+}
+
+/// Nomad's kill order: leader, other non-sidecar tasks, sidecars, poststop (the recorded
+/// poststop tasks run here when no runner does), then the network namespace holders.
+/// Containers are stopped in that order, then removed in dependency order: a container
+/// that joins another's namespace (`network_mode = "task:NAME"`, the group's infra
+/// container) goes before the one it joins, since podman refuses to remove a container
+/// others depend on.
 async fn remove_in_order(
     connection: &ConnectionArgs,
     containers: Vec<RunnerContainer>,
+    mut poststop: Vec<TaskSpec>,
 ) -> Result<(), RunError> {
     let (client, socket) = client(connection)?;
     let rank = |c: &RunnerContainer| match (c.leader, c.stage.as_str()) {
@@ -620,7 +688,14 @@ async fn remove_in_order(
     for c in &containers {
         by_rank.entry(rank(c)).or_default().push(c);
     }
-    for (_, batch) in by_rank {
+    if !poststop.is_empty() {
+        // Poststop tasks run after every other task stopped, before the namespace holder.
+        by_rank.entry(4).or_default();
+    }
+    for (rank, batch) in by_rank {
+        if rank == 4 && !poststop.is_empty() {
+            run_poststop(connection, std::mem::take(&mut poststop)).await?;
+        }
         let stops = batch.into_iter().filter(|c| c.state == "running").map(|c| {
             let client = client.clone();
             async move {

@@ -303,6 +303,23 @@ fn round_ms(d: Duration) -> Duration {
 }
 
 /// Renders templates, builds the environment and the task spec for one start.
+/// The allocation's poststop tasks as they would start now, for `stop` to run them when
+/// this runner is gone (written next to the allocation as `poststop.json`).
+pub async fn poststop_specs(ctx: &AllocContext) -> Vec<TaskSpec> {
+    let mut specs = Vec::new();
+    for task in ctx
+        .group()
+        .tasks
+        .iter()
+        .filter(|t| t.stage() == super::model::Stage::Poststop)
+    {
+        if let Ok(spec) = prepare(ctx, task, 1).await {
+            specs.push(spec);
+        }
+    }
+    specs
+}
+
 async fn prepare(ctx: &AllocContext, task: &Task, attempt: u32) -> Result<TaskSpec, String> {
     let job = &ctx.job;
     let group = ctx.group();

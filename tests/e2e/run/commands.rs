@@ -1112,3 +1112,116 @@ fn the_docker_drivers_mount_and_namespace_options_run() {
         plan.stdout
     );
 }
+
+#[test]
+fn stop_without_a_live_runner_still_runs_poststop_tasks_in_order() {
+    let env = RunnerEnv::new("run-killed-poststop");
+    let id = crate::support::unique_name("killed-poststop");
+    let _cleanup = crate::support::LabelCleanup {
+        key: super::harness::JOB_LABEL.to_string(),
+        value: id.clone(),
+    };
+    let image = crate::support::BUSYBOX_IMAGE;
+    let file = env.state.join("job.nomad");
+    std::fs::write(
+        &file,
+        format!(
+            r#"job "{id}" {{
+  group "g" {{
+    network {{
+      mode = "bridge"
+    }}
+    task "main" {{
+      driver = "podman"
+      config {{
+        image   = "{image}"
+        command = "sh"
+        args    = ["-c", "trap 'echo main-stopped >>$NOMAD_ALLOC_DIR/data/order; exit 0' TERM; echo main >>$NOMAD_ALLOC_DIR/data/order; while :; do sleep 1 & wait $!; done"]
+      }}
+      kill_timeout = "5s"
+    }}
+    task "cleanup" {{
+      driver = "podman"
+      lifecycle {{
+        hook = "poststop"
+      }}
+      config {{
+        image   = "{image}"
+        command = "sh"
+        args    = ["-c", "echo poststop >>$NOMAD_ALLOC_DIR/data/order; echo \"order: $(tr '\\n' ' ' <$NOMAD_ALLOC_DIR/data/order)\""]
+      }}
+    }}
+  }}
+}}
+"#
+        ),
+    )
+    .expect("job file");
+    let started = env.run(&["run", "-d", file.to_str().expect("utf-8")]);
+    assert_eq!(started.code, 0, "{}{}", started.stdout, started.stderr);
+    let pid: i32 = started
+        .stdout
+        .split("runner pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("runner pid in {}", started.stdout));
+    let allocs = env.alloc_dirs(&id);
+    assert_eq!(allocs.len(), 1);
+    let order = allocs[0].join("alloc/data/order");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !read_or_empty(&order).contains("main") {
+        assert!(std::time::Instant::now() < deadline, "main never ran");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill runner");
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let stop = env.run(&["stop", &id]);
+    assert_eq!(stop.code, 0, "{}{}", stop.stdout, stop.stderr);
+    assert!(
+        stop.stdout.contains("without its runner"),
+        "{}",
+        stop.stdout
+    );
+    assert!(
+        stop.stdout
+            .contains("poststop task cleanup exited with code 0"),
+        "{}",
+        stop.stdout
+    );
+    // Main stopped (its kill signal) before the poststop task ran, and the namespace
+    // holder went last (the poststop task ran in it).
+    assert_eq!(read(&order), "main\nmain-stopped\npoststop\n");
+    assert!(
+        read(&allocs[0].join("alloc/logs/cleanup.stdout.0"))
+            .contains("order: main main-stopped poststop"),
+        "{}",
+        stop.stdout
+    );
+    let main_at = line_of_text(&stop.stdout, "removed main-");
+    let cleanup_at = line_of_text(&stop.stdout, "poststop task cleanup exited");
+    let infra_at = line_of_text(&stop.stdout, "removed nomad_init-");
+    assert!(
+        main_at < cleanup_at && cleanup_at < infra_at,
+        "{}",
+        stop.stdout
+    );
+    assert!(containers_of(&id).is_empty());
+}
+
+fn line_of_text(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} in:\n{text}"))
+}
+
+fn read_or_empty(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}

@@ -119,6 +119,74 @@ fn hello_takes_variables_from_flags_files_and_environment() {
 }
 
 #[test]
+fn nomad_single_dash_var_flags_work_as_in_nomad_job_run() {
+    let env = RunnerEnv::new("run-hello-nomad-flags");
+    let job = env.example("hello");
+    let var_file = env.state.join("prod.vars");
+    std::fs::write(&var_file, "greeting = \"From prod.vars\"\n").expect("var file");
+    let var_file = var_file.to_str().expect("utf-8");
+
+    // `nomad job run -var-file F JOB` and `-var=N=V` (later wins), flags before the file.
+    let out = env.run(&["run", "-var-file", var_file, job.path()]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        task_lines(&out.stdout, "hello.say")
+            .iter()
+            .any(|l| l == "From prod.vars, podman from say!"),
+        "{}",
+        out.stdout
+    );
+    let file_flag = format!("-var-file={var_file}");
+    let out = env.run(&["run", &file_flag, "-var", "greeting=hi", job.path()]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        task_lines(&out.stdout, "hello.say")
+            .iter()
+            .any(|l| l == "hi, podman from say!"),
+        "{}",
+        out.stdout
+    );
+    // Mixed with the double-dash forms, after the file too; validate and plan take them.
+    // As in Nomad, -var flags win over -var-file files whatever their order.
+    let out = env.run(&[
+        "plan",
+        "--json",
+        job.path(),
+        "-var=greeting=Hey",
+        "--var-file",
+        var_file,
+    ]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("Hey, podman"), "{}", out.stdout);
+    let out = env.run(&["validate", "-var", "greeting=", job.path()]);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("The greeting must not be empty."),
+        "{}",
+        out.stderr
+    );
+    // Unknown single-dash flags stay usage errors.
+    let out = env.run(&["run", "-vars", "greeting=x", job.path()]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+
+    let help = env.run(&["run", "--help"]);
+    assert_eq!(help.code, 0, "{}", help.stderr);
+    for spelled in [
+        "--var <NAME=VALUE>",
+        "-var,",
+        "--var-file <FILE>",
+        "-var-file,",
+    ] {
+        assert!(
+            help.stdout.contains(spelled),
+            "{spelled} in:\n{}",
+            help.stdout
+        );
+    }
+    assert!(containers_of(&job.id).is_empty());
+}
+
+#[test]
 fn web_serves_its_rendered_template_on_a_dynamic_port_until_ctrl_c() {
     let env = RunnerEnv::new("run-web");
     let job = env.example("web");

@@ -306,3 +306,16 @@ pub fn line_of(output: &str, text: &str) -> usize {
 pub fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// Whether the runner's default podman socket (no --socket, no CONTAINER_HOST) answers.
+pub fn default_socket_answers() -> bool {
+    let path = if nix::unistd::getuid().is_root() {
+        PathBuf::from("/run/podman/podman.sock")
+    } else {
+        PathBuf::from(format!(
+            "/run/user/{}/podman/podman.sock",
+            nix::unistd::getuid()
+        ))
+    };
+    std::os::unix::net::UnixStream::connect(path).is_ok()
+}
