@@ -24,7 +24,7 @@ pub mod decode;
 pub mod error;
 mod exec;
 pub mod facts;
-mod gates;
+pub(crate) mod gates;
 mod gc;
 pub mod handle;
 pub mod hostfs;

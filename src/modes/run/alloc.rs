@@ -18,6 +18,7 @@
 //! mount, not through its host parents. A task that sets a non-root `user` cannot read
 //! `/secrets` (see docs/runner.md).
 
+use crate::driver::gates::lexical_clean;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -94,24 +95,9 @@ impl AllocDir {
         } else {
             self.task_dir(task).join(destination)
         };
-        let normalized = normalize(&joined);
+        let normalized = lexical_clean(&joined);
         normalized.starts_with(&self.root).then_some(normalized)
     }
-}
-
-/// Resolves `.` and `..` without touching the filesystem.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -361,6 +361,9 @@ impl TestPodman {
         let mut cmd = match (self.lane, self.ns_pid) {
             (Lane::Podman5, Some(pid)) => {
                 let mut c = Command::new("nsenter");
+                // The CLI cannot start conmon itself here (`podman run` fails with conmon's
+                // "Failed to get working directory"): tests start containers through the
+                // API and use the CLI for the rest.
                 c.arg("-t")
                     .arg(pid.to_string())
                     .arg("-m")
