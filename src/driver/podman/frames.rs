@@ -153,7 +153,9 @@ impl Decoder for FrameDecoder {
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         match self.decode(src)? {
             Some(frame) => Ok(Some(frame)),
-            None if src.is_empty() => Ok(None),
+            // A clean end only between frames: inside a large frame whose header was
+            // consumed, the rest of it is missing even with nothing buffered.
+            None if src.is_empty() && self.large.is_none() => Ok(None),
             None => {
                 let missing = if let Some(large) = &self.large {
                     large.remaining - src.len()
@@ -176,6 +178,19 @@ fn error_channel(payload: &[u8]) -> FrameError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_end_inside_a_large_frame_is_an_unexpected_eof() {
+        // Found by the frames fuzz target: a header above the cap, then the end.
+        let mut src = BytesMut::from(&[2u8, 0, 0, 0, 0, 0x62, 0x63, 0x64][..]);
+        let mut decoder = FrameDecoder::new();
+        assert!(decoder.decode(&mut src).unwrap().is_none());
+        let err = decoder.decode_eof(&mut src).unwrap_err();
+        assert!(
+            matches!(err, FrameError::UnexpectedEof { missing } if missing == 0x0062_6364),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_header_claiming_4_gib_allocates_only_as_data_arrives() {
