@@ -13,6 +13,7 @@
 //! Registry credentials never appear in progress lines or errors.
 
 mod auth;
+mod download;
 mod reference;
 mod singleflight;
 
@@ -21,11 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use hyper::header::HOST;
-use hyper::{Method, Request, StatusCode};
 
-use super::podman::transport::{self, Endpoint};
+use super::podman::transport;
 use super::podman::{ImageInspect, PodmanClient, PodmanError, PullOptions};
+pub use download::ArchiveTls;
 pub use reference::ArchiveFormat;
 use reference::{RegistryRef, Source};
 use singleflight::SingleFlight;
@@ -185,6 +185,8 @@ pub struct ImageResolver {
     client: PodmanClient,
     auth: AuthConfig,
     pulls: Arc<SingleFlight<Resolution>>,
+    /// CAs for https archive URLs; `None`: the host's, read on first use.
+    archive_tls: Option<ArchiveTls>,
 }
 
 impl ImageRequest {
@@ -208,7 +210,14 @@ impl ImageResolver {
             client,
             auth,
             pulls: SingleFlight::new(),
+            archive_tls: None,
         }
+    }
+
+    /// Checks https archive servers against these CAs instead of the host's.
+    pub fn with_archive_tls(mut self, tls: ArchiveTls) -> Self {
+        self.archive_tls = Some(tls);
+        self
     }
 
     /// Makes the requested image available and says which one to use. Concurrent calls for
@@ -243,7 +252,8 @@ impl ImageResolver {
                     source: url.clone(),
                 });
                 let load = async {
-                    let body = download(&url, self.client.timeout()).await?;
+                    let tls = || self.archive_tls.clone().map_or_else(ArchiveTls::system, Ok);
+                    let body = download::download(&url, self.client.timeout(), tls).await?;
                     self.load(&url, body.into_data_stream()).await
                 };
                 bounded(&url, request.pull_timeout, load).await
@@ -370,43 +380,6 @@ async fn bounded(
                 timeout,
             })
         })
-}
-
-/// Starts an HTTP GET of an archive; the body is streamed on to podman, never stored.
-async fn download(
-    url: &str,
-    connect_timeout: Duration,
-) -> Result<hyper::body::Incoming, ImageError> {
-    let failed = |reason: String| ImageError::Download {
-        url: url.to_string(),
-        reason,
-    };
-    if url.starts_with("https://") {
-        return Err(failed(
-            "https is not supported (this build has no TLS client); serve the archive over http or use a local path"
-                .into(),
-        ));
-    }
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let endpoint =
-        Endpoint::parse(&format!("http://{authority}")).map_err(|e| failed(e.to_string()))?;
-    let mut req = Request::new(transport::empty_body());
-    *req.method_mut() = Method::GET;
-    *req.uri_mut() = path.parse().map_err(|e| failed(format!("bad path: {e}")))?;
-    if let Ok(host) = authority.parse() {
-        req.headers_mut().insert(HOST, host);
-    }
-    let resp = transport::exchange(&endpoint, "download image archive", connect_timeout, req)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    if resp.status() != StatusCode::OK {
-        return Err(failed(format!("unexpected status {}", resp.status())));
-    }
-    Ok(resp.into_body())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod plugin_kill;
 mod podman_restart;
 mod runner_kill;
 mod soak;
+mod test_bed;
 
 use crate::support::TestPodman;
 

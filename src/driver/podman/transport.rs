@@ -204,18 +204,27 @@ pub(crate) async fn exchange(
             timeout: connect_timeout,
         })?
         .map_err(|e| transport(TransportError::Io(e)))?;
+    send_on(conn, req).await.map_err(transport)
+}
+
+/// Sends `req` as the one HTTP/1.1 exchange of an open connection (any byte stream: a
+/// socket, or a TLS session over one) and returns the response head.
+pub(crate) async fn send_on<C>(
+    conn: C,
+    req: Request<RequestBody>,
+) -> Result<Response<Incoming>, TransportError>
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(conn))
         .await
-        .map_err(|e| transport(TransportError::Http(e)))?;
+        .map_err(TransportError::Http)?;
     // Ends when the response is consumed or dropped; errors surface through `send_request`
     // and the body.
     tokio::spawn(async move {
         let _ = connection.with_upgrades().await;
     });
-    sender
-        .send_request(req)
-        .await
-        .map_err(|e| transport(TransportError::Http(e)))
+    sender.send_request(req).await.map_err(TransportError::Http)
 }
 
 /// I/O or HTTP failure below the libpod layer.

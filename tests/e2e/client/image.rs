@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use nomad_driver_podman::driver::image::{
-    AuthConfig, ImageError, ImageOrigin, ImageProgress, ImageRequest, ImageResolver, Platform,
-    RegistryAuth,
+    ArchiveTls, AuthConfig, ImageError, ImageOrigin, ImageProgress, ImageRequest, ImageResolver,
+    Platform, RegistryAuth,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -320,44 +320,155 @@ async fn archives_are_loaded_from_local_paths() {
     assert!(matches!(err, ImageError::Archive { .. }), "{err:?}");
 }
 
-/// Serves `body` to every GET of `/image.tar`, 404 otherwise.
-async fn serve_archive(body: Vec<u8>) -> std::net::SocketAddr {
+/// Serves `body` to every GET of `/image.tar`, 404 otherwise; over TLS with `tls`.
+async fn serve_archive_on(
+    body: Vec<u8>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let body = Arc::new(body);
     tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
+        while let Ok((conn, _)) = listener.accept().await {
             let body = body.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if conn.read(&mut byte).await.unwrap_or(0) == 0 {
-                        return;
+                match tls {
+                    Some(acceptor) => {
+                        // A client that refuses the certificate ends the handshake here.
+                        if let Ok(session) = acceptor.accept(conn).await {
+                            answer_archive_get(session, &body).await;
+                        }
                     }
-                    head.push(byte[0]);
+                    None => answer_archive_get(conn, &body).await,
                 }
-                let found = head.starts_with(b"GET /image.tar ");
-                let reply = if found {
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    )
-                } else {
-                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        .to_string()
-                };
-                let _ = conn.write_all(reply.as_bytes()).await;
-                if found {
-                    let _ = conn.write_all(&body).await;
-                }
-                let _ = conn.shutdown().await;
             });
         }
     });
     addr
+}
+
+async fn serve_archive(body: Vec<u8>) -> std::net::SocketAddr {
+    serve_archive_on(body, None).await
+}
+
+async fn answer_archive_get<S>(mut conn: S, body: &[u8])
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte).await.unwrap_or(0) == 0 {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let found = head.starts_with(b"GET /image.tar ");
+    let reply = if found {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+    } else {
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+    };
+    let _ = conn.write_all(reply.as_bytes()).await;
+    if found {
+        let _ = conn.write_all(body).await;
+    }
+    let _ = conn.shutdown().await;
+}
+
+/// A fresh certificate authority (PEM) and a server certificate it signed for 127.0.0.1.
+fn authority_and_server_tls() -> (String, tokio_rustls::TlsAcceptor) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("server params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("server certificate");
+    #[allow(deprecated)] // the driver's own choice of provider (src/driver/image/download.rs)
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![server.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+    (ca.pem(), tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+#[tokio::test]
+async fn archives_are_streamed_from_https_urls_only_from_trusted_servers() {
+    let (archive, name) = saved_archive("oci-archive");
+    let _cleanup = ImageCleanup(vec![name.clone()]);
+    let (ca, acceptor) = authority_and_server_tls();
+    let addr = serve_archive_on(
+        std::fs::read(&archive).expect("read archive"),
+        Some(acceptor),
+    )
+    .await;
+    let url = format!("https://{addr}/image.tar");
+    let trusted = ArchiveTls::from_pem(ca.as_bytes()).expect("CA");
+
+    let loaded = resolver(AuthConfig::default())
+        .with_archive_tls(trusted.clone())
+        .ensure(&request(&format!("oci-archive:{url}")), |_| {})
+        .await
+        .expect("load over https");
+    assert_eq!(loaded.origin, ImageOrigin::Loaded);
+    assert!(
+        loaded.name.contains(
+            name.trim_start_matches("localhost/")
+                .trim_end_matches(":latest")
+        ),
+        "{loaded:?}"
+    );
+
+    // A server certificate from another authority is refused before anything is loaded.
+    let (other_ca, _) = authority_and_server_tls();
+    let err = resolver(AuthConfig::default())
+        .with_archive_tls(ArchiveTls::from_pem(other_ca.as_bytes()).expect("other CA"))
+        .ensure(&request(&format!("oci-archive:{url}")), |_| {})
+        .await
+        .expect_err("untrusted server");
+    assert!(matches!(err, ImageError::Download { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&url) && text.contains("certificate"),
+        "{text}"
+    );
+
+    // https to a server that answers in plain http fails the handshake, naming the server.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let plain = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let _ = conn
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    let err = resolver(AuthConfig::default())
+        .with_archive_tls(trusted)
+        .ensure(
+            &request(&format!("docker-archive:https://{plain}/image.tar")),
+            |_| {},
+        )
+        .await
+        .expect_err("plain server");
+    assert!(err.to_string().contains("TLS handshake"), "{err}");
 }
 
 #[tokio::test]

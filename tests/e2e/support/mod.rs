@@ -149,15 +149,41 @@ fn rootless_ids() -> Result<(u32, u32), String> {
     Ok((id("-u")?, id("-g")?))
 }
 
-/// Kills the process group's main command when stdin reaches EOF, then runs `$CLEANUP`.
+/// Runs the main command until stdin reaches EOF (the test process ended), then kills it
+/// and runs `$CLEANUP`. With `$CRASH_DIR` set, a main command that ends on its own before
+/// that (podman 5's service has crashed under load with Go's fatal errors) is recorded
+/// there (its log and exit status) and started again with the same arguments on the same
+/// socket (`$SOCKET`), so one podman crash costs the tests in flight, not the rest of the
+/// suite; scripts/test re-runs the tests that failed in a lane that recorded a crash.
 const WATCHDOG: &str = r#"trap '' INT HUP
-"$@" </dev/null >"$LOG" 2>&1 &
-main=$!
-cat >/dev/null
-kill "$main" 2>/dev/null
-wait "$main"
+exec 3<&0
+start() { "$@" </dev/null 3<&- >>"$LOG" 2>&1 & echo $! >"$LOG.pid"; }
+start "$@"
+{ cat <&3 >/dev/null; : >"$LOG.stopping"; kill "$(cat "$LOG.pid")" 2>/dev/null; } &
+watcher=$!
+exec 3<&-
+while :; do
+  wait "$(cat "$LOG.pid")"; status=$?
+  [ -e "$LOG.stopping" ] && break
+  if [ -z "$CRASH_DIR" ]; then wait "$watcher"; break; fi
+  mkdir -p "$CRASH_DIR"
+  record="$CRASH_DIR/service-$(date +%Y%m%dT%H%M%S)-$$.log"
+  { echo "podman service exited with status $status at $(date -u +%FT%TZ): $*"; cat "$LOG"; } >"$record"
+  : >"$LOG"
+  rm -f "$SOCKET"
+  start "$@"
+done
+wait "$watcher"
 eval "$CLEANUP"
 "#;
+
+/// Where the shared service's crashes are recorded (scripts/test reads them per lane):
+/// under /tmp, the one host directory the podman 5 lane's namespace sees.
+fn service_crash_dir() -> PathBuf {
+    std::env::var_os("NDP_SERVICE_CRASH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("ndp-e2e-service-crashes"))
+}
 
 /// The private podman service of this test process.
 pub struct TestPodman {
@@ -176,7 +202,9 @@ pub struct TestPodman {
 /// The private podman service, started on first use.
 pub fn podman() -> &'static TestPodman {
     static PODMAN: OnceLock<TestPodman> = OnceLock::new();
-    PODMAN.get_or_init(|| TestPodman::start().unwrap_or_else(|e| panic!("test bed: {e}")))
+    PODMAN.get_or_init(|| {
+        TestPodman::start(Some(service_crash_dir())).unwrap_or_else(|e| panic!("test bed: {e}"))
+    })
 }
 
 /// A libpod client for the private service (default deadline).
@@ -187,11 +215,20 @@ pub fn client() -> PodmanClient {
 /// A second, independent podman service (own storage, network and socket) for a test that
 /// must disturb its service; torn down when the returned value is dropped.
 pub fn start_private_podman() -> TestPodman {
-    TestPodman::start().unwrap_or_else(|e| panic!("private test bed: {e}"))
+    // Never restarted: the tests that use one stop and start its service themselves.
+    TestPodman::start(None).unwrap_or_else(|e| panic!("private test bed: {e}"))
+}
+
+/// A private service supervised like the shared one: when it dies on its own it is
+/// recorded in `crash_dir` and started again.
+pub fn start_supervised_private_podman(crash_dir: &Path) -> TestPodman {
+    TestPodman::start(Some(crash_dir.to_path_buf()))
+        .unwrap_or_else(|e| panic!("supervised test bed: {e}"))
 }
 
 impl TestPodman {
-    fn start() -> Result<Self, String> {
+    /// With `crash_dir`, a service that dies on its own is recorded there and restarted.
+    fn start(crash_dir: Option<PathBuf>) -> Result<Self, String> {
         let lane = lane();
         let dir = make_temp_dir("podman")?;
         let (subnet, claim) = claim_subnet(lane)?;
@@ -278,13 +315,18 @@ impl TestPodman {
             ],
             Lane::Host | Lane::Rootless => Vec::new(),
         };
+        let mut envs = paths.envs(&conf, &registries_conf);
+        envs.push(("SOCKET", socket.as_os_str()));
+        if let Some(crash_dir) = &crash_dir {
+            envs.push(("CRASH_DIR", crash_dir.as_os_str()));
+        }
         let (watchdog, watchdog_pid) = spawn_watchdog(
             &dir,
             &wrapper,
             cmd,
             &dir.join("service.log"),
             &cleanup,
-            &paths.envs(&conf, &registries_conf),
+            &envs,
         )?;
         let podman = TestPodman {
             lane,
@@ -495,6 +537,11 @@ impl TestPodman {
         std::thread::spawn(move || service.wait());
         self.wait_ready()
             .unwrap_or_else(|e| panic!("restarted service: {e}"));
+    }
+
+    /// Whether the service answers a ping now.
+    pub fn answers(&self) -> bool {
+        ping(&self.socket)
     }
 
     fn wait_ready(&self) -> Result<(), String> {
