@@ -559,7 +559,7 @@ mod tests {
     fn bad_values_name_the_option() {
         let cases = [
             (json!({"bogus": 1}), "config.bogus: unknown option"),
-            (json!({"gc": {"imagee": true}}), "config.gc.imagee: unknown option"),
+            (json!({"gc": {"imagee": true}}), "config.gc.imagee: unknown option; did you mean \"image\"?"),
             (
                 json!({"logging": {"driver": "syslog"}}),
                 "config.logging.driver: invalid value \"syslog\": expected \"nomad\" or \"journald\"",

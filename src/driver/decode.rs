@@ -13,8 +13,12 @@ use serde_json::{Map, Value};
 /// (e.g. `config.memory_reservation`), and where there is one, the offending value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{field}: unknown option")]
-    UnknownOption { field: String },
+    #[error("{field}: unknown option{}", did_you_mean(suggestion.as_deref()))]
+    UnknownOption {
+        field: String,
+        /// The known option nearest in spelling, when one is near enough.
+        suggestion: Option<String>,
+    },
     #[error("{field}: {what}")]
     Missing { field: String, what: &'static str },
     #[error("{field}: expected {expected}, got {found}")]
@@ -37,7 +41,7 @@ impl ConfigError {
     /// The full path of the option at fault.
     pub fn field(&self) -> &str {
         match self {
-            ConfigError::UnknownOption { field }
+            ConfigError::UnknownOption { field, .. }
             | ConfigError::Missing { field, .. }
             | ConfigError::WrongType { field, .. }
             | ConfigError::InvalidValue { field, .. }
@@ -56,6 +60,60 @@ impl ConfigError {
             reason: reason.into(),
         }
     }
+}
+
+/// `; did you mean "x"?` for a suggestion, nothing without one.
+pub fn did_you_mean(suggestion: Option<&str>) -> String {
+    suggestion
+        .map(|s| format!("; did you mean {s:?}?"))
+        .unwrap_or_default()
+}
+
+/// The candidate nearest to a misspelt `name`: a case-insensitive match, else the one
+/// fewest edits away (a swap of two neighbouring letters is one edit), if that is at most
+/// a third of the name's length (at least one). Ties go to the earlier candidate.
+pub fn nearest_name<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let lower = name.to_ascii_lowercase();
+    let limit = (name.chars().count() / 3).max(1);
+    let mut best: Option<(usize, &str)> = None;
+    for candidate in candidates {
+        let distance = edit_distance(&lower, &candidate.to_ascii_lowercase());
+        if distance <= limit && best.map_or(true, |(d, _)| distance < d) {
+            best = Some((distance, candidate));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions and swaps of
+/// neighbours, one edit each.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let width = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * width];
+    for i in 0..=a.len() {
+        d[i * width] = i;
+    }
+    for (j, cell) in d.iter_mut().enumerate().take(width) {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut value = (d[(i - 1) * width + j] + 1)
+                .min(d[i * width + j - 1] + 1)
+                .min(d[(i - 1) * width + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                value = value.min(d[(i - 2) * width + j - 2] + 1);
+            }
+            d[i * width + j] = value;
+        }
+    }
+    d[a.len() * width + b.len()]
 }
 
 /// Short description of a value for "got ..." messages.
@@ -100,14 +158,29 @@ impl<'a> Block<'a> {
         })
     }
 
-    /// Fails on the first key not in `known`, naming it.
+    /// Fails on the first key not in `known`, naming it and the nearest known one.
     pub(crate) fn deny_unknown(&self, known: &[&str]) -> Result<(), ConfigError> {
-        match self.map.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(key) => Err(ConfigError::UnknownOption {
-                field: self.child(key),
-            }),
+        match self.unknown(known).into_iter().next() {
+            Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Every key not in `known`, each with the nearest known one.
+    pub(crate) fn unknown(&self, known: &[&str]) -> Vec<ConfigError> {
+        self.map
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .map(|key| ConfigError::UnknownOption {
+                field: self.child(key),
+                suggestion: nearest_name(key, known.iter().copied()).map(str::to_string),
+            })
+            .collect()
+    }
+
+    /// The block's keys and values.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&'a String, &'a Value)> {
+        self.map.iter()
     }
 
     pub(crate) fn child(&self, key: &str) -> String {
@@ -298,8 +371,36 @@ mod tests {
         let value = json!({"image": "x", "imagee": "y"});
         let block = Block::new("config", &value).unwrap();
         let err = block.deny_unknown(&["image"]).unwrap_err();
-        assert_eq!(err.to_string(), "config.imagee: unknown option");
+        assert_eq!(
+            err.to_string(),
+            "config.imagee: unknown option; did you mean \"image\"?"
+        );
         assert_eq!(err.field(), "config.imagee");
+        let err = block.deny_unknown(&["command"]).unwrap_err();
+        assert_eq!(err.to_string(), "config.image: unknown option");
+    }
+
+    #[test]
+    fn nearest_names_allow_few_edits_for_the_length() {
+        let known = [
+            "image",
+            "memory_reservation",
+            "network_mode",
+            "ports",
+            "cap_add",
+        ];
+        for (typo, want) in [
+            ("imgae", Some("image")), // swapped neighbours
+            ("IMAGE", Some("image")), // case only
+            ("memory_reservaton", Some("memory_reservation")),
+            ("networkmode", Some("network_mode")),
+            ("port", Some("ports")),
+            ("cap_ad", Some("cap_add")),
+            ("volumes", None),
+            ("img", None), // two edits from "image": too many for three letters
+        ] {
+            assert_eq!(nearest_name(typo, known), want, "{typo}");
+        }
     }
 
     #[test]

@@ -345,7 +345,47 @@ fn refuse_reserved_labels(labels: &BTreeMap<String, String>) -> Result<(), Confi
     }
 }
 
+/// The top-level option a field path names: `config.auth.username` -> `auth`.
+fn option_of(field: &str) -> Option<&str> {
+    let rest = field.strip_prefix(ROOT)?.strip_prefix('.')?;
+    let end = rest.find(['.', '[']).unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
 impl TaskConfig {
+    /// Like [`TaskConfig::from_value`], but on failure every problem at once (a job file
+    /// with three typos is fixed in one round): all unknown options, each with the nearest
+    /// known name, and then each option that fails, found by decoding again without the
+    /// options already at fault. Every error is one `from_value` would report itself.
+    pub fn from_value_all(value: &Value) -> Result<TaskConfig, Vec<ConfigError>> {
+        let root = Block::new(ROOT, value).map_err(|e| vec![e])?;
+        let mut errors = root.unknown(&KEYS);
+        let mut rest: serde_json::Map<String, Value> = root
+            .entries()
+            .filter(|(k, _)| KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        loop {
+            match TaskConfig::from_value(&Value::Object(rest.clone())) {
+                Ok(config) if errors.is_empty() => return Ok(config),
+                Ok(_) => return Err(errors),
+                Err(e) => {
+                    let key = option_of(e.field()).map(str::to_string);
+                    errors.push(e);
+                    match key {
+                        Some(key) if rest.remove(&key).is_some() => {}
+                        // The one required option, missing (or misspelt): go on as if set.
+                        Some(key) if key == "image" => {
+                            rest.insert(key, Value::String("placeholder".into()));
+                        }
+                        // Not one option's fault: stop here.
+                        _ => return Err(errors),
+                    }
+                }
+            }
+        }
+    }
+
     /// Decodes and validates a task `config {}` block (Nomad's cty shape or plain HCL).
     pub fn from_value(value: &Value) -> Result<TaskConfig, ConfigError> {
         let root = Block::new(ROOT, value)?;
@@ -1645,7 +1685,7 @@ mod tests {
         );
         assert_eq!(
             error(with_image(json!({"imag": "x"}))),
-            "config.imag: unknown option"
+            "config.imag: unknown option; did you mean \"image\"?"
         );
         assert_eq!(
             error(with_image(json!({"memory_reservation": 5}))),

@@ -681,7 +681,9 @@ async fn custom_network_and_static_addresses() {
             .expect("network inspect");
     let cidr = subnet[0]["subnets"][0]["subnet"].as_str().expect("subnet");
     let prefix = cidr.trim_end_matches("0/24");
-    let wanted_ip = format!("{prefix}{}", 100 + rand::random::<u8>() % 100);
+    // From the host numbers podman does not assign itself (two distinct ones).
+    let first = support::STATIC_HOSTS.start + rand::random::<u8>() % 50;
+    let wanted_ip = format!("{prefix}{first}");
 
     let cleanup = LabelCleanup::new("options");
     let spec = task(
@@ -699,7 +701,7 @@ async fn custom_network_and_static_addresses() {
     assert_eq!(settings["MacAddress"], "02:00:00:ab:cd:ef");
 
     // The same on the default bridge (network_mode unset): keyed as podman's default.
-    let other_ip = format!("{prefix}{}", 200 + rand::random::<u8>() % 50);
+    let other_ip = format!("{prefix}{}", first + 50);
     if support::lane().is_rootless() {
         // Rootless, the default is slirp4netns: a static address is refused up front.
         let cleanup = LabelCleanup::new("options");

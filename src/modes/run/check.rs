@@ -97,19 +97,21 @@ fn check_task(group: &Group, task: &Task, out: &mut Checked) {
         ));
     }
     check_templates(task, out);
-    let config =
-        match TaskConfig::from_value(&coerce_to_schema(&task_config_schema(), &task.config)) {
-            Ok(c) => c,
-            Err(e) => {
+    let typed = coerce_to_schema(&task_config_schema(), &task.config);
+    let config = match TaskConfig::from_value_all(&typed) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
                 // A value that is still `${...}` is decided when the task starts.
                 if !field_is_deferred(task, e.field()) {
                     let at = config_field_location(task, e.field());
                     out.errors
                         .push(JobFileError::at(at, format!("task {:?}: {e}", task.name)));
                 }
-                return;
             }
-        };
+            return;
+        }
+    };
     let located = |key: &str| {
         task.config_locations
             .get(key)
@@ -310,6 +312,48 @@ mod tests {
             "{}",
             errors[1]
         );
+    }
+
+    #[test]
+    fn every_config_error_is_reported_at_once_with_the_nearest_option() {
+        let errors = check(
+            r#"job "j" {
+  group "g" {
+    task "t" {
+      driver = "podman"
+      config {
+        imagee     = "busybox"
+        comand     = "sh"
+        pids_limit = -5
+        cap_ad     = ["NET_ADMIN"]
+        tty        = "maybe"
+      }
+    }
+  }
+}
+"#,
+        );
+        let want = [
+            ("job.nomad:5:7:", "config.image: image name required"),
+            (
+                "job.nomad:6:9:",
+                "config.imagee: unknown option; did you mean \"image\"?",
+            ),
+            (
+                "job.nomad:7:9:",
+                "config.comand: unknown option; did you mean \"command\"?",
+            ),
+            ("job.nomad:8:9:", "config.pids_limit"),
+            (
+                "job.nomad:9:9:",
+                "config.cap_ad: unknown option; did you mean \"cap_add\"?",
+            ),
+            ("job.nomad:10:9:", "config.tty: expected bool"),
+        ];
+        assert_eq!(errors.len(), want.len(), "{errors:#?}");
+        for (error, (at, what)) in errors.iter().zip(want) {
+            assert!(error.starts_with(at) && error.contains(what), "{error}");
+        }
     }
 
     #[test]

@@ -104,8 +104,13 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ),
     (
         "syntax_unclosed_block.nomad",
-        "8:6",
-        "Invalid HCL: invalid block body",
+        "2:13",
+        "Invalid HCL: Unclosed block: the block `group \"g\"` opened here has no closing `}`",
+    ),
+    (
+        "syntax_unterminated_string.nomad",
+        "6:17",
+        "Invalid HCL: Unterminated string: the string opened here has no closing `\"` on its line",
     ),
     (
         "task_reserved_name.nomad",

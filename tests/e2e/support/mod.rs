@@ -640,13 +640,26 @@ lock_type = "file"
     )
 }
 
+/// Host numbers of the test bed's network that podman never assigns by itself: static
+/// addresses of tests come from here.
+pub const STATIC_HOSTS: std::ops::Range<u8> = 150..255;
+
 fn network_json(name: &str, octet: u8, subnet: u8) -> String {
     serde_json::json!({
         "name": name,
         "id": format!("{:0>64}", format!("{subnet:x}e2e")),
         "driver": "bridge",
         "network_interface": name,
-        "subnets": [{"subnet": format!("10.{octet}.{subnet}.0/24"), "gateway": format!("10.{octet}.{subnet}.1")}],
+        // Podman hands out addresses round-robin, so over a suite run they reach every
+        // host number: dynamic ones stay below STATIC_HOSTS, where tests pick static ones.
+        "subnets": [{
+            "subnet": format!("10.{octet}.{subnet}.0/24"),
+            "gateway": format!("10.{octet}.{subnet}.1"),
+            "lease_range": {
+                "start_ip": format!("10.{octet}.{subnet}.2"),
+                "end_ip": format!("10.{octet}.{subnet}.{}", STATIC_HOSTS.start - 1),
+            },
+        }],
         "ipv6_enabled": false,
         "internal": false,
         "dns_enabled": false,

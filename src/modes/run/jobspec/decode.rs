@@ -58,6 +58,68 @@ impl Notices {
     }
 }
 
+/// The arguments and blocks each block type takes (besides the ignored ones), for the
+/// "Did you mean" of an unsupported name.
+const JOB_KEYS: &[&str] = &[
+    "type",
+    "name",
+    "region",
+    "namespace",
+    "datacenters",
+    "meta",
+    "group",
+];
+const GROUP_KEYS: &[&str] = &["count", "meta", "task", "network", "restart"];
+const NETWORK_KEYS: &[&str] = &["mode", "hostname", "mbits", "port", "dns", "cni"];
+const PORT_KEYS: &[&str] = &["static", "to", "host_network"];
+const DNS_KEYS: &[&str] = &["servers", "searches", "options"];
+const RESTART_KEYS: &[&str] = &["attempts", "interval", "delay", "mode", "render_templates"];
+const TASK_KEYS: &[&str] = &[
+    "driver",
+    "user",
+    "leader",
+    "kill_signal",
+    "kill_timeout",
+    "env",
+    "meta",
+    "config",
+    "lifecycle",
+    "restart",
+    "resources",
+    "template",
+];
+const LIFECYCLE_KEYS: &[&str] = &["hook", "sidecar"];
+const RESOURCES_KEYS: &[&str] = &[
+    "cpu",
+    "memory",
+    "memory_max",
+    "cores",
+    "disk",
+    "iops",
+    "secrets",
+    "device",
+    "network",
+    "numa",
+];
+const TEMPLATE_KEYS: &[&str] = &[
+    "data",
+    "source",
+    "destination",
+    "env",
+    "perms",
+    "left_delimiter",
+    "right_delimiter",
+    "error_on_missing_key",
+    "change_mode",
+    "change_signal",
+    "splay",
+    "uid",
+    "gid",
+    "vault_grace",
+    "wait",
+    "change_script",
+];
+
 /// Blocks and arguments Nomad accepts that have no effect in a local run.
 const IGNORED_IN_JOB: &[&str] = &[
     "all_at_once",
@@ -350,22 +412,24 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn unsupported_attr(&mut self, attr: &Attribute, within: &str) {
+    fn unsupported_attr(&mut self, attr: &Attribute, within: &str, known: &[&[&str]]) {
         self.error(
             attr.key.span(),
             format!(
-                "Unsupported argument: an argument named {:?} is not expected in {within}",
-                key(attr)
+                "Unsupported argument: an argument named {:?} is not expected in {within}{}",
+                key(attr),
+                suggestion(key(attr), known)
             ),
         );
     }
 
-    fn unsupported_block(&mut self, block: &Block, within: &str) {
+    fn unsupported_block(&mut self, block: &Block, within: &str, known: &[&[&str]]) {
+        let name = block.ident.value().as_str();
         self.error(
             block.ident.span(),
             format!(
-                "Unsupported block type: blocks of type {:?} are not expected in {within}",
-                block.ident.value().as_str()
+                "Unsupported block type: blocks of type {name:?} are not expected in {within}{}",
+                suggestion(name, known)
             ),
         );
     }
@@ -443,7 +507,7 @@ impl<'a> Decoder<'a> {
                     k if IGNORED_IN_JOB.contains(&k) => {
                         self.notices.ignore(k, self.ev.location(attr.key.span()))
                     }
-                    _ => self.unsupported_attr(attr, "a job block"),
+                    _ => self.unsupported_attr(attr, "a job block", &[JOB_KEYS, IGNORED_IN_JOB]),
                 },
                 Structure::Block(b) => match b.ident.value().as_str() {
                     "group" => group_blocks.push(b),
@@ -451,7 +515,7 @@ impl<'a> Decoder<'a> {
                     k if IGNORED_IN_JOB.contains(&k) => {
                         self.notices.ignore(k, self.ev.location(b.ident.span()))
                     }
-                    _ => self.unsupported_block(b, "a job block"),
+                    _ => self.unsupported_block(b, "a job block", &[JOB_KEYS, IGNORED_IN_JOB]),
                 },
             }
         }
@@ -500,7 +564,11 @@ impl<'a> Decoder<'a> {
                     k if IGNORED_IN_GROUP.contains(&k) => {
                         self.notices.ignore(k, self.ev.location(attr.key.span()))
                     }
-                    _ => self.unsupported_attr(attr, "a group block"),
+                    _ => self.unsupported_attr(
+                        attr,
+                        "a group block",
+                        &[GROUP_KEYS, IGNORED_IN_GROUP],
+                    ),
                 },
                 Structure::Block(b) => match b.ident.value().as_str() {
                     "task" => task_blocks.push(b),
@@ -519,7 +587,9 @@ impl<'a> Decoder<'a> {
                     k if IGNORED_IN_GROUP.contains(&k) => {
                         self.notices.ignore(k, self.ev.location(b.ident.span()))
                     }
-                    _ => self.unsupported_block(b, "a group block"),
+                    _ => {
+                        self.unsupported_block(b, "a group block", &[GROUP_KEYS, IGNORED_IN_GROUP])
+                    }
                 },
             }
         }
@@ -599,7 +669,7 @@ impl<'a> Decoder<'a> {
                     "mbits" => self
                         .notices
                         .ignore("mbits", self.ev.location(attr.key.span())),
-                    _ => self.unsupported_attr(attr, "a network block"),
+                    _ => self.unsupported_attr(attr, "a network block", &[NETWORK_KEYS]),
                 },
                 Structure::Block(b) => match b.ident.value().as_str() {
                     "port" => {
@@ -613,7 +683,7 @@ impl<'a> Decoder<'a> {
                     }
                     "dns" => net.dns = Some(self.dns(b)),
                     "cni" => self.notices.ignore("cni", self.ev.location(b.ident.span())),
-                    _ => self.unsupported_block(b, "a network block"),
+                    _ => self.unsupported_block(b, "a network block", &[NETWORK_KEYS]),
                 },
             }
         }
@@ -662,9 +732,9 @@ impl<'a> Decoder<'a> {
                         port.host_network = self.string(attr);
                         self.notices.ignore("host_network", self.ev.location(attr.key.span()));
                     }
-                    _ => self.unsupported_attr(attr, "a port block"),
+                    _ => self.unsupported_attr(attr, "a port block", &[PORT_KEYS]),
                 },
-                Structure::Block(b) => self.unsupported_block(b, "a port block"),
+                Structure::Block(b) => self.unsupported_block(b, "a port block", &[PORT_KEYS]),
             }
         }
         Some(port)
@@ -681,7 +751,7 @@ impl<'a> Decoder<'a> {
                         "searches" => &mut dns.searches,
                         "options" => &mut dns.options,
                         _ => {
-                            self.unsupported_attr(attr, "a dns block");
+                            self.unsupported_attr(attr, "a dns block", &[DNS_KEYS]);
                             continue;
                         }
                     };
@@ -690,7 +760,7 @@ impl<'a> Decoder<'a> {
                     };
                     *list = values;
                 }
-                Structure::Block(b) => self.unsupported_block(b, "a dns block"),
+                Structure::Block(b) => self.unsupported_block(b, "a dns block", &[DNS_KEYS]),
             }
         }
         dns
@@ -731,9 +801,11 @@ impl<'a> Decoder<'a> {
                     "render_templates" => self
                         .notices
                         .ignore("render_templates", self.ev.location(attr.key.span())),
-                    _ => self.unsupported_attr(attr, "a restart block"),
+                    _ => self.unsupported_attr(attr, "a restart block", &[RESTART_KEYS]),
                 },
-                Structure::Block(b) => self.unsupported_block(b, "a restart block"),
+                Structure::Block(b) => {
+                    self.unsupported_block(b, "a restart block", &[RESTART_KEYS])
+                }
             }
         }
         if policy.attempts > 0 && policy.delay > policy.interval {
@@ -821,7 +893,7 @@ impl<'a> Decoder<'a> {
                     k if IGNORED_IN_TASK.contains(&k) => {
                         self.notices.ignore(k, self.ev.location(attr.key.span()))
                     }
-                    _ => self.unsupported_attr(attr, "a task block"),
+                    _ => self.unsupported_attr(attr, "a task block", &[TASK_KEYS, IGNORED_IN_TASK]),
                 },
                 Structure::Block(b) => match b.ident.value().as_str() {
                     "config" => {
@@ -852,7 +924,7 @@ impl<'a> Decoder<'a> {
                     k if IGNORED_IN_TASK.contains(&k) => {
                         self.notices.ignore(k, self.ev.location(b.ident.span()))
                     }
-                    _ => self.unsupported_block(b, "a task block"),
+                    _ => self.unsupported_block(b, "a task block", &[TASK_KEYS, IGNORED_IN_TASK]),
                 },
             }
         }
@@ -931,9 +1003,11 @@ impl<'a> Decoder<'a> {
                         }
                     }
                     "sidecar" => sidecar = self.bool(attr).unwrap_or(false),
-                    _ => self.unsupported_attr(attr, "a lifecycle block"),
+                    _ => self.unsupported_attr(attr, "a lifecycle block", &[LIFECYCLE_KEYS]),
                 },
-                Structure::Block(b) => self.unsupported_block(b, "a lifecycle block"),
+                Structure::Block(b) => {
+                    self.unsupported_block(b, "a lifecycle block", &[LIFECYCLE_KEYS])
+                }
             }
         }
         let Some(hook) = hook else {
@@ -980,13 +1054,13 @@ impl<'a> Decoder<'a> {
                         &format!("resources.{}", key(attr)),
                         self.ev.location(attr.key.span()),
                     ),
-                    _ => self.unsupported_attr(attr, "a resources block"),
+                    _ => self.unsupported_attr(attr, "a resources block", &[RESOURCES_KEYS]),
                 },
                 Structure::Block(b) => match b.ident.value().as_str() {
                     k @ ("device" | "network" | "numa") => self
                         .notices
                         .ignore(&format!("resources.{k}"), self.ev.location(b.ident.span())),
-                    _ => self.unsupported_block(b, "a resources block"),
+                    _ => self.unsupported_block(b, "a resources block", &[RESOURCES_KEYS]),
                 },
             }
         }
@@ -1044,13 +1118,13 @@ impl<'a> Decoder<'a> {
                         self.notices
                             .ignore(&format!("template.{k}"), self.ev.location(attr.key.span()));
                     }
-                    _ => self.unsupported_attr(attr, "a template block"),
+                    _ => self.unsupported_attr(attr, "a template block", &[TEMPLATE_KEYS]),
                 },
                 Structure::Block(b) => match b.ident.value().as_str() {
                     k @ ("wait" | "change_script") => self
                         .notices
                         .ignore(&format!("template.{k}"), self.ev.location(b.ident.span())),
-                    _ => self.unsupported_block(b, "a template block"),
+                    _ => self.unsupported_block(b, "a template block", &[TEMPLATE_KEYS]),
                 },
             }
         }
@@ -1086,6 +1160,13 @@ impl<'a> Decoder<'a> {
             _ => Some(spec),
         }
     }
+}
+
+/// ` Did you mean "x"?` with the known name nearest to `name`, or nothing.
+fn suggestion(name: &str, known: &[&[&str]]) -> String {
+    crate::driver::decode::nearest_name(name, known.iter().flat_map(|k| k.iter().copied()))
+        .map(|s| format!(". Did you mean {s:?}?"))
+        .unwrap_or_default()
 }
 
 fn key(attr: &Attribute) -> &str {

@@ -4,6 +4,7 @@
 //! [`model::Job`]: crate::modes::run::model::Job
 
 pub mod decode;
+mod delimiters;
 pub mod error;
 pub mod eval;
 pub mod functions;
@@ -46,10 +47,18 @@ pub fn load(path: &Path, inputs: &VarInputs) -> Result<LoadedJob, JobFileErrors>
 /// Evaluates job-file text (`source` names the file for error locations).
 pub fn parse(source: Source, inputs: &VarInputs) -> Result<LoadedJob, JobFileErrors> {
     let body = hcl::edit::parser::parse_body(source.text()).map_err(|e| {
-        JobFileError::at(
-            source.location(e.location().offset()),
-            format!("Invalid HCL: {}", e.message()),
-        )
+        // The parser notices an open brace or quote only where the file ends (or the next
+        // line fails): point at the opening instead.
+        match delimiters::find_unclosed(source.text()) {
+            Some(open) => JobFileError::at(
+                source.location(open.offset()),
+                format!("Invalid HCL: {}", open.message(source.text())),
+            ),
+            None => JobFileError::at(
+                source.location(e.location().offset()),
+                format!("Invalid HCL: {}", e.message()),
+            ),
+        }
     })?;
     let mut errors = Vec::new();
     let mut decls = Vec::new();

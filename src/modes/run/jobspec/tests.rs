@@ -282,7 +282,7 @@ fn errors_carry_file_line_and_column() {
     assert_eq!(parse_error.len(), 1);
     assert_eq!(
         parse_error[0],
-        "job.nomad:2:14: Invalid HCL: invalid block body; expected `}`, newline or identifier"
+        "job.nomad:2:13: Invalid HCL: Unclosed block: the block `group \"g\"` opened here has no closing `}`"
     );
 }
 
@@ -365,5 +365,60 @@ fn templatefile_and_file_read_relative_to_the_job_file() {
     assert_eq!(
         task.templates[0].data.as_deref(),
         Some("listen 80\nlisten 81\nid=${NOMAD_ALLOC_ID}\n")
+    );
+}
+
+#[test]
+fn unsupported_names_come_with_the_nearest_known_one() {
+    let errs = errors(
+        r#"job "j" {
+  datacenter = ["dc1"]
+  group "g" {
+    cont = 2
+    task "t" {
+      driver = "podman"
+      resorces {
+        cpu = 100
+      }
+      config {
+        image = "x"
+      }
+    }
+  }
+}
+"#,
+    );
+    assert_eq!(
+        errs,
+        [
+            "job.nomad:2:3: Unsupported argument: an argument named \"datacenter\" is not expected in a job block. Did you mean \"datacenters\"?",
+            "job.nomad:4:5: Unsupported argument: an argument named \"cont\" is not expected in a group block. Did you mean \"count\"?",
+            "job.nomad:7:7: Unsupported block type: blocks of type \"resorces\" are not expected in a task block. Did you mean \"resources\"?",
+        ]
+    );
+}
+
+#[test]
+fn an_unclosed_block_or_string_is_reported_where_it_opens() {
+    let errs = errors(
+        r#"job "j" {
+  group "g" {
+    task "t" {
+      driver = "podman"
+      config {
+        image = "x"
+      }
+  }
+}
+"#,
+    );
+    assert_eq!(
+        errs,
+        ["job.nomad:3:14: Invalid HCL: Unclosed block: the block `task \"t\"` opened here has no closing `}`"]
+    );
+    let errs = errors("job \"j\" {\n  group \"g\" {\n    meta { a = \"b }\n  }\n}\n");
+    assert_eq!(
+        errs,
+        ["job.nomad:3:16: Invalid HCL: Unterminated string: the string opened here has no closing `\"` on its line"]
     );
 }
