@@ -42,6 +42,8 @@ const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(5);
 /// Tries of the final read of a stopped container's log.
 const FINAL_READ_ATTEMPTS: usize = 3;
+/// How long a follow stream may stay open once the task's exit is known.
+const API_SETTLE: Duration = Duration::from_secs(2);
 
 /// Where forwarding resumes: lines stamped before `unix_nanos` are done, and so are the
 /// first `seen` lines stamped exactly `unix_nanos` (podman 4 stamps whole seconds).
@@ -281,7 +283,7 @@ async fn forward(
             return k8s_file::tail(&path, &mut output, config.exited, events).await;
         }
     }
-    follow_api(&client, &config.container_id, &mut output).await
+    follow_api(&client, &config.container_id, &mut output, config.exited).await
 }
 
 /// The container's k8s-file log, when this process can read it.
@@ -303,10 +305,11 @@ async fn follow_api(
     client: &PodmanClient,
     container_id: &str,
     output: &mut Output,
+    mut exited: watch::Receiver<ExitState>,
 ) -> Result<(), LogError> {
     let mut retry = FIRST_RETRY;
     loop {
-        match read_api(client, container_id, output, true).await {
+        match read_api(client, container_id, output, Some(&mut exited)).await {
             Ok(ApiEnd::Cancelled) => return Ok(()),
             Ok(ApiEnd::Clean) => match client.container_inspect(container_id).await {
                 Ok(c) if c.state.running => retry = FIRST_RETRY,
@@ -333,7 +336,7 @@ async fn read_rest(
 ) -> Result<(), LogError> {
     let mut retry = FIRST_RETRY;
     for _ in 0..FINAL_READ_ATTEMPTS {
-        match read_api(client, container_id, output, false).await {
+        match read_api(client, container_id, output, None).await {
             Ok(_) => return Ok(()),
             Err(ApiError::Sink(e)) => return Err(e),
             Err(ApiError::Podman(e)) if e.is_not_found() => return Ok(()),
@@ -367,14 +370,18 @@ enum ApiError {
 }
 
 /// One logs request from the cursor until its stream ends.
+/// One logs request from the cursor: following (with the task's exit signal) or not.
+/// A follow ends `API_SETTLE` after the exit is known even if podman keeps the stream
+/// open (podman 4.3 can, for a container force-removed meanwhile); the caller then reads
+/// the rest without following.
 async fn read_api(
     client: &PodmanClient,
     container_id: &str,
     output: &mut Output,
-    follow: bool,
+    mut follow: Option<&mut watch::Receiver<ExitState>>,
 ) -> Result<ApiEnd, ApiError> {
     let options = LogOptions {
-        follow,
+        follow: follow.is_some(),
         stdout: true,
         stderr: true,
         timestamps: true,
@@ -389,9 +396,18 @@ async fn read_api(
         f = client.container_logs(container_id, &options) => f.map_err(ApiError::Podman)?,
     };
     let mut admission = Admission::default();
+    let mut settle: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
+        if settle.is_none() && follow.as_deref().is_some_and(exit_known) {
+            settle = Some(Box::pin(tokio::time::sleep(API_SETTLE)));
+        }
         let frame = tokio::select! {
             _ = cancel.cancelled() => return Ok(ApiEnd::Cancelled),
+            _ = async { settle.as_mut().expect("guarded").await }, if settle.is_some() => {
+                return Ok(ApiEnd::Clean);
+            }
+            _ = async { follow.as_deref_mut().expect("guarded").changed().await },
+                if settle.is_none() && follow.is_some() => continue,
             f = frames.next() => match f {
                 Some(f) => f.map_err(ApiError::Podman)?,
                 None => return Ok(ApiEnd::Clean),
@@ -409,6 +425,11 @@ async fn read_api(
         }
         output.publish();
     }
+}
+
+/// Whether the task has exited, or no one can say any more (the signal's sender is gone).
+fn exit_known(exited: &watch::Receiver<ExitState>) -> bool {
+    exited.has_changed().is_err() || *exited.borrow() != ExitState::Running
 }
 
 /// Which frames of one logs request are new, by the cursor.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::file_events::{FileEvents, FileWatch};
-use super::{parse_stamp, ExitState, LogError, Output, StreamKind};
+use super::{exit_known, parse_stamp, ExitState, LogError, Output, StreamKind};
 
 const READ_CHUNK: usize = 128 * 1024;
 /// Without file events (inotify unavailable), checks for growth at the end of the file
@@ -148,7 +148,7 @@ pub(super) async fn tail(
     let cancel = output.cancel.clone();
     loop {
         // Taken before the read: the exit counts only once a read after it found the end.
-        let exited_before = has_exited(&exited);
+        let exited_before = exit_known(&exited);
         let read = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             r = log.read_more() => r.map_err(source_error)?,
@@ -172,7 +172,7 @@ pub(super) async fn tail(
             watch = watch_file();
             continue;
         }
-        if exited_before {
+        if exited_before || removed_with_its_container(path, &log) {
             if settled {
                 return Ok(());
             }
@@ -207,8 +207,13 @@ async fn changed(watch: Option<&FileWatch>) {
     }
 }
 
-fn has_exited(exited: &watch::Receiver<ExitState>) -> bool {
-    exited.has_changed().is_err() || *exited.borrow() != ExitState::Running
+/// The log was deleted with its container: its path is gone and the open file has no
+/// name left. (A rotation replaces the file under the same path, so the path is there.)
+/// The tail then ends even if no exit is ever signalled: podman 4.3's wait can miss a
+/// container that is force-removed while it is waited on.
+fn removed_with_its_container(path: &Path, log: &LogFile) -> bool {
+    matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        && log.file.metadata().is_ok_and(|m| m.nlink() == 0)
 }
 
 /// The open log and how far it has been read.
@@ -367,6 +372,61 @@ async fn forward_records(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: the tail waited for an exit signal that podman 4.3 can fail to give
+    /// when the container is force-removed while waited on; a removed log ends it.
+    #[tokio::test]
+    async fn a_log_removed_with_its_container_ends_the_tail_without_an_exit_signal() {
+        use super::super::{LogCursor, Sink, SinkKind};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("ctr.log");
+        std::fs::write(
+            &log,
+            "2024-01-01T00:00:01.000000000+00:00 stdout F one\n\
+             2024-01-01T00:00:02.000000000+00:00 stderr F two\n",
+        )
+        .expect("write log");
+        let sink = |name: &str| {
+            Sink::open(dir.path(), &dir.path().join(name), SinkKind::File, None).expect("sink")
+        };
+        let (published, _) = watch::channel(LogCursor::at(std::time::UNIX_EPOCH));
+        let mut output = Output {
+            stdout: sink("out"),
+            stderr: sink("err"),
+            cursor: LogCursor::at(std::time::UNIX_EPOCH),
+            published,
+            position: None,
+            cancel: tokio_util::sync::CancellationToken::new(),
+        };
+        // Never signalled, never dropped.
+        let (_exit, exited) = watch::channel(ExitState::Running);
+        let tail_path = log.clone();
+        let tail = tokio::spawn(async move {
+            let result = tail(&tail_path, &mut output, exited, None).await;
+            (result, output)
+        });
+        // The tail reads what is there, then podman removes the file with the container.
+        while std::fs::read(dir.path().join("err"))
+            .unwrap_or_default()
+            .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        std::fs::remove_file(&log).expect("remove log");
+        let (result, _output) = tokio::time::timeout(Duration::from_secs(60), tail)
+            .await
+            .expect("the tail ends once its log is gone (hang guard, not a timing check)")
+            .expect("tail task");
+        result.expect("clean end");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out")).unwrap(),
+            "one\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("err")).unwrap(),
+            "two\n"
+        );
+    }
 
     #[test]
     fn cached_stamps_equal_full_parses() {

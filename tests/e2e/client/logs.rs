@@ -53,7 +53,22 @@ fn exit_watch(client: &PodmanClient, id: &str) -> watch::Receiver<ExitState> {
     let (tx, rx) = watch::channel(ExitState::Running);
     let (client, id) = (client.clone(), id.to_string());
     tokio::spawn(async move {
-        let _ = client.container_wait(&id, &[WaitCondition::Exited]).await;
+        // Podman 4.3's wait can miss a container force-removed while waited on: bounded
+        // waits, each followed by a look at the container itself.
+        loop {
+            let wait = client.container_wait(&id, &[WaitCondition::Exited]);
+            if tokio::time::timeout(Duration::from_secs(2), wait)
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            match client.container_inspect(&id).await {
+                Err(e) if e.is_not_found() => break,
+                Ok(c) if !c.state.running => break,
+                _ => {}
+            }
+        }
         tx.send_replace(ExitState::Exited {
             result: ExitResult::default(),
             at: SystemTime::now(),
