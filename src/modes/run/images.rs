@@ -3,6 +3,7 @@
 //! rule); this module only finds the images, reaches podman and words the result.
 //! Warnings never change the exit code: the image may be built or loaded before `run`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -122,45 +123,64 @@ pub async fn check(job: &Job, connection: &ConnectionArgs) -> ImageReport {
     if images.is_empty() {
         return report;
     }
-    let client = match reach(connection).await {
-        Ok(client) => client,
+    let url = match socket_url(connection) {
+        Ok(url) => url,
         Err(why) => {
             report.references_only(&images);
             report.skipped = Some(why);
             return report;
         }
     };
+    let unreachable = |reason: String| format!("podman is not reachable at {url}: {reason}");
+    // One deadline for the ping and every lookup.
     let lookups = async {
-        let mut found = Vec::new();
+        let client = PodmanClient::new(&url, Some(CHECK_DEADLINE))
+            .map_err(|e| unreachable(e.to_string()))?;
+        client
+            .ping()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let mut seen: BTreeMap<&str, Result<ImageCheck, String>> = BTreeMap::new();
         for at in &images {
-            found.push(image::check_image(&client, &at.image).await);
+            if !seen.contains_key(at.image.as_str()) {
+                let verdict = image::check_image(&client, &at.image)
+                    .await
+                    .map_err(|e| format!("cannot look the image up in podman: {e}"));
+                seen.insert(&at.image, verdict);
+            }
         }
-        found
+        Ok::<_, String>(seen)
     };
-    match tokio::time::timeout(CHECK_DEADLINE, lookups).await {
-        Ok(found) => {
-            for (at, verdict) in images.iter().zip(found) {
-                match verdict {
-                    Ok(ImageCheck::Unavailable(e)) => report.warn(at, e.to_string()),
-                    Ok(ImageCheck::Local | ImageCheck::Pullable | ImageCheck::Archive) => {}
-                    Err(e) => report.warn(at, format!("cannot check image in podman: {e}")),
+    let found = tokio::time::timeout(CHECK_DEADLINE, lookups)
+        .await
+        .unwrap_or_else(|_| {
+            Err(unreachable(format!(
+                "no answer within {}s",
+                CHECK_DEADLINE.as_secs()
+            )))
+        });
+    match found {
+        Ok(verdicts) => {
+            for at in &images {
+                match verdicts.get(at.image.as_str()) {
+                    Some(Ok(ImageCheck::Unavailable(e))) => report.warn(at, e.to_string()),
+                    Some(Err(e)) => report.warn(at, e.clone()),
+                    Some(Ok(ImageCheck::Local | ImageCheck::Pullable | ImageCheck::Archive))
+                    | None => {}
                 }
             }
         }
-        Err(_) => {
+        Err(why) => {
             report.references_only(&images);
-            report.skipped = Some(format!(
-                "podman did not answer within {}s",
-                CHECK_DEADLINE.as_secs()
-            ));
+            report.skipped = Some(why);
         }
     }
     report
 }
 
-/// A client for the socket `run` would use, if podman answers there. The state root is
-/// only looked at (for the embedded service), never created: `validate` leaves nothing.
-async fn reach(connection: &ConnectionArgs) -> Result<PodmanClient, String> {
+/// The socket `run` would use. The state root is only looked at (for the embedded
+/// service), never created: `validate` leaves nothing behind.
+fn socket_url(connection: &ConnectionArgs) -> Result<String, String> {
     let socket = connection.socket_path().map_err(|e| e.to_string())?;
     let config = DriverConfig {
         socket_path: socket,
@@ -175,27 +195,86 @@ async fn reach(connection: &ConnectionArgs) -> Result<PodmanClient, String> {
         .state_dir
         .clone()
         .unwrap_or_else(|| statedir::default_state_root().0);
-    let url = if root.is_dir() {
+    Ok(if root.is_dir() {
         service::fallback(connection.socket.as_deref(), &default, &root).unwrap_or(default)
     } else {
         default
-    };
-    let unreachable = |reason: String| format!("podman is not reachable at {url}: {reason}");
-    let client =
-        PodmanClient::new(&url, Some(CHECK_DEADLINE)).map_err(|e| unreachable(e.to_string()))?;
-    match tokio::time::timeout(CHECK_DEADLINE, client.ping()).await {
-        Ok(Ok(_)) => Ok(client),
-        Ok(Err(e)) => Err(unreachable(e.to_string())),
-        Err(_) => Err(unreachable(format!(
-            "no answer within {}s",
-            CHECK_DEADLINE.as_secs()
-        ))),
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::modes::run::jobspec::{parse, Source, VarInputs};
+
+    const JOB: &str = r#"job "j" {
+  group "g" {
+    task "local" {
+      driver = "podman"
+      config {
+        image = "localhost/app:1"
+      }
+    }
+    task "later" {
+      driver = "podman"
+      config {
+        image = "${NOMAD_META_image}"
+      }
+    }
+    task "bad" {
+      driver = "podman"
+      config {
+        image = "Bad/Name"
+      }
+    }
+  }
+}
+"#;
+
+    fn job() -> Job {
+        parse(Source::new("job.nomad", JOB), &VarInputs::default())
+            .unwrap()
+            .job
+    }
+
+    #[test]
+    fn images_still_holding_references_are_left_to_the_start() {
+        let images: Vec<(String, String)> = task_images(&job())
+            .into_iter()
+            .map(|t| (t.task, t.location))
+            .collect();
+        assert_eq!(
+            images,
+            [
+                ("local".to_string(), "job.nomad:6:9".to_string()),
+                ("bad".to_string(), "job.nomad:18:9".to_string())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn without_podman_only_the_references_are_checked_and_the_skip_is_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let connection = ConnectionArgs {
+            socket: Some(format!("unix://{}/podman.sock", dir.path().display())),
+            state_dir: Some(dir.path().join("state")),
+        };
+        let report = check(&job(), &connection).await;
+        let warned: Vec<&str> = report.warnings.iter().map(|w| w.task.as_str()).collect();
+        assert_eq!(warned, ["bad"]);
+        assert!(report.warnings[0]
+            .message
+            .starts_with("invalid image reference \"Bad/Name\""));
+        let skipped = report.skipped.unwrap_or_default();
+        assert!(
+            skipped.starts_with("podman is not reachable at unix://"),
+            "{skipped}"
+        );
+        assert!(
+            !dir.path().join("state").exists(),
+            "validate creates no state dir"
+        );
+    }
 
     fn warning(message: &str) -> ImageWarning {
         ImageWarning {
