@@ -176,6 +176,60 @@ pub fn is_local_only(name: &str) -> bool {
     name.starts_with("localhost/")
 }
 
+/// What an image string names, told without asking podman.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageKind {
+    /// A registry (or local storage) image; `name` is what podman is asked for.
+    Registry { name: String, local_only: bool },
+    /// Loaded from an archive (a path or URL) when the task starts.
+    Archive,
+}
+
+/// Classifies an image string as the start path will: the same parser, so a reference
+/// refused here is refused at start.
+pub fn classify(image: &str) -> Result<ImageKind, ImageError> {
+    match reference::parse(image)? {
+        Source::Registry(r) => Ok(ImageKind::Registry {
+            local_only: is_local_only(&r.name),
+            name: r.name,
+        }),
+        Source::ArchiveFile { .. } | Source::ArchiveUrl { .. } => Ok(ImageKind::Archive),
+    }
+}
+
+/// What a start would find for an image, checked ahead of it (`validate`, `plan`).
+#[derive(Debug, Clone)]
+pub enum ImageCheck {
+    /// In podman's local storage.
+    Local,
+    /// Not local, but a registry may provide it when the task starts.
+    Pullable,
+    /// An archive, loaded at start (not looked at here).
+    Archive,
+    /// The start would fail with this error.
+    Unavailable(ImageError),
+}
+
+/// Checks `image` against podman's local storage the way a start resolves it, without
+/// pulling: a `localhost/` image missing locally is [`ImageError::NotFoundLocally`], an
+/// unparsable reference its parse error. Errors are podman's (not reachable, say).
+pub async fn check_image(client: &PodmanClient, image: &str) -> Result<ImageCheck, PodmanError> {
+    let (name, local_only) = match classify(image) {
+        Ok(ImageKind::Registry { name, local_only }) => (name, local_only),
+        Ok(ImageKind::Archive) => return Ok(ImageCheck::Archive),
+        Err(e) => return Ok(ImageCheck::Unavailable(e)),
+    };
+    if client.image_exists(&name).await? {
+        Ok(ImageCheck::Local)
+    } else if local_only {
+        Ok(ImageCheck::Unavailable(ImageError::NotFoundLocally {
+            image: name,
+        }))
+    } else {
+        Ok(ImageCheck::Pullable)
+    }
+}
+
 type Resolution = Result<ResolvedImage, ImageError>;
 
 /// Resolves and pulls images through one podman client. Clone it freely; clones share
@@ -422,6 +476,42 @@ mod tests {
             variant: None,
         };
         assert_eq!(flight_key("busybox", &p), "busybox|linux|arm64|");
+    }
+
+    #[test]
+    fn classify_tells_local_only_registry_archive_and_invalid_apart() {
+        let registry = |name: &str, local_only| ImageKind::Registry {
+            name: name.into(),
+            local_only,
+        };
+        assert_eq!(
+            classify("localhost/app:1").unwrap(),
+            registry("localhost/app:1", true)
+        );
+        assert_eq!(classify("busybox").unwrap(), registry("busybox", false));
+        // A registry on localhost with a port is a registry, not local storage.
+        assert_eq!(
+            classify("localhost:5000/app").unwrap(),
+            registry("localhost:5000/app", false)
+        );
+        assert_eq!(
+            classify("docker://localhost/app").unwrap(),
+            registry("localhost/app:latest", true)
+        );
+        assert_eq!(
+            classify("docker-archive:/tmp/a.tar").unwrap(),
+            ImageKind::Archive
+        );
+        for bad in ["", "has space", "Upper/Case"] {
+            assert!(
+                matches!(classify(bad), Err(ImageError::InvalidReference { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            classify("dir:/some/where"),
+            Err(ImageError::UnsupportedTransport { .. })
+        ));
     }
 
     #[test]

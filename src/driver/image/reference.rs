@@ -173,12 +173,66 @@ fn split(reference: &str) -> Result<Parts, String> {
     if path.is_empty() || path.split('/').any(str::is_empty) {
         return Err("empty repository path component".into());
     }
+    if let Some(bad) = path.split('/').find(|c| !valid_path_component(c)) {
+        return Err(format!(
+            "repository path component {bad:?} must be lowercase letters and digits, \
+             separated by '.', '_', '__' or dashes"
+        ));
+    }
+    if let Some(tag) = &tag {
+        if !valid_tag(tag) {
+            return Err(format!(
+                "tag {tag:?} must be at most 128 letters, digits, '_', '.' or '-', \
+                 not starting with '.' or '-'"
+            ));
+        }
+    }
     Ok(Parts {
         domain,
         path,
         tag,
         digest,
     })
+}
+
+/// A path component as the docker reference grammar has it (podman refuses others):
+/// `[a-z0-9]+` runs joined by one `.`, one or two `_`, or any number of `-`.
+fn valid_path_component(component: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let bytes: Vec<char> = component.chars().collect();
+    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
+        return false;
+    };
+    if !alnum(*first) || !alnum(*last) {
+        return false;
+    }
+    let mut separator = String::new();
+    for c in bytes {
+        if alnum(c) {
+            let ok = separator.is_empty()
+                || separator == "."
+                || separator == "_"
+                || separator == "__"
+                || separator.chars().all(|s| s == '-');
+            if !ok {
+                return false;
+            }
+            separator.clear();
+        } else if matches!(c, '.' | '_' | '-') {
+            separator.push(c);
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// A tag as the docker reference grammar has it: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn valid_tag(tag: &str) -> bool {
+    tag.len() <= 128
+        && tag.chars().enumerate().all(|(i, c)| {
+            c.is_ascii_alphanumeric() || c == '_' || (i > 0 && matches!(c, '.' | '-'))
+        })
 }
 
 #[cfg(test)]
@@ -205,6 +259,36 @@ mod tests {
         let r = registry("quay.io/org/app:v1");
         assert_eq!(r.name, "quay.io/org/app:v1");
         assert_eq!(r.repository(), "quay.io/org/app");
+    }
+
+    #[test]
+    fn references_outside_the_docker_grammar_are_invalid() {
+        for good in [
+            "a/b__c/d-e--f/g.h:Tag_1.0-x",
+            "quay.io/org/app_v2",
+            "localhost/ndp-busybox:latest",
+            "x@sha256:abc",
+        ] {
+            assert!(parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "Busybox",
+            "org/App:1",
+            "a/b..c",
+            "a/-b",
+            "a/b_",
+            "a/b___c",
+            "app:-tag",
+            "app:.tag",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(ImageError::InvalidReference { .. })),
+                "{bad}: {:?}",
+                parse(bad)
+            );
+        }
+        let long_tag = format!("app:{}", "t".repeat(129));
+        assert!(parse(&long_tag).is_err());
     }
 
     #[test]

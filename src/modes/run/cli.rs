@@ -201,6 +201,10 @@ pub struct RunArgs {
     /// Plain output even on a terminal (NO_COLOR does the same).
     #[arg(long)]
     pub no_color: bool,
+    /// If the job is running (or its containers were left behind), stop it in Nomad's
+    /// order, as `stop` does, then run this job file.
+    #[arg(long)]
+    pub replace: bool,
     /// Internal: this process is the background runner of `run --detach`.
     #[arg(long, hide = true)]
     pub detached_child: bool,
@@ -211,6 +215,10 @@ pub struct ValidateArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub vars: VarArgs,
+    /// Where images are looked up (nothing else is asked of podman; without it the
+    /// image check is skipped).
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -221,6 +229,10 @@ pub struct PlanArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub vars: VarArgs,
+    /// Where images are looked up (nothing else is asked of podman; without it the
+    /// image check is skipped).
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     /// Print the plan as JSON.
     #[arg(long)]
     pub json: bool,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::cli::{shell_word, RunArgs};
 use super::error::{exit_code, RunError};
 use super::plan::notices_text;
-use super::runner::{state_root, JobFiles};
+use super::runner::{make_way, state_root, JobFiles};
 use super::statedir;
 use super::validate::{load_checked, report_error};
 
@@ -30,6 +30,7 @@ async fn spawn_and_wait(args: &RunArgs) -> Result<i32, RunError> {
     }
     let job_id = checked.loaded.job.id.clone();
     let files = JobFiles::new(&state_root(&args.connection)?, &job_id)?;
+    make_way(args, &files, &job_id).await?;
     files.create_dir()?;
     let _ = tokio::fs::remove_file(files.ready()).await;
     let log = statedir::create_private_file(&files.log())

@@ -39,6 +39,12 @@ pub enum RunError {
     JobIdNotAPathComponent(String),
     #[error("no containers of job {0:?} found (is it running?)")]
     JobNotFound(String),
+    #[error("job {job:?} is already running (see `{bin} ps {job}`): run it with --replace to stop it in Nomad's order and run this job file, or stop it first with `{bin} stop {job}`")]
+    AlreadyRunning {
+        job: String,
+        /// How to call this binary again (`ConnectionArgs::invocation`).
+        bin: String,
+    },
     #[error("{0}")]
     Other(String),
     /// A command-line value the runner cannot use (exit 2, like clap's own errors).
@@ -56,6 +62,7 @@ impl RunError {
             | RunError::StateDir(_)
             | RunError::JobIdNotAPathComponent(_)
             | RunError::JobNotFound(_)
+            | RunError::AlreadyRunning { .. }
             | RunError::Other(_) => exit_code::RUNNER,
         }
     }

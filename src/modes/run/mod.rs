@@ -16,15 +16,16 @@
 //! // Command::Runner(cmd) => std::process::exit(modes::run::execute(cmd).await),
 //! ```
 //!
-//! Commands: `run FILE [--detach]`, `validate FILE`, `plan FILE [--json]`, `ps [JOB]`,
-//! `logs JOB [TASK] [-f]`, `stop JOB`. Documented in docs/runner.md.
+//! Commands: `run FILE [--detach] [--replace]`, `validate FILE`, `plan FILE [--json]`,
+//! `ps [JOB]`, `logs JOB [TASK] [-f]`, `stop JOB`, `gc`. Documented in docs/runner.md.
 //!
 //! Layout: `jobspec/` reads and evaluates job files into [`model`]; `check` validates task
 //! configs with the core's decoder; `runner` supervises allocations, each run by
 //! `lifecycle` (ordering) and `task_runner` (start, wait, `restart`); `env`, `ports`,
 //! `interpolate`, `template`, `alloc` and `infra` prepare what a task gets; `ui` and `logs`
-//! print; `state` finds a job's containers by label for `ps`/`logs`/`stop`; `statedir`
-//! keeps the state root and the runner's own files (pid, log, manifest) private.
+//! print; `images` warns about task images a start could not get; `state` finds a job's
+//! containers by label for `ps`/`logs`/`stop`; `statedir` keeps the state root and the
+//! runner's own files (pid, log, manifest) private.
 
 pub mod alloc;
 pub mod check;
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod detach;
 pub mod env;
 pub mod error;
+pub mod images;
 pub mod infra;
 pub mod interpolate;
 pub mod jobspec;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::driver::task::MountKind;
 
 use super::check::{decode_config, INFRA_TASK};
+use super::images::ImageReport;
 use super::jobspec::decode::{Ignored, SkippedTask};
 use super::model::{duration_text, Group, Job, NetworkMode, RestartMode, Task};
 
@@ -21,6 +22,9 @@ pub struct Plan {
     pub groups: Vec<GroupPlan>,
     pub ignored: Vec<Ignored>,
     pub skipped_tasks: Vec<SkippedTask>,
+    /// Images a start could not get (`warnings`), and whether podman was asked.
+    #[serde(flatten)]
+    pub images: ImageReport,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,6 +107,7 @@ pub fn build(job: &Job, ignored: Vec<Ignored>, skipped_tasks: Vec<SkippedTask>) 
             .collect(),
         ignored,
         skipped_tasks,
+        images: ImageReport::default(),
     }
 }
 
@@ -408,6 +413,7 @@ impl Plan {
             }
         }
         out.push_str(&notices_text(&self.ignored, &self.skipped_tasks));
+        out.push_str(&self.images.to_text());
         out
     }
 }

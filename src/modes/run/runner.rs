@@ -220,15 +220,7 @@ async fn run_connected(
     root: &Path,
 ) -> Result<i32, RunError> {
     let files = JobFiles::new(root, &job.id)?;
-    if !state::find(&args.connection, Some(&job.id))
-        .await?
-        .is_empty()
-    {
-        return Err(RunError::Other(format!(
-            "job {:?} is already running (see `ps {0}`); stop it first with `stop {0}`",
-            job.id
-        )));
-    }
+    make_way(args, &files, &job.id).await?;
     files.create_dir()?;
     remove_previous_allocations(&files).await;
     let me = ProcessIdentity::current()
@@ -637,6 +629,35 @@ async fn show_driver_events(driver: Arc<Driver>, ui: Ui, allocs: BTreeMap<String
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
+}
+
+/// Before a job starts: a running instance of it (a live runner, or containers a dead one
+/// left) is refused, or with `--replace` stopped the way `stop` stops it (Nomad's order,
+/// poststop tasks included). `run --detach` does this before it starts its background
+/// runner, so the old runner's log is not replaced while it still writes it.
+pub async fn make_way(args: &RunArgs, files: &JobFiles, job: &str) -> Result<(), RunError> {
+    let running = match state::is_running(&args.connection, files, job).await {
+        // No podman answers yet and none was named: `run` starts the embedded service
+        // (and checks again once connected); no container can be running without it.
+        Err(RunError::PodmanUnreachable { .. }) if args.connection.socket.is_none() => false,
+        other => other?,
+    };
+    if !running {
+        return Ok(());
+    }
+    if !args.replace {
+        return Err(RunError::AlreadyRunning {
+            job: job.to_string(),
+            bin: args.connection.invocation(),
+        });
+    }
+    crate::outln!("==> job {job:?} is running; replacing it: stopping it first (as `stop` does)");
+    state::stop_running(&args.connection, files, job).await?;
+    crate::outln!(
+        "==> job {job:?} stopped; starting it from {}",
+        args.file.display()
+    );
+    Ok(())
 }
 
 /// The previous run's allocation dirs (kept for `logs`) make way for this run's; the

@@ -469,66 +469,7 @@ pub async fn stop(args: StopArgs) -> i32 {
 
 async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
     let files = JobFiles::new(&state_root(&args.connection)?, &args.job)?;
-    let mut found = false;
-    let runner = match check_runner(&files) {
-        RunnerCheck::Verified(runner) => Some(runner),
-        RunnerCheck::Mismatch { pid, why } => {
-            crate::outln!(
-                "job {:?}: {} names pid {pid}, which is not its runner ({why}); not signalling it",
-                args.job,
-                files.pid().display()
-            );
-            None
-        }
-        RunnerCheck::None => None,
-    };
-    if let Some(runner) = runner {
-        let pid = runner.pid;
-        match statedir::signal_runner(runner, nix::sys::signal::Signal::SIGTERM) {
-            Ok(()) => {
-                found = true;
-                crate::outln!(
-                    "stopping job {:?}: asking its runner (pid {pid}) to stop it in Nomad's order",
-                    args.job
-                );
-                // The runner stops every task (kill timeouts) and runs poststop tasks first.
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-                while runner_pid(&files).is_some() && tokio::time::Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                // Then until the process ended: it releases the embedded service last.
-                while super::service::running_or_zombie(runner) == Some(true)
-                    && tokio::time::Instant::now() < deadline
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-            Err(why) => crate::outln!(
-                "job {:?}: not signalling pid {pid} named by {}: {why}",
-                args.job,
-                files.pid().display()
-            ),
-        }
-    }
-    let left = match find(&args.connection, Some(&args.job)).await {
-        // The runner used the embedded service and stopped it as it ended: it removed
-        // its containers through it, and no other podman was named.
-        Err(RunError::PodmanUnreachable { .. }) if found && args.connection.socket.is_none() => {
-            Vec::new()
-        }
-        other => other?,
-    };
-    if !left.is_empty() {
-        found = true;
-        crate::outln!(
-            "stopping {} container{} of job {:?} without its runner",
-            left.len(),
-            if left.len() == 1 { "" } else { "s" },
-            args.job
-        );
-        let poststop = poststop_left(&files, &left);
-        remove_in_order(&args.connection, left, poststop).await?;
-    }
+    let found = stop_running(&args.connection, &files, &args.job).await?;
     let known = files.dir.is_dir();
     let outcome = Outcome::read(&files);
     let _ = std::fs::remove_file(Outcome::path(&files));
@@ -558,6 +499,86 @@ async fn stop_job(args: &StopArgs) -> Result<i32, RunError> {
         None => crate::outln!("job {:?}: nothing to stop", args.job),
     }
     Ok(exit_code::OK)
+}
+
+/// Whether `job` is running: a live runner, or containers (a dead runner's leftovers).
+pub async fn is_running(
+    connection: &ConnectionArgs,
+    files: &JobFiles,
+    job: &str,
+) -> Result<bool, RunError> {
+    Ok(runner_pid(files).is_some() || !find(connection, Some(job)).await?.is_empty())
+}
+
+/// Stops `job` in Nomad's order, the way `stop` does (and `run --replace` before it runs
+/// the new job file): its runner when one lives (it runs the poststop tasks), else its
+/// containers without it. Returns whether there was anything to stop.
+pub async fn stop_running(
+    connection: &ConnectionArgs,
+    files: &JobFiles,
+    job: &str,
+) -> Result<bool, RunError> {
+    let mut found = false;
+    let runner = match check_runner(files) {
+        RunnerCheck::Verified(runner) => Some(runner),
+        RunnerCheck::Mismatch { pid, why } => {
+            crate::outln!(
+                "job {:?}: {} names pid {pid}, which is not its runner ({why}); not signalling it",
+                job,
+                files.pid().display()
+            );
+            None
+        }
+        RunnerCheck::None => None,
+    };
+    if let Some(runner) = runner {
+        let pid = runner.pid;
+        match statedir::signal_runner(runner, nix::sys::signal::Signal::SIGTERM) {
+            Ok(()) => {
+                found = true;
+                crate::outln!(
+                    "stopping job {:?}: asking its runner (pid {pid}) to stop it in Nomad's order",
+                    job
+                );
+                // The runner stops every task (kill timeouts) and runs poststop tasks first.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+                while runner_pid(files).is_some() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                // Then until the process ended: it releases the embedded service last.
+                while super::service::running_or_zombie(runner) == Some(true)
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            Err(why) => crate::outln!(
+                "job {:?}: not signalling pid {pid} named by {}: {why}",
+                job,
+                files.pid().display()
+            ),
+        }
+    }
+    let left = match find(connection, Some(job)).await {
+        // The runner used the embedded service and stopped it as it ended: it removed
+        // its containers through it, and no other podman was named.
+        Err(RunError::PodmanUnreachable { .. }) if found && connection.socket.is_none() => {
+            Vec::new()
+        }
+        other => other?,
+    };
+    if !left.is_empty() {
+        found = true;
+        crate::outln!(
+            "stopping {} container{} of job {:?} without its runner",
+            left.len(),
+            if left.len() == 1 { "" } else { "s" },
+            job
+        );
+        let poststop = poststop_left(files, &left);
+        remove_in_order(connection, left, poststop).await?;
+    }
+    Ok(found)
 }
 
 /// Removes a job's directory (allocation dirs, logs, runner files).

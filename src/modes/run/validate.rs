@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::check::check_job;
 use super::cli::{PlanArgs, ValidateArgs, VarArgs};
 use super::error::{exit_code, RunError};
+use super::images::{self, ImageReport};
 use super::jobspec::decode::{Ignored, SkippedTask};
 use super::jobspec::{self, JobFileError, JobFileErrors, LoadedJob, VarInputs};
 use super::plan;
@@ -69,10 +70,16 @@ struct ValidateReport<'a> {
     errors: &'a [JobFileError],
     ignored: &'a [Ignored],
     skipped_tasks: &'a [SkippedTask],
+    #[serde(flatten)]
+    images: ImageReport,
 }
 
 pub async fn validate(args: ValidateArgs) -> i32 {
     let result = load_checked(&args.file, &args.vars).await;
+    let images = match &result {
+        Ok(checked) => images::check(&checked.loaded.job, &args.connection).await,
+        Err(_) => ImageReport::default(),
+    };
     if args.json {
         let (errors, job) = match &result {
             Ok(c) => (Vec::new(), Some(c)),
@@ -85,6 +92,7 @@ pub async fn validate(args: ValidateArgs) -> i32 {
             errors: &errors,
             ignored: job.map_or(&[], |c| c.ignored.as_slice()),
             skipped_tasks: job.map_or(&[], |c| c.loaded.notices.skipped_tasks.as_slice()),
+            images,
         };
         crate::outln!(
             "{}",
@@ -113,6 +121,7 @@ pub async fn validate(args: ValidateArgs) -> i32 {
                 plan::notices_text(&checked.ignored, &checked.loaded.notices.skipped_tasks)
                     .as_bytes(),
             );
+            crate::modes::output::write_stdout(images.to_text().as_bytes());
             exit_code::OK
         }
         Err(e) => report_error(&e),
@@ -122,11 +131,13 @@ pub async fn validate(args: ValidateArgs) -> i32 {
 pub async fn plan(args: PlanArgs) -> i32 {
     match load_checked(&args.file, &args.vars).await {
         Ok(checked) => {
-            let plan = plan::build(
+            let images = images::check(&checked.loaded.job, &args.connection).await;
+            let mut plan = plan::build(
                 &checked.loaded.job,
                 checked.ignored,
                 checked.loaded.notices.skipped_tasks,
             );
+            plan.images = images;
             if args.json {
                 crate::outln!(
                     "{}",
@@ -149,6 +160,7 @@ pub async fn plan(args: PlanArgs) -> i32 {
                 errors: &errors,
                 ignored: &[],
                 skipped_tasks: &[],
+                images: ImageReport::default(),
             };
             crate::outln!(
                 "{}",
