@@ -7,3 +7,4 @@ mod decode;
 mod examples;
 mod fresh;
 pub(crate) mod harness;
+mod logs;

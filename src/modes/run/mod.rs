@@ -17,13 +17,14 @@
 //! ```
 //!
 //! Commands: `run FILE [--detach]`, `validate FILE`, `plan FILE [--json]`, `ps [JOB]`,
-//! `logs JOB [TASK] [-f]`, `stop JOB`. Documented in docs/runner.md.
+//! `logs JOB [TASK] [-f] [--tail N] [--stdout|--stderr] [-t]`, `stop JOB`. Documented in docs/runner.md.
 //!
 //! Layout: `jobspec/` reads and evaluates job files into [`model`]; `check` validates task
 //! configs with the core's decoder; `runner` supervises allocations, each run by
 //! `lifecycle` (ordering) and `task_runner` (start, wait, `restart`); `env`, `ports`,
 //! `interpolate`, `template`, `alloc` and `infra` prepare what a task gets; `ui` and `logs`
-//! print; `state` finds a job's containers by label for `ps`/`logs`/`stop`; `statedir`
+//! print; `logs_command` reads the tasks' `journal`s for `logs`; `state` finds a job's
+//! containers by label for `ps`/`logs`/`stop`; `statedir`
 //! keeps the state root and the runner's own files (pid, log, manifest) private.
 
 pub mod alloc;
@@ -35,9 +36,11 @@ pub mod error;
 pub mod infra;
 pub mod interpolate;
 pub mod jobspec;
+pub mod journal;
 pub mod labels;
 pub mod lifecycle;
 pub mod logs;
+pub mod logs_command;
 pub mod model;
 pub mod plan;
 pub mod ports;
@@ -61,7 +64,7 @@ pub async fn execute(cmd: RunnerCommand) -> i32 {
         RunnerCommand::Validate(args) => validate::validate(args).await,
         RunnerCommand::Plan(args) => validate::plan(args).await,
         RunnerCommand::Ps(args) => state::ps(args).await,
-        RunnerCommand::Logs(args) => state::logs(args).await,
+        RunnerCommand::Logs(args) => logs_command::logs(args).await,
         RunnerCommand::Stop(args) => state::stop(args).await,
         RunnerCommand::Gc(args) => state::gc(args).await,
     }
