@@ -262,6 +262,7 @@ async fn k8s_file_read(
             container_id: container.to_string(),
             stdout: Sink::fifo(reader.path()).map_err(|e| e.to_string())?,
             stderr: Sink::discard(),
+            journal: Sink::discard(),
             cursor: LogCursor::at(SystemTime::UNIX_EPOCH),
             source: LogSource::Auto,
             exited,

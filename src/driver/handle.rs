@@ -21,6 +21,10 @@ pub struct LogTarget {
     pub forward: bool,
     pub stdout_path: Option<PathBuf>,
     pub stderr_path: Option<PathBuf>,
+    /// A regular file that also gets both streams, in order and stamped
+    /// ([`journal`](crate::driver::logs::journal)).
+    #[serde(default)]
+    pub journal_path: Option<PathBuf>,
     /// The allocation dir the paths are in: links are never followed below it.
     #[serde(default)]
     pub root: Option<PathBuf>,

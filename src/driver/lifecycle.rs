@@ -10,7 +10,7 @@ use super::handle::{LogTarget, TaskState, TASK_STATE_VERSION};
 use super::hostfs;
 use super::image::{ImageProgress, ImageRequest, Platform, RegistryAuth};
 use super::logs::{
-    self, FileEvents, LogCursor, LogForwardConfig, LogForwarder, LogSource, PositionFile, Sink,
+    self, FileEvents, LogCursor, LogForwardConfig, LogForwarder, LogSource, PositionFile, Sinks,
 };
 use super::model::{DriverNetwork, ExitResult, TaskRunState, TaskStatus, PULL_PROGRESS_ANNOTATION};
 use super::monitor::{ExitState, Monitor};
@@ -52,6 +52,7 @@ impl Driver {
             forward: log_mode.collect,
             stdout_path: spec.context.stdout_path.clone(),
             stderr_path: spec.context.stderr_path.clone(),
+            journal_path: spec.context.journal_path.clone(),
             root: spec.context.alloc_dir.clone(),
             sink_kind: spec.context.log_sink,
             task_dir: spec.context.task_dir.clone(),
@@ -436,8 +437,9 @@ impl Driver {
                 socket.client.clone(),
                 LogForwardConfig {
                     container_id: state.container_id.clone(),
-                    stdout: logs.sinks.0,
-                    stderr: logs.sinks.1,
+                    stdout: logs.sinks.stdout,
+                    stderr: logs.sinks.stderr,
+                    journal: logs.sinks.journal,
                     cursor: logs.cursor,
                     source: LogSource::Auto,
                     exited: sender.subscribe(),
@@ -765,7 +767,7 @@ const LOG_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How a task's log forwarding begins.
 struct LogStart {
-    sinks: (Sink, Sink),
+    sinks: Sinks,
     cursor: LogCursor,
     position: Option<PositionFile>,
 }

@@ -15,6 +15,7 @@
 //!   containers early (podman#21914), which lost output.
 
 mod file_events;
+pub mod journal;
 mod k8s_file;
 mod position;
 mod sink;
@@ -33,6 +34,7 @@ use super::podman::{
     parse_time, Endpoint, Frame, LogOptions, PodmanClient, PodmanError, StreamKind,
 };
 pub use file_events::FileEvents;
+pub use journal::{JournalLine, JournalStream, LineAssembler};
 pub use position::{PositionFile, POSITION_FILE};
 pub use sink::{Sink, SinkKind, SinkReport};
 
@@ -112,6 +114,9 @@ pub struct LogForwardConfig {
     pub container_id: String,
     pub stdout: Sink,
     pub stderr: Sink,
+    /// Both streams in one file, in order and stamped ([`journal`]); discarded when the
+    /// orchestrator did not ask for it.
+    pub journal: Sink,
     pub cursor: LogCursor,
     pub source: LogSource,
     /// The task's exit, as the monitor sees it: a file tail ends once the container has
@@ -188,6 +193,7 @@ impl LogForwarder {
 struct Output {
     stdout: Sink,
     stderr: Sink,
+    journal: Sink,
     cursor: LogCursor,
     published: watch::Sender<LogCursor>,
     position: Option<PositionFile>,
@@ -207,6 +213,14 @@ impl Output {
         sink.write(data, &self.cancel).await
     }
 
+    /// Appends journal records (already encoded); `Ok(false)` when cancelled first.
+    async fn write_journal(&mut self, records: &[u8]) -> Result<bool, LogError> {
+        if records.is_empty() || self.journal.is_discard() {
+            return Ok(true);
+        }
+        self.journal.write(records, &self.cancel).await
+    }
+
     /// Records that everything up to the cursor was written to the sinks.
     fn publish(&mut self) {
         self.published.send_replace(self.cursor);
@@ -219,19 +233,23 @@ impl Output {
     }
 }
 
+/// A task's opened sinks.
+pub struct Sinks {
+    pub stdout: Sink,
+    pub stderr: Sink,
+    pub journal: Sink,
+}
+
 /// Opens the sinks of `target` (a missing path discards its stream). With `report`, a
 /// sink that is refused is reported and discarded, so the other stream still flows (a
 /// recovered task); without it, the first refusal is the error (a task not started yet).
-pub fn open_sinks(
-    target: &LogTarget,
-    report: Option<SinkReport>,
-) -> Result<(Sink, Sink), LogError> {
-    let open = |path: &Option<PathBuf>| -> Result<Sink, LogError> {
+pub fn open_sinks(target: &LogTarget, report: Option<SinkReport>) -> Result<Sinks, LogError> {
+    let open = |path: &Option<PathBuf>, kind: SinkKind| -> Result<Sink, LogError> {
         let Some(path) = path else {
             return Ok(Sink::discard());
         };
         let root = sink_root(target.root.as_deref(), path);
-        match Sink::open(&root, path, target.sink_kind, report.clone()) {
+        match Sink::open(&root, path, kind, report.clone()) {
             Ok(sink) => Ok(sink),
             Err(e) => match &report {
                 Some(report) => {
@@ -242,7 +260,12 @@ pub fn open_sinks(
             },
         }
     };
-    Ok((open(&target.stdout_path)?, open(&target.stderr_path)?))
+    Ok(Sinks {
+        stdout: open(&target.stdout_path, target.sink_kind)?,
+        stderr: open(&target.stderr_path, target.sink_kind)?,
+        // Nobody reads a journal from a FIFO: it is always a file the orchestrator keeps.
+        journal: open(&target.journal_path, SinkKind::File)?,
+    })
 }
 
 /// The directory a sink path is trusted down to: the allocation dir when the path is in
@@ -271,6 +294,7 @@ async fn forward(
     let mut output = Output {
         stdout: config.stdout,
         stderr: config.stderr,
+        journal: config.journal,
         cursor: config.cursor,
         published,
         position: config.position,
@@ -423,6 +447,18 @@ async fn read_api(
         {
             return Ok(ApiEnd::Cancelled);
         }
+        if !output.journal.is_discard() {
+            let mut records = Vec::new();
+            let stamp = admission.stamp.unwrap_or_else(journal::now_nanos);
+            journal::push_output(&mut records, stamp, frame.stream.into(), &payload);
+            if !output
+                .write_journal(&records)
+                .await
+                .map_err(ApiError::Sink)?
+            {
+                return Ok(ApiEnd::Cancelled);
+            }
+        }
         output.publish();
     }
 }
@@ -441,6 +477,8 @@ struct Admission {
     /// longer than the frame cap follow its first piece (the one with the timestamp),
     /// and whatever they start with is output, not a timestamp.
     admitted: bool,
+    /// podman's time of the line the current frame belongs to.
+    stamp: Option<i64>,
 }
 
 impl Admission {
@@ -450,6 +488,7 @@ impl Admission {
             return self.admitted.then(|| frame.payload.clone());
         }
         let (stamp, payload) = split_timestamp(&frame.payload);
+        self.stamp = stamp;
         self.admitted = stamp.map_or(true, |stamp| cursor.admit(stamp, &mut self.at_cursor));
         self.admitted.then_some(payload)
     }

@@ -1236,6 +1236,9 @@ pub struct TaskContext {
     pub stderr_path: Option<PathBuf>,
     /// What the stdout/stderr paths are: Nomad's FIFOs, or files the runner keeps.
     pub log_sink: SinkKind,
+    /// A regular file that also gets both streams in the order they were written, each
+    /// line stamped ([`journal`](crate::driver::logs::journal)); `None` = none.
+    pub journal_path: Option<PathBuf>,
     pub kill_signal: Option<String>,
     pub kill_timeout: Duration,
 }

@@ -7,4 +7,5 @@ mod decode;
 mod examples;
 mod fresh;
 pub(crate) mod harness;
+mod logs;
 mod replace;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::file_events::{FileEvents, FileWatch};
+use super::journal::{self, JournalStream};
 use super::{exit_known, parse_stamp, ExitState, LogError, Output, StreamKind};
 
 const READ_CHUNK: usize = 128 * 1024;
@@ -337,13 +338,30 @@ async fn forward_records(
 ) -> Result<bool, LogError> {
     let mut stdout = Vec::with_capacity(pending.len());
     let mut stderr = Vec::new();
+    // Records go to the journal as conmon wrote them, in file order: that order is the
+    // only record of how the two streams interleaved.
+    let keep_journal = !output.journal.is_discard();
+    let mut records = Vec::new();
     let mut consumed = 0;
     while let Some(end) = memchr::memchr(b'\n', &pending[consumed..]) {
-        let record = Record::parse(&pending[consumed..consumed + end], stamps);
+        let raw = &pending[consumed..consumed + end + 1];
+        let record = Record::parse(&raw[..end], stamps);
         consumed += end + 1;
         if let Some(stamp) = record.stamp {
             if !output.cursor.admit(stamp, at_cursor) {
                 continue;
+            }
+        }
+        if keep_journal {
+            match record.stamp {
+                Some(_) => records.extend_from_slice(raw),
+                None => journal::push_record(
+                    &mut records,
+                    journal::now_nanos(),
+                    record.stream.into(),
+                    record.text,
+                    true,
+                ),
             }
         }
         let batch = match record.stream {
@@ -357,11 +375,16 @@ async fn forward_records(
     }
     if consumed == 0 && pending.len() > MAX_RECORD {
         stdout.extend_from_slice(pending);
+        if keep_journal {
+            let now = journal::now_nanos();
+            journal::push_output(&mut records, now, JournalStream::Stdout, pending);
+        }
         consumed = pending.len();
     }
     pending.drain(..consumed);
     if !output.write(StreamKind::Stdout, &stdout).await?
         || !output.write(StreamKind::Stderr, &stderr).await?
+        || !output.write_journal(&records).await?
     {
         return Ok(false);
     }
@@ -393,6 +416,7 @@ mod tests {
         let mut output = Output {
             stdout: sink("out"),
             stderr: sink("err"),
+            journal: Sink::discard(),
             cursor: LogCursor::at(std::time::UNIX_EPOCH),
             published,
             position: None,

@@ -105,6 +105,12 @@ impl Sink {
         }
     }
 
+    /// Whether everything given is dropped (no path, or refused), so callers can skip
+    /// preparing what they would write.
+    pub fn is_discard(&self) -> bool {
+        self.target.is_none()
+    }
+
     /// Writes all of `data`, waiting for a FIFO reader whenever there is none.
     /// `Ok(false)` when cancelled first. A sink refused on reopening discards from then on.
     pub(super) async fn write(

@@ -187,6 +187,8 @@ pub(crate) fn task_context(task: &drivers::TaskConfig) -> Result<TaskContext, St
         stdout_path: optional_path(&task.stdout_path),
         stderr_path: optional_path(&task.stderr_path),
         log_sink: SinkKind::Fifo,
+        // Nomad reads its logmon files; nothing shows a journal there.
+        journal_path: None,
         kill_signal: None,
         kill_timeout: DEFAULT_KILL_TIMEOUT,
     })

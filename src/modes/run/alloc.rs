@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Task output goes to `alloc/logs/<task>.stdout.0` and `.stderr.0`, as Nomad's logmon
-//! names its first files.
+//! names its first files, and both streams together, in order and stamped, to
+//! `<task>.journal` (Nomad has no such file; the runner's `logs` needs it).
 //!
 //! Permissions: the shared `alloc/` dirs, `local/` and `tmp/` are 0777, as Nomad makes
 //! them, so a task running as any user in its container can write there. `secrets/` is
@@ -21,6 +22,11 @@
 use crate::driver::gates::lexical_clean;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+/// Where a task's journal is in an allocation's `alloc/logs` directory.
+pub fn journal_path(logs: &Path, task: &str) -> PathBuf {
+    logs.join(format!("{task}.journal"))
+}
 
 /// Mode of each task's `secrets/` directory.
 pub const SECRETS_MODE: u32 = 0o700;
@@ -64,6 +70,11 @@ impl AllocDir {
 
     pub fn stderr(&self, task: &str) -> PathBuf {
         self.logs().join(format!("{task}.stderr.0"))
+    }
+
+    /// Both streams in the order written, stamped: what `logs` reads.
+    pub fn journal(&self, task: &str) -> PathBuf {
+        journal_path(&self.logs(), task)
     }
 
     /// Creates the tree. Directories are world-writable (as Nomad makes the shared alloc

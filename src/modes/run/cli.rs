@@ -16,7 +16,8 @@ pub enum RunnerCommand {
     Plan(PlanArgs),
     /// List the containers of runner jobs (found by label, so also after a crash).
     Ps(PsArgs),
-    /// Print a job's task output from its allocation logs.
+    /// Print a job's task output: stdout and stderr in the order they were written, several
+    /// tasks merged by time.
     Logs(LogsArgs),
     /// Stop a job started with `run --detach` (or left behind), in Nomad's order.
     Stop(StopArgs),
@@ -255,13 +256,42 @@ pub struct LogsArgs {
     pub job: String,
     /// Only this task (`task`, or `group.task`).
     pub task: Option<String>,
-    /// Keep printing new output until the job's containers are gone (or Ctrl-C).
+    /// Keep printing new output, also of restarted tasks, until the job's runner and
+    /// containers are gone (or Ctrl-C).
     #[arg(long, short = 'f')]
     pub follow: bool,
+    /// Only the last N lines of each task (`all`: everything), then new ones with -f.
+    #[arg(long, value_name = "N", value_parser = parse_tail)]
+    pub tail: Option<Tail>,
+    /// Only standard output.
+    #[arg(long, conflicts_with = "stderr")]
+    pub stdout: bool,
+    /// Only standard error.
+    #[arg(long)]
+    pub stderr: bool,
+    /// Prefix each line with the time it was written (RFC 3339, UTC, nanoseconds).
+    #[arg(long, short = 't')]
+    pub timestamps: bool,
     #[command(flatten)]
     pub connection: ConnectionArgs,
     #[arg(long)]
     pub no_color: bool,
+}
+
+/// `--tail`: a number of lines, or `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    All,
+    Last(usize),
+}
+
+fn parse_tail(text: &str) -> Result<Tail, String> {
+    if text == "all" {
+        return Ok(Tail::All);
+    }
+    text.parse()
+        .map(Tail::Last)
+        .map_err(|_| format!("{text:?} is not a number of lines (or `all`)"))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -296,7 +326,16 @@ pub fn shell_word(word: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::nomad_style_args;
+    use super::{nomad_style_args, parse_tail, Tail};
+
+    #[test]
+    fn tail_takes_a_count_or_all() {
+        assert_eq!(parse_tail("3"), Ok(Tail::Last(3)));
+        assert_eq!(parse_tail("0"), Ok(Tail::Last(0)));
+        assert_eq!(parse_tail("all"), Ok(Tail::All));
+        assert!(parse_tail("-1").unwrap_err().contains("not a number"));
+        assert!(parse_tail("ten").is_err());
+    }
 
     fn rewrite(args: &[&str]) -> Vec<String> {
         nomad_style_args(args.iter().map(std::ffi::OsString::from))

@@ -17,15 +17,17 @@
 //! ```
 //!
 //! Commands: `run FILE [--detach] [--replace]`, `validate FILE`, `plan FILE [--json]`,
-//! `ps [JOB]`, `logs JOB [TASK] [-f]`, `stop JOB`, `gc`. Documented in docs/runner.md.
+//! `ps [JOB]`, `logs JOB [TASK] [-f] [--tail N] [--stdout|--stderr] [-t]`, `stop JOB`,
+//! `gc`. Documented in docs/runner.md.
 //!
 //! Layout: `jobspec/` reads and evaluates job files into [`model`]; `check` validates task
 //! configs with the core's decoder; `runner` supervises allocations, each run by
 //! `lifecycle` (ordering) and `task_runner` (start, wait, `restart`); `env`, `ports`,
 //! `interpolate`, `template`, `alloc` and `infra` prepare what a task gets; `ui` and `logs`
-//! print; `images` warns about task images a start could not get; `state` finds a job's
-//! containers by label for `ps`/`logs`/`stop`; `statedir` keeps the state root and the
-//! runner's own files (pid, log, manifest) private.
+//! print; `images` warns about task images a start could not get; `logs_command` reads
+//! the tasks' `journal`s for `logs`; `state` finds a job's containers by label for
+//! `ps`/`logs`/`stop`; `statedir` keeps the state root and the runner's own files (pid,
+//! log, manifest) private.
 
 pub mod alloc;
 pub mod check;
@@ -37,9 +39,11 @@ pub mod images;
 pub mod infra;
 pub mod interpolate;
 pub mod jobspec;
+pub mod journal;
 pub mod labels;
 pub mod lifecycle;
 pub mod logs;
+pub mod logs_command;
 pub mod model;
 pub mod plan;
 pub mod ports;
@@ -63,7 +67,7 @@ pub async fn execute(cmd: RunnerCommand) -> i32 {
         RunnerCommand::Validate(args) => validate::validate(args).await,
         RunnerCommand::Plan(args) => validate::plan(args).await,
         RunnerCommand::Ps(args) => state::ps(args).await,
-        RunnerCommand::Logs(args) => state::logs(args).await,
+        RunnerCommand::Logs(args) => logs_command::logs(args).await,
         RunnerCommand::Stop(args) => state::stop(args).await,
         RunnerCommand::Gc(args) => state::gc(args).await,
     }

@@ -7,18 +7,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 use crate::driver::podman::{DeleteOptions, ListOptions, PodmanClient, PodmanError};
 use crate::driver::task::TaskSpec;
 
-use super::cli::{ConnectionArgs, GcArgs, LogsArgs, PsArgs, StopArgs};
+use super::cli::{ConnectionArgs, GcArgs, PsArgs, StopArgs};
 use super::error::{exit_code, RunError};
 use super::labels;
-use super::logs::follow;
 use super::runner::{state_root, JobFiles};
 use super::statedir::{self, ProcessIdentity};
-use super::ui::{use_color, Stream, Ui, Who};
 use super::validate::report_error;
 
 /// One runner container, described by its labels.
@@ -823,116 +820,6 @@ fn removal_waves<'a>(
         left = later;
     }
     waves
-}
-
-pub async fn logs(args: LogsArgs) -> i32 {
-    match show_logs(&args).await {
-        Ok(code) => code,
-        Err(e) => report_error(&e),
-    }
-}
-
-async fn show_logs(args: &LogsArgs) -> Result<i32, RunError> {
-    let files = JobFiles::new(&state_root(&args.connection)?, &args.job)?;
-    let manifest_path = Manifest::path(&files);
-    let manifest: Manifest = match statedir::read_private_file(&manifest_path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| RunError::Other(format!("{}: {e}", manifest_path.display())))?,
-        Err(_) => return Err(RunError::JobNotFound(args.job.clone())),
-    };
-    let wanted = |group: &str, task: &str| match &args.task {
-        None => true,
-        Some(t) => t == task || *t == format!("{group}.{task}"),
-    };
-    let mut sources: Vec<(Who, PathBuf, Stream)> = Vec::new();
-    for alloc in &manifest.allocations {
-        for task in alloc.tasks.iter().filter(|t| wanted(&alloc.group, t)) {
-            let who = Who {
-                group: alloc.group.clone(),
-                index: (alloc.count > 1).then_some(alloc.index),
-                task: task.clone(),
-            };
-            let logs = alloc.dir.join("alloc").join("logs");
-            sources.push((
-                who.clone(),
-                logs.join(format!("{task}.stdout.0")),
-                Stream::Stdout,
-            ));
-            sources.push((who, logs.join(format!("{task}.stderr.0")), Stream::Stderr));
-        }
-    }
-    if sources.is_empty() {
-        return Err(RunError::Other(format!(
-            "job {:?} has no task {:?}",
-            args.job,
-            args.task.clone().unwrap_or_default()
-        )));
-    }
-    let width = sources
-        .iter()
-        .map(|(w, _, _)| w.label().len())
-        .max()
-        .unwrap_or(0);
-    let (ui, printer) = Ui::start(use_color(args.no_color), width);
-    if !args.follow {
-        for (who, path, stream) in &sources {
-            print_file(&ui, who, path, *stream).await;
-        }
-    } else {
-        let stop = CancellationToken::new();
-        let mut followers = Vec::new();
-        for (who, path, stream) in sources {
-            let ui = ui.clone();
-            followers.push(tokio::spawn(follow(
-                path,
-                true,
-                stop.clone(),
-                None,
-                move |line| ui.output(&who, stream, line),
-            )));
-        }
-        wait_until_gone(&args.connection, &files, &args.job).await;
-        stop.cancel();
-        for f in followers {
-            let _ = f.await;
-        }
-    }
-    ui.flush().await;
-    drop(ui);
-    let _ = printer.await;
-    Ok(exit_code::OK)
-}
-
-async fn print_file(ui: &Ui, who: &Who, path: &Path, stream: Stream) {
-    if let Ok(text) = tokio::fs::read_to_string(path).await {
-        for line in text.lines() {
-            ui.output(who, stream, line.to_string());
-        }
-    }
-}
-
-/// Returns when the job's runner is gone and no container of it runs, or on Ctrl-C.
-async fn wait_until_gone(connection: &ConnectionArgs, files: &JobFiles, job: &str) {
-    let poll = async {
-        loop {
-            // Nobody reads any more (`logs -f | head`): stop following.
-            if crate::modes::output::stdout_failed() {
-                return;
-            }
-            if runner_pid(files).is_none() {
-                match find(connection, Some(job)).await {
-                    Ok(c) if c.iter().all(|c| c.state != "running") => return,
-                    Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    };
-    tokio::select! {
-        _ = poll => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
 
 #[cfg(test)]

@@ -408,6 +408,7 @@ async fn prepare(ctx: &AllocContext, task: &Task, attempt: u32) -> Result<TaskSp
         stdout_path: Some(ctx.dir.stdout(&task.name)),
         stderr_path: Some(ctx.dir.stderr(&task.name)),
         log_sink: SinkKind::File,
+        journal_path: Some(ctx.dir.journal(&task.name)),
         kill_signal: task.kill_signal.clone(),
         kill_timeout: task.kill_timeout,
         ..TaskContext::default()

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use nomad_driver_podman::driver::logs::{
-    FileEvents, LogCursor, LogForwardConfig, LogForwarder, LogSource, Sink, SinkKind,
+    FileEvents, JournalStream, LineAssembler, LogCursor, LogForwardConfig, LogForwarder, LogSource,
+    Sink, SinkKind,
 };
 use nomad_driver_podman::driver::model::ExitResult;
 use nomad_driver_podman::driver::monitor::ExitState;
@@ -100,6 +101,7 @@ fn config(
         container_id: id.to_string(),
         stdout: sink(&stdout),
         stderr: sink(&stderr),
+        journal: Sink::discard(),
         cursor,
         source,
         exited: exit_watch(client, id),
@@ -370,4 +372,105 @@ async fn large_output(source: LogSource) {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn the_journal_keeps_both_streams_in_the_order_written() {
+    for source in SOURCES {
+        journal_order(source).await;
+    }
+}
+
+async fn journal_order(source: LogSource) {
+    let client = support::client();
+    let label = LabelCleanup::new("logjournal");
+    let dir = podman().scratch_dir("logjournal");
+    let journal = dir.join("task.journal");
+    let since = SystemTime::now();
+    let id = run(
+        &client,
+        &label,
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo out$i; echo err$i >&2; done; printf 'no newline'",
+        ],
+    )
+    .await;
+    let mut config = config(
+        &client,
+        &id,
+        source,
+        (dir.join("task.stdout.0"), dir.join("task.stderr.0")),
+        LogCursor::at(since),
+    );
+    config.journal = sink(&journal);
+    within(
+        "forwarding",
+        LogForwarder::spawn(client.clone(), config).join(),
+    )
+    .await
+    .expect("forwarded");
+    // The journal has podman's order: the records of the container's own log (conmon
+    // reads the two pipes separately, so that order, not the task's, is what there is).
+    let podman_log = client
+        .container_inspect(&id)
+        .await
+        .expect("inspect")
+        .host_config
+        .log_config
+        .path;
+    let recorded = lines_of(&std::fs::read(&podman_log).expect("podman's log"));
+    let journal = lines_of(&std::fs::read(&journal).expect("journal written"));
+    let untimed =
+        |lines: &[(i64, JournalStream, String, bool)]| -> Vec<(JournalStream, String, bool)> {
+            lines.iter().map(|l| (l.1, l.2.clone(), l.3)).collect()
+        };
+    assert_eq!(untimed(&journal), untimed(&recorded), "{source:?}");
+    for (written, podman) in journal.iter().zip(&recorded) {
+        // The file tail copies conmon's times; podman 4's logs API gives whole seconds.
+        let second = podman.0 - podman.0 % 1_000_000_000;
+        match source {
+            LogSource::Auto => assert_eq!(written.0, podman.0),
+            LogSource::Api => assert!(second <= written.0 && written.0 <= podman.0),
+        }
+    }
+    let stream = |wanted: JournalStream| -> Vec<(String, bool)> {
+        journal
+            .iter()
+            .filter(|l| l.1 == wanted)
+            .map(|l| (l.2.clone(), l.3))
+            .collect()
+    };
+    let full = |names: [&str; 3]| names.map(|n| (n.to_string(), true)).to_vec();
+    let mut stdout = full(["out1", "out2", "out3"]);
+    stdout.push(("no newline".into(), false));
+    assert_eq!(stream(JournalStream::Stdout), stdout, "{source:?}");
+    assert_eq!(
+        stream(JournalStream::Stderr),
+        full(["err1", "err2", "err3"]),
+        "{source:?}"
+    );
+    // The separate files are as before.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("task.stderr.0")).expect("stderr file"),
+        "err1\nerr2\nerr3\n"
+    );
+}
+
+/// The lines of a k8s-file format log: time, stream, text, whether a newline ended it.
+fn lines_of(log: &[u8]) -> Vec<(i64, JournalStream, String, bool)> {
+    let mut lines = LineAssembler::default();
+    let mut read: Vec<_> = log
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| lines.push(l))
+        .collect();
+    read.extend(lines.finish());
+    read.into_iter()
+        .map(|l| {
+            let text = String::from_utf8_lossy(&l.text).into_owned();
+            (l.unix_nanos, l.stream, text, l.complete)
+        })
+        .collect()
 }
