@@ -615,6 +615,9 @@ impl Driver {
         match client.container_kill(id, signal).await {
             Ok(()) => Ok(true),
             Err(PodmanError::NotFound { .. }) => Ok(false),
+            // Its process ended and podman noticed first (seen in the soak under load,
+            // where the inspect that used to decide this could fail too).
+            Err(e) if e.is_state_improper() => Ok(false),
             Err(e) => match client.container_inspect(id).await {
                 Ok(inspect) if !inspect.state.running => Ok(false),
                 Err(PodmanError::NotFound { .. }) => Ok(false),

@@ -102,6 +102,17 @@ impl PodmanError {
         )
     }
 
+    /// True when podman refuses an operation because of the container's state ("container
+    /// state improper: stopped"): a kill of a container whose process just ended, which
+    /// podman noticed first. The container is not running: nothing to signal.
+    pub fn is_state_improper(&self) -> bool {
+        matches!(
+            self,
+            PodmanError::Server { message, .. } | PodmanError::Conflict { message, .. }
+                if message.contains("container state improper")
+        )
+    }
+
     /// Whether an idempotent read that failed this way is worth asking again.
     pub fn is_retryable_read(&self) -> bool {
         self.is_transient_panic() || self.is_vanished_process()
@@ -152,6 +163,15 @@ fn error_message(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_kill_of_a_stopped_container_is_told_apart() {
+        let body = br#"{"cause":"container state improper","message":"can only kill running containers. a497b6 is in state stopped: container state improper","response":500}"#;
+        assert!(PodmanError::from_status("kill", 500, body).is_state_improper());
+        assert!(PodmanError::from_status("kill", 409, body).is_state_improper());
+        let other = br#"{"message":"something else","response":500}"#;
+        assert!(!PodmanError::from_status("kill", 500, other).is_state_improper());
+    }
 
     #[test]
     fn status_codes_map_to_variants_with_podmans_message() {
