@@ -159,6 +159,137 @@ pub fn render(
     )
 }
 
+/// Checks a template without rendering it (what `validate` can know before the task
+/// exists): it parses, and every function it calls exists and needs no server.
+pub fn check(text: &str, left: &str, right: &str) -> Result<(), TemplateError> {
+    let tokens = tokenize(text, left, right)?;
+    let mut pos = 0;
+    let (nodes, end) = parse_nodes(&tokens, &mut pos)?;
+    if let Some((word, line)) = end {
+        return Err(TemplateError {
+            line,
+            message: format!("unexpected {{{{{word}}}}}"),
+        });
+    }
+    check_functions(&nodes)
+}
+
+fn check_functions(nodes: &[Node]) -> Result<(), TemplateError> {
+    fn pipe(p: &Pipeline) -> Result<(), TemplateError> {
+        for arg in p.commands.iter().flatten() {
+            match arg {
+                Arg::Func(name) if !FUNCTIONS.contains(&name.as_str()) => {
+                    return Err(TemplateError {
+                        line: p.line,
+                        message: format!("function {name:?} not defined"),
+                    })
+                }
+                Arg::Pipe(inner) => pipe(inner)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    for node in nodes {
+        match node {
+            Node::Text(_) => {}
+            Node::Action(p) => pipe(p)?,
+            Node::If {
+                branches,
+                otherwise,
+            } => {
+                for (cond, body) in branches {
+                    pipe(cond)?;
+                    check_functions(body)?;
+                }
+                check_functions(otherwise)?;
+            }
+            Node::Range {
+                pipe: p,
+                body,
+                otherwise,
+            }
+            | Node::With {
+                pipe: p,
+                body,
+                otherwise,
+            } => {
+                pipe(p)?;
+                check_functions(body)?;
+                check_functions(otherwise)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every function [`call`] knows (a unit test keeps the two in step).
+const FUNCTIONS: &[&str] = &[
+    "env",
+    "envOrDefault",
+    "toUpper",
+    "toLower",
+    "trimSpace",
+    "split",
+    "join",
+    "replaceAll",
+    "contains",
+    "print",
+    "printf",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "and",
+    "or",
+    "not",
+    "len",
+    "index",
+    "file",
+    "timestamp",
+    "parseJSON",
+    "toJSON",
+    "toJSONPretty",
+    "parseInt",
+    "parseFloat",
+    "parseBool",
+    "toTitle",
+    "sprig_title",
+    "regexMatch",
+    "regexReplaceAll",
+    "base64Encode",
+    "base64Decode",
+    "base64URLEncode",
+    "base64URLDecode",
+    "add",
+    "subtract",
+    "multiply",
+    "divide",
+    "modulo",
+    "minimum",
+    "maximum",
+    "sprig_upper",
+    "sprig_lower",
+    "sprig_trim",
+    "sprig_trimPrefix",
+    "sprig_trimSuffix",
+    "sprig_hasPrefix",
+    "sprig_hasSuffix",
+    "sprig_contains",
+    "sprig_replace",
+    "sprig_repeat",
+    "sprig_quote",
+    "sprig_squote",
+    "sprig_default",
+    "sprig_empty",
+    "sprig_coalesce",
+    "sprig_list",
+    "sprig_join",
+    "sprig_splitList",
+];
+
 /// Renders `text` for a task. Blocking when the template reads files (`file`).
 pub fn render_in(
     text: &str,
@@ -1685,6 +1816,30 @@ mod tests {
         }
         // Checking a template (no task dir yet) reads nothing.
         assert_eq!(r("[{{ file \"local/conf\" }}]"), "[]");
+    }
+
+    #[test]
+    fn the_checked_function_list_is_what_call_knows() {
+        let env = env();
+        let ctx = RenderContext {
+            env: &env,
+            task_dir: None,
+        };
+        for name in FUNCTIONS {
+            // Called with no arguments: a known function complains about those, if at all.
+            if let Err(e) = call(name, Vec::new(), &ctx, 1) {
+                assert!(!e.message.contains("not defined"), "{name}: {e}");
+            }
+        }
+        let e = call("noSuchFunction", Vec::new(), &ctx, 1).unwrap_err();
+        assert!(e.message.contains("not defined"));
+        assert!(check("{{ file \"x\" | parseJSON }}", "{{", "}}").is_ok());
+        let e = check("a\n{{ if true }}{{ nope 1 }}{{ end }}", "{{", "}}").unwrap_err();
+        assert_eq!(
+            (e.line, e.message.as_str()),
+            (2, "function \"nope\" not defined")
+        );
+        assert!(check("{{ key \"a\" }}", "{{", "}}").is_err());
     }
 
     #[test]
