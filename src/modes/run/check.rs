@@ -7,7 +7,7 @@ use crate::driver::task::{IpcMode, NetworkMode as TaskNetworkMode, TaskConfig};
 use super::jobspec::decode::Ignored;
 use super::jobspec::{JobFileError, Location};
 use super::model::{Group, Job, NetworkMode, Task};
-use super::template::render;
+use super::template::check;
 
 /// The task name of an allocation's network-namespace holder (group bridge networks);
 /// Nomad's own docker infra container is `nomad_init_<alloc>`.
@@ -183,7 +183,6 @@ fn check_task(group: &Group, task: &Task, out: &mut Checked) {
 /// Templates must parse (and a `source` exist): a local run can tell before starting.
 /// Reads template sources, so it blocks.
 fn check_templates(task: &Task, out: &mut Checked) {
-    let env = std::collections::BTreeMap::new();
     for t in &task.templates {
         let text = match (&t.data, &t.source) {
             (Some(data), _) => data.clone(),
@@ -203,7 +202,7 @@ fn check_templates(task: &Task, out: &mut Checked) {
             },
             (None, None) => continue,
         };
-        if let Err(e) = render(&text, &t.left_delimiter, &t.right_delimiter, &env) {
+        if let Err(e) = check(&text, &t.left_delimiter, &t.right_delimiter) {
             out.errors.push(JobFileError::at(
                 t.location.clone(),
                 format!("template {}: {e}", t.destination),

@@ -28,7 +28,7 @@ use super::logs::FlushHandle;
 use super::model::{duration_text, Group, Job, NetworkMode, Task};
 use super::ports::AllocatedPort;
 use super::restart::{Decision, RestartTracker};
-use super::template::{parse_env_file, render};
+use super::template::{parse_env_file, render_in, RenderContext};
 use super::ui::{Ui, Who};
 
 /// Everything the tasks of one allocation share.
@@ -485,8 +485,19 @@ async fn render_templates(
                 .map_err(|e| format!("{where_}: cannot read source {}: {e}", source.display()))?,
             (None, None) => String::new(),
         };
-        let rendered = render(&text, &spec.left_delimiter, &spec.right_delimiter, env)
-            .map_err(|e| format!("{where_}: {e}"))?;
+        // `file` reads below the task dir: off the runtime.
+        let (left, right) = (spec.left_delimiter.clone(), spec.right_delimiter.clone());
+        let (task_dir, render_env) = (ctx.dir.task_dir(&task.name), env.clone());
+        let rendered = tokio::task::spawn_blocking(move || {
+            let ctx = RenderContext {
+                env: &render_env,
+                task_dir: Some(&task_dir),
+            };
+            render_in(&text, &left, &right, &ctx)
+        })
+        .await
+        .map_err(|e| format!("{where_}: rendering failed: {e}"))?
+        .map_err(|e| format!("{where_}: {e}"))?;
         let scope = Scope {
             env: Some(env),
             node: Some(&ctx.node),

@@ -2,11 +2,12 @@
 //! Consul, Vault or Nomad server) rendered into the task dir before the task starts.
 //!
 //! Supported: text, `{{- ... -}}` trimming, comments, custom delimiters, `if`/`else if`/
-//! `else`/`end`, `range` (dot is the element), `with`, pipelines, string/number/bool
-//! literals, parentheses, and the functions `env`, `envOrDefault`, `toUpper`, `toLower`,
-//! `trimSpace`, `split`, `join`, `replaceAll`, `contains`, `printf`, `print`, `eq`, `ne`,
-//! `lt`, `le`, `gt`, `ge`, `and`, `or`, `not`, `len`, `index`. Functions that need a server
-//! (`key`, `service`, `secret`, `nomadVar`, ...) are errors naming the function.
+//! `else`/`end`, `range` (over lists and maps; `range $i, $e := ...`), `with` (also
+//! `with $x := ...`), variables (`$x := ...`, `$x = ...`, `$`), fields of maps (`.key`,
+//! `$x.key.sub`), pipelines, string/number/bool literals, parentheses, and the functions in
+//! [`call`] (consul-template's that need no server, and Nomad's `sprig_*` ones). Functions
+//! that need a server (`key`, `service`, `secret`, `nomadVar`, ...) are errors naming the
+//! function.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,6 +27,7 @@ enum Val {
     Float(f64),
     Str(String),
     List(Vec<Val>),
+    Map(BTreeMap<String, Val>),
 }
 
 impl Val {
@@ -37,6 +39,7 @@ impl Val {
             Val::Float(f) => *f != 0.0,
             Val::Str(s) => !s.is_empty(),
             Val::List(l) => !l.is_empty(),
+            Val::Map(m) => !m.is_empty(),
         }
     }
 }
@@ -59,6 +62,17 @@ impl fmt::Display for Val {
                 }
                 f.write_str("]")
             }
+            // Go's `map[k:v k2:v2]`, keys in order.
+            Val::Map(entries) => {
+                f.write_str("map[")?;
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" ")?;
+                    }
+                    write!(f, "{k}:{v}")?;
+                }
+                f.write_str("]")
+            }
         }
     }
 }
@@ -67,16 +81,38 @@ impl fmt::Display for Val {
 enum Arg {
     Lit(Val),
     Dot,
+    /// `.a.b`: fields of dot.
+    Field(Vec<String>),
+    /// `$x.a.b` (`$` alone is the root data).
+    Var(String, Vec<String>),
     Func(String),
     Pipe(Box<Pipeline>),
+}
+
+/// `$x := pipeline` (define) or `$x = pipeline` (assign); `range $i, $e := pipeline`.
+#[derive(Debug, Clone, PartialEq)]
+struct Decl {
+    names: Vec<String>,
+    define: bool,
 }
 
 /// `cmd | cmd | ...`; each command is a list of args, the first may be a function.
 #[derive(Debug, Clone, PartialEq)]
 struct Pipeline {
+    decl: Option<Decl>,
     commands: Vec<Vec<Arg>>,
     line: usize,
 }
+
+/// What rendering reads besides the template: the task's environment and, for `file`,
+/// the task directory (`None` when only checking a template: `file` gives "").
+pub struct RenderContext<'a> {
+    pub env: &'a BTreeMap<String, String>,
+    pub task_dir: Option<&'a std::path::Path>,
+}
+
+/// Variables in scope, innermost last; `$` (the root data, nothing here) first.
+type Vars = Vec<(String, Val)>;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
@@ -105,12 +141,161 @@ enum Token {
     Action { body: String, line: usize },
 }
 
-/// Renders `text` with the task environment for `env`.
+/// Renders `text` with the task environment for `env` (no `file` reads: a check).
 pub fn render(
     text: &str,
     left: &str,
     right: &str,
     env: &BTreeMap<String, String>,
+) -> Result<String, TemplateError> {
+    render_in(
+        text,
+        left,
+        right,
+        &RenderContext {
+            env,
+            task_dir: None,
+        },
+    )
+}
+
+/// Checks a template without rendering it (what `validate` can know before the task
+/// exists): it parses, and every function it calls exists and needs no server.
+pub fn check(text: &str, left: &str, right: &str) -> Result<(), TemplateError> {
+    let tokens = tokenize(text, left, right)?;
+    let mut pos = 0;
+    let (nodes, end) = parse_nodes(&tokens, &mut pos)?;
+    if let Some((word, line)) = end {
+        return Err(TemplateError {
+            line,
+            message: format!("unexpected {{{{{word}}}}}"),
+        });
+    }
+    check_functions(&nodes)
+}
+
+fn check_functions(nodes: &[Node]) -> Result<(), TemplateError> {
+    fn pipe(p: &Pipeline) -> Result<(), TemplateError> {
+        for arg in p.commands.iter().flatten() {
+            match arg {
+                Arg::Func(name) if !FUNCTIONS.contains(&name.as_str()) => {
+                    return Err(TemplateError {
+                        line: p.line,
+                        message: format!("function {name:?} not defined"),
+                    })
+                }
+                Arg::Pipe(inner) => pipe(inner)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    for node in nodes {
+        match node {
+            Node::Text(_) => {}
+            Node::Action(p) => pipe(p)?,
+            Node::If {
+                branches,
+                otherwise,
+            } => {
+                for (cond, body) in branches {
+                    pipe(cond)?;
+                    check_functions(body)?;
+                }
+                check_functions(otherwise)?;
+            }
+            Node::Range {
+                pipe: p,
+                body,
+                otherwise,
+            }
+            | Node::With {
+                pipe: p,
+                body,
+                otherwise,
+            } => {
+                pipe(p)?;
+                check_functions(body)?;
+                check_functions(otherwise)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every function [`call`] knows (a unit test keeps the two in step).
+const FUNCTIONS: &[&str] = &[
+    "env",
+    "envOrDefault",
+    "toUpper",
+    "toLower",
+    "trimSpace",
+    "split",
+    "join",
+    "replaceAll",
+    "contains",
+    "print",
+    "printf",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "and",
+    "or",
+    "not",
+    "len",
+    "index",
+    "file",
+    "timestamp",
+    "parseJSON",
+    "toJSON",
+    "toJSONPretty",
+    "parseInt",
+    "parseFloat",
+    "parseBool",
+    "toTitle",
+    "sprig_title",
+    "regexMatch",
+    "regexReplaceAll",
+    "base64Encode",
+    "base64Decode",
+    "base64URLEncode",
+    "base64URLDecode",
+    "add",
+    "subtract",
+    "multiply",
+    "divide",
+    "modulo",
+    "minimum",
+    "maximum",
+    "sprig_upper",
+    "sprig_lower",
+    "sprig_trim",
+    "sprig_trimPrefix",
+    "sprig_trimSuffix",
+    "sprig_hasPrefix",
+    "sprig_hasSuffix",
+    "sprig_contains",
+    "sprig_replace",
+    "sprig_repeat",
+    "sprig_quote",
+    "sprig_squote",
+    "sprig_default",
+    "sprig_empty",
+    "sprig_coalesce",
+    "sprig_list",
+    "sprig_join",
+    "sprig_splitList",
+];
+
+/// Renders `text` for a task. Blocking when the template reads files (`file`).
+pub fn render_in(
+    text: &str,
+    left: &str,
+    right: &str,
+    ctx: &RenderContext<'_>,
 ) -> Result<String, TemplateError> {
     let tokens = tokenize(text, left, right)?;
     let mut pos = 0;
@@ -122,7 +307,8 @@ pub fn render(
         });
     }
     let mut out = String::new();
-    exec(&nodes, &Val::Nil, env, &mut out)?;
+    let mut vars: Vars = vec![("$".to_string(), Val::Nil)];
+    exec(&nodes, &Val::Nil, ctx, &mut vars, &mut out)?;
     Ok(out)
 }
 
@@ -275,13 +461,16 @@ fn parse_nodes(tokens: &[Token], pos: &mut usize) -> Result<(Vec<Node>, End), Te
                         });
                     }
                     "range" | "with" => {
-                        if rest.trim_start().starts_with('$') {
+                        let pipe = parse_pipeline(rest, line)?;
+                        let names = pipe.decl.as_ref().map_or(0, |d| d.names.len());
+                        if names > usize::from(word == "range") + 1
+                            || pipe.decl.as_ref().is_some_and(|d| !d.define)
+                        {
                             return Err(TemplateError {
                                 line,
-                                message: format!("{word} with variables is not supported; use dot"),
+                                message: format!("{word} takes `$x :=` or, for range, `$i, $x :=`"),
                             });
                         }
-                        let pipe = parse_pipeline(rest, line)?;
                         let (body_nodes, end) = parse_nodes(tokens, pos)?;
                         let (end, end_line) = end.ok_or(TemplateError {
                             line,
@@ -338,9 +527,57 @@ fn split_word(s: &str) -> (&str, &str) {
 }
 
 fn parse_pipeline(text: &str, line: usize) -> Result<Pipeline, TemplateError> {
-    let mut chars = text.chars().peekable();
-    let pipe = parse_pipe_chars(&mut chars, line, false)?;
+    let (decl, rest) = parse_decl(text, line)?;
+    let mut chars = rest.chars().peekable();
+    let mut pipe = parse_pipe_chars(&mut chars, line, false)?;
+    pipe.decl = decl;
     Ok(pipe)
+}
+
+/// `$x :=`, `$x =` or `$i, $x :=` at the start of an action, and what follows it.
+fn parse_decl(text: &str, line: usize) -> Result<(Option<Decl>, &str), TemplateError> {
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with('$') {
+        return Ok((None, text));
+    }
+    let mut names = Vec::new();
+    let mut rest = trimmed;
+    loop {
+        let end = rest
+            .find(|c: char| !(c == '$' || c.is_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let name = &rest[..end];
+        if name.len() < 2 || name[1..].contains('$') {
+            // `$` alone or `$x.field`: an expression, not a declaration.
+            return Ok((None, text));
+        }
+        names.push(name.to_string());
+        rest = rest[end..].trim_start();
+        if let Some(after) = rest.strip_prefix(',') {
+            rest = after.trim_start();
+            if !rest.starts_with('$') {
+                return Err(TemplateError {
+                    line,
+                    message: "expected a variable after ,".into(),
+                });
+            }
+            continue;
+        }
+        break;
+    }
+    let (define, rest) = if let Some(after) = rest.strip_prefix(":=") {
+        (true, after)
+    } else if let Some(after) = rest.strip_prefix('=').filter(|a| !a.starts_with('=')) {
+        (false, after)
+    } else if names.len() == 1 {
+        return Ok((None, text));
+    } else {
+        return Err(TemplateError {
+            line,
+            message: "expected := after the variables".into(),
+        });
+    };
+    Ok((Some(Decl { names, define }), rest))
 }
 
 fn parse_pipe_chars(
@@ -428,14 +665,20 @@ fn parse_pipe_chars(
                     Arg::Lit(Val::Int(i))
                 } else if let Ok(f) = word.parse::<f64>() {
                     Arg::Lit(Val::Float(f))
-                } else if word.starts_with('$') {
-                    return Err(err(format!(
-                        "template variables ({word}) are not supported"
-                    )));
-                } else if word.starts_with('.') {
-                    return Err(err(format!(
-                        "field {word} is not available in a local run (dot holds no data)"
-                    )));
+                } else if let Some(var) = word.strip_prefix('$') {
+                    let mut parts = var.split('.');
+                    let name = format!("${}", parts.next().unwrap_or_default());
+                    let fields: Vec<String> = parts.map(str::to_string).collect();
+                    if fields.iter().any(String::is_empty) {
+                        return Err(err(format!("bad variable {word:?}")));
+                    }
+                    Arg::Var(name, fields)
+                } else if let Some(path) = word.strip_prefix('.') {
+                    let fields: Vec<String> = path.split('.').map(str::to_string).collect();
+                    if fields.iter().any(String::is_empty) {
+                        return Err(err(format!("bad field {word:?}")));
+                    }
+                    Arg::Field(fields)
                 } else if SERVER_FUNCTIONS.contains(&word.as_str()) {
                     return Err(err(server_function(&word)));
                 } else if word.chars().all(|c| c.is_alphanumeric() || c == '_') {
@@ -450,66 +693,111 @@ fn parse_pipe_chars(
     if commands.iter().any(Vec::is_empty) {
         return Err(err("empty command".into()));
     }
-    Ok(Pipeline { commands, line })
+    Ok(Pipeline {
+        decl: None,
+        commands,
+        line,
+    })
 }
 
 fn exec(
     nodes: &[Node],
     dot: &Val,
-    env: &BTreeMap<String, String>,
+    ctx: &RenderContext<'_>,
+    vars: &mut Vars,
     out: &mut String,
 ) -> Result<(), TemplateError> {
     for node in nodes {
         match node {
             Node::Text(t) => out.push_str(t),
             Node::Action(pipe) => {
-                let v = eval_pipe(pipe, dot, env)?;
-                out.push_str(&v.to_string());
+                let v = eval_pipe(pipe, dot, ctx, vars)?;
+                match &pipe.decl {
+                    Some(decl) => bind(decl, v, vars, pipe.line)?,
+                    None => out.push_str(&v.to_string()),
+                }
             }
             Node::If {
                 branches,
                 otherwise,
             } => {
+                // A variable declared in a condition lives to the end of the whole if.
+                let scope = vars.len();
                 let mut done = false;
                 for (cond, body) in branches {
-                    if eval_pipe(cond, dot, env)?.truthy() {
-                        exec(body, dot, env, out)?;
+                    let v = eval_pipe(cond, dot, ctx, vars)?;
+                    let truthy = v.truthy();
+                    if let Some(decl) = &cond.decl {
+                        bind(decl, v, vars, cond.line)?;
+                    }
+                    if truthy {
+                        exec_scoped(body, dot, ctx, vars, out)?;
                         done = true;
                         break;
                     }
                 }
                 if !done {
-                    exec(otherwise, dot, env, out)?;
+                    exec_scoped(otherwise, dot, ctx, vars, out)?;
                 }
+                vars.truncate(scope);
             }
             Node::Range {
                 pipe,
                 body,
                 otherwise,
-            } => match eval_pipe(pipe, dot, env)? {
-                Val::List(items) if !items.is_empty() => {
-                    for item in &items {
-                        exec(body, item, env, out)?;
+            } => {
+                let items: Vec<(Val, Val)> = match eval_pipe(pipe, dot, ctx, vars)? {
+                    Val::List(items) => items
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| (Val::Int(i as i64), v))
+                        .collect(),
+                    Val::Map(entries) => {
+                        entries.into_iter().map(|(k, v)| (Val::Str(k), v)).collect()
                     }
+                    Val::Nil => Vec::new(),
+                    Val::Int(n) if n >= 0 => (0..n).map(|i| (Val::Int(i), Val::Int(i))).collect(),
+                    other => {
+                        return Err(TemplateError {
+                            line: pipe.line,
+                            message: format!("range can't iterate over {other}"),
+                        })
+                    }
+                };
+                if items.is_empty() {
+                    exec_scoped(otherwise, dot, ctx, vars, out)?;
                 }
-                Val::List(_) | Val::Nil => exec(otherwise, dot, env, out)?,
-                other => {
-                    return Err(TemplateError {
-                        line: pipe.line,
-                        message: format!("range can't iterate over {other}"),
-                    })
+                for (key, item) in items {
+                    let scope = vars.len();
+                    if let Some(decl) = &pipe.decl {
+                        match decl.names.as_slice() {
+                            [element] => vars.push((element.clone(), item.clone())),
+                            [index, element] => {
+                                vars.push((index.clone(), key));
+                                vars.push((element.clone(), item.clone()));
+                            }
+                            _ => {}
+                        }
+                    }
+                    exec(body, &item, ctx, vars, out)?;
+                    vars.truncate(scope);
                 }
-            },
+            }
             Node::With {
                 pipe,
                 body,
                 otherwise,
             } => {
-                let v = eval_pipe(pipe, dot, env)?;
+                let v = eval_pipe(pipe, dot, ctx, vars)?;
                 if v.truthy() {
-                    exec(body, &v, env, out)?;
+                    let scope = vars.len();
+                    if let Some(decl) = &pipe.decl {
+                        bind(decl, v.clone(), vars, pipe.line)?;
+                    }
+                    exec(body, &v, ctx, vars, out)?;
+                    vars.truncate(scope);
                 } else {
-                    exec(otherwise, dot, env, out)?;
+                    exec_scoped(otherwise, dot, ctx, vars, out)?;
                 }
             }
         }
@@ -517,38 +805,129 @@ fn exec(
     Ok(())
 }
 
+/// Runs a block whose own declarations end with it.
+fn exec_scoped(
+    nodes: &[Node],
+    dot: &Val,
+    ctx: &RenderContext<'_>,
+    vars: &mut Vars,
+    out: &mut String,
+) -> Result<(), TemplateError> {
+    let scope = vars.len();
+    let result = exec(nodes, dot, ctx, vars, out);
+    vars.truncate(scope);
+    result
+}
+
+/// `$x := v` adds a variable; `$x = v` changes the innermost one of that name.
+fn bind(decl: &Decl, v: Val, vars: &mut Vars, line: usize) -> Result<(), TemplateError> {
+    let [name] = decl.names.as_slice() else {
+        return Err(TemplateError {
+            line,
+            message: "only range declares two variables".into(),
+        });
+    };
+    if decl.define {
+        vars.push((name.clone(), v));
+        return Ok(());
+    }
+    match vars.iter_mut().rev().find(|(n, _)| n == name) {
+        Some(slot) => {
+            slot.1 = v;
+            Ok(())
+        }
+        None => Err(TemplateError {
+            line,
+            message: format!("undefined variable {name}"),
+        }),
+    }
+}
+
 fn eval_pipe(
     pipe: &Pipeline,
     dot: &Val,
-    env: &BTreeMap<String, String>,
+    ctx: &RenderContext<'_>,
+    vars: &Vars,
 ) -> Result<Val, TemplateError> {
     let mut previous: Option<Val> = None;
     for command in &pipe.commands {
-        previous = Some(eval_command(command, previous.take(), dot, env, pipe.line)?);
+        previous = Some(eval_command(
+            command,
+            previous.take(),
+            dot,
+            ctx,
+            vars,
+            pipe.line,
+        )?);
     }
     Ok(previous.unwrap_or(Val::Nil))
+}
+
+/// The value at `fields` below `value` (a map; a missing key is no value, as in Go).
+fn field_of(
+    value: &Val,
+    fields: &[String],
+    shown: &str,
+    line: usize,
+) -> Result<Val, TemplateError> {
+    let mut current = value.clone();
+    for field in fields {
+        current = match current {
+            Val::Map(mut entries) => entries.remove(field).unwrap_or(Val::Nil),
+            Val::Nil if shown == "." => {
+                return Err(TemplateError {
+                    line,
+                    message: format!(
+                        "field .{} is not available in a local run (dot holds no data)",
+                        fields.join(".")
+                    ),
+                })
+            }
+            other => {
+                return Err(TemplateError {
+                    line,
+                    message: format!("can't read field {field} of {shown} ({other})"),
+                })
+            }
+        };
+    }
+    Ok(current)
 }
 
 fn eval_command(
     command: &[Arg],
     piped: Option<Val>,
     dot: &Val,
-    env: &BTreeMap<String, String>,
+    ctx: &RenderContext<'_>,
+    vars: &Vars,
     line: usize,
 ) -> Result<Val, TemplateError> {
     let eval_arg = |a: &Arg| -> Result<Val, TemplateError> {
         match a {
             Arg::Lit(v) => Ok(v.clone()),
             Arg::Dot => Ok(dot.clone()),
-            Arg::Pipe(p) => eval_pipe(p, dot, env),
-            Arg::Func(name) => call(name, Vec::new(), env, line),
+            Arg::Field(fields) => field_of(dot, fields, ".", line),
+            Arg::Var(name, fields) => {
+                let value = vars
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v)
+                    .ok_or_else(|| TemplateError {
+                        line,
+                        message: format!("undefined variable {name}"),
+                    })?;
+                field_of(value, fields, name, line)
+            }
+            Arg::Pipe(p) => eval_pipe(p, dot, ctx, vars),
+            Arg::Func(name) => call(name, Vec::new(), ctx, line),
         }
     };
     match command {
         [Arg::Func(name), rest @ ..] => {
             let mut args = rest.iter().map(eval_arg).collect::<Result<Vec<_>, _>>()?;
             args.extend(piped);
-            call(name, args, env, line)
+            call(name, args, ctx, line)
         }
         [single] if piped.is_none() => eval_arg(single),
         _ => Err(TemplateError {
@@ -583,7 +962,6 @@ const SERVER_FUNCTIONS: &[&str] = &[
     "caLeaf",
     "caRoots",
     "pkiCert",
-    "file",
     "executeTemplate",
 ];
 
@@ -591,12 +969,19 @@ fn server_function(name: &str) -> String {
     format!("the template function {name:?} needs a Nomad, Consul or Vault server, which a local run does not have")
 }
 
+/// One function call. Besides Go's builtins: consul-template's functions that need no
+/// server (`env`, `envOrDefault`, `file` (below the task dir), `timestamp`, `parseJSON`,
+/// `toJSON`, `toJSONPretty`, `parseInt`, `parseFloat`, `parseBool`, `toUpper`, `toLower`,
+/// `toTitle`, `trimSpace`, `split`, `join`, `replaceAll`, `regexMatch`, `regexReplaceAll`,
+/// `contains`, `base64Encode`, `base64Decode`, `add`, `subtract`, `multiply`, `divide`,
+/// `modulo`, `minimum`, `maximum`) and Nomad's `sprig_*` string helpers.
 fn call(
     name: &str,
     args: Vec<Val>,
-    env: &BTreeMap<String, String>,
+    ctx: &RenderContext<'_>,
     line: usize,
 ) -> Result<Val, TemplateError> {
+    let env = ctx.env;
     let err = |m: String| TemplateError { line, message: m };
     let want = |n: usize| -> Result<(), TemplateError> {
         if args.len() == n {
@@ -718,6 +1103,7 @@ fn call(
             match &args[0] {
                 Val::Str(t) => Val::Int(t.len() as i64),
                 Val::List(items) => Val::Int(items.len() as i64),
+                Val::Map(entries) => Val::Int(entries.len() as i64),
                 other => return Err(err(format!("len of {other}"))),
             }
         }
@@ -728,11 +1114,406 @@ fn call(
                     .get(usize::try_from(*i).map_err(|_| err("negative index".into()))?)
                     .cloned()
                     .ok_or_else(|| err(format!("index {i} out of range")))?,
-                _ => return Err(err("index needs a list and a number".into())),
+                (Val::Map(entries), key) => {
+                    entries.get(&key.to_string()).cloned().unwrap_or(Val::Nil)
+                }
+                _ => {
+                    return Err(err(
+                        "index needs a list and a number, or a map and a key".into()
+                    ))
+                }
             }
+        }
+        "file" => {
+            want(1)?;
+            Val::Str(read_task_file(ctx.task_dir, &s(&args[0])).map_err(err)?)
+        }
+        "timestamp" => {
+            let now = time::OffsetDateTime::now_utc();
+            match args.as_slice() {
+                [] => Val::Str(go_time_format(now, "2006-01-02T15:04:05Z07:00")),
+                [layout] => Val::Str(go_time_format(now, &s(layout))),
+                _ => return Err(err("timestamp takes at most a layout".into())),
+            }
+        }
+        "parseJSON" => {
+            want(1)?;
+            let parsed: serde_json::Value =
+                serde_json::from_str(&s(&args[0])).map_err(|e| err(format!("parseJSON: {e}")))?;
+            from_json(parsed)
+        }
+        "toJSON" | "toJSONPretty" => {
+            want(1)?;
+            let json = to_json(&args[0]);
+            let text = if name == "toJSON" {
+                serde_json::to_string(&json)
+            } else {
+                serde_json::to_string_pretty(&json)
+            };
+            Val::Str(text.map_err(|e| err(format!("{name}: {e}")))?)
+        }
+        "parseInt" => {
+            want(1)?;
+            let t = s(&args[0]);
+            Val::Int(
+                t.trim()
+                    .parse()
+                    .map_err(|_| err(format!("parseInt: {t:?} is not an integer")))?,
+            )
+        }
+        "parseFloat" => {
+            want(1)?;
+            let t = s(&args[0]);
+            Val::Float(
+                t.trim()
+                    .parse()
+                    .map_err(|_| err(format!("parseFloat: {t:?} is not a number")))?,
+            )
+        }
+        "parseBool" => {
+            want(1)?;
+            let t = s(&args[0]);
+            Val::Bool(match t.trim() {
+                "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
+                "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
+                _ => return Err(err(format!("parseBool: {t:?} is not a bool"))),
+            })
+        }
+        "toTitle" | "sprig_title" => {
+            want(1)?;
+            Val::Str(title_case(&s(&args[0])))
+        }
+        "regexMatch" => {
+            want(2)?;
+            Val::Bool(regex(&s(&args[0])).map_err(err)?.is_match(&s(&args[1])))
+        }
+        "regexReplaceAll" => {
+            want(3)?;
+            let re = regex(&s(&args[0])).map_err(err)?;
+            Val::Str(
+                re.replace_all(&s(&args[2]), s(&args[1]).as_str())
+                    .into_owned(),
+            )
+        }
+        "base64Encode" | "base64Decode" | "base64URLEncode" | "base64URLDecode" => {
+            use base64::Engine;
+            want(1)?;
+            let engine = if name.contains("URL") {
+                &base64::engine::general_purpose::URL_SAFE
+            } else {
+                &base64::engine::general_purpose::STANDARD
+            };
+            if name.ends_with("Encode") {
+                Val::Str(engine.encode(s(&args[0])))
+            } else {
+                let bytes = engine
+                    .decode(s(&args[0]))
+                    .map_err(|e| err(format!("{name}: {e}")))?;
+                Val::Str(
+                    String::from_utf8(bytes).map_err(|_| err(format!("{name}: not UTF-8 text")))?,
+                )
+            }
+        }
+        // consul-template's order: the piped value comes last, `{{ 7 | subtract 2 }}` is 5.
+        "add" | "subtract" | "multiply" | "divide" | "modulo" | "minimum" | "maximum" => {
+            want(2)?;
+            arithmetic(name, &args[1], &args[0]).map_err(err)?
+        }
+        "sprig_upper" => {
+            want(1)?;
+            Val::Str(s(&args[0]).to_uppercase())
+        }
+        "sprig_lower" => {
+            want(1)?;
+            Val::Str(s(&args[0]).to_lowercase())
+        }
+        "sprig_trim" => {
+            want(1)?;
+            Val::Str(s(&args[0]).trim().to_string())
+        }
+        "sprig_trimPrefix" | "sprig_trimSuffix" => {
+            want(2)?;
+            let (affix, text) = (s(&args[0]), s(&args[1]));
+            let trimmed = if name == "sprig_trimPrefix" {
+                text.strip_prefix(affix.as_str())
+            } else {
+                text.strip_suffix(affix.as_str())
+            };
+            Val::Str(trimmed.unwrap_or(&text).to_string())
+        }
+        "sprig_hasPrefix" => {
+            want(2)?;
+            Val::Bool(s(&args[1]).starts_with(&s(&args[0])))
+        }
+        "sprig_hasSuffix" => {
+            want(2)?;
+            Val::Bool(s(&args[1]).ends_with(&s(&args[0])))
+        }
+        "sprig_contains" => {
+            want(2)?;
+            Val::Bool(s(&args[1]).contains(&s(&args[0])))
+        }
+        "sprig_replace" => {
+            want(3)?;
+            Val::Str(s(&args[2]).replace(&s(&args[0]), &s(&args[1])))
+        }
+        "sprig_repeat" => {
+            want(2)?;
+            let count = match &args[0] {
+                Val::Int(n) if *n >= 0 && *n <= 10_000 => *n as usize,
+                other => return Err(err(format!("sprig_repeat: bad count {other}"))),
+            };
+            Val::Str(s(&args[1]).repeat(count))
+        }
+        "sprig_quote" => Val::Str(
+            args.iter()
+                .map(|a| format!("{:?}", a.to_string()))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        "sprig_squote" => Val::Str(
+            args.iter()
+                .map(|a| format!("'{a}'"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        "sprig_default" => {
+            want(2)?;
+            if args[1].truthy() {
+                args[1].clone()
+            } else {
+                args[0].clone()
+            }
+        }
+        "sprig_empty" => {
+            want(1)?;
+            Val::Bool(!args[0].truthy())
+        }
+        "sprig_coalesce" => args
+            .iter()
+            .find(|a| a.truthy())
+            .cloned()
+            .unwrap_or(Val::Nil),
+        "sprig_list" => Val::List(args),
+        "sprig_join" => {
+            want(2)?;
+            match &args[1] {
+                Val::List(items) => Val::Str(
+                    items
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(&s(&args[0])),
+                ),
+                other => Val::Str(other.to_string()),
+            }
+        }
+        "sprig_splitList" => {
+            want(2)?;
+            Val::List(
+                s(&args[1])
+                    .split(s(&args[0]).as_str())
+                    .map(|p| Val::Str(p.to_string()))
+                    .collect(),
+            )
         }
         other => return Err(err(format!("function {other:?} not defined"))),
     })
+}
+
+fn regex(pattern: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(pattern).map_err(|e| format!("bad regular expression {pattern:?}: {e}"))
+}
+
+fn title_case(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at_word_start = true;
+    for c in text.chars() {
+        if at_word_start && c.is_alphabetic() {
+            out.extend(c.to_uppercase());
+        } else {
+            out.push(c);
+        }
+        at_word_start = !c.is_alphanumeric();
+    }
+    out
+}
+
+/// `a <op> b` on numbers (integers stay integers; numeric strings are read as numbers).
+fn arithmetic(op: &str, a: &Val, b: &Val) -> Result<Val, String> {
+    let number = |v: &Val| -> Result<Val, String> {
+        match v {
+            Val::Int(_) | Val::Float(_) => Ok(v.clone()),
+            Val::Str(t) => t
+                .trim()
+                .parse::<i64>()
+                .map(Val::Int)
+                .or_else(|_| t.trim().parse::<f64>().map(Val::Float))
+                .map_err(|_| format!("{op}: {t:?} is not a number")),
+            other => Err(format!("{op}: {other} is not a number")),
+        }
+    };
+    Ok(match (number(a)?, number(b)?) {
+        (Val::Int(x), Val::Int(y)) => Val::Int(
+            match op {
+                "add" => x.checked_add(y),
+                "subtract" => x.checked_sub(y),
+                "multiply" => x.checked_mul(y),
+                "divide" => x.checked_div(y),
+                "modulo" => x.checked_rem(y),
+                "minimum" => Some(x.min(y)),
+                _ => Some(x.max(y)),
+            }
+            .ok_or_else(|| format!("{op}: overflow or division by zero"))?,
+        ),
+        (x, y) => {
+            let as_f = |v: Val| match v {
+                Val::Int(i) => i as f64,
+                Val::Float(f) => f,
+                _ => f64::NAN,
+            };
+            let (x, y) = (as_f(x), as_f(y));
+            if matches!(op, "divide" | "modulo") && y == 0.0 {
+                return Err(format!("{op}: division by zero"));
+            }
+            Val::Float(match op {
+                "add" => x + y,
+                "subtract" => x - y,
+                "multiply" => x * y,
+                "divide" => x / y,
+                "modulo" => x % y,
+                "minimum" => x.min(y),
+                _ => x.max(y),
+            })
+        }
+    })
+}
+
+/// `file`: a file below the task directory (Nomad's default sandbox), reached without
+/// following links; nothing when only checking the template.
+fn read_task_file(task_dir: Option<&std::path::Path>, path: &str) -> Result<String, String> {
+    let Some(root) = task_dir else {
+        return Ok(String::new());
+    };
+    let relative = std::path::Path::new(path);
+    let relative = relative.strip_prefix(root).unwrap_or(relative);
+    if relative.is_absolute()
+        || relative
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!(
+            "file {path:?}: only files below the task directory can be read"
+        ));
+    }
+    let pinned = crate::driver::hostfs::pin_beneath(root, &root.join(relative))
+        .and_then(|p| p.expect(crate::driver::hostfs::FileKind::Regular))
+        .map_err(|e| format!("file {path:?}: {e}"))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut pinned
+            .reopen(libc::O_RDONLY)
+            .map_err(|e| format!("file {path:?}: {e}"))?,
+        &mut text,
+    )
+    .map_err(|e| format!("file {path:?}: {e}"))?;
+    Ok(text)
+}
+
+/// Formats `t` (UTC) with a Go reference-time layout (`2006-01-02T15:04:05Z07:00`).
+fn go_time_format(t: time::OffsetDateTime, layout: &str) -> String {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const DAYS: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    let month = usize::from(u8::from(t.month())) - 1;
+    let day = usize::from(t.weekday().number_days_from_monday());
+    let hour12 = match t.hour() % 12 {
+        0 => 12,
+        h => h,
+    };
+    let tokens: [(&str, String); 27] = [
+        ("January", MONTHS[month].to_string()),
+        ("Monday", DAYS[day].to_string()),
+        ("Z07:00", "Z".to_string()),
+        ("-07:00", "+00:00".to_string()),
+        ("-0700", "+0000".to_string()),
+        ("2006", format!("{:04}", t.year())),
+        (".000000000", format!(".{:09}", t.nanosecond())),
+        (".000000", format!(".{:06}", t.nanosecond() / 1_000)),
+        (".000", format!(".{:03}", t.nanosecond() / 1_000_000)),
+        ("Jan", MONTHS[month][..3].to_string()),
+        ("Mon", DAYS[day][..3].to_string()),
+        ("MST", "UTC".to_string()),
+        ("PM", if t.hour() < 12 { "AM" } else { "PM" }.to_string()),
+        ("pm", if t.hour() < 12 { "am" } else { "pm" }.to_string()),
+        ("01", format!("{:02}", month + 1)),
+        ("02", format!("{:02}", t.day())),
+        ("03", format!("{hour12:02}")),
+        ("04", format!("{:02}", t.minute())),
+        ("05", format!("{:02}", t.second())),
+        ("06", format!("{:02}", t.year() % 100)),
+        ("15", format!("{:02}", t.hour())),
+        ("_2", format!("{:>2}", t.day())),
+        ("1", format!("{}", month + 1)),
+        ("2", format!("{}", t.day())),
+        ("3", format!("{hour12}")),
+        ("4", format!("{}", t.minute())),
+        ("5", format!("{}", t.second())),
+    ];
+    let mut out = String::new();
+    let mut rest = layout;
+    'scan: while !rest.is_empty() {
+        for (token, value) in &tokens {
+            if let Some(after) = rest.strip_prefix(token) {
+                out.push_str(value);
+                rest = after;
+                continue 'scan;
+            }
+        }
+        let c = rest.chars().next().unwrap_or_default();
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+fn from_json(v: serde_json::Value) -> Val {
+    match v {
+        serde_json::Value::Null => Val::Nil,
+        serde_json::Value::Bool(b) => Val::Bool(b),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(Val::Int)
+            .unwrap_or_else(|| Val::Float(n.as_f64().unwrap_or(f64::NAN))),
+        serde_json::Value::String(s) => Val::Str(s),
+        serde_json::Value::Array(items) => Val::List(items.into_iter().map(from_json).collect()),
+        serde_json::Value::Object(entries) => Val::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k, from_json(v)))
+                .collect(),
+        ),
+    }
 }
 
 fn compare(a: &Val, b: &Val) -> Option<std::cmp::Ordering> {
@@ -756,6 +1537,12 @@ fn to_json(v: &Val) -> serde_json::Value {
         Val::Float(f) => serde_json::Value::from(*f),
         Val::Str(s) => serde_json::Value::String(s.clone()),
         Val::List(items) => serde_json::Value::Array(items.iter().map(to_json).collect()),
+        Val::Map(entries) => serde_json::Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -888,6 +1675,171 @@ mod tests {
             .message
             .contains("unclosed"));
         assert!(render("{{ end }}", "{{", "}}", &env()).is_err());
+    }
+
+    #[test]
+    fn variables_range_with_index_and_with_bindings() {
+        assert_eq!(
+            r("{{ $n := env \"NAME\" }}{{ $n }}-{{ $n = \"x\" }}{{ $n }}"),
+            "web-x"
+        );
+        assert_eq!(
+            r("{{ range $i, $e := split \",\" (env \"LIST\") }}{{ $i }}={{ $e }};{{ end }}"),
+            "0=a;1=b;2=c;"
+        );
+        assert_eq!(
+            r("{{ range $e := split \",\" (env \"LIST\") }}{{ $e }}{{ . }}{{ end }}"),
+            "aabbcc"
+        );
+        assert_eq!(
+            r("{{ with $x := env \"NAME\" }}{{ $x }}{{ . }}{{ end }}"),
+            "webweb"
+        );
+        assert_eq!(
+            r("{{ if $x := env \"NAME\" }}{{ $x }}{{ else }}{{ $x }}!{{ end }}"),
+            "web"
+        );
+        // A variable ends with its block.
+        let e = render(
+            "{{ range split \",\" \"a\" }}{{ $v := . }}{{ end }}{{ $v }}",
+            "{{",
+            "}}",
+            &env(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("undefined variable $v"), "{e}");
+        let e = render("{{ $nope = 1 }}", "{{", "}}", &env()).unwrap_err();
+        assert!(e.message.contains("undefined variable $nope"), "{e}");
+    }
+
+    #[test]
+    fn json_maps_fields_and_range_over_maps() {
+        let doc =
+            r#"{{ $c := parseJSON `{"name":"db","ports":[5432,5433],"tags":{"b":"2","a":"1"}}` }}"#;
+        assert_eq!(r(&format!("{doc}{{{{ $c.name }}}}")), "db");
+        assert_eq!(
+            r(&format!(
+                "{doc}{{{{ range $k, $v := $c.tags }}}}{{{{ $k }}}}={{{{ $v }}}},{{{{ end }}}}"
+            )),
+            "a=1,b=2,"
+        );
+        assert_eq!(
+            r(&format!(
+                "{doc}{{{{ with $c }}}}{{{{ .name }}}}:{{{{ index .ports 1 }}}}{{{{ end }}}}"
+            )),
+            "db:5433"
+        );
+        assert_eq!(r(&format!("{doc}{{{{ $c.missing }}}}")), "<no value>");
+        assert_eq!(
+            r(&format!("{doc}{{{{ $c.tags | toJSON }}}}")),
+            r#"{"a":"1","b":"2"}"#
+        );
+        assert_eq!(r(&format!("{doc}{{{{ len $c.tags }}}}")), "2");
+    }
+
+    #[test]
+    fn consul_template_and_sprig_functions() {
+        for (template, want) in [
+            ("{{ 7 | subtract 2 }}", "5"),
+            ("{{ add 1 2 }}", "3"),
+            ("{{ 10 | divide 4 }}", "2"),
+            ("{{ 10.0 | divide 4 }}", "2.5"),
+            ("{{ multiply 3 \"4\" }}", "12"),
+            ("{{ 9 | modulo 4 }}", "1"),
+            ("{{ maximum 3 8 }}", "8"),
+            ("{{ parseInt \"42\" | add 1 }}", "43"),
+            ("{{ parseBool \"true\" }}", "true"),
+            ("{{ \"hello world\" | toTitle }}", "Hello World"),
+            ("{{ regexMatch \"^w.b$\" (env \"NAME\") }}", "true"),
+            ("{{ regexReplaceAll \"[aeiou]\" \"_\" \"nomad\" }}", "n_m_d"),
+            ("{{ base64Encode \"hi\" }}", "aGk="),
+            ("{{ base64Decode \"aGk=\" }}", "hi"),
+            ("{{ sprig_trimPrefix \"we\" (env \"NAME\") }}", "b"),
+            ("{{ env \"EMPTY\" | sprig_default \"none\" }}", "none"),
+            (
+                "{{ sprig_upper \"x\" }}{{ sprig_repeat 3 \"ab\" }}",
+                "Xababab",
+            ),
+            ("{{ sprig_list 1 2 | sprig_join \"+\" }}", "1+2"),
+            ("{{ sprig_quote (env \"NAME\") }}", "\"web\""),
+        ] {
+            assert_eq!(r(template), want, "{template}");
+        }
+        let e = render("{{ divide 0 1 }}", "{{", "}}", &env()).unwrap_err();
+        assert!(e.message.contains("division by zero"), "{e}");
+        let e = render("{{ parseJSON \"{\" }}", "{{", "}}", &env()).unwrap_err();
+        assert!(e.message.contains("parseJSON"), "{e}");
+    }
+
+    #[test]
+    fn timestamps_follow_go_layouts() {
+        let t = time::macros::datetime!(2024-03-05 07:08:09.123456789 UTC);
+        assert_eq!(
+            go_time_format(t, "2006-01-02T15:04:05Z07:00"),
+            "2024-03-05T07:08:09Z"
+        );
+        assert_eq!(
+            go_time_format(t, "02 Jan 06 15:04 MST"),
+            "05 Mar 24 07:08 UTC"
+        );
+        assert_eq!(
+            go_time_format(t, "Monday, January 2 3:04PM"),
+            "Tuesday, March 5 7:08AM"
+        );
+        assert_eq!(go_time_format(t, "15:04:05.000"), "07:08:09.123");
+        let now = r("{{ timestamp \"2006\" }}");
+        assert_eq!(now.len(), 4, "{now}");
+        assert!(now.starts_with("20"), "{now}");
+    }
+
+    #[test]
+    fn file_reads_below_the_task_dir_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("local")).unwrap();
+        std::fs::write(dir.path().join("local/conf"), "v=1").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.path().join("local/link")).unwrap();
+        let env = env();
+        let ctx = RenderContext {
+            env: &env,
+            task_dir: Some(dir.path()),
+        };
+        let render = |t: &str| render_in(t, "{{", "}}", &ctx);
+        assert_eq!(render("{{ file \"local/conf\" }}").unwrap(), "v=1");
+        for (path, why) in [
+            ("../x", "only files below the task directory"),
+            ("/etc/hostname", "only files below the task directory"),
+            ("local/link", "file \"local/link\""),
+            ("local/none", "file \"local/none\""),
+        ] {
+            let e = render(&format!("{{{{ file \"{path}\" }}}}")).unwrap_err();
+            assert!(e.message.contains(why), "{path}: {e}");
+        }
+        // Checking a template (no task dir yet) reads nothing.
+        assert_eq!(r("[{{ file \"local/conf\" }}]"), "[]");
+    }
+
+    #[test]
+    fn the_checked_function_list_is_what_call_knows() {
+        let env = env();
+        let ctx = RenderContext {
+            env: &env,
+            task_dir: None,
+        };
+        for name in FUNCTIONS {
+            // Called with no arguments: a known function complains about those, if at all.
+            if let Err(e) = call(name, Vec::new(), &ctx, 1) {
+                assert!(!e.message.contains("not defined"), "{name}: {e}");
+            }
+        }
+        let e = call("noSuchFunction", Vec::new(), &ctx, 1).unwrap_err();
+        assert!(e.message.contains("not defined"));
+        assert!(check("{{ file \"x\" | parseJSON }}", "{{", "}}").is_ok());
+        let e = check("a\n{{ if true }}{{ nope 1 }}{{ end }}", "{{", "}}").unwrap_err();
+        assert_eq!(
+            (e.line, e.message.as_str()),
+            (2, "function \"nope\" not defined")
+        );
+        assert!(check("{{ key \"a\" }}", "{{", "}}").is_err());
     }
 
     #[test]
