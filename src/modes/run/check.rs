@@ -24,10 +24,18 @@ pub struct Checked {
 use crate::modes::plugin::hclspec::{coerce_to_schema, task_config_schema};
 
 pub fn check_job(job: &Job) -> Checked {
+    check_job_except(job, &std::collections::BTreeSet::new())
+}
+
+/// [`check_job`] without the `(group, task)` pairs in `skip` (tasks whose decoding
+/// already failed: a job file with errors of both kinds is fixed in one round).
+pub fn check_job_except(job: &Job, skip: &std::collections::BTreeSet<(String, String)>) -> Checked {
     let mut out = Checked::default();
     for group in &job.groups {
         for task in &group.tasks {
-            check_task(group, task, &mut out);
+            if !skip.contains(&(group.name.clone(), task.name.clone())) {
+                check_task(group, task, &mut out);
+            }
         }
         check_static_ports(group, &mut out);
     }

@@ -186,6 +186,9 @@ pub struct Decoder<'a> {
     pub ev: Evaluator<'a>,
     pub errors: Vec<JobFileError>,
     pub notices: Notices,
+    /// `(group, task)` of the tasks whose `config` failed to decode (or is missing): they
+    /// are incomplete, so checking them would only repeat those errors.
+    pub failed_tasks: std::collections::BTreeSet<(String, String)>,
 }
 
 impl<'a> Decoder<'a> {
@@ -194,6 +197,7 @@ impl<'a> Decoder<'a> {
             ev,
             errors: Vec::new(),
             notices: Notices::default(),
+            failed_tasks: std::collections::BTreeSet::new(),
         }
     }
 
@@ -858,7 +862,13 @@ impl<'a> Decoder<'a> {
             location,
         };
         let mut has_config = false;
+        let mut config_failed = false;
         for structure in block.body.iter() {
+            let is_config = match structure {
+                Structure::Attribute(attr) => key(attr) == "config",
+                Structure::Block(b) => b.ident.value().as_str() == "config",
+            };
+            let errors_before = self.errors.len();
             match structure {
                 Structure::Attribute(attr) => match key(attr) {
                     "driver" => {}
@@ -927,6 +937,11 @@ impl<'a> Decoder<'a> {
                     _ => self.unsupported_block(b, "a task block", &[TASK_KEYS, IGNORED_IN_TASK]),
                 },
             }
+            config_failed |= is_config && self.errors.len() > errors_before;
+        }
+        if config_failed || !has_config {
+            self.failed_tasks
+                .insert((group.to_string(), task.name.clone()));
         }
         if !has_config {
             self.error(

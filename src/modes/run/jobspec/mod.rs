@@ -138,6 +138,7 @@ pub fn parse(source: Source, inputs: &VarInputs) -> Result<LoadedJob, JobFileErr
     let job = decoder.job(job_block, source.path());
     let mut errors = decoder.errors;
     let notices = decoder.notices;
+    let failed_tasks = decoder.failed_tasks;
     let Some(job) = job else {
         return Err(JobFileErrors(errors));
     };
@@ -167,7 +168,10 @@ pub fn parse(source: Source, inputs: &VarInputs) -> Result<LoadedJob, JobFileErr
         ));
     }
     if !errors.is_empty() {
+        // The other tasks' config errors in the same round.
+        errors.extend(crate::modes::run::check::check_job_except(&job, &failed_tasks).errors);
         errors.sort_by(|a, b| a.location.cmp(&b.location));
+        errors.dedup();
         return Err(JobFileErrors(errors));
     }
     Ok(LoadedJob { job, notices })

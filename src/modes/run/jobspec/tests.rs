@@ -422,3 +422,54 @@ fn an_unclosed_block_or_string_is_reported_where_it_opens() {
         ["job.nomad:3:16: Invalid HCL: Unterminated string: the string opened here has no closing `\"` on its line"]
     );
 }
+
+#[test]
+fn job_file_and_config_errors_come_in_one_round() {
+    let errs = errors(
+        r#"job "j" {
+  datacenter = ["dc1"]
+  group "g" {
+    task "t" {
+      driver = "podman"
+      resorces {
+        cpu = 100
+      }
+      config {
+        image  = "x"
+        comand = "sh"
+      }
+    }
+    task "u" {
+      driver = "podman"
+      config {
+        image = var.nope
+        bogus = 1
+      }
+    }
+  }
+}
+"#,
+    );
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("job.nomad:2:3: Unsupported argument"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[1].starts_with("job.nomad:6:7: Unsupported block type"),
+        "{}",
+        errs[1]
+    );
+    assert!(
+        errs[2].starts_with("job.nomad:11:9: task \"t\": config.comand: unknown option"),
+        "{}",
+        errs[2]
+    );
+    // Task u's config did not evaluate: its own error only, no cascade from it.
+    assert!(
+        errs[3].starts_with("job.nomad:17:21: Reference to undeclared input variable"),
+        "{}",
+        errs[3]
+    );
+}
