@@ -8,4 +8,5 @@ mod examples;
 mod fresh;
 pub(crate) mod harness;
 mod logs;
+mod node;
 mod replace;

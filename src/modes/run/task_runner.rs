@@ -476,6 +476,10 @@ async fn render_templates(
     env: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, String> {
     let mut template_env = BTreeMap::new();
+    // Nomad's `env` template function also reads the node's facts: `{{ env
+    // "node.datacenter" }}`, `{{ env "meta.rack" }}`, `{{ env "attr.kernel.name" }}`.
+    let mut lookup = (*ctx.node).clone();
+    lookup.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
     for spec in &task.templates {
         let where_ = format!("template {} ({})", spec.destination, spec.location);
         let text = match (&spec.data, &spec.source) {
@@ -485,7 +489,7 @@ async fn render_templates(
                 .map_err(|e| format!("{where_}: cannot read source {}: {e}", source.display()))?,
             (None, None) => String::new(),
         };
-        let rendered = render(&text, &spec.left_delimiter, &spec.right_delimiter, env)
+        let rendered = render(&text, &spec.left_delimiter, &spec.right_delimiter, &lookup)
             .map_err(|e| format!("{where_}: {e}"))?;
         let scope = Scope {
             env: Some(env),
