@@ -8,5 +8,6 @@ mod examples;
 mod fresh;
 pub(crate) mod harness;
 mod logs;
+mod node;
 mod replace;
 mod templates;

@@ -38,10 +38,47 @@ pub struct VarArgs {
     pub var_files: Vec<PathBuf>,
 }
 
+/// What this machine is as a Nomad node: `${meta.*}`, `${node.*}` and what `constraint`
+/// blocks are checked against (docs/runner.md, "Node facts").
+#[derive(Debug, Clone, Default, Args)]
+pub struct NodeArgs {
+    /// Node metadata for ${meta.KEY} and constraints: KEY=VALUE (repeatable; later wins).
+    /// Also spelled -meta, as in `nomad agent`.
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+    pub meta: Vec<(String, String)>,
+    /// The node's class: ${node.class} (default: none). Also spelled -node-class.
+    #[arg(long, value_name = "CLASS")]
+    pub node_class: Option<String>,
+    /// The node's datacenter: ${node.datacenter}, NOMAD_DC; the job's `datacenters` must
+    /// include it (default: the job's first datacenter). Also spelled -dc.
+    #[arg(long, visible_alias = "dc", value_name = "DC")]
+    pub datacenter: Option<String>,
+    /// The node's name: ${node.unique.name} (default: the hostname).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+}
+
+fn parse_meta(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
 /// Runner subcommands whose arguments may use Nomad's single-dash spellings.
 const NOMAD_STYLE_COMMANDS: &[&str] = &["run", "validate", "plan"];
 /// Nomad's single-dash flags and the long options they are.
-const NOMAD_STYLE_FLAGS: &[&str] = &["var", "var-file"];
+const NOMAD_STYLE_FLAGS: &[&str] = &[
+    "var",
+    "var-file",
+    "meta",
+    "node-class",
+    "dc",
+    "datacenter",
+    "node-name",
+];
 /// Long options of those subcommands that take a separate value: the token after one is a
 /// value, never rewritten (`--infra-image -var` names an image called `-var`).
 const VALUE_OPTIONS: &[&str] = &[
@@ -51,6 +88,11 @@ const VALUE_OPTIONS: &[&str] = &[
     "--state-dir",
     "--host-ip",
     "--infra-image",
+    "--meta",
+    "--node-class",
+    "--dc",
+    "--datacenter",
+    "--node-name",
 ];
 
 /// Rewrites Nomad's single-dash flags (`-var N=V`, `-var=N=V`, `-var-file F`,
@@ -187,6 +229,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub vars: VarArgs,
     #[command(flatten)]
+    pub node: NodeArgs,
+    #[command(flatten)]
     pub connection: ConnectionArgs,
     /// Start the job in the background and return; use ps, logs and stop afterwards.
     #[arg(long, short = 'd')]
@@ -216,6 +260,8 @@ pub struct ValidateArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub vars: VarArgs,
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// Where images are looked up (nothing else is asked of podman; without it the
     /// image check is skipped).
     #[command(flatten)]
@@ -230,6 +276,8 @@ pub struct PlanArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub vars: VarArgs,
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// Where images are looked up (nothing else is asked of podman; without it the
     /// image check is skipped).
     #[command(flatten)]
@@ -374,6 +422,37 @@ mod tests {
             rewrite(&["bin", "validate", "--var", "a=1", "job", "-var", "x=-var"]),
             ["bin", "validate", "--var", "a=1", "job", "--var", "x=-var"]
         );
+    }
+
+    #[test]
+    fn single_dash_node_flags_become_long_options() {
+        assert_eq!(
+            rewrite(&[
+                "bin",
+                "plan",
+                "-meta",
+                "rack=r1",
+                "-meta=zone=a",
+                "-node-class",
+                "gpu",
+                "-dc=west",
+                "job"
+            ]),
+            [
+                "bin",
+                "plan",
+                "--meta",
+                "rack=r1",
+                "--meta=zone=a",
+                "--node-class",
+                "gpu",
+                "--dc=west",
+                "job"
+            ]
+        );
+        assert_eq!(super::parse_meta("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(super::parse_meta("novalue").is_err());
+        assert!(super::parse_meta("=v").is_err());
     }
 
     #[test]

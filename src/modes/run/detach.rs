@@ -22,7 +22,7 @@ pub async fn start(args: RunArgs) -> i32 {
 
 async fn spawn_and_wait(args: &RunArgs) -> Result<i32, RunError> {
     // Job-file errors are reported here, not in a log file nobody reads.
-    let checked = load_checked(&args.file, &args.vars).await?;
+    let checked = load_checked(&args.file, &args.vars, &args.node).await?;
     // The same warnings as a foreground run, here rather than only in the runner log.
     let notices = notices_text(&checked.ignored, &checked.loaded.notices.skipped_tasks);
     if !notices.is_empty() {

@@ -1,5 +1,5 @@
 //! The environment Nomad gives a task (`NOMAD_*`, meta, ports, the `env` block, template
-//! env), and the node attributes `${attr.*}`/`${node.*}` resolve against.
+//! env). The node's facts are [`super::node`]'s.
 
 use std::collections::BTreeMap;
 
@@ -82,10 +82,10 @@ pub fn task_env(inputs: &EnvInputs<'_>) -> BTreeMap<String, String> {
     set("NOMAD_JOB_NAME", job.name.clone());
     set("NOMAD_NAMESPACE", job.namespace.clone());
     set("NOMAD_REGION", job.region.clone());
+    // The node's datacenter, as Nomad sets it (the job may list several, or patterns).
     set(
         "NOMAD_DC",
-        job.datacenters
-            .first()
+        node.get("node.datacenter")
             .cloned()
             .unwrap_or_else(|| "dc1".into()),
     );
@@ -94,9 +94,15 @@ pub fn task_env(inputs: &EnvInputs<'_>) -> BTreeMap<String, String> {
     let mut meta = job.meta.clone();
     meta.extend(group.meta.clone());
     meta.extend(task.meta.clone());
+    // Meta values may name node facts (`rack = "${meta.rack}"`), as in Nomad.
+    let node_scope = Scope {
+        env: None,
+        node: Some(node),
+    };
     for (k, v) in &meta {
+        let v = interpolate(v, &node_scope);
         set(&format!("NOMAD_META_{}", k.to_uppercase()), v.clone());
-        set(&format!("NOMAD_META_{k}"), v.clone());
+        set(&format!("NOMAD_META_{k}"), v);
     }
 
     for p in ports.iter() {
@@ -157,59 +163,6 @@ fn join_host_port(ip: &str, port: u16) -> String {
     }
 }
 
-/// The host's CPU capacity as Nomad fingerprints it: the sum of every core's MHz.
-fn total_cpu_mhz() -> u64 {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("cpu MHz"))
-        .filter_map(|l| l.split(':').nth(1))
-        .filter_map(|v| v.trim().parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-/// Node attributes for `${attr.*}`, `${node.*}` (this host as a one-node cluster).
-pub fn node_attributes(job: &Job) -> BTreeMap<String, String> {
-    let proc_text = |path: &str| {
-        std::fs::read_to_string(path)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
-    };
-    let hostname = proc_text("/proc/sys/kernel/hostname");
-    let kernel_version = proc_text("/proc/sys/kernel/osrelease");
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    let node_id = std::fs::read_to_string("/etc/machine-id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| hostname.clone());
-    let mut attrs = BTreeMap::new();
-    let mut set = |k: &str, v: String| {
-        attrs.insert(k.to_string(), v);
-    };
-    set("attr.kernel.name", std::env::consts::OS.to_string());
-    set("attr.kernel.version", kernel_version);
-    set("attr.cpu.arch", arch.to_string());
-    set("attr.unique.hostname", hostname.clone());
-    set("attr.cpu.totalcompute", total_cpu_mhz().to_string());
-    set("attr.driver.podman", "true".into());
-    set("node.unique.id", node_id);
-    set("node.unique.name", hostname);
-    set(
-        "node.datacenter",
-        job.datacenters
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "dc1".into()),
-    );
-    set("node.region", job.region.clone());
-    set("node.class", String::new());
-    set("node.pool", "default".into());
-    attrs
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,7 +179,10 @@ job "web" {
     task "server" {
       driver = "podman"
       config { image = "i" }
-      meta { owner = "me" }
+      meta {
+        owner = "me"
+        where = "${node.datacenter}"
+      }
       env {
         ADDR    = "${NOMAD_ADDR_http}"
         KERNEL  = "${attr.kernel.name}"
@@ -261,6 +217,7 @@ job "web" {
         }];
         let mut node = BTreeMap::new();
         node.insert("attr.kernel.name".to_string(), "linux".to_string());
+        node.insert("node.datacenter".to_string(), "west".to_string());
         let template_env: BTreeMap<String, String> =
             [("OVERRIDE".to_string(), "from-template".to_string())].into();
         let bridge = BridgeInfo {
@@ -296,10 +253,11 @@ job "web" {
         assert_eq!(get("NOMAD_MEMORY_MAX_LIMIT"), "256");
         assert_eq!(get("NOMAD_REGION"), "global");
         assert_eq!(get("NOMAD_NAMESPACE"), "default");
-        assert_eq!(get("NOMAD_DC"), "dc1");
+        assert_eq!(get("NOMAD_DC"), "west");
         assert_eq!(get("NOMAD_META_tier"), "group");
         assert_eq!(get("NOMAD_META_TIER"), "group");
         assert_eq!(get("NOMAD_META_owner"), "me");
+        assert_eq!(get("NOMAD_META_where"), "west");
         assert_eq!(get("NOMAD_META_my_key"), "k");
         assert_eq!(get("NOMAD_PORT_http"), "80");
         assert_eq!(get("NOMAD_HOST_PORT_http"), "25000");

@@ -42,6 +42,9 @@ pub struct ImageReport {
         skip_serializing_if = "Option::is_none"
     )]
     pub skipped: Option<String>,
+    /// The version podman answered the ping with (`attr.driver.podman.version`).
+    #[serde(skip)]
+    pub podman_version: Option<String>,
 }
 
 /// One task's image as the start will read it.
@@ -136,7 +139,7 @@ pub async fn check(job: &Job, connection: &ConnectionArgs) -> ImageReport {
     let lookups = async {
         let client = PodmanClient::new(&url, Some(CHECK_DEADLINE))
             .map_err(|e| unreachable(e.to_string()))?;
-        client
+        let version = client
             .ping()
             .await
             .map_err(|e| unreachable(e.to_string()))?;
@@ -149,7 +152,7 @@ pub async fn check(job: &Job, connection: &ConnectionArgs) -> ImageReport {
                 seen.insert(&at.image, verdict);
             }
         }
-        Ok::<_, String>(seen)
+        Ok::<_, String>((version, seen))
     };
     let found = tokio::time::timeout(CHECK_DEADLINE, lookups)
         .await
@@ -160,7 +163,8 @@ pub async fn check(job: &Job, connection: &ConnectionArgs) -> ImageReport {
             )))
         });
     match found {
-        Ok(verdicts) => {
+        Ok((version, verdicts)) => {
+            report.podman_version = Some(version);
             for at in &images {
                 match verdicts.get(at.image.as_str()) {
                     Some(Ok(ImageCheck::Unavailable(e))) => report.warn(at, e.to_string()),
@@ -292,6 +296,7 @@ mod tests {
         let report = ImageReport {
             warnings: vec![warning("image localhost/x not found locally")],
             skipped: None,
+            podman_version: None,
         };
         let text = report.to_text();
         assert!(
@@ -302,6 +307,7 @@ mod tests {
         let offline = ImageReport {
             warnings: Vec::new(),
             skipped: Some("podman is not reachable at unix:///x: refused".into()),
+            podman_version: None,
         };
         assert!(offline
             .to_text()

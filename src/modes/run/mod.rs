@@ -16,14 +16,17 @@
 //! // Command::Runner(cmd) => std::process::exit(modes::run::execute(cmd).await),
 //! ```
 //!
-//! Commands: `run FILE [--detach] [--replace]`, `validate FILE`, `plan FILE [--json]`,
+//! Commands: `run FILE [--detach] [--replace]`, `validate FILE`, `plan FILE [--json]` (all
+//! three with the node flags `-meta K=V`, `--node-class`, `--datacenter`, `--node-name`),
 //! `ps [JOB]`, `logs JOB [TASK] [-f] [--tail N] [--stdout|--stderr] [-t]`, `stop JOB`,
 //! `gc`. Documented in docs/runner.md.
 //!
 //! Layout: `jobspec/` reads and evaluates job files into [`model`]; `check` validates task
 //! configs with the core's decoder; `runner` supervises allocations, each run by
 //! `lifecycle` (ordering) and `task_runner` (start, wait, `restart`); `env`, `ports`,
-//! `interpolate`, `template`, `alloc` and `infra` prepare what a task gets; `ui` and `logs`
+//! `interpolate`, `template`, `alloc` and `infra` prepare what a task gets; `node` is
+//! this machine as a Nomad node (facts for `${attr.*}`/`${node.*}`/`${meta.*}`) and
+//! `constraint` checks the job's constraints against it; `ui` and `logs`
 //! print; `images` warns about task images a start could not get; `logs_command` reads
 //! the tasks' `journal`s for `logs`; `state` finds a job's containers by label for
 //! `ps`/`logs`/`stop`; `statedir` keeps the state root and the runner's own files (pid,
@@ -32,6 +35,7 @@
 pub mod alloc;
 pub mod check;
 pub mod cli;
+pub mod constraint;
 pub mod detach;
 pub mod env;
 pub mod error;
@@ -45,6 +49,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod logs_command;
 pub mod model;
+pub mod node;
 pub mod plan;
 pub mod ports;
 pub mod restart;

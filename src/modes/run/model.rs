@@ -20,8 +20,21 @@ pub struct Job {
     pub datacenters: Vec<String>,
     pub namespace: String,
     pub meta: BTreeMap<String, String>,
+    pub constraints: Vec<Constraint>,
+    /// Where `datacenters` was written (the node's datacenter is checked against it).
+    pub datacenters_location: Option<Location>,
     pub groups: Vec<Group>,
     pub file: PathBuf,
+}
+
+/// A `constraint` block: `attribute operator value`, targets still as written
+/// (`${attr.kernel.name}`), resolved against the node's facts when checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Constraint {
+    pub attribute: String,
+    pub operator: String,
+    pub value: String,
+    pub location: Location,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +76,7 @@ pub struct Group {
     pub name: String,
     pub count: u32,
     pub meta: BTreeMap<String, String>,
+    pub constraints: Vec<Constraint>,
     pub network: Option<GroupNetwork>,
     pub tasks: Vec<Task>,
     pub location: Location,
@@ -114,6 +128,7 @@ pub struct Task {
     pub config_location: Location,
     pub env: BTreeMap<String, String>,
     pub meta: BTreeMap<String, String>,
+    pub constraints: Vec<Constraint>,
     pub user: Option<String>,
     pub kill_signal: Option<String>,
     pub kill_timeout: Duration,

@@ -22,9 +22,22 @@ pub struct Plan {
     pub groups: Vec<GroupPlan>,
     pub ignored: Vec<Ignored>,
     pub skipped_tasks: Vec<SkippedTask>,
+    /// This machine as the job's node, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodePlan>,
     /// Images a start could not get (`warnings`), and whether podman was asked.
     #[serde(flatten)]
     pub images: ImageReport,
+}
+
+/// The node facts the plan was made for, and how many constraints they satisfy.
+#[derive(Debug, Serialize)]
+pub struct NodePlan {
+    pub name: String,
+    pub datacenter: String,
+    pub class: String,
+    pub meta: std::collections::BTreeMap<String, String>,
+    pub constraints_satisfied: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -107,6 +120,7 @@ pub fn build(job: &Job, ignored: Vec<Ignored>, skipped_tasks: Vec<SkippedTask>) 
             .collect(),
         ignored,
         skipped_tasks,
+        node: None,
         images: ImageReport::default(),
     }
 }
@@ -314,6 +328,31 @@ impl Plan {
             "Job {:?} ({}) from {}",
             self.job_id, self.job_type, self.file
         );
+        if let Some(node) = &self.node {
+            let meta: Vec<String> = node.meta.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = writeln!(
+                out,
+                "  Node {:?}: datacenter {}, class {}, meta {}; {} constraint{} satisfied",
+                node.name,
+                node.datacenter,
+                if node.class.is_empty() {
+                    "(none)"
+                } else {
+                    &node.class
+                },
+                if meta.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    meta.join(" ")
+                },
+                node.constraints_satisfied,
+                if node.constraints_satisfied == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+            );
+        }
         for g in &self.groups {
             let _ = writeln!(
                 out,

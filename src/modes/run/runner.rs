@@ -16,7 +16,7 @@ use crate::driver::{Driver, DriverOptions, FactsCache, PULL_PROGRESS_ANNOTATION}
 use super::alloc::AllocDir;
 use super::check::INFRA_TASK;
 use super::cli::{ConnectionArgs, RunArgs};
-use super::env::{node_attributes, AllocIdentity};
+use super::env::AllocIdentity;
 use super::error::{exit_code, RunError};
 use super::infra::{self, InfraImage};
 use super::lifecycle::{run_alloc, AllocOutcome, Shutdown};
@@ -29,7 +29,7 @@ use super::state::{self, Manifest, ManifestAlloc, Outcome, OutcomeTask};
 use super::statedir::{self, default_state_root, ProcessIdentity, RootKind};
 use super::task_runner::AllocContext;
 use super::ui::{use_color, Stream, Ui, Who};
-use super::validate::load_checked;
+use super::validate::{load_checked, CheckedJob};
 
 /// Files the runner keeps next to a job's allocation dirs (created and read through
 /// [`statedir`]: never through a symlink).
@@ -196,15 +196,21 @@ struct Allocation {
 }
 
 async fn run_job(args: &RunArgs) -> Result<i32, RunError> {
-    let checked = load_checked(&args.file, &args.vars).await?;
+    let mut checked = load_checked(&args.file, &args.vars, &args.node).await?;
     let notices = notices_text(&checked.ignored, &checked.loaded.notices.skipped_tasks);
     if !notices.is_empty() {
         crate::outln!("{}", notices.trim_start());
     }
-    let job = Arc::new(checked.loaded.job);
     let (driver, embedded) = connect_for_run(&args.connection).await?;
     let root = state_root(&args.connection)?;
-    let result = run_connected(args, job, driver, &root).await;
+    let result = match learn_podman_version(&driver, &mut checked).await {
+        Ok(()) => {
+            let node = Arc::new(checked.node_attributes());
+            let job = Arc::new(checked.loaded.job);
+            run_connected(args, job, node, driver, &root).await
+        }
+        Err(e) => Err(e),
+    };
     if embedded {
         if let Some(pid) = service::release(&root).await {
             println!("==> stopped the private podman service (pid {pid})");
@@ -213,9 +219,29 @@ async fn run_job(args: &RunArgs) -> Result<i32, RunError> {
     result
 }
 
+/// `attr.driver.podman.version` from the podman that runs the job, and the constraints
+/// that waited for it.
+async fn learn_podman_version(driver: &Driver, checked: &mut CheckedJob) -> Result<(), RunError> {
+    let (name, url) = driver
+        .sockets()
+        .into_iter()
+        .next()
+        .map(|s| (s.name, s.url))
+        .unwrap_or_default();
+    let version = driver
+        .ping(&name)
+        .await
+        .map_err(|e| RunError::PodmanUnreachable {
+            socket: url,
+            reason: e.to_string(),
+        })?;
+    checked.check_deferred(&version)
+}
+
 async fn run_connected(
     args: &RunArgs,
     job: Arc<Job>,
+    node: Arc<BTreeMap<String, String>>,
     driver: Arc<Driver>,
     root: &Path,
 ) -> Result<i32, RunError> {
@@ -232,7 +258,7 @@ async fn run_connected(
         use_color(args.no_color) && !args.detached_child,
         label_width(&job),
     );
-    let result = supervise(args, job, driver, root, &files, &ui).await;
+    let result = supervise(args, job, node, driver, root, &files, &ui).await;
     ui.flush().await;
     drop(ui);
     let _ = printer.await;
@@ -244,12 +270,12 @@ async fn run_connected(
 async fn supervise(
     args: &RunArgs,
     job: Arc<Job>,
+    node: Arc<BTreeMap<String, String>>,
     driver: Arc<Driver>,
     root: &Path,
     files: &JobFiles,
     ui: &Ui,
 ) -> Result<i32, RunError> {
-    let node = Arc::new(node_attributes(&job));
     let mut allocator = PortAllocator::default();
     let host_ip = args.host_ip.to_string();
     let mut allocations = Vec::new();

@@ -476,6 +476,10 @@ async fn render_templates(
     env: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, String> {
     let mut template_env = BTreeMap::new();
+    // Nomad's `env` template function also reads the node's facts: `{{ env
+    // "node.datacenter" }}`, `{{ env "meta.rack" }}`, `{{ env "attr.kernel.name" }}`.
+    let mut lookup = (*ctx.node).clone();
+    lookup.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
     for spec in &task.templates {
         let where_ = format!("template {} ({})", spec.destination, spec.location);
         let text = match (&spec.data, &spec.source) {
@@ -487,7 +491,7 @@ async fn render_templates(
         };
         // `file` reads below the task dir: off the runtime.
         let (left, right) = (spec.left_delimiter.clone(), spec.right_delimiter.clone());
-        let (task_dir, render_env) = (ctx.dir.task_dir(&task.name), env.clone());
+        let (task_dir, render_env) = (ctx.dir.task_dir(&task.name), lookup.clone());
         let rendered = tokio::task::spawn_blocking(move || {
             let ctx = RenderContext {
                 env: &render_env,

@@ -3,11 +3,13 @@
 use serde::Serialize;
 
 use super::check::check_job;
-use super::cli::{PlanArgs, ValidateArgs, VarArgs};
+use super::cli::{NodeArgs, PlanArgs, ValidateArgs, VarArgs};
+use super::constraint::{self, Unchecked};
 use super::error::{exit_code, RunError};
 use super::images::{self, ImageReport};
 use super::jobspec::decode::{Ignored, SkippedTask};
 use super::jobspec::{self, JobFileError, JobFileErrors, LoadedJob, VarInputs};
+use super::node::NodeFacts;
 use super::plan;
 
 /// How long reading and evaluating a job file may take.
@@ -17,10 +19,83 @@ const LOAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct CheckedJob {
     pub loaded: LoadedJob,
     pub ignored: Vec<Ignored>,
+    /// This machine as the job's node.
+    pub node: NodeFacts,
+    /// Constraints on facts learnt from podman, checked once it answers
+    /// ([`CheckedJob::check_deferred`]).
+    pub unchecked: Vec<Unchecked>,
 }
 
-/// Reads, evaluates and checks a job file (off the async runtime: it reads files).
-pub async fn load_checked(file: &std::path::Path, vars: &VarArgs) -> Result<CheckedJob, RunError> {
+impl CheckedJob {
+    /// Checks the constraints that waited for podman's version, now that it is known.
+    pub fn check_deferred(&mut self, podman_version: &str) -> Result<(), RunError> {
+        self.node.podman_version = Some(podman_version.to_string());
+        if self.unchecked.is_empty() {
+            return Ok(());
+        }
+        let attrs = self.node.attributes(&self.loaded.job);
+        let result = constraint::check(&self.loaded.job, &attrs, self.node.datacenter.is_some());
+        self.unchecked = result.unchecked;
+        if result.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(RunError::JobFile(JobFileErrors(result.errors)))
+        }
+    }
+
+    /// The node's facts as `${...}` references name them.
+    pub fn node_attributes(&self) -> std::collections::BTreeMap<String, String> {
+        self.node.attributes(&self.loaded.job)
+    }
+}
+
+/// What `plan` shows of the node: the facts the operator gave and the constraints held.
+fn node_plan(checked: &CheckedJob) -> plan::NodePlan {
+    let job = &checked.loaded.job;
+    let all = job.constraints.len()
+        + job
+            .groups
+            .iter()
+            .filter(|g| !g.tasks.is_empty())
+            .map(|g| {
+                g.constraints.len() + g.tasks.iter().map(|t| t.constraints.len()).sum::<usize>()
+            })
+            .sum::<usize>();
+    plan::NodePlan {
+        name: checked.node.name.clone(),
+        datacenter: checked.node.datacenter(job),
+        class: checked.node.class.clone(),
+        meta: checked.node.meta.clone(),
+        constraints_satisfied: all.saturating_sub(checked.unchecked.len()),
+    }
+}
+
+/// Constraints not checked because podman's version is unknown, for the output.
+pub fn unchecked_text(unchecked: &[Unchecked]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if unchecked.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\nConstraints not checked ({} is not known: podman was not reached; `run` checks them):",
+        unchecked[0].fact
+    );
+    for u in unchecked {
+        let _ = writeln!(out, "  \"{}\" at {}", u.constraint, u.constraint.location);
+    }
+    out
+}
+
+/// Reads, evaluates and checks a job file (off the async runtime: it reads files), and
+/// checks its constraints against this node.
+pub async fn load_checked(
+    file: &std::path::Path,
+    vars: &VarArgs,
+    node: &NodeArgs,
+) -> Result<CheckedJob, RunError> {
+    let node = node.clone();
     let inputs = VarInputs {
         flags: vars.vars.clone(),
         files: vars.var_files.clone(),
@@ -37,30 +112,44 @@ pub async fn load_checked(file: &std::path::Path, vars: &VarArgs) -> Result<Chec
         .spawn(move || {
             let _ = done.send(jobspec::load(&path, &inputs).map(|loaded| {
                 let checked = check_job(&loaded.job);
-                (loaded, checked)
+                let facts = NodeFacts::gather(&node);
+                let constraints = constraint::check(
+                    &loaded.job,
+                    &facts.attributes(&loaded.job),
+                    facts.datacenter.is_some(),
+                );
+                (loaded, checked, facts, constraints)
             }));
         })
         .map_err(|e| RunError::Other(format!("cannot start reading the job file: {e}")))?;
-    let (loaded, checked) = match tokio::time::timeout(LOAD_DEADLINE, loaded).await {
-        Ok(Ok(result)) => result.map_err(RunError::JobFile)?,
-        Ok(Err(_)) => return Err(RunError::Other("reading the job file stopped".into())),
-        Err(_) => {
-            return Err(RunError::JobFile(JobFileErrors::one(
-                JobFileError::unlocated(format!(
-                    "{}: not parsed within {}s: an expression nested too deeply for the HCL \
+    let (loaded, mut checked, node, constraints) =
+        match tokio::time::timeout(LOAD_DEADLINE, loaded).await {
+            Ok(Ok(result)) => result.map_err(RunError::JobFile)?,
+            Ok(Err(_)) => return Err(RunError::Other("reading the job file stopped".into())),
+            Err(_) => {
+                return Err(RunError::JobFile(JobFileErrors::one(
+                    JobFileError::unlocated(format!(
+                        "{}: not parsed within {}s: an expression nested too deeply for the HCL \
                      parser? Check brackets and braces",
-                    file.display(),
-                    LOAD_DEADLINE.as_secs()
-                )),
-            )))
-        }
-    };
+                        file.display(),
+                        LOAD_DEADLINE.as_secs()
+                    )),
+                )))
+            }
+        };
+    checked.errors.extend(constraints.errors);
     if !checked.errors.is_empty() {
+        checked.errors.sort_by(|a, b| a.location.cmp(&b.location));
         return Err(RunError::JobFile(JobFileErrors(checked.errors)));
     }
     let mut ignored = loaded.notices.ignored.clone();
     ignored.extend(checked.ignored);
-    Ok(CheckedJob { loaded, ignored })
+    Ok(CheckedJob {
+        loaded,
+        ignored,
+        node,
+        unchecked: constraints.unchecked,
+    })
 }
 
 #[derive(Serialize)]
@@ -75,11 +164,16 @@ struct ValidateReport<'a> {
 }
 
 pub async fn validate(args: ValidateArgs) -> i32 {
-    let result = load_checked(&args.file, &args.vars).await;
+    let mut result = load_checked(&args.file, &args.vars, &args.node).await;
     let images = match &result {
         Ok(checked) => images::check(&checked.loaded.job, &args.connection).await,
         Err(_) => ImageReport::default(),
     };
+    if let (Ok(checked), Some(version)) = (&mut result, &images.podman_version) {
+        if let Err(e) = checked.check_deferred(version) {
+            result = Err(e);
+        }
+    }
     if args.json {
         let (errors, job) = match &result {
             Ok(c) => (Vec::new(), Some(c)),
@@ -122,6 +216,7 @@ pub async fn validate(args: ValidateArgs) -> i32 {
                     .as_bytes(),
             );
             crate::modes::output::write_stdout(images.to_text().as_bytes());
+            crate::modes::output::write_stdout(unchecked_text(&checked.unchecked).as_bytes());
             exit_code::OK
         }
         Err(e) => report_error(&e),
@@ -129,15 +224,27 @@ pub async fn validate(args: ValidateArgs) -> i32 {
 }
 
 pub async fn plan(args: PlanArgs) -> i32 {
-    match load_checked(&args.file, &args.vars).await {
+    let mut images = ImageReport::default();
+    let mut result = load_checked(&args.file, &args.vars, &args.node).await;
+    if let Ok(checked) = &mut result {
+        images = images::check(&checked.loaded.job, &args.connection).await;
+        if let Some(version) = &images.podman_version {
+            if let Err(e) = checked.check_deferred(version) {
+                result = Err(e);
+            }
+        }
+    }
+    match result {
         Ok(checked) => {
-            let images = images::check(&checked.loaded.job, &args.connection).await;
+            let unchecked = unchecked_text(&checked.unchecked);
+            let node = node_plan(&checked);
             let mut plan = plan::build(
                 &checked.loaded.job,
                 checked.ignored,
                 checked.loaded.notices.skipped_tasks,
             );
             plan.images = images;
+            plan.node = Some(node);
             if args.json {
                 crate::outln!(
                     "{}",
@@ -145,6 +252,7 @@ pub async fn plan(args: PlanArgs) -> i32 {
                 );
             } else {
                 crate::modes::output::write_stdout(plan.to_text().as_bytes());
+                crate::modes::output::write_stdout(unchecked.as_bytes());
             }
             exit_code::OK
         }

@@ -83,7 +83,7 @@ fn validate_reports_ignored_blocks_and_skipped_tasks() {
     std::fs::write(
         &file,
         r#"job "mixed" {
-  constraint {
+  affinity {
     attribute = "${attr.kernel.name}"
     value     = "linux"
   }
@@ -119,7 +119,7 @@ fn validate_reports_ignored_blocks_and_skipped_tasks() {
     let out = env.run(&["validate", path]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stdout.contains(&format!("constraint at {path}:2:3")),
+        out.stdout.contains(&format!("affinity at {path}:2:3")),
         "{}",
         out.stdout
     );

@@ -17,8 +17,8 @@ use super::eval::Evaluator;
 use super::source::Location;
 use super::value::{self, type_name};
 use crate::modes::run::model::{
-    duration_text, Dns, Group, GroupNetwork, Hook, Job, JobType, Lifecycle, NetworkMode, PortSpec,
-    Resources, RestartMode, RestartPolicy, Task, TemplateSpec,
+    duration_text, Constraint, Dns, Group, GroupNetwork, Hook, Job, JobType, Lifecycle,
+    NetworkMode, PortSpec, Resources, RestartMode, RestartPolicy, Task, TemplateSpec,
 };
 
 /// What the runner will not do with a job file, reported once per kind.
@@ -68,8 +68,46 @@ const JOB_KEYS: &[&str] = &[
     "datacenters",
     "meta",
     "group",
+    "constraint",
 ];
-const GROUP_KEYS: &[&str] = &["count", "meta", "task", "network", "restart"];
+const GROUP_KEYS: &[&str] = &["count", "meta", "task", "network", "restart", "constraint"];
+/// Nomad's constraint arguments: the long form and its shorthands (`version = ">= 1"` is
+/// `operator = "version"` with that value).
+const CONSTRAINT_KEYS: &[&str] = &[
+    "attribute",
+    "operator",
+    "value",
+    "version",
+    "semver",
+    "regexp",
+    "set_contains",
+    "set_contains_any",
+    "set_contains_all",
+    "distinct_hosts",
+    "distinct_property",
+];
+/// Every operator Nomad's scheduler knows.
+pub const CONSTRAINT_OPERATORS: &[&str] = &[
+    "=",
+    "==",
+    "is",
+    "!=",
+    "not",
+    ">",
+    ">=",
+    "<",
+    "<=",
+    "regexp",
+    "set_contains",
+    "set_contains_all",
+    "set_contains_any",
+    "version",
+    "semver",
+    "is_set",
+    "is_not_set",
+    "distinct_hosts",
+    "distinct_property",
+];
 const NETWORK_KEYS: &[&str] = &["mode", "hostname", "mbits", "port", "dns", "cni"];
 const PORT_KEYS: &[&str] = &["static", "to", "host_network"];
 const DNS_KEYS: &[&str] = &["servers", "searches", "options"];
@@ -87,6 +125,7 @@ const TASK_KEYS: &[&str] = &[
     "restart",
     "resources",
     "template",
+    "constraint",
 ];
 const LIFECYCLE_KEYS: &[&str] = &["hook", "sidecar"];
 const RESOURCES_KEYS: &[&str] = &[
@@ -125,7 +164,6 @@ const IGNORED_IN_JOB: &[&str] = &[
     "all_at_once",
     "priority",
     "node_pool",
-    "constraint",
     "affinity",
     "spread",
     "update",
@@ -144,7 +182,6 @@ const IGNORED_IN_JOB: &[&str] = &[
     "id",
 ];
 const IGNORED_IN_GROUP: &[&str] = &[
-    "constraint",
     "affinity",
     "spread",
     "service",
@@ -169,7 +206,6 @@ const IGNORED_IN_TASK: &[&str] = &[
     "consul",
     "identity",
     "volume_mount",
-    "constraint",
     "affinity",
     "logs",
     "dispatch_payload",
@@ -465,6 +501,8 @@ impl<'a> Decoder<'a> {
             datacenters: vec!["dc1".into()],
             namespace: "default".into(),
             meta: BTreeMap::new(),
+            constraints: Vec::new(),
+            datacenters_location: None,
             groups: Vec::new(),
             file: file.to_path_buf(),
         };
@@ -505,6 +543,7 @@ impl<'a> Decoder<'a> {
                     "datacenters" => {
                         if let Some(dcs) = self.string_list(attr) {
                             job.datacenters = dcs;
+                            job.datacenters_location = Some(self.at(attr.span()));
                         }
                     }
                     "meta" => job.meta = self.string_map_attr(attr),
@@ -516,6 +555,7 @@ impl<'a> Decoder<'a> {
                 Structure::Block(b) => match b.ident.value().as_str() {
                     "group" => group_blocks.push(b),
                     "meta" => job.meta.extend(self.string_map_block(b)),
+                    "constraint" => job.constraints.extend(self.constraint(b)),
                     k if IGNORED_IN_JOB.contains(&k) => {
                         self.notices.ignore(k, self.ev.location(b.ident.span()))
                     }
@@ -553,6 +593,7 @@ impl<'a> Decoder<'a> {
         let location = self.at(block.span());
         let mut count = 1;
         let mut meta = BTreeMap::new();
+        let mut constraints = Vec::new();
         let mut network = None;
         let mut restart_block = None;
         let mut task_blocks = Vec::new();
@@ -577,6 +618,7 @@ impl<'a> Decoder<'a> {
                 Structure::Block(b) => match b.ident.value().as_str() {
                     "task" => task_blocks.push(b),
                     "meta" => meta.extend(self.string_map_block(b)),
+                    "constraint" => constraints.extend(self.constraint(b)),
                     "network" => {
                         if network.is_some() {
                             self.error(
@@ -636,6 +678,7 @@ impl<'a> Decoder<'a> {
             name,
             count,
             meta,
+            constraints,
             network,
             tasks,
             location,
@@ -851,6 +894,7 @@ impl<'a> Decoder<'a> {
             config_location: location.clone(),
             env: BTreeMap::new(),
             meta: BTreeMap::new(),
+            constraints: Vec::new(),
             user: None,
             kill_signal: None,
             kill_timeout: Duration::from_secs(5),
@@ -924,6 +968,7 @@ impl<'a> Decoder<'a> {
                     "env" => task.env.extend(self.string_map_block(b)),
                     "meta" => task.meta.extend(self.string_map_block(b)),
                     "lifecycle" => task.lifecycle = self.lifecycle(b),
+                    "constraint" => task.constraints.extend(self.constraint(b)),
                     "restart" => task.restart = self.restart(b, group_restart),
                     "resources" => task.resources = self.resources(b),
                     "template" => {
@@ -996,6 +1041,98 @@ impl<'a> Decoder<'a> {
             }
         }
         (Value::Object(out), locations)
+    }
+
+    /// A `constraint` block in Nomad's forms: `attribute`/`operator`/`value`, or one of
+    /// the shorthands that set the operator (`version = "..."`, `distinct_hosts = true`,
+    /// `distinct_property = "${meta.rack}"`). Targets stay unresolved: the node's facts
+    /// are only known when the job is checked against them.
+    fn constraint(&mut self, block: &Block) -> Option<Constraint> {
+        self.no_labels(block);
+        self.check_duplicates(&block.body);
+        let location = self.at(block.ident.span());
+        let mut attribute = String::new();
+        let mut operator: Option<(String, Option<std::ops::Range<usize>>)> = None;
+        let mut value = String::new();
+        let mut ok = true;
+        for structure in block.body.iter() {
+            let Structure::Attribute(attr) = structure else {
+                if let Structure::Block(b) = structure {
+                    self.unsupported_block(b, "a constraint block", &[CONSTRAINT_KEYS]);
+                }
+                ok = false;
+                continue;
+            };
+            let k = key(attr);
+            let mut set_operator = |this: &mut Self, op: &str| {
+                if let Some((previous, _)) = &operator {
+                    this.error(
+                        attr.key.span(),
+                        format!(
+                            "Conflicting constraint: {k} sets the operator, already {previous:?}"
+                        ),
+                    );
+                    return false;
+                }
+                operator = Some((op.to_string(), attr.value.span()));
+                true
+            };
+            match k {
+                "attribute" => match self.string(attr) {
+                    Some(a) => attribute = a,
+                    None => ok = false,
+                },
+                "value" => match self.string(attr) {
+                    Some(v) => value = v,
+                    None => ok = false,
+                },
+                "operator" => match self.string(attr) {
+                    Some(op) => ok &= set_operator(self, &op),
+                    None => ok = false,
+                },
+                "version" | "semver" | "regexp" | "set_contains" | "set_contains_any"
+                | "set_contains_all" => match self.string(attr) {
+                    Some(v) => {
+                        value = v;
+                        ok &= set_operator(self, k);
+                    }
+                    None => ok = false,
+                },
+                "distinct_hosts" => match self.bool(attr) {
+                    Some(true) => ok &= set_operator(self, k),
+                    Some(false) => {}
+                    None => ok = false,
+                },
+                "distinct_property" => match self.string(attr) {
+                    Some(p) => {
+                        attribute = p;
+                        ok &= set_operator(self, k);
+                    }
+                    None => ok = false,
+                },
+                _ => {
+                    self.unsupported_attr(attr, "a constraint block", &[CONSTRAINT_KEYS]);
+                    ok = false;
+                }
+            }
+        }
+        let (operator, operator_span) = operator.unwrap_or_else(|| ("=".to_string(), None));
+        if !CONSTRAINT_OPERATORS.contains(&operator.as_str()) {
+            self.error(
+                operator_span,
+                format!(
+                    "Unknown constraint operator {operator:?}: expected one of {}",
+                    CONSTRAINT_OPERATORS.join(", ")
+                ),
+            );
+            return None;
+        }
+        ok.then_some(Constraint {
+            attribute,
+            operator,
+            value,
+            location,
+        })
     }
 
     fn lifecycle(&mut self, block: &Block) -> Option<Lifecycle> {

@@ -473,3 +473,115 @@ fn job_file_and_config_errors_come_in_one_round() {
         errs[3]
     );
 }
+
+#[test]
+fn constraint_blocks_decode_in_nomads_long_and_short_forms() {
+    let loaded = parse_ok(
+        r#"job "j" {
+  constraint {
+    distinct_hosts = true
+  }
+  group "g" {
+    constraint {
+      attribute = "${attr.kernel.version}"
+      version   = ">= 4.0, < 99"
+    }
+    constraint {
+      distinct_property = "${meta.rack}"
+      value             = 2
+    }
+    task "t" {
+      driver = "podman"
+      config { image = "x" }
+      constraint {
+        attribute = "${meta.tags}"
+        operator  = "set_contains_any"
+        value     = "a,b"
+      }
+      constraint {
+        attribute = "${meta.disk}"
+        operator  = "is_set"
+      }
+    }
+  }
+}
+"#,
+    );
+    let all: Vec<(String, String, String, String)> = loaded
+        .job
+        .constraints
+        .iter()
+        .chain(&loaded.job.groups[0].constraints)
+        .chain(&loaded.job.groups[0].tasks[0].constraints)
+        .map(|c| {
+            (
+                c.attribute.clone(),
+                c.operator.clone(),
+                c.value.clone(),
+                c.location.to_string(),
+            )
+        })
+        .collect();
+    let row = |a: &str, o: &str, v: &str, at: &str| {
+        (a.to_string(), o.to_string(), v.to_string(), at.to_string())
+    };
+    assert_eq!(
+        all,
+        [
+            row("", "distinct_hosts", "", "job.nomad:2:3"),
+            row(
+                "${attr.kernel.version}",
+                "version",
+                ">= 4.0, < 99",
+                "job.nomad:6:5"
+            ),
+            row("${meta.rack}", "distinct_property", "2", "job.nomad:10:5"),
+            row("${meta.tags}", "set_contains_any", "a,b", "job.nomad:17:7"),
+            row("${meta.disk}", "is_set", "", "job.nomad:22:7"),
+        ]
+    );
+    assert!(loaded.notices.ignored.is_empty(), "{:?}", loaded.notices);
+}
+
+#[test]
+fn malformed_constraints_are_located_errors() {
+    let errs = errors(
+        r#"job "j" {
+  constraint {
+    attribute = "${attr.kernel.name}"
+    operator  = "~="
+    value     = "linux"
+  }
+  group "g" {
+    constraint {
+      attribute = "${attr.kernel.name}"
+      operator  = "regexp"
+      version   = "1"
+    }
+    task "t" {
+      driver = "podman"
+      config { image = "x" }
+      constraint {
+        atribute = "${attr.kernel.name}"
+      }
+    }
+  }
+}
+"#,
+    );
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(
+        errs[0].starts_with(
+            "job.nomad:4:17: Unknown constraint operator \"~=\": expected one of =, ==,"
+        ),
+        "{errs:?}"
+    );
+    assert_eq!(
+        errs[1],
+        "job.nomad:11:7: Conflicting constraint: version sets the operator, already \"regexp\""
+    );
+    assert_eq!(
+        errs[2],
+        "job.nomad:17:9: Unsupported argument: an argument named \"atribute\" is not expected in a constraint block. Did you mean \"attribute\"?"
+    );
+}
