@@ -9,3 +9,4 @@ mod fresh;
 pub(crate) mod harness;
 mod logs;
 mod replace;
+mod rotation;

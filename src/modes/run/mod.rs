@@ -48,6 +48,7 @@ pub mod model;
 pub mod plan;
 pub mod ports;
 pub mod restart;
+pub mod rotated;
 pub mod runner;
 pub mod service;
 pub mod state;

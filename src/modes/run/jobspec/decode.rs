@@ -12,13 +12,15 @@ use hcl::edit::Span;
 use serde::Serialize;
 use serde_json::Value;
 
+mod logs;
+
 use super::error::JobFileError;
 use super::eval::Evaluator;
 use super::source::Location;
 use super::value::{self, type_name};
 use crate::modes::run::model::{
-    duration_text, Dns, Group, GroupNetwork, Hook, Job, JobType, Lifecycle, NetworkMode, PortSpec,
-    Resources, RestartMode, RestartPolicy, Task, TemplateSpec,
+    duration_text, Dns, Group, GroupNetwork, Hook, Job, JobType, Lifecycle, LogsPolicy,
+    NetworkMode, PortSpec, Resources, RestartMode, RestartPolicy, Task, TemplateSpec,
 };
 
 /// What the runner will not do with a job file, reported once per kind.
@@ -87,6 +89,7 @@ const TASK_KEYS: &[&str] = &[
     "restart",
     "resources",
     "template",
+    "logs",
 ];
 const LIFECYCLE_KEYS: &[&str] = &["hook", "sidecar"];
 const RESOURCES_KEYS: &[&str] = &[
@@ -171,7 +174,6 @@ const IGNORED_IN_TASK: &[&str] = &[
     "volume_mount",
     "constraint",
     "affinity",
-    "logs",
     "dispatch_payload",
     "kind",
     "shutdown_delay",
@@ -855,6 +857,7 @@ impl<'a> Decoder<'a> {
             restart: group_restart,
             resources: Resources::default(),
             templates: Vec::new(),
+            logs: LogsPolicy::default(),
             location,
         };
         let mut has_config = false;
@@ -916,6 +919,7 @@ impl<'a> Decoder<'a> {
                     "lifecycle" => task.lifecycle = self.lifecycle(b),
                     "restart" => task.restart = self.restart(b, group_restart),
                     "resources" => task.resources = self.resources(b),
+                    "logs" => task.logs = self.logs(b),
                     "template" => {
                         if let Some(t) = self.template(b) {
                             task.templates.push(t);

@@ -422,3 +422,60 @@ fn an_unclosed_block_or_string_is_reported_where_it_opens() {
         ["job.nomad:3:16: Invalid HCL: Unterminated string: the string opened here has no closing `\"` on its line"]
     );
 }
+
+fn with_logs(block: &str) -> String {
+    format!(
+        "job \"x\" {{\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"podman\"\n      config {{ image = \"i\" }}\n      logs {{\n{block}\n      }}\n    }}\n  }}\n}}\n"
+    )
+}
+
+#[test]
+fn the_logs_block_sets_rotation_with_nomads_defaults_and_limits() {
+    use crate::driver::logs::rotate::MIB;
+    let task = |text: &str| parse_ok(text).job.groups[0].tasks[0].logs;
+    let defaults = task(&with_logs(""));
+    assert!(!defaults.disabled);
+    assert_eq!(defaults.rotation.max_files, 10);
+    assert_eq!(defaults.rotation.max_file_size, 10 * MIB);
+    let set = task(&with_logs("max_files = 3\nmax_file_size = \"2\""));
+    assert_eq!(set.rotation.max_files, 3);
+    assert_eq!(set.rotation.max_file_size, 2 * MIB);
+    assert!(task(&with_logs("disabled = true")).disabled);
+    assert!(task(&with_logs("enabled = false")).disabled);
+    assert!(!task(&with_logs("enabled = true\ndisabled = false")).disabled);
+    let loaded = parse_ok(&with_logs("max_files = 1"));
+    assert!(
+        loaded.notices.ignored.iter().all(|i| i.what != "logs"),
+        "honoured, not reported as ignored"
+    );
+
+    assert_eq!(
+        errors(&with_logs("max_files = 0\nmax_file_size = 0")),
+        vec![
+            "job.nomad:7:13: Invalid max_files: the minimum number of files is 1; got 0",
+            "job.nomad:8:17: Invalid max_file_size: the minimum file size is 1MB; got 0",
+        ]
+    );
+    let errs = errors(&with_logs(
+        "max_files = 1.5\nmax_file_size = \"big\"\nmax_size = 1",
+    ));
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(
+        errs[0].starts_with("job.nomad:7:13: Invalid value for max_files"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("job.nomad:8:17: Incorrect attribute value type"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[2].starts_with("job.nomad:9:1: Unsupported argument"),
+        "{errs:?}"
+    );
+    let errs = errors(&with_logs("disabled = true\nenabled = true"));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("job.nomad:8:11: Conflicting logs settings"),
+        "{errs:?}"
+    );
+}
