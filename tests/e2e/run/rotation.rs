@@ -283,3 +283,35 @@ fn the_logs_block_is_checked_shown_in_plan_and_disabled_keeps_no_files() {
     assert!(files.is_empty(), "{files:?}");
     assert!(logs(&env, &["logs", &id]).is_empty());
 }
+
+#[test]
+fn a_link_planted_where_the_next_file_goes_is_refused_and_the_journal_goes_on() {
+    let env = RunnerEnv::new("run-rotate-link");
+    let victim = env.state.join("victim");
+    let total = 15_000; // 1.3 MiB: one rotation of stdout
+    let script = format!(
+        "ln -s {} /alloc/logs/talk.stdout.1; {}",
+        victim.display(),
+        print_lines(1, total, false)
+    );
+    let (id, file) = job_file(&env, "rotatelink", "max_file_size = 1", &script);
+    let _cleanup = cleanup(&id);
+    let run = env.run(&["run", &file]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = format!("{}{}", run.stdout, run.stderr);
+    let refusal: Vec<&str> = text.lines().filter(|l| l.contains("refused")).collect();
+    assert_eq!(refusal.len(), 1, "reported once: {text}");
+    assert!(
+        refusal[0].contains("talk.stdout.1") && refusal[0].contains("symbolic link"),
+        "{}",
+        refusal[0]
+    );
+    assert!(!victim.exists(), "the link was not followed");
+    let logs_dir = env.alloc_dirs(&id)[0].join("alloc/logs");
+    let first = std::fs::read_to_string(logs_dir.join("talk.stdout.0")).expect("first file");
+    assert!(first.len() as u64 <= MIB, "{}", first.len());
+    assert_eq!(
+        logs(&env, &["logs", "--stdout", "--tail", "1", &id]),
+        [line(total)]
+    );
+}
