@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::logs::SinkKind;
+use super::logs::{Rotation, SinkKind};
 use super::model::DriverNetwork;
 
 /// Bumped whenever a field changes meaning. Version 1 is the Go plugin's `TaskState`,
@@ -30,6 +30,9 @@ pub struct LogTarget {
     pub root: Option<PathBuf>,
     #[serde(default)]
     pub sink_kind: SinkKind,
+    /// File sinks rotate: their paths are then bases, written as `<path>.<index>`.
+    #[serde(default)]
+    pub rotation: Option<Rotation>,
     /// The task's own directory (no container mounts it): where the forwarding position
     /// is kept, so a restarted plugin resumes where this one stopped.
     #[serde(default)]

@@ -244,6 +244,69 @@ impl VerifiedDir {
         }
     }
 
+    /// The names in this directory (without `.` and `..`), read through its verified fd:
+    /// the directory seen is the one that was verified, whatever is at its path now.
+    pub fn entries(&self) -> Result<Vec<OsString>, HostPathError> {
+        let fail = |e: io::Error| HostPathError::io(&self.path, e);
+        let dot = CString::from(c".");
+        let fd = openat(
+            &self.fd,
+            &dot,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            0,
+        )
+        .map_err(fail)?;
+        let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
+        // SAFETY: `raw` is an open directory fd; fdopendir owns it from here (closedir
+        // closes it), and on failure it is closed below.
+        let dir = unsafe { libc::fdopendir(raw) };
+        if dir.is_null() {
+            let e = io::Error::last_os_error();
+            // SAFETY: fdopendir failed, so the fd is still ours.
+            unsafe { libc::close(raw) };
+            return Err(fail(e));
+        }
+        let mut names = Vec::new();
+        loop {
+            // SAFETY: `dir` is a valid DIR*; errno is reset to tell the end from an error.
+            let entry = unsafe {
+                *libc::__errno_location() = 0;
+                libc::readdir(dir)
+            };
+            if entry.is_null() {
+                let e = io::Error::last_os_error();
+                // SAFETY: valid DIR*, closed once.
+                unsafe { libc::closedir(dir) };
+                if e.raw_os_error().unwrap_or(0) != 0 {
+                    return Err(fail(e));
+                }
+                return Ok(names);
+            }
+            // SAFETY: readdir returned a valid entry whose d_name is NUL-terminated.
+            let name = unsafe { std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) };
+            let name = OsStr::from_bytes(name.to_bytes());
+            if name != "." && name != ".." {
+                names.push(name.to_os_string());
+            }
+        }
+    }
+
+    /// Removes the entry `name` of this directory; a link is removed itself, never what
+    /// it points to. A missing entry is not an error.
+    pub fn remove(&self, name: &OsStr) -> Result<(), HostPathError> {
+        let path = self.path.join(name);
+        let c = c_name(name, &path)?;
+        // SAFETY: valid dirfd and NUL-terminated name; unlinkat never follows the last
+        // component.
+        if unsafe { libc::unlinkat(self.fd.as_raw_fd(), c.as_ptr(), 0) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                return Err(HostPathError::io(&path, e));
+            }
+        }
+        Ok(())
+    }
+
     /// Replaces `name` with `contents` atomically: a fresh temporary file (`O_EXCL`, never a
     /// link) in this directory, `fchmod` to `mode`, then `renameat` over `name` (which
     /// replaces a link planted there instead of following it).

@@ -55,6 +55,7 @@ impl Driver {
             journal_path: spec.context.journal_path.clone(),
             root: spec.context.alloc_dir.clone(),
             sink_kind: spec.context.log_sink,
+            rotation: spec.context.log_rotation,
             task_dir: spec.context.task_dir.clone(),
         };
         let sinks = if log.forward && has_sinks(&log) {
@@ -91,10 +92,17 @@ impl Driver {
         let network = state.network.clone();
         // Everything the container ever logged is this task's: podman's StartedAt can be a
         // moment later than the first line's timestamp, so starting there could drop it.
-        let logs = sinks.map(|sinks| LogStart {
-            sinks,
-            cursor: LogCursor::at(SystemTime::UNIX_EPOCH),
-            position: self.position_file(&state),
+        let logs = sinks.map(|mut sinks| {
+            // Rotating sinks open new files while the task runs: a link planted where the
+            // next one goes is the task's news, not only a line on the driver's stderr.
+            if state.log.rotation.is_some() {
+                sinks.set_report(self.sink_report(&state));
+            }
+            LogStart {
+                sinks,
+                cursor: LogCursor::at(SystemTime::UNIX_EPOCH),
+                position: self.position_file(&state),
+            }
         });
         self.register(state.clone(), socket, ExitState::Running, logs);
         Ok(StartedTask { state, network })

@@ -18,6 +18,7 @@ mod file_events;
 pub mod journal;
 mod k8s_file;
 mod position;
+pub mod rotate;
 mod sink;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ use super::podman::{
 pub use file_events::FileEvents;
 pub use journal::{JournalLine, JournalStream, LineAssembler};
 pub use position::{PositionFile, POSITION_FILE};
+pub use rotate::Rotation;
 pub use sink::{Sink, SinkKind, SinkReport};
 
 use super::handle::LogTarget;
@@ -240,7 +242,17 @@ pub struct Sinks {
     pub journal: Sink,
 }
 
-/// Opens the sinks of `target` (a missing path discards its stream). With `report`, a
+impl Sinks {
+    /// Where a refusal of any of them is reported from now on.
+    pub fn set_report(&mut self, report: SinkReport) {
+        for sink in [&mut self.stdout, &mut self.stderr, &mut self.journal] {
+            sink.set_report(report.clone());
+        }
+    }
+}
+
+/// Opens the sinks of `target` (a missing path discards its stream; with a rotation, the
+/// file paths are the bases of the rotated files). With `report`, a
 /// sink that is refused is reported and discarded, so the other stream still flows (a
 /// recovered task); without it, the first refusal is the error (a task not started yet).
 pub fn open_sinks(target: &LogTarget, report: Option<SinkReport>) -> Result<Sinks, LogError> {
@@ -249,7 +261,13 @@ pub fn open_sinks(target: &LogTarget, report: Option<SinkReport>) -> Result<Sink
             return Ok(Sink::discard());
         };
         let root = sink_root(target.root.as_deref(), path);
-        match Sink::open(&root, path, kind, report.clone()) {
+        let opened = match (kind, target.rotation) {
+            (SinkKind::File, Some(rotation)) => {
+                Sink::open_rotating(&root, path, rotation, report.clone())
+            }
+            _ => Sink::open(&root, path, kind, report.clone()),
+        };
+        match opened {
             Ok(sink) => Ok(sink),
             Err(e) => match &report {
                 Some(report) => {

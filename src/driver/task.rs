@@ -26,7 +26,7 @@ use serde_json::Value;
 
 pub use super::decode::ConfigError;
 use super::decode::{wrong, Block};
-use super::logs::SinkKind;
+use super::logs::{Rotation, SinkKind};
 use super::secopt::{parse_security_opts, parse_userns, SecurityOptions, Userns};
 use super::units::{parse_duration, parse_memory};
 
@@ -1236,6 +1236,10 @@ pub struct TaskContext {
     pub stderr_path: Option<PathBuf>,
     /// What the stdout/stderr paths are: Nomad's FIFOs, or files the runner keeps.
     pub log_sink: SinkKind,
+    /// File sinks (the journal included) rotate as Nomad's logmon rotates its files; the
+    /// paths are then bases, written as `<path>.<index>`. FIFO sinks never rotate here:
+    /// their reader (logmon) does.
+    pub log_rotation: Option<Rotation>,
     /// A regular file that also gets both streams in the order they were written, each
     /// line stamped ([`journal`](crate::driver::logs::journal)); `None` = none.
     pub journal_path: Option<PathBuf>,

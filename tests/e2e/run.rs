@@ -10,4 +10,5 @@ pub(crate) mod harness;
 mod logs;
 mod node;
 mod replace;
+mod rotation;
 mod templates;

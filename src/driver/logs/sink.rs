@@ -7,6 +7,10 @@
 //! created or appended in a verified directory. A sink that turns out to be something
 //! else when it is (re)opened is *refused*: reported once (task event + log line naming
 //! the path) and its stream discarded from then on; the task's other stream goes on.
+//!
+//! A file sink may rotate ([`Rotation`]): the same rules then hold for every file it
+//! starts, so a link planted where the next file goes refuses the sink, and old files are
+//! deleted by name in the verified directory (a link there is removed, not followed).
 
 use std::ffi::OsStr;
 use std::io;
@@ -18,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
+use super::rotate::{RotatingFile, Rotation};
 use super::LogError;
 use crate::driver::hostfs::{self, FileKind, HostPathError, PinnedPath, VerifiedDir};
 
@@ -53,6 +58,8 @@ struct Target {
     kind: SinkKind,
     /// The FIFO pinned when the sink was opened, used for its first writer.
     pinned: Option<PinnedPath>,
+    /// For a rotating file sink: which file is written (`path` is that file).
+    rotating: Option<RotatingFile>,
 }
 
 enum Writer {
@@ -75,6 +82,7 @@ impl Sink {
             path: path.to_path_buf(),
             kind,
             pinned: None,
+            rotating: None,
         };
         let writer = match kind {
             SinkKind::Fifo => {
@@ -90,10 +98,43 @@ impl Sink {
         })
     }
 
+    /// A regular file sink that rotates: `<base>.<index>` below `root`, continuing the
+    /// highest index already there.
+    pub fn open_rotating(
+        root: &Path,
+        base: &Path,
+        rotation: Rotation,
+        report: Option<SinkReport>,
+    ) -> Result<Self, LogError> {
+        let refused = |e: HostPathError| LogError::Refused {
+            path: base.display().to_string(),
+            reason: e.to_string(),
+        };
+        let rotating = RotatingFile::resume(root, base, rotation).map_err(refused)?;
+        let mut target = Target {
+            root: root.to_path_buf(),
+            path: rotating.current_path(),
+            kind: SinkKind::File,
+            pinned: None,
+            rotating: Some(rotating),
+        };
+        let writer = target.open_file().map_err(|e| target.refused(e))?;
+        Ok(Sink {
+            target: Some(target),
+            writer: Some(writer),
+            report,
+        })
+    }
+
     /// An existing FIFO in a directory the caller trusts.
     pub fn fifo(path: &Path) -> Result<Self, LogError> {
         let root = path.parent().unwrap_or(Path::new("/"));
         Sink::open(root, path, SinkKind::Fifo, None)
+    }
+
+    /// Where a later refusal is reported from now on.
+    pub fn set_report(&mut self, report: SinkReport) {
+        self.report = Some(report);
     }
 
     /// A sink that drops what it is given.
@@ -133,17 +174,32 @@ impl Sink {
                     }
                 }
             }
+            let mut end = data.len();
+            if let Some(rotating) = self.target.as_ref().and_then(|t| t.rotating.as_ref()) {
+                match rotating.fit(&data[written..]) {
+                    Some(n) => end = written + n,
+                    None => {
+                        self.start_next_file().await?;
+                        continue;
+                    }
+                }
+            }
             let result = match self.writer.as_mut() {
                 Some(Writer::Fifo(p)) => tokio::select! {
                     _ = cancel.cancelled() => return Ok(false),
-                    r = p.write(&data[written..]) => r,
+                    r = p.write(&data[written..end]) => r,
                 },
-                Some(Writer::File(f)) => f.write(&data[written..]).await,
+                Some(Writer::File(f)) => f.write(&data[written..end]).await,
                 None => continue,
             };
             match result {
                 Ok(0) => return Err(self.error("write returned 0 bytes")),
-                Ok(n) => written += n,
+                Ok(n) => {
+                    written += n;
+                    if let Some(r) = self.target.as_mut().and_then(|t| t.rotating.as_mut()) {
+                        r.size += n as u64;
+                    }
+                }
                 // The reader went away: wait for the next one and go on where we were.
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => self.writer = None,
                 Err(e) => return Err(self.error(e)),
@@ -153,6 +209,24 @@ impl Sink {
             f.flush().await.map_err(|e| self.error(e))?;
         }
         Ok(true)
+    }
+
+    /// Finishes the current file and moves to the next index; the file is opened (and
+    /// old ones deleted) by the next write. Everything written is flushed first: once the
+    /// next file exists, a reader may take the current one as complete.
+    async fn start_next_file(&mut self) -> Result<(), LogError> {
+        if let Some(Writer::File(f)) = self.writer.as_mut() {
+            f.flush().await.map_err(|e| self.error(e))?;
+        }
+        self.writer = None;
+        if let Some(target) = self.target.as_mut() {
+            if let Some(rotating) = target.rotating.as_mut() {
+                rotating.index += 1;
+                rotating.size = 0;
+                target.path = rotating.current_path();
+            }
+        }
+        Ok(())
     }
 
     fn error(&self, reason: impl std::fmt::Display) -> LogError {
@@ -216,10 +290,21 @@ impl Target {
         hostfs::pin_beneath(&self.root, &self.path)?.expect(FileKind::Fifo)
     }
 
-    fn open_file(&self) -> Result<Writer, HostPathError> {
+    fn open_file(&mut self) -> Result<Writer, HostPathError> {
         let name = self.path.file_name().unwrap_or(OsStr::new(""));
         let parent = self.path.parent().unwrap_or(&self.root);
-        let file = VerifiedDir::open(&self.root, parent)?.append(name, LOG_FILE_MODE)?;
+        let dir = VerifiedDir::open(&self.root, parent)?;
+        let file = dir.append(name, LOG_FILE_MODE)?;
+        if let Some(rotating) = self.rotating.as_mut() {
+            rotating.size = file
+                .metadata()
+                .map_err(|e| HostPathError::Io {
+                    path: self.path.clone(),
+                    source: e,
+                })?
+                .len();
+            rotating.purge(&dir);
+        }
         Ok(Writer::File(tokio::fs::File::from_std(file)))
     }
 
@@ -400,6 +485,148 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.to_string().contains("missing"), "{e}");
+    }
+
+    fn rotation(max_files: u32, max_file_size: u64) -> Rotation {
+        Rotation {
+            max_files,
+            max_file_size,
+        }
+    }
+
+    /// The `<base>.<index>` files in `dir`, lowest index first, with their contents.
+    fn rotated(dir: &Path, base: &str) -> Vec<(u64, String)> {
+        let mut files: Vec<(u64, String)> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.unwrap();
+                let index = super::super::rotate::rotated_index(OsStr::new(base), &e.file_name())?;
+                Some((index, std::fs::read_to_string(e.path()).unwrap()))
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[tokio::test]
+    async fn a_rotating_sink_starts_the_next_index_at_the_bound_and_deletes_the_oldest() {
+        let root = tempfile::tempdir().unwrap();
+        let logs = root.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let base = logs.join("web.stdout");
+        let cancel = CancellationToken::new();
+        let mut sink = Sink::open_rotating(root.path(), &base, rotation(3, 12), None).unwrap();
+        for i in 0..10 {
+            // 6 bytes a line: two lines a file.
+            assert!(sink
+                .write(format!("line{i}\n").as_bytes(), &cancel)
+                .await
+                .unwrap());
+        }
+        assert_eq!(
+            rotated(&logs, "web.stdout"),
+            vec![
+                (2, "line4\nline5\n".to_string()),
+                (3, "line6\nline7\n".to_string()),
+                (4, "line8\nline9\n".to_string()),
+            ]
+        );
+        // A new sink (the task restarted) appends to the highest index, then goes on.
+        drop(sink);
+        let mut sink = Sink::open_rotating(root.path(), &base, rotation(3, 12), None).unwrap();
+        assert!(sink.write(b"more\n", &cancel).await.unwrap());
+        let files = rotated(&logs, "web.stdout");
+        assert_eq!(files.last().unwrap(), &(5, "more\n".to_string()));
+        assert_eq!(files.len(), 3, "{files:?}");
+        // With room left in the last file, it is continued.
+        std::fs::write(logs.join("web.stdout.9"), "a\n").unwrap();
+        let mut sink = Sink::open_rotating(root.path(), &base, rotation(3, 12), None).unwrap();
+        assert!(sink.write(b"b\n", &cancel).await.unwrap());
+        assert_eq!(
+            std::fs::read_to_string(logs.join("web.stdout.9")).unwrap(),
+            "a\nb\n"
+        );
+        // Indices 7 and 8 are missing; everything more than 3 behind 9 is purged.
+        let indices: Vec<u64> = rotated(&logs, "web.stdout").iter().map(|f| f.0).collect();
+        assert_eq!(indices, vec![9]);
+    }
+
+    #[tokio::test]
+    async fn a_rotated_file_never_exceeds_the_bound_by_more_than_one_write() {
+        let root = tempfile::tempdir().unwrap();
+        let base = root.path().join("t.journal");
+        let cancel = CancellationToken::new();
+        let max = 100;
+        let mut sink = Sink::open_rotating(root.path(), &base, rotation(1000, max), None).unwrap();
+        let mut all = String::new();
+        // Writes of every size, several lines each, some lines longer than a file, some
+        // writes ending inside a line.
+        let mut n = 0;
+        for size in (1..400).step_by(7) {
+            let mut chunk = String::new();
+            while chunk.len() < size {
+                n += 1;
+                let len = if n % 13 == 0 { 150 } else { n % 40 };
+                chunk.push_str(&"x".repeat(len));
+                if n % 5 != 0 {
+                    chunk.push('\n');
+                }
+            }
+            assert!(sink.write(chunk.as_bytes(), &cancel).await.unwrap());
+            all.push_str(&chunk);
+        }
+        let files = rotated(root.path(), "t.journal");
+        assert!(files.len() > 10, "rotated: {}", files.len());
+        let joined: String = files.iter().map(|(_, text)| text.as_str()).collect();
+        assert_eq!(joined, all, "nothing lost, nothing repeated, in order");
+        for (index, text) in &files {
+            if text.len() as u64 > max {
+                // Only a single line too long for any file may exceed the bound.
+                let lines = text.trim_end_matches('\n').matches('\n').count();
+                assert_eq!(lines, 0, "file {index} holds {} bytes", text.len());
+            }
+        }
+        let indices: Vec<u64> = files.iter().map(|(i, _)| *i).collect();
+        let expected: Vec<u64> = (0..files.len() as u64).collect();
+        assert_eq!(indices, expected, "indices 0, 1, 2, ... with no gap");
+    }
+
+    #[tokio::test]
+    async fn a_link_planted_where_the_next_file_goes_is_refused_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let logs = root.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let victim = root.path().join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        let cancel = CancellationToken::new();
+        let (report, seen) = recorder();
+        let mut sink = Sink::open_rotating(
+            root.path(),
+            &logs.join("web.stdout"),
+            rotation(5, 10),
+            Some(report),
+        )
+        .unwrap();
+        assert!(sink.write(b"0123456\n", &cancel).await.unwrap());
+        // The task expects web.stdout.1 next and plants a link there.
+        symlink(&victim, logs.join("web.stdout.1")).unwrap();
+        for _ in 0..3 {
+            assert!(sink.write(b"0123456\n", &cancel).await.unwrap());
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        assert_eq!(
+            std::fs::read_to_string(logs.join("web.stdout.0")).unwrap(),
+            "0123456\n"
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "reported once: {seen:?}");
+        assert!(seen[0].contains("web.stdout.1"), "{seen:?}");
+        assert!(seen[0].contains("symbolic link"), "{seen:?}");
+        // Planted before the sink opens, at the index it would continue: refused at once.
+        let e = Sink::open_rotating(root.path(), &logs.join("web.stdout"), rotation(5, 10), None)
+            .err()
+            .unwrap();
+        assert!(matches!(e, LogError::Refused { .. }), "{e}");
     }
 
     #[tokio::test]

@@ -187,6 +187,7 @@ pub(crate) fn task_context(task: &drivers::TaskConfig) -> Result<TaskContext, St
         stdout_path: optional_path(&task.stdout_path),
         stderr_path: optional_path(&task.stderr_path),
         log_sink: SinkKind::Fifo,
+        log_rotation: None,
         // Nomad reads its logmon files; nothing shows a journal there.
         journal_path: None,
         kill_signal: None,

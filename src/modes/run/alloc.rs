@@ -6,9 +6,10 @@
 //!   <task>/{local,secrets,tmp}     local at /local, secrets at /secrets
 //! ```
 //!
-//! Task output goes to `alloc/logs/<task>.stdout.0` and `.stderr.0`, as Nomad's logmon
-//! names its first files, and both streams together, in order and stamped, to
-//! `<task>.journal` (Nomad has no such file; the runner's `logs` needs it).
+//! Task output goes to `alloc/logs/<task>.stdout.<index>` and `.stderr.<index>`, rotated as
+//! Nomad's logmon rotates them (the task's `logs` block), and both streams together, in
+//! order and stamped, to `<task>.journal.<index>`, rotated the same way (Nomad has no such
+//! file; the runner's `logs` needs it).
 //!
 //! Permissions: the shared `alloc/` dirs, `local/` and `tmp/` are 0777, as Nomad makes
 //! them, so a task running as any user in its container can write there. `secrets/` is
@@ -23,7 +24,8 @@ use crate::driver::gates::lexical_clean;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// Where a task's journal is in an allocation's `alloc/logs` directory.
+/// Where a task's journal is in an allocation's `alloc/logs` directory: the base of its
+/// rotated files.
 pub fn journal_path(logs: &Path, task: &str) -> PathBuf {
     logs.join(format!("{task}.journal"))
 }
@@ -64,12 +66,14 @@ impl AllocDir {
         self.task_dir(task).join("secrets")
     }
 
+    /// The base of a task's rotated stdout files (`<base>.<index>`).
     pub fn stdout(&self, task: &str) -> PathBuf {
-        self.logs().join(format!("{task}.stdout.0"))
+        self.logs().join(format!("{task}.stdout"))
     }
 
+    /// The base of a task's rotated stderr files.
     pub fn stderr(&self, task: &str) -> PathBuf {
-        self.logs().join(format!("{task}.stderr.0"))
+        self.logs().join(format!("{task}.stderr"))
     }
 
     /// Both streams in the order written, stamped: what `logs` reads.
@@ -143,7 +147,7 @@ mod tests {
         }
         assert_eq!(
             dir.stdout("server"),
-            state.path().join("web/a1/alloc/logs/server.stdout.0")
+            state.path().join("web/a1/alloc/logs/server.stdout")
         );
     }
 

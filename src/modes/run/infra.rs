@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::driver::logs::SinkKind;
+use crate::driver::logs::{Rotation, SinkKind};
 use crate::driver::podman::PodmanClient;
 use serde_json::json;
 
@@ -171,6 +171,7 @@ pub async fn start(ctx: &AllocContext, image: &InfraImage) -> Result<BridgeNames
         stdout_path: Some(ctx.dir.stdout(INFRA_TASK)),
         stderr_path: Some(ctx.dir.stderr(INFRA_TASK)),
         log_sink: SinkKind::File,
+        log_rotation: Some(Rotation::default()),
         kill_timeout: std::time::Duration::from_secs(2),
         ..TaskContext::default()
     };

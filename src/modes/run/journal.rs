@@ -1,21 +1,18 @@
-//! Reading tasks' journals (`alloc/logs/<task>.journal`, written by the core next to the
-//! stdout/stderr files) for `logs`: each task's lines in the order they were written,
-//! the last N of them, one stream only, and several tasks merged by time.
+//! Reading tasks' journals (`alloc/logs/<task>.journal.<index>`, written and rotated by
+//! the core next to the stdout/stderr files) for `logs`: each task's lines in the order
+//! they were written, the last N of them, one stream only, and several tasks merged by
+//! time.
 //!
-//! The logs directory is the task's to write (it is mounted at `/alloc/logs`), so a
-//! journal is reached through [`hostfs`] below the allocation's `alloc` dir: a link
-//! planted in its place is refused, never followed (`logs` may run as root). It is
-//! reached again by path whenever it is read to its end, so a file replaced or truncated
-//! by the task is read from its start rather than at a stale offset.
+//! The files are read as one stream across rotations, without following links the task
+//! planted, and from the start again when the task replaced or truncated one
+//! ([`RotatedReader`]).
 //!
 //! Everything here blocks on the disk: callers run it on a blocking thread.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::driver::hostfs::{self, FileKind, HostPathError};
+use super::rotated::{Read, RotatedReader};
 use crate::driver::logs::journal::MAX_LINE;
 use crate::driver::logs::{JournalLine, JournalStream, LineAssembler};
 
@@ -24,10 +21,8 @@ const CHUNK: usize = 64 * 1024;
 
 /// One task's journal, read from its start (or from its last lines, [`Self::tail`]).
 pub struct JournalSource {
-    root: PathBuf,
-    path: PathBuf,
+    files: RotatedReader,
     only: Option<JournalStream>,
-    open: Option<OpenJournal>,
     /// Bytes after the last newline read.
     partial: Vec<u8>,
     lines: LineAssembler,
@@ -38,20 +33,13 @@ pub struct JournalSource {
     failure: Option<String>,
 }
 
-struct OpenJournal {
-    file: File,
-    identity: (u64, u64),
-    offset: u64,
-}
-
 impl JournalSource {
-    /// The journal at `path`, below the trusted directory `root`; `only` keeps one stream.
-    pub fn new(root: &Path, path: &Path, only: Option<JournalStream>) -> Self {
+    /// The journal whose files are `<base>.<index>`, below the trusted directory `root`;
+    /// `only` keeps one stream.
+    pub fn new(root: &Path, base: &Path, only: Option<JournalStream>) -> Self {
         JournalSource {
-            root: root.to_path_buf(),
-            path: path.to_path_buf(),
+            files: RotatedReader::new(root, base),
             only,
-            open: None,
             partial: Vec::new(),
             lines: LineAssembler::default(),
             ready: VecDeque::new(),
@@ -113,7 +101,6 @@ impl JournalSource {
             Err(e) => {
                 self.broken = true;
                 self.failure = Some(e);
-                self.open = None;
                 false
             }
         }
@@ -124,21 +111,14 @@ impl JournalSource {
             return Ok(false);
         }
         let mut buf = vec![0u8; CHUNK];
-        let read = match self.open.as_mut() {
-            Some(open) => {
-                let n = open
-                    .file
-                    .read_at(&mut buf, open.offset)
-                    .map_err(|e| format!("{}: {e}", self.path.display()))?;
-                open.offset += n as u64;
-                n
+        let read = match self.files.read(&mut buf)? {
+            Read::Bytes(n) => n,
+            Read::Restarted => {
+                self.partial.clear();
+                return Ok(true);
             }
-            None => 0,
+            Read::End => return Ok(false),
         };
-        if read == 0 {
-            // At the end: a new file at the path (or a truncated one) is read from its start.
-            return self.reopen_if_changed();
-        }
         buf.truncate(read);
         self.partial.extend_from_slice(&buf);
         let mut start = 0;
@@ -160,40 +140,6 @@ impl JournalSource {
         }
         Ok(true)
     }
-
-    /// Whether there is something new to read at the path.
-    fn reopen_if_changed(&mut self) -> Result<bool, String> {
-        let pinned = match hostfs::pin_beneath(&self.root, &self.path) {
-            Ok(pinned) => pinned,
-            // Not written yet (the task has not started), or removed.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
-            Err(e) => return Err(refused(e)),
-        };
-        let identity = pinned.identity();
-        if let Some(open) = &self.open {
-            if open.identity == identity {
-                let len = open.file.metadata().map(|m| m.len()).unwrap_or(0);
-                if len >= open.offset {
-                    return Ok(false);
-                }
-            }
-        }
-        let pinned = pinned.expect(FileKind::Regular).map_err(refused)?;
-        let file = pinned
-            .reopen(libc::O_RDONLY)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
-        self.partial.clear();
-        self.open = Some(OpenJournal {
-            file,
-            identity,
-            offset: 0,
-        });
-        Ok(true)
-    }
-}
-
-fn refused(e: HostPathError) -> String {
-    format!("{e}; not reading it")
 }
 
 /// Takes up to `max` lines from `sources`, oldest first; each source's own lines stay in
@@ -234,6 +180,7 @@ mod tests {
     use super::*;
     use crate::driver::logs::journal::push_output;
     use std::io::Write;
+    use std::path::PathBuf;
 
     const SEC: i64 = 1_000_000_000;
 
@@ -250,23 +197,38 @@ mod tests {
             Dir { _tmp: tmp, root }
         }
 
-        fn path(&self, task: &str) -> PathBuf {
+        fn base(&self, task: &str) -> PathBuf {
             self.root.join("logs").join(format!("{task}.journal"))
         }
 
+        /// The journal's first file.
+        fn path(&self, task: &str) -> PathBuf {
+            self.file(task, 0)
+        }
+
+        fn file(&self, task: &str, index: u64) -> PathBuf {
+            self.root
+                .join("logs")
+                .join(format!("{task}.journal.{index}"))
+        }
+
         fn append(&self, task: &str, at: i64, stream: JournalStream, data: &str) {
+            self.append_to(&self.path(task), at, stream, data);
+        }
+
+        fn append_to(&self, path: &Path, at: i64, stream: JournalStream, data: &str) {
             let mut records = Vec::new();
             push_output(&mut records, at * SEC, stream, data.as_bytes());
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(self.path(task))
+                .open(path)
                 .unwrap();
             file.write_all(&records).unwrap();
         }
 
         fn source(&self, task: &str, only: Option<JournalStream>) -> JournalSource {
-            JournalSource::new(&self.root, &self.path(task), only)
+            JournalSource::new(&self.root, &self.base(task), only)
         }
     }
 
@@ -366,6 +328,37 @@ mod tests {
         std::fs::write(dir.path("a"), "").unwrap();
         dir.append("a", 4, Stderr, "four\n");
         assert_eq!(texts(&merge(&mut sources, usize::MAX)), vec!["0:four"]);
+    }
+
+    #[test]
+    fn tail_and_follow_read_across_rotated_files() {
+        let dir = Dir::new();
+        // Three rotated files; the oldest was already deleted.
+        for i in 0..6i64 {
+            dir.append_to(
+                &dir.file("a", 1 + i as u64 / 2),
+                i,
+                Stdout,
+                &format!("line-{i}\n"),
+            );
+        }
+        let mut sources = vec![dir.source("a", None)];
+        sources[0].tail(3, false);
+        assert_eq!(
+            texts(&merge(&mut sources, usize::MAX)),
+            vec!["0:line-3", "0:line-4", "0:line-5"]
+        );
+        // Followed on: the writer fills file 3 and starts 4 and 5 between two reads, and
+        // deletes file 1 as the oldest; every line comes once, in order.
+        dir.append_to(&dir.file("a", 3), 6, Stdout, "line-6\n");
+        dir.append_to(&dir.file("a", 4), 7, Stderr, "line-7\n");
+        dir.append_to(&dir.file("a", 5), 8, Stdout, "line-8\n");
+        std::fs::remove_file(dir.file("a", 1)).unwrap();
+        assert_eq!(
+            texts(&merge(&mut sources, usize::MAX)),
+            vec!["0:line-6", "0:line-7", "0:line-8"]
+        );
+        assert!(merge(&mut sources, usize::MAX).is_empty());
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! Following a task's log files (`alloc/logs/<task>.stdout.0`), which the core writes, and
-//! turning them into lines for the terminal.
+//! Following a task's log files (`alloc/logs/<task>.stdout.<index>`), which the core
+//! writes and rotates, and turning them into lines for the terminal.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+
+use super::rotated::{Read, RotatedReader};
 
 /// How often a followed file is checked for new output.
 const POLL: Duration = Duration::from_millis(200);
@@ -44,43 +45,46 @@ impl FlushHandle {
     }
 }
 
-/// Sends every complete line appended to `path` until `stop` is cancelled, then sends
-/// what is left (including a last line without a newline). A file that shrinks (a task
-/// restarted and its log was truncated) is read again from the start. A flush request
-/// is answered after the file's current content was passed on.
+/// Bytes read per blocking call: bounds what is held before it is split into lines.
+const READ_LIMIT: usize = 1024 * 1024;
+
+/// Sends every complete line of the rotated files `<base>.<index>` (below the trusted
+/// `root`, read as one stream: see [`RotatedReader`]) until `stop` is cancelled, then
+/// sends what is left (including a last line without a newline). A file the task
+/// replaced or truncated is read again from its start. A flush request is answered after
+/// what the files hold was passed on. A file that cannot be read (a link the task planted)
+/// is reported once as a line, and the stream is not read further.
 pub async fn follow(
-    path: PathBuf,
-    from_start: bool,
+    root: PathBuf,
+    base: PathBuf,
     stop: CancellationToken,
     mut flush: Option<FlushRequests>,
     mut on_line: impl FnMut(String),
 ) {
-    let mut offset: u64 = if from_start {
-        0
-    } else {
-        tokio::fs::metadata(&path)
-            .await
-            .map(|m| m.len())
-            .unwrap_or(0)
-    };
+    let mut reader = Some(RotatedReader::new(&root, &base));
     let mut pending: Vec<u8> = Vec::new();
     let mut ack: Option<oneshot::Sender<()>> = None;
     loop {
         let stopping = stop.is_cancelled();
-        if let Ok(len) = tokio::fs::metadata(&path).await.map(|m| m.len()) {
-            if len < offset {
-                offset = 0;
+        while let Some(r) = reader.take() {
+            let Ok((r, batch)) = tokio::task::spawn_blocking(move || read_batch(r)).await else {
+                break;
+            };
+            pending.extend_from_slice(&batch.data);
+            while let Some(nl) = memchr::memchr(b'\n', &pending) {
+                let line: Vec<u8> = pending.drain(..=nl).collect();
+                on_line(String::from_utf8_lossy(&line).into_owned());
+            }
+            if batch.restarted {
                 pending.clear();
             }
-            if len > offset {
-                if let Ok(chunk) = read_from(&path, offset).await {
-                    offset += chunk.len() as u64;
-                    pending.extend_from_slice(&chunk);
-                    while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
-                        let line: Vec<u8> = pending.drain(..=nl).collect();
-                        on_line(String::from_utf8_lossy(&line).into_owned());
-                    }
-                }
+            if let Some(e) = batch.failure {
+                on_line(format!("[{e}]\n"));
+                break;
+            }
+            reader = Some(r);
+            if batch.at_end {
+                break;
             }
         }
         if let Some(done) = ack.take() {
@@ -109,12 +113,40 @@ pub async fn follow(
     }
 }
 
-async fn read_from(path: &std::path::Path, offset: u64) -> std::io::Result<Vec<u8>> {
-    let mut file = tokio::fs::File::open(path).await?;
-    file.seek(std::io::SeekFrom::Start(offset)).await?;
-    let mut buf = Vec::new();
-    file.read_to_end(&mut buf).await?;
-    Ok(buf)
+struct Batch {
+    data: Vec<u8>,
+    /// The stream started again after `data`: an unfinished line before it is dropped.
+    restarted: bool,
+    at_end: bool,
+    failure: Option<String>,
+}
+
+fn read_batch(mut reader: RotatedReader) -> (RotatedReader, Batch) {
+    let mut batch = Batch {
+        data: Vec::new(),
+        restarted: false,
+        at_end: false,
+        failure: None,
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    while batch.data.len() < READ_LIMIT {
+        match reader.read(&mut buf) {
+            Ok(Read::Bytes(n)) => batch.data.extend_from_slice(&buf[..n]),
+            Ok(Read::Restarted) => {
+                batch.restarted = true;
+                break;
+            }
+            Ok(Read::End) => {
+                batch.at_end = true;
+                break;
+            }
+            Err(e) => {
+                batch.failure = Some(e);
+                break;
+            }
+        }
+    }
+    (reader, batch)
 }
 
 #[cfg(test)]
@@ -125,7 +157,9 @@ mod tests {
     #[tokio::test]
     async fn follows_appended_lines_and_flushes_the_rest_on_stop() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.stdout.0");
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let path = logs.join("t.stdout.0");
         std::fs::write(&path, "one\ntw").unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
@@ -133,8 +167,8 @@ mod tests {
         let mut flush = FlushHandle::default();
         let requests = flush.add();
         let follower = tokio::spawn(follow(
-            path.clone(),
-            true,
+            dir.path().to_path_buf(),
+            logs.join("t.stdout"),
             stop.clone(),
             Some(requests),
             move |l| collected.lock().unwrap().push(l),

@@ -15,6 +15,7 @@ use super::alloc::journal_path;
 use super::cli::{ConnectionArgs, LogsArgs, Tail};
 use super::error::{exit_code, RunError};
 use super::journal::{merge, JournalSource};
+use super::rotated::RotatedReader;
 use super::runner::{state_root, JobFiles};
 use super::state::{find, runner_pid, Manifest};
 use super::statedir;
@@ -123,7 +124,7 @@ async fn task_logs(manifest: &Manifest, args: &LogsArgs) -> (Vec<TaskLog>, Vec<J
             let logs = root.join("logs");
             let journal = journal_path(&logs, task);
             let stdout = logs.join(format!("{task}.stdout.0"));
-            let legacy = !exists(&journal).await && exists(&stdout).await;
+            let legacy = !journal_exists(&root, &journal).await && exists(&stdout).await;
             tasks.push(TaskLog {
                 who: Who {
                     group: alloc.group.clone(),
@@ -233,6 +234,14 @@ where
     })
     .await
     .map_err(|e| RunError::Other(format!("reading the logs failed: {e}")))
+}
+
+/// Whether any file of the journal (rotated, or the single file of an older version) is there.
+async fn journal_exists(root: &std::path::Path, base: &std::path::Path) -> bool {
+    let reader = RotatedReader::new(root, base);
+    tokio::task::spawn_blocking(move || reader.exists())
+        .await
+        .unwrap_or(false)
 }
 
 async fn exists(path: &std::path::Path) -> bool {

@@ -53,6 +53,7 @@ pub mod node;
 pub mod plan;
 pub mod ports;
 pub mod restart;
+pub mod rotated;
 pub mod runner;
 pub mod service;
 pub mod state;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::jobspec::source::Location;
+use crate::driver::logs::Rotation;
 
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -137,6 +138,8 @@ pub struct Task {
     pub restart: RestartPolicy,
     pub resources: Resources,
     pub templates: Vec<TemplateSpec>,
+    /// The task's `logs` block.
+    pub logs: LogsPolicy,
     pub location: Location,
 }
 
@@ -219,6 +222,14 @@ impl Stage {
             Stage::Poststop => "poststop",
         }
     }
+}
+
+/// A task's `logs` block: how its files in `alloc/logs` rotate, or that none are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogsPolicy {
+    /// `disabled = true` (or the older `enabled = false`): no log files, no journal.
+    pub disabled: bool,
+    pub rotation: Rotation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

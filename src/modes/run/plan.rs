@@ -6,12 +6,13 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::driver::logs::rotate::MIB;
 use crate::driver::task::MountKind;
 
 use super::check::{decode_config, INFRA_TASK};
 use super::images::ImageReport;
 use super::jobspec::decode::{Ignored, SkippedTask};
-use super::model::{duration_text, Group, Job, NetworkMode, RestartMode, Task};
+use super::model::{duration_text, Group, Job, LogsPolicy, NetworkMode, RestartMode, Task};
 
 #[derive(Debug, Serialize)]
 pub struct Plan {
@@ -78,6 +79,8 @@ pub struct TaskPlan {
     pub registry_auth: Option<AuthPlan>,
     pub restart: String,
     pub kill_signal: String,
+    /// The `logs` block: how the task's files in `alloc/logs` rotate, or `disabled`.
+    pub logs: String,
     pub kill_timeout: String,
     pub cpu_mhz: u32,
     pub memory_mb: u64,
@@ -314,10 +317,23 @@ fn task_plan(group: &Group, task: &Task) -> TaskPlan {
             }
         ),
         kill_signal: task.kill_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
+        logs: logs_text(&task.logs),
         kill_timeout: duration_text::format(task.kill_timeout),
         cpu_mhz: task.resources.cpu,
         memory_mb: task.resources.memory_mb,
     }
+}
+
+fn logs_text(logs: &LogsPolicy) -> String {
+    if logs.disabled {
+        return "disabled: no log files, no journal".into();
+    }
+    let r = logs.rotation;
+    format!(
+        "stdout, stderr and journal each in up to {} files of {} MiB",
+        r.max_files,
+        r.max_file_size / MIB
+    )
 }
 
 impl Plan {
@@ -444,6 +460,7 @@ impl Plan {
                     &format!("cpu {} MHz, memory {} MiB", t.cpu_mhz, t.memory_mb),
                 );
                 field(&mut out, "restart", &t.restart);
+                field(&mut out, "logs", &t.logs);
                 field(
                     &mut out,
                     "stop",

@@ -545,8 +545,8 @@ async fn run_allocation(
     for (who, path, stream, flush) in logs {
         let ui = ctx.ui.clone();
         followers.push(tokio::spawn(follow(
+            ctx.dir.shared(),
             path,
-            true,
             stop_following.clone(),
             Some(flush),
             move |line| ui.output(&who, stream, line),

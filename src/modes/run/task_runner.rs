@@ -405,10 +405,12 @@ async fn prepare(ctx: &AllocContext, task: &Task, attempt: u32) -> Result<TaskSp
                 searches: d.searches.clone(),
                 options: d.options.clone(),
             }),
-        stdout_path: Some(ctx.dir.stdout(&task.name)),
-        stderr_path: Some(ctx.dir.stderr(&task.name)),
+        // `disabled`: as in Nomad, nothing of the output is kept (podman still has its own log).
+        stdout_path: (!task.logs.disabled).then(|| ctx.dir.stdout(&task.name)),
+        stderr_path: (!task.logs.disabled).then(|| ctx.dir.stderr(&task.name)),
         log_sink: SinkKind::File,
-        journal_path: Some(ctx.dir.journal(&task.name)),
+        log_rotation: Some(task.logs.rotation),
+        journal_path: (!task.logs.disabled).then(|| ctx.dir.journal(&task.name)),
         kill_signal: task.kill_signal.clone(),
         kill_timeout: task.kill_timeout,
         ..TaskContext::default()

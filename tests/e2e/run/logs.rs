@@ -40,7 +40,7 @@ fn job_file(env: &RunnerEnv, prefix: &str, restart: &str, script: &str) -> (Stri
 /// task's journal. conmon reads the two pipes separately, so writes to both closer together
 /// than it wakes up may be recorded in either order (podman's own log has the same limit);
 /// waiting makes the written order the only possible one.
-const SAY: &str = "say() { echo \"$2\" >&$1; until grep -qx \".* F $2\" /alloc/logs/talk.journal; do usleep 10000; done; };";
+const SAY: &str = "say() { echo \"$2\" >&$1; until cat /alloc/logs/talk.journal.* 2>/dev/null | grep -qx \".* F $2\"; do usleep 10000; done; };";
 
 fn cleanup(id: &str) -> LabelCleanup {
     LabelCleanup {
@@ -80,7 +80,7 @@ fn logs_interleave_streams_and_honour_tail_stream_and_timestamps() {
 
     let mut all = numbered(&["out", "err"], 1..=5);
     all.push("last words".into());
-    let journal = env.alloc_dirs(&id)[0].join("alloc/logs/talk.journal");
+    let journal = env.alloc_dirs(&id)[0].join("alloc/logs/talk.journal.0");
     let journal = std::fs::read_to_string(&journal).unwrap_or_else(|e| e.to_string());
     assert_eq!(logs(&env, &["logs", &id]), all, "written order:\n{journal}");
     assert_eq!(logs(&env, &["logs", &id, "g.talk"]), all);

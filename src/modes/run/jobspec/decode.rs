@@ -12,12 +12,14 @@ use hcl::edit::Span;
 use serde::Serialize;
 use serde_json::Value;
 
+mod logs;
+
 use super::error::JobFileError;
 use super::eval::Evaluator;
 use super::source::Location;
 use super::value::{self, type_name};
 use crate::modes::run::model::{
-    duration_text, Constraint, Dns, Group, GroupNetwork, Hook, Job, JobType, Lifecycle,
+    duration_text, Constraint, Dns, Group, GroupNetwork, Hook, Job, JobType, Lifecycle, LogsPolicy,
     NetworkMode, PortSpec, Resources, RestartMode, RestartPolicy, Task, TemplateSpec,
 };
 
@@ -126,6 +128,7 @@ const TASK_KEYS: &[&str] = &[
     "resources",
     "template",
     "constraint",
+    "logs",
 ];
 const LIFECYCLE_KEYS: &[&str] = &["hook", "sidecar"];
 const RESOURCES_KEYS: &[&str] = &[
@@ -207,7 +210,6 @@ const IGNORED_IN_TASK: &[&str] = &[
     "identity",
     "volume_mount",
     "affinity",
-    "logs",
     "dispatch_payload",
     "kind",
     "shutdown_delay",
@@ -903,6 +905,7 @@ impl<'a> Decoder<'a> {
             restart: group_restart,
             resources: Resources::default(),
             templates: Vec::new(),
+            logs: LogsPolicy::default(),
             location,
         };
         let mut has_config = false;
@@ -971,6 +974,7 @@ impl<'a> Decoder<'a> {
                     "constraint" => task.constraints.extend(self.constraint(b)),
                     "restart" => task.restart = self.restart(b, group_restart),
                     "resources" => task.resources = self.resources(b),
+                    "logs" => task.logs = self.logs(b),
                     "template" => {
                         if let Some(t) = self.template(b) {
                             task.templates.push(t);

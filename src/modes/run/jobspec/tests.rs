@@ -201,6 +201,21 @@ fn decodes_a_full_job() {
     assert_eq!(sidecar.restart.attempts, 5);
     assert_eq!(sidecar.restart.delay, Duration::from_secs(1));
 
+    // Constraints are checked against the node, not ignored; targets stay as written.
+    assert_eq!(
+        loaded
+            .job
+            .constraints
+            .iter()
+            .map(|c| (c.attribute.as_str(), c.operator.as_str(), c.value.as_str()))
+            .collect::<Vec<_>>(),
+        [("${attr.kernel.name}", "=", "linux")]
+    );
+    assert_eq!(
+        loaded.job.constraints[0].location.to_string(),
+        "job.nomad:25:3"
+    );
+
     let ignored: Vec<(String, usize, String)> = loaded
         .notices
         .ignored
@@ -211,7 +226,6 @@ fn decodes_a_full_job() {
         ignored,
         vec![
             ("priority".to_string(), 1, "job.nomad:20:3".to_string()),
-            ("constraint".to_string(), 1, "job.nomad:25:3".to_string()),
             ("service".to_string(), 2, "job.nomad:42:5".to_string()),
             (
                 "template.change_mode".to_string(),
@@ -424,57 +438,6 @@ fn an_unclosed_block_or_string_is_reported_where_it_opens() {
 }
 
 #[test]
-fn job_file_and_config_errors_come_in_one_round() {
-    let errs = errors(
-        r#"job "j" {
-  datacenter = ["dc1"]
-  group "g" {
-    task "t" {
-      driver = "podman"
-      resorces {
-        cpu = 100
-      }
-      config {
-        image  = "x"
-        comand = "sh"
-      }
-    }
-    task "u" {
-      driver = "podman"
-      config {
-        image = var.nope
-        bogus = 1
-      }
-    }
-  }
-}
-"#,
-    );
-    assert_eq!(errs.len(), 4, "{errs:#?}");
-    assert!(
-        errs[0].starts_with("job.nomad:2:3: Unsupported argument"),
-        "{}",
-        errs[0]
-    );
-    assert!(
-        errs[1].starts_with("job.nomad:6:7: Unsupported block type"),
-        "{}",
-        errs[1]
-    );
-    assert!(
-        errs[2].starts_with("job.nomad:11:9: task \"t\": config.comand: unknown option"),
-        "{}",
-        errs[2]
-    );
-    // Task u's config did not evaluate: its own error only, no cascade from it.
-    assert!(
-        errs[3].starts_with("job.nomad:17:21: Reference to undeclared input variable"),
-        "{}",
-        errs[3]
-    );
-}
-
-#[test]
 fn constraint_blocks_decode_in_nomads_long_and_short_forms() {
     let loaded = parse_ok(
         r#"job "j" {
@@ -583,5 +546,113 @@ fn malformed_constraints_are_located_errors() {
     assert_eq!(
         errs[2],
         "job.nomad:17:9: Unsupported argument: an argument named \"atribute\" is not expected in a constraint block. Did you mean \"attribute\"?"
+    );
+}
+
+#[test]
+fn job_file_and_config_errors_come_in_one_round() {
+    let errs = errors(
+        r#"job "j" {
+  datacenter = ["dc1"]
+  group "g" {
+    task "t" {
+      driver = "podman"
+      resorces {
+        cpu = 100
+      }
+      config {
+        image  = "x"
+        comand = "sh"
+      }
+    }
+    task "u" {
+      driver = "podman"
+      config {
+        image = var.nope
+        bogus = 1
+      }
+    }
+  }
+}
+"#,
+    );
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("job.nomad:2:3: Unsupported argument"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[1].starts_with("job.nomad:6:7: Unsupported block type"),
+        "{}",
+        errs[1]
+    );
+    assert!(
+        errs[2].starts_with("job.nomad:11:9: task \"t\": config.comand: unknown option"),
+        "{}",
+        errs[2]
+    );
+    // Task u's config did not evaluate: its own error only, no cascade from it.
+    assert!(
+        errs[3].starts_with("job.nomad:17:21: Reference to undeclared input variable"),
+        "{}",
+        errs[3]
+    );
+}
+
+fn with_logs(block: &str) -> String {
+    format!(
+        "job \"x\" {{\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"podman\"\n      config {{ image = \"i\" }}\n      logs {{\n{block}\n      }}\n    }}\n  }}\n}}\n"
+    )
+}
+
+#[test]
+fn the_logs_block_sets_rotation_with_nomads_defaults_and_limits() {
+    use crate::driver::logs::rotate::MIB;
+    let task = |text: &str| parse_ok(text).job.groups[0].tasks[0].logs;
+    let defaults = task(&with_logs(""));
+    assert!(!defaults.disabled);
+    assert_eq!(defaults.rotation.max_files, 10);
+    assert_eq!(defaults.rotation.max_file_size, 10 * MIB);
+    let set = task(&with_logs("max_files = 3\nmax_file_size = \"2\""));
+    assert_eq!(set.rotation.max_files, 3);
+    assert_eq!(set.rotation.max_file_size, 2 * MIB);
+    assert!(task(&with_logs("disabled = true")).disabled);
+    assert!(task(&with_logs("enabled = false")).disabled);
+    assert!(!task(&with_logs("enabled = true\ndisabled = false")).disabled);
+    let loaded = parse_ok(&with_logs("max_files = 1"));
+    assert!(
+        loaded.notices.ignored.iter().all(|i| i.what != "logs"),
+        "honoured, not reported as ignored"
+    );
+
+    assert_eq!(
+        errors(&with_logs("max_files = 0\nmax_file_size = 0")),
+        vec![
+            "job.nomad:7:13: Invalid max_files: the minimum number of files is 1; got 0",
+            "job.nomad:8:17: Invalid max_file_size: the minimum file size is 1MB; got 0",
+        ]
+    );
+    let errs = errors(&with_logs(
+        "max_files = 1.5\nmax_file_size = \"big\"\nmax_size = 1",
+    ));
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(
+        errs[0].starts_with("job.nomad:7:13: Invalid value for max_files"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("job.nomad:8:17: Incorrect attribute value type"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[2].starts_with("job.nomad:9:1: Unsupported argument"),
+        "{errs:?}"
+    );
+    let errs = errors(&with_logs("disabled = true\nenabled = true"));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("job.nomad:8:11: Conflicting logs settings"),
+        "{errs:?}"
     );
 }
