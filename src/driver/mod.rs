@@ -34,6 +34,8 @@ pub mod logs;
 pub mod model;
 pub mod monitor;
 pub mod podman;
+#[cfg(test)]
+mod races;
 pub mod secopt;
 pub mod spec;
 pub mod stats;

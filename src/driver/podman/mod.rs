@@ -6,6 +6,8 @@
 //! while connecting, and their callers decide how long to follow them.
 
 pub mod error;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod frames;
 pub mod models;
 pub mod transport;

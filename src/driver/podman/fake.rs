@@ -1,0 +1,121 @@
+//! A scripted libpod for unit tests (issue 14): an HTTP/1.1 server on a unix socket that
+//! answers every request from a handler, so the core's races with podman (a kill refused
+//! because the process just ended, an inspect that fails meanwhile) are replayed exactly,
+//! without a podman service and without waiting for the timing to happen.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+/// One scripted answer.
+pub(crate) enum Reply {
+    /// A status and a JSON body.
+    Json(u16, String),
+    /// A 200 whose body never ends (the events stream of a podman with nothing to say).
+    Silent,
+}
+
+impl Reply {
+    /// Podman's error document for `status` with `message`.
+    pub(crate) fn error(status: u16, message: &str) -> Reply {
+        Reply::Json(
+            status,
+            serde_json::json!({"cause": message, "message": message, "response": status})
+                .to_string(),
+        )
+    }
+}
+
+type Handler = dyn Fn(&str, &str) -> Reply + Send + Sync;
+
+/// The fake service: its socket URL, and the requests it got (`METHOD /path?query`).
+pub(crate) struct FakePodman {
+    _dir: tempfile::TempDir,
+    url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl FakePodman {
+    /// Serves `handler(method, path_and_query)` until dropped. Needs a tokio runtime.
+    pub(crate) fn start(handler: impl Fn(&str, &str) -> Reply + Send + Sync + 'static) -> Self {
+        let dir = tempfile::tempdir().expect("fake podman dir");
+        let socket = dir.path().join("podman.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).expect("fake podman socket");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let seen = requests.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (handler, seen) = (handler.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<_>| {
+                        let target = req
+                            .uri()
+                            .path_and_query()
+                            .map_or_else(|| req.uri().path().to_string(), |p| p.to_string());
+                        let method = req.method().to_string();
+                        seen.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(format!("{method} {target}"));
+                        let reply = handler(&method, &target);
+                        async move { Ok::<_, Infallible>(respond(reply)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FakePodman {
+            url: format!("unix://{}", socket.display()),
+            _dir: dir,
+            requests,
+            server,
+        }
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The requests so far whose target contains `part`.
+    pub(crate) fn requests_to(&self, part: &str) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|r| r.contains(part))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for FakePodman {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn respond(reply: Reply) -> Response<BoxBody<Bytes, Infallible>> {
+    let (status, body) = match reply {
+        Reply::Json(status, body) => (status, Full::new(Bytes::from(body)).boxed()),
+        Reply::Silent => (
+            200,
+            StreamBody::new(futures::stream::pending::<Result<Frame<Bytes>, Infallible>>()).boxed(),
+        ),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
