@@ -312,6 +312,19 @@ impl VerifiedDir {
     /// replaces a link planted there instead of following it).
     pub fn replace(&self, name: &OsStr, contents: &[u8], mode: u32) -> Result<(), HostPathError> {
         use std::io::Write;
+        self.replace_with(name, mode, |file| {
+            file.write_all(contents)?;
+            file.sync_data()
+        })
+    }
+
+    /// Like [`VerifiedDir::replace`], with the new contents written by `write`.
+    pub fn replace_with(
+        &self,
+        name: &OsStr,
+        mode: u32,
+        write: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> Result<(), HostPathError> {
         let path = self.path.join(name);
         let target = c_name(name, &path)?;
         let temp_name = format!(
@@ -324,10 +337,7 @@ impl VerifiedDir {
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         let fd = openat(&self.fd, &temp, flags, 0o600).map_err(|e| HostPathError::io(&path, e))?;
         let mut file = File::from(fd);
-        let written = file
-            .write_all(contents)
-            .and_then(|()| fchmod(&file, mode))
-            .and_then(|()| file.sync_data());
+        let written = write(&mut file).and_then(|()| fchmod(&file, mode));
         let renamed = written.and_then(|()| {
             // SAFETY: valid dirfds and NUL-terminated names.
             let r = unsafe {
@@ -348,6 +358,21 @@ impl VerifiedDir {
             // SAFETY: valid dirfd and name; failure to clean up is not worth reporting.
             unsafe { libc::unlinkat(self.fd.as_raw_fd(), temp.as_ptr(), 0) };
             return Err(HostPathError::io(&path, e));
+        }
+        Ok(())
+    }
+
+    /// Makes `name` a symbolic link to `target`, replacing a file or link there (never a
+    /// directory). The link is only created, never followed.
+    pub fn symlink(&self, name: &OsStr, target: &OsStr) -> Result<(), HostPathError> {
+        let path = self.path.join(name);
+        let c = c_name(name, &path)?;
+        let target = CString::new(target.as_bytes())
+            .map_err(|e| HostPathError::io(&path, io::Error::other(e)))?;
+        self.remove(name)?;
+        // SAFETY: valid dirfd and NUL-terminated strings.
+        if unsafe { libc::symlinkat(target.as_ptr(), self.fd.as_raw_fd(), c.as_ptr()) } < 0 {
+            return Err(HostPathError::io(&path, io::Error::last_os_error()));
         }
         Ok(())
     }

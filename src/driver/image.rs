@@ -25,7 +25,7 @@ use http_body_util::BodyExt;
 
 use super::podman::transport;
 use super::podman::{ImageInspect, PodmanClient, PodmanError, PullOptions};
-pub use download::ArchiveTls;
+pub use download::{get as http_get, ArchiveTls, DownloadError};
 pub use reference::ArchiveFormat;
 use reference::{RegistryRef, Source};
 use singleflight::SingleFlight;

@@ -1,6 +1,7 @@
 //! e2e: the standalone runner (`run`, `validate`, `plan`, `ps`, `logs`, `stop`), through
 //! the built binary against the test bed's private podman service.
 
+mod artifacts;
 mod broken;
 mod commands;
 mod decode;

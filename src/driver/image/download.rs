@@ -1,5 +1,6 @@
-//! `docker-archive:`/`oci-archive:` URLs: one GET over http or https, the body streamed on
-//! to podman and never stored.
+//! One GET over http or https with the body streamed to the caller: `docker-archive:`/
+//! `oci-archive:` URLs (the body goes on to podman, never stored) and, through [`get`],
+//! the runner's task artifacts.
 //!
 //! https verifies the server against the host's CA certificates (the `ca-certificates`
 //! bundle; `SSL_CERT_FILE`/`SSL_CERT_DIR` override it, as for Go's and OpenSSL's clients),
@@ -17,6 +18,14 @@ use tokio::net::TcpStream;
 
 use super::ImageError;
 use crate::driver::podman::transport;
+
+/// Why a GET did not produce a body.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct DownloadError {
+    pub url: String,
+    pub reason: String,
+}
 
 /// The certificate authorities an https archive server is checked against.
 #[derive(Clone)]
@@ -144,14 +153,29 @@ fn target(url: &str) -> Result<Target<'_>, String> {
     })
 }
 
-/// Starts a GET of `url`; the caller streams the body. `connect_timeout` bounds the
-/// connection and the TLS handshake; the whole load is bounded by the caller.
+/// Starts an image archive download (see [`get`]).
 pub(super) async fn download(
     url: &str,
     connect_timeout: Duration,
     tls: impl FnOnce() -> Result<ArchiveTls, String>,
 ) -> Result<Incoming, ImageError> {
-    let failed = |reason: String| ImageError::Download {
+    get(url, connect_timeout, tls)
+        .await
+        .map_err(|e| ImageError::Download {
+            url: e.url,
+            reason: e.reason,
+        })
+}
+
+/// Starts a GET of `url` (http or https, status 200 only, no redirects); the caller
+/// streams the body. `connect_timeout` bounds the connection and the TLS handshake; the
+/// body's reads are bounded by the caller.
+pub async fn get(
+    url: &str,
+    connect_timeout: Duration,
+    tls: impl FnOnce() -> Result<ArchiveTls, String>,
+) -> Result<Incoming, DownloadError> {
+    let failed = |reason: String| DownloadError {
         url: url.to_string(),
         reason,
     };

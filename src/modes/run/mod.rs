@@ -24,7 +24,7 @@
 //! Layout: `jobspec/` reads and evaluates job files into [`model`]; `check` validates task
 //! configs with the core's decoder; `runner` supervises allocations, each run by
 //! `lifecycle` (ordering) and `task_runner` (start, wait, `restart`); `env`, `ports`,
-//! `interpolate`, `template`, `alloc` and `infra` prepare what a task gets; `node` is
+//! `interpolate`, `template`, `artifact`, `alloc` and `infra` prepare what a task gets; `node` is
 //! this machine as a Nomad node (facts for `${attr.*}`/`${node.*}`/`${meta.*}`) and
 //! `constraint` checks the job's constraints against it; `ui` and `logs`
 //! print; `images` warns about task images a start could not get; `logs_command` reads
@@ -33,6 +33,7 @@
 //! log, manifest) private.
 
 pub mod alloc;
+pub mod artifact;
 pub mod check;
 pub mod cli;
 pub mod constraint;

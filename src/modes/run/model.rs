@@ -138,6 +138,8 @@ pub struct Task {
     pub restart: RestartPolicy,
     pub resources: Resources,
     pub templates: Vec<TemplateSpec>,
+    /// `artifact` blocks, fetched in order before the first start.
+    pub artifacts: Vec<ArtifactSpec>,
     /// The task's `logs` block.
     pub logs: LogsPolicy,
     pub location: Location,
@@ -314,6 +316,46 @@ impl TemplateSpec {
             || dest.starts_with("secrets/")
             || dest.starts_with("${NOMAD_SECRETS_DIR}")
     }
+}
+
+/// A task's `artifact` block.
+#[derive(Debug, Clone)]
+pub struct ArtifactSpec {
+    /// `source` as written (an http(s) URL or a local path), before task interpolation.
+    pub source: String,
+    /// The job file's directory: what a relative local `source` is relative to.
+    pub base_dir: PathBuf,
+    /// `destination`, relative to the task dir (default `local/`).
+    pub destination: String,
+    pub mode: ArtifactMode,
+    /// `options { checksum = "sha256:..." }`.
+    pub checksum: Option<crate::modes::run::artifact::Checksum>,
+    /// `options { archive = ... }`.
+    pub archive: ArchiveChoice,
+    pub location: Location,
+}
+
+/// go-getter's client modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtifactMode {
+    /// An archive is unpacked into `destination`; anything else lands there under its
+    /// own file name.
+    Any,
+    /// The download is written as the file `destination`, never unpacked.
+    File,
+    /// `destination` is a directory the archive is unpacked into.
+    Dir,
+}
+
+/// Whether and how an artifact is unpacked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveChoice {
+    /// By the source's extension.
+    Detect,
+    /// `archive = "false"`.
+    Never,
+    /// `archive = "tar.gz"` etc.: this format whatever the name says.
+    Format(crate::modes::run::artifact::ArchiveFormat),
 }
 
 /// Go-style duration text (`30s`, `1m30s`), as job files write durations.

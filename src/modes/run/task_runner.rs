@@ -20,6 +20,7 @@ use crate::driver::task::{
 use crate::driver::Driver;
 
 use super::alloc::AllocDir;
+use super::artifact;
 use super::check::decode_config;
 use super::env::{task_env, AllocIdentity, BridgeInfo, EnvInputs};
 use super::interpolate::{interpolate, interpolate_value, Scope};
@@ -151,6 +152,11 @@ async fn run_attempts(
 ) -> bool {
     let ui = &ctx.ui;
     let mut tracker = RestartTracker::new(task.restart, ctx.job.job_type, task.lifecycle);
+    // Once per task, as Nomad's artifact hook: a restart keeps what was fetched.
+    if let Err(message) = fetch_artifacts(ctx, task, who).await {
+        ui.status(who, format!("Setup failure: {message}"));
+        return true;
+    }
     let mut attempt = 0u32;
     loop {
         if stop.kill.is_cancelled() {
@@ -446,6 +452,45 @@ fn resources(task: &Task, node: &BTreeMap<String, String>) -> TaskResources {
             0.0
         },
     }
+}
+
+/// Fetches the task's artifacts into its directory, in the order written.
+async fn fetch_artifacts(ctx: &AllocContext, task: &Task, who: &Who) -> Result<(), String> {
+    if task.artifacts.is_empty() {
+        return Ok(());
+    }
+    let env = task_env(&EnvInputs {
+        job: &ctx.job,
+        group: ctx.group(),
+        task,
+        alloc: &ctx.alloc,
+        ports: &ctx.ports,
+        bridge: ctx.bridge.as_ref().map(|b| &b.info),
+        node: &ctx.node,
+        template_env: &BTreeMap::new(),
+    });
+    let scope = Scope {
+        env: Some(&env),
+        node: Some(&ctx.node),
+    };
+    for spec in &task.artifacts {
+        let place = artifact::fetch(spec, &ctx.dir, &task.name, &scope)
+            .await
+            .map_err(|e| {
+                format!(
+                    "failed to download artifact {:?} ({}): {e}",
+                    spec.source, spec.location
+                )
+            })?;
+        let shown = place
+            .strip_prefix(ctx.dir.task_dir(&task.name))
+            .unwrap_or(&place);
+        ctx.ui.status(
+            who,
+            format!("Downloaded artifact {} to {}", spec.source, shown.display()),
+        );
+    }
+    Ok(())
 }
 
 /// Writes a rendered template at `path` inside the allocation `root`: every directory

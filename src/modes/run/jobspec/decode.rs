@@ -12,6 +12,7 @@ use hcl::edit::Span;
 use serde::Serialize;
 use serde_json::Value;
 
+mod artifact;
 mod logs;
 
 use super::error::JobFileError;
@@ -129,6 +130,7 @@ const TASK_KEYS: &[&str] = &[
     "template",
     "constraint",
     "logs",
+    "artifact",
 ];
 const LIFECYCLE_KEYS: &[&str] = &["hook", "sidecar"];
 const RESOURCES_KEYS: &[&str] = &[
@@ -203,7 +205,6 @@ const IGNORED_IN_GROUP: &[&str] = &[
     "shutdown_delay",
 ];
 const IGNORED_IN_TASK: &[&str] = &[
-    "artifact",
     "service",
     "vault",
     "consul",
@@ -905,6 +906,7 @@ impl<'a> Decoder<'a> {
             restart: group_restart,
             resources: Resources::default(),
             templates: Vec::new(),
+            artifacts: Vec::new(),
             logs: LogsPolicy::default(),
             location,
         };
@@ -978,6 +980,11 @@ impl<'a> Decoder<'a> {
                     "template" => {
                         if let Some(t) = self.template(b) {
                             task.templates.push(t);
+                        }
+                    }
+                    "artifact" => {
+                        if let Some(a) = self.artifact(b) {
+                            task.artifacts.push(a);
                         }
                     }
                     k if IGNORED_IN_TASK.contains(&k) => {

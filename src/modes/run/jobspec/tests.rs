@@ -656,3 +656,80 @@ fn the_logs_block_sets_rotation_with_nomads_defaults_and_limits() {
         "{errs:?}"
     );
 }
+
+fn with_artifact(block: &str) -> String {
+    format!(
+        "job \"x\" {{\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"podman\"\n      config {{ image = \"i\" }}\n      artifact {{\n{block}\n      }}\n    }}\n  }}\n}}\n"
+    )
+}
+
+#[test]
+fn artifact_blocks_decode_with_nomads_defaults() {
+    use crate::modes::run::artifact::{ArchiveFormat, DigestKind};
+    use crate::modes::run::model::{ArchiveChoice, ArtifactMode};
+    let loaded = parse_ok(&with_artifact("source = \"files/app.tgz\""));
+    let a = &loaded.job.groups[0].tasks[0].artifacts[0];
+    assert_eq!(a.source, "files/app.tgz");
+    assert_eq!(a.destination, "local/");
+    assert_eq!(a.mode, ArtifactMode::Any);
+    assert_eq!(a.archive, ArchiveChoice::Detect);
+    assert!(a.checksum.is_none());
+    assert_eq!(a.location.to_string(), "job.nomad:6:7");
+    assert!(
+        loaded.notices.ignored.iter().all(|i| i.what != "artifact"),
+        "honoured, not reported as ignored"
+    );
+
+    let sum = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let loaded = parse_ok(&with_artifact(&format!(
+        "source = \"https://h/app\"\ndestination = \"local/bin/app\"\nmode = \"file\"\noptions {{\n checksum = \"sha256:{sum}\"\n archive = \"tar.gz\"\n}}"
+    )));
+    let a = &loaded.job.groups[0].tasks[0].artifacts[0];
+    assert_eq!(a.mode, ArtifactMode::File);
+    assert_eq!(a.archive, ArchiveChoice::Format(ArchiveFormat::TarGz));
+    let checksum = a.checksum.as_ref().expect("checksum");
+    assert_eq!(
+        (checksum.kind, checksum.hex.as_str()),
+        (DigestKind::Sha256, sum)
+    );
+    let a = &parse_ok(&with_artifact(
+        "source = \"x.zip\"\noptions = { archive = \"false\" }",
+    ))
+    .job
+    .groups[0]
+        .tasks[0]
+        .artifacts[0];
+    assert_eq!(a.archive, ArchiveChoice::Never);
+}
+
+#[test]
+fn malformed_artifacts_are_located_errors() {
+    assert_eq!(
+        errors(&with_artifact("destination = \"local/\"")),
+        vec!["job.nomad:6:7: Missing required argument: an artifact needs a source"]
+    );
+    assert_eq!(
+        errors(&with_artifact("source = \"a.tgz\"\nmode = \"tree\"")),
+        vec!["job.nomad:8:8: Invalid artifact mode \"tree\": one of \"any\", \"file\" or \"dir\" is required"]
+    );
+    assert_eq!(
+        errors(&with_artifact("source = \"a.tgz\"\ndestination = \"../../../etc\"")),
+        vec!["job.nomad:8:15: Invalid artifact destination \"../../../etc\": it must stay inside the allocation directory"]
+    );
+    let errs = errors(&with_artifact(
+        "source = \"s3://bucket/a.tgz\"\noptions {\n checksum = \"sha256:abc\"\n ref = \"main\"\n}",
+    ));
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(
+        errs[0].starts_with("job.nomad:7:10: Invalid artifact source: unsupported artifact source \"s3://bucket/a.tgz\""),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("job.nomad:9:2: Invalid artifact option: invalid checksum \"sha256:abc\": a sha256 checksum is 64 hex digits"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[2].starts_with("job.nomad:10:2: Unsupported artifact option \"ref\""),
+        "{errs:?}"
+    );
+}
