@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use super::handle::{LogTarget, TaskState, TASK_STATE_VERSION};
 use super::podman::fake::{FakePodman, Reply};
+use super::task::{TaskConfig, TaskContext, TaskSpec};
 use super::{Driver, DriverConfig};
 
 const CONTAINER: &str = "c0ffee";
@@ -124,5 +125,166 @@ async fn a_kill_refused_while_podman_says_running_is_an_error() {
     assert!(
         text.contains("alloc/t/1") && text.contains("permission denied"),
         "{text}"
+    );
+}
+
+fn spec() -> TaskSpec {
+    TaskSpec {
+        config: TaskConfig::from_value(&serde_json::json!({"image": "localhost/img:1"}))
+            .expect("config"),
+        context: TaskContext {
+            id: "alloc/t/2".into(),
+            name: "t".into(),
+            alloc_id: "alloc".into(),
+            job_name: "job".into(),
+            task_group_name: "g".into(),
+            ..TaskContext::default()
+        },
+    }
+}
+
+/// Answers what every start asks (ping, info, events), `Err(())` for the rest.
+fn common(target: &str) -> Option<Reply> {
+    if target.contains("/_ping") {
+        return Some(Reply::Ping("4.3.1"));
+    }
+    if target.contains("/info") {
+        return Some(Reply::Json(
+            200,
+            serde_json::json!({"host": {"cgroupVersion": "v1", "security": {"rootless": false}}})
+                .to_string(),
+        ));
+    }
+    if target.contains("/events") {
+        return Some(Reply::Silent);
+    }
+    None
+}
+
+/// A start after a plugin crash finds the name taken by the task's own container, still
+/// running: it adopts it instead of failing or starting a second one.
+#[tokio::test]
+async fn a_start_whose_name_is_taken_by_its_running_container_adopts_it() {
+    let fake = FakePodman::start(|method, target| {
+        if let Some(reply) = common(target) {
+            return reply;
+        }
+        if method == "POST" && target.contains("/containers/create") {
+            return Reply::error(500, "creating container storage: the container name \"t-alloc\" is already in use by \"c0ffee\". You have to remove that container to be able to reuse that name: that name is already in use");
+        }
+        if method == "GET" && target.contains("/containers/t-alloc/json") {
+            return Reply::Json(200, running_container());
+        }
+        Reply::error(500, "not scripted")
+    });
+    let driver = driver_on(&fake);
+    let started = driver.start(spec()).await.expect("adopted");
+    assert_eq!(started.state.container_id, CONTAINER);
+    assert_eq!(fake.requests_to("/containers/create").len(), 1);
+    assert!(
+        fake.requests_to("/start").is_empty(),
+        "a running container is not started again"
+    );
+    assert!(fake.requests_to("DELETE").is_empty(), "nothing removed");
+}
+
+/// The same name held by a stopped container of an earlier start: that one is removed and
+/// the create is asked once more.
+#[tokio::test]
+async fn a_start_whose_name_is_taken_by_a_stopped_container_replaces_it() {
+    let creates = Arc::new(AtomicUsize::new(0));
+    let counted = creates.clone();
+    let fake = FakePodman::start(move |method, target| {
+        if let Some(reply) = common(target) {
+            return reply;
+        }
+        if method == "POST" && target.contains("/containers/create") {
+            return if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                Reply::error(500, "that name is already in use")
+            } else {
+                Reply::Json(201, r#"{"Id":"new0","Warnings":[]}"#.into())
+            };
+        }
+        if method == "GET" && target.contains("/containers/t-alloc/json") {
+            return Reply::Json(
+                200,
+                serde_json::json!({"Id": "old0", "State": {"Status": "exited", "Running": false}})
+                    .to_string(),
+            );
+        }
+        if method == "DELETE" && target.contains("/containers/old0") {
+            return Reply::Json(200, "[]".into());
+        }
+        if method == "POST" && target.contains("/containers/new0/start") {
+            return Reply::Json(204, String::new());
+        }
+        if method == "GET" && target.contains("/containers/new0/json") {
+            return Reply::Json(
+                200,
+                serde_json::json!({"Id": "new0", "State": {"Status": "running", "Running": true}})
+                    .to_string(),
+            );
+        }
+        Reply::error(500, "not scripted")
+    });
+    let driver = driver_on(&fake);
+    let started = driver.start(spec()).await.expect("replaced");
+    assert_eq!(started.state.container_id, "new0");
+    assert_eq!(creates.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        fake.requests_to("DELETE").len(),
+        1,
+        "{:?}",
+        fake.requests_to("")
+    );
+}
+
+/// The image went away between the driver's look and podman's create (an image GC, a
+/// `podman rmi`): the create's "image not known" makes the driver make the image
+/// available (here: found locally again, so nothing is pulled) and ask once more.
+#[tokio::test]
+async fn a_create_that_finds_no_image_gets_it_and_creates_again() {
+    let creates = Arc::new(AtomicUsize::new(0));
+    let counted = creates.clone();
+    let fake = FakePodman::start(move |method, target| {
+        if let Some(reply) = common(target) {
+            return reply;
+        }
+        if method == "POST" && target.contains("/containers/create") {
+            return if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                Reply::error(404, "localhost/img:1: image not known")
+            } else {
+                Reply::Json(201, r#"{"Id":"new0","Warnings":[]}"#.into())
+            };
+        }
+        if method == "GET" && target.contains("/images/") && target.ends_with("/json") {
+            return Reply::Json(
+                200,
+                serde_json::json!({"Id": "sha256:1mage", "Architecture": "amd64", "Os": "linux"})
+                    .to_string(),
+            );
+        }
+        if method == "POST" && target.contains("/containers/new0/start") {
+            return Reply::Json(204, String::new());
+        }
+        if method == "GET" && target.contains("/containers/new0/json") {
+            return Reply::Json(
+                200,
+                serde_json::json!({"Id": "new0", "State": {"Status": "running", "Running": true}})
+                    .to_string(),
+            );
+        }
+        Reply::error(500, "not scripted")
+    });
+    let driver = driver_on(&fake);
+    let started = driver
+        .start(spec())
+        .await
+        .expect("created on the second ask");
+    assert_eq!(started.state.container_id, "new0");
+    assert_eq!(creates.load(Ordering::SeqCst), 2);
+    assert!(
+        fake.requests_to("/images/pull").is_empty(),
+        "a local image is not pulled"
     );
 }

@@ -19,6 +19,8 @@ pub(crate) enum Reply {
     Json(u16, String),
     /// A 200 whose body never ends (the events stream of a podman with nothing to say).
     Silent,
+    /// `_ping`'s answer: "OK" with the `Libpod-API-Version` header.
+    Ping(&'static str),
 }
 
 impl Reply {
@@ -104,7 +106,12 @@ impl Drop for FakePodman {
 }
 
 fn respond(reply: Reply) -> Response<BoxBody<Bytes, Infallible>> {
+    let version = match &reply {
+        Reply::Ping(version) => Some(*version),
+        _ => None,
+    };
     let (status, body) = match reply {
+        Reply::Ping(_) => (200, Full::new(Bytes::from_static(b"OK")).boxed()),
         Reply::Json(status, body) => (status, Full::new(Bytes::from(body)).boxed()),
         Reply::Silent => (
             200,
@@ -117,5 +124,11 @@ fn respond(reply: Reply) -> Response<BoxBody<Bytes, Infallible>> {
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
     );
+    if let Some(version) = version {
+        response.headers_mut().insert(
+            "Libpod-API-Version",
+            hyper::header::HeaderValue::from_static(version),
+        );
+    }
     response
 }
