@@ -161,6 +161,21 @@ fn common(target: &str) -> Option<Reply> {
     None
 }
 
+/// The start and the inspect of the container a create made (`new0`).
+fn created_container_starts(method: &str, target: &str) -> Option<Reply> {
+    if method == "POST" && target.contains("/containers/new0/start") {
+        return Some(Reply::Json(204, String::new()));
+    }
+    if method == "GET" && target.contains("/containers/new0/json") {
+        return Some(Reply::Json(
+            200,
+            serde_json::json!({"Id": "new0", "State": {"Status": "running", "Running": true}})
+                .to_string(),
+        ));
+    }
+    None
+}
+
 /// A start after a plugin crash finds the name taken by the task's own container, still
 /// running: it adopts it instead of failing or starting a second one.
 #[tokio::test]
@@ -215,15 +230,8 @@ async fn a_start_whose_name_is_taken_by_a_stopped_container_replaces_it() {
         if method == "DELETE" && target.contains("/containers/old0") {
             return Reply::Json(200, "[]".into());
         }
-        if method == "POST" && target.contains("/containers/new0/start") {
-            return Reply::Json(204, String::new());
-        }
-        if method == "GET" && target.contains("/containers/new0/json") {
-            return Reply::Json(
-                200,
-                serde_json::json!({"Id": "new0", "State": {"Status": "running", "Running": true}})
-                    .to_string(),
-            );
+        if let Some(reply) = created_container_starts(method, target) {
+            return reply;
         }
         Reply::error(500, "not scripted")
     });
@@ -264,15 +272,8 @@ async fn a_create_that_finds_no_image_gets_it_and_creates_again() {
                     .to_string(),
             );
         }
-        if method == "POST" && target.contains("/containers/new0/start") {
-            return Reply::Json(204, String::new());
-        }
-        if method == "GET" && target.contains("/containers/new0/json") {
-            return Reply::Json(
-                200,
-                serde_json::json!({"Id": "new0", "State": {"Status": "running", "Running": true}})
-                    .to_string(),
-            );
+        if let Some(reply) = created_container_starts(method, target) {
+            return reply;
         }
         Reply::error(500, "not scripted")
     });

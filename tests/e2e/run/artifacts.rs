@@ -65,35 +65,20 @@ fn sha256(data: &[u8]) -> String {
 
 /// A batch job whose task `cat`s `path` after fetching `artifact` (an artifact block body).
 fn job(env: &RunnerEnv, id: &str, artifact: &str, path: &str) -> std::path::PathBuf {
-    let file = env.state.join(format!("{id}.nomad"));
-    std::fs::write(
-        &file,
-        format!(
-            r#"job "{id}" {{
-  type = "batch"
-  group "g" {{
-    restart {{
-      attempts = 0
-      mode     = "fail"
-    }}
-    task "t" {{
-      driver = "podman"
-      config {{
+    env.write_batch_job(
+        id,
+        "t",
+        &format!(
+            r#"      config {{
         image   = "localhost/ndp-busybox:latest"
         command = "cat"
         args    = ["{path}"]
       }}
       artifact {{
 {artifact}
-      }}
-    }}
-  }}
-}}
-"#
+      }}"#
         ),
     )
-    .expect("job file");
-    file
 }
 
 fn printed(stdout: &str) -> Vec<String> {

@@ -39,6 +39,19 @@ impl RunnerEnv {
         }
     }
 
+    /// Writes `<state>/<id>.nomad`: a batch job whose one group `g` (no restarts) has
+    /// one podman task `task` with `body` (its config and other blocks).
+    pub fn write_batch_job(&self, id: &str, task: &str, body: &str) -> PathBuf {
+        let file = self.state.join(format!("{id}.nomad"));
+        let job = format!(
+            "job \"{id}\" {{\n  type = \"batch\"\n  group \"g\" {{\n    restart {{\n      \
+             attempts = 0\n      mode     = \"fail\"\n    }}\n    task \"{task}\" {{\n      \
+             driver = \"podman\"\n{body}\n    }}\n  }}\n}}\n"
+        );
+        std::fs::write(&file, job).expect("job file");
+        file
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.args(args)

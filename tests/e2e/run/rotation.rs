@@ -16,34 +16,20 @@ const RECORD_LEN: u64 = LINE_LEN + 48;
 /// A batch job (no restarts) whose task `talk` runs `script` with `logs { logs }`.
 fn job_file(env: &RunnerEnv, prefix: &str, logs: &str, script: &str) -> (String, String) {
     let id = unique_name(prefix);
-    let file = env.state.join(format!("{id}.nomad"));
-    std::fs::write(
-        &file,
-        format!(
-            r#"job "{id}" {{
-  type = "batch"
-  group "g" {{
-    restart {{
-      attempts = 0
-      mode     = "fail"
-    }}
-    task "talk" {{
-      driver = "podman"
-      logs {{
+    let file = env.write_batch_job(
+        &id,
+        "talk",
+        &format!(
+            r#"      logs {{
         {logs}
       }}
       config {{
         image   = "localhost/ndp-busybox:latest"
         command = "sh"
         args    = ["-c", {script:?}]
-      }}
-    }}
-  }}
-}}
-"#
+      }}"#
         ),
-    )
-    .expect("job file");
+    );
     (id, file.to_str().expect("utf-8").to_string())
 }
 

@@ -12,43 +12,31 @@ fn a_template_reads_the_json_another_rendered_and_ranges_over_it() {
         key: JOB_LABEL.into(),
         value: id.clone(),
     };
-    let file = env.state.join(format!("{id}.nomad"));
-    std::fs::write(
-        &file,
-        format!(
-            r#"job "{id}" {{
-  type = "batch"
-  group "g" {{
-    task "t" {{
-      driver = "podman"
-      config {{
+    let file = env.write_batch_job(
+        &id,
+        "t",
+        r#"      config {
         image   = "localhost/ndp-busybox:latest"
         command = "cat"
         args    = ["/local/out.txt"]
-      }}
-      template {{
+      }
+      template {
         destination = "local/conf.json"
         data        = <<EOT
-{{"name": "db", "ports": [5432, 5433], "tags": {{"b": "2", "a": "1"}}}}
+{"name": "db", "ports": [5432, 5433], "tags": {"b": "2", "a": "1"}}
 EOT
-      }}
-      template {{
+      }
+      template {
         destination = "local/out.txt"
         data        = <<EOT
-{{{{- $c := file "local/conf.json" | parseJSON -}}}}
-{{{{ range $i, $p := $c.ports }}}}port{{{{ $i }}}}={{{{ $p }}}}
-{{{{ end }}}}name={{{{ $c.name | toUpper }}}}
-{{{{ range $k, $v := $c.tags }}}}{{{{ $k }}}}:{{{{ $v }}}};{{{{ end }}}}
-{{{{ 7 | subtract 2 }}}} {{{{ sprig_trimPrefix "ab" "abc" }}}} {{{{ $n := 0 }}}}{{{{ $n = add $n 2 }}}}{{{{ $n }}}}
+{{- $c := file "local/conf.json" | parseJSON -}}
+{{ range $i, $p := $c.ports }}port{{ $i }}={{ $p }}
+{{ end }}name={{ $c.name | toUpper }}
+{{ range $k, $v := $c.tags }}{{ $k }}:{{ $v }};{{ end }}
+{{ 7 | subtract 2 }} {{ sprig_trimPrefix "ab" "abc" }} {{ $n := 0 }}{{ $n = add $n 2 }}{{ $n }}
 EOT
-      }}
-    }}
-  }}
-}}
-"#
-        ),
-    )
-    .expect("job file");
+      }"#,
+    );
     let out = env.run(&["run", file.to_str().expect("utf-8")]);
     assert_eq!(
         out.code, 0,
