@@ -109,10 +109,24 @@ impl Ui {
 /// Whether to color: a terminal that is not `TERM=dumb`, no NO_COLOR, and not switched off
 /// on the command line.
 pub fn use_color(no_color_flag: bool) -> bool {
+    color_wanted(
+        no_color_flag,
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("TERM").as_deref(),
+        std::io::stdout().is_terminal(),
+    )
+}
+
+fn color_wanted(
+    no_color_flag: bool,
+    no_color_env: Option<&std::ffi::OsStr>,
+    term: Option<&std::ffi::OsStr>,
+    terminal: bool,
+) -> bool {
     !no_color_flag
-        && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty())
-        && std::env::var_os("TERM").map_or(true, |t| t != "dumb")
-        && std::io::stdout().is_terminal()
+        && no_color_env.map_or(true, |v| v.is_empty())
+        && term.map_or(true, |t| t != "dumb")
+        && terminal
 }
 
 const PALETTE: [&str; 6] = ["36", "33", "32", "35", "34", "91"];
@@ -192,6 +206,23 @@ async fn print_lines(mut rx: mpsc::UnboundedReceiver<Line>, color: bool, width: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn color_only_on_a_terminal_that_wants_it() {
+        let os = |s: &'static str| Some(std::ffi::OsStr::new(s));
+        assert!(color_wanted(false, None, os("xterm-256color"), true));
+        assert!(
+            color_wanted(false, os(""), None, true),
+            "an empty NO_COLOR counts as unset"
+        );
+        assert!(!color_wanted(false, None, os("dumb"), true), "TERM=dumb");
+        assert!(!color_wanted(false, os("1"), os("xterm"), true), "NO_COLOR");
+        assert!(!color_wanted(true, None, os("xterm"), true), "--no-color");
+        assert!(
+            !color_wanted(false, None, os("xterm"), false),
+            "not a terminal"
+        );
+    }
 
     #[test]
     fn labels_show_the_index_only_when_needed() {
