@@ -61,6 +61,7 @@ pub mod state;
 pub mod statedir;
 pub mod task_runner;
 pub mod template;
+pub mod template_watch;
 pub mod ui;
 pub mod validate;
 

@@ -305,7 +305,24 @@ pub struct TemplateSpec {
     pub left_delimiter: String,
     pub right_delimiter: String,
     pub error_on_missing_key: bool,
+    /// What happens when a re-render changes the file while the task runs.
+    pub change_mode: ChangeMode,
+    /// `change_signal`, for `change_mode = "signal"`.
+    pub change_signal: Option<String>,
+    /// Acting on a change waits a random time below this, as Nomad's `splay` (default 5s).
+    pub splay: Duration,
+    /// Numeric owner of the rendered file; unset keeps the runner's.
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
     pub location: Location,
+}
+
+/// A template's `change_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeMode {
+    Noop,
+    Restart,
+    Signal,
 }
 
 impl TemplateSpec {

@@ -2,7 +2,6 @@
 //! task-time interpolation, start through the core, wait, kill on request, and Nomad's
 //! restart policy.
 
-use crate::driver::hostfs::VerifiedDir;
 use crate::driver::logs::SinkKind;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,7 +28,8 @@ use super::logs::FlushHandle;
 use super::model::{duration_text, Group, Job, NetworkMode, Task};
 use super::ports::AllocatedPort;
 use super::restart::{Decision, RestartTracker};
-use super::template::{parse_env_file, render_in, RenderContext};
+use super::template::parse_env_file;
+use super::template_watch::{self, RenderInputs, Watched};
 use super::ui::{Ui, Who};
 
 /// Everything the tasks of one allocation share.
@@ -167,8 +167,8 @@ async fn run_attempts(
             remove(ctx, who, &old).await;
         }
         attempt += 1;
-        let spec = match prepare(ctx, task, attempt).await {
-            Ok(spec) => spec,
+        let (spec, templates) = match prepare(ctx, task, attempt).await {
+            Ok(prepared) => prepared,
             Err(message) => {
                 ui.status(who, format!("Setup failure: {message}"));
                 return true;
@@ -194,7 +194,22 @@ async fn run_attempts(
             Ok(_) => {
                 report(TaskUpdate::Running);
                 ui.status(who, format!("Started (container {container})"));
-                let (exit, killed) = wait_or_kill(ctx, task, who, &task_id, stop).await;
+                let restart = CancellationToken::new();
+                let watch = template_watch::watch(
+                    templates.watched,
+                    templates.inputs,
+                    TaskActions {
+                        ctx,
+                        who,
+                        task_id: &task_id,
+                    },
+                    restart.clone(),
+                );
+                // The watch ends with the container: dropped when the wait returns.
+                let (exit, ended) = tokio::select! {
+                    r = wait_or_kill(ctx, task, who, &task_id, stop, &restart) => r,
+                    never = watch => match never {},
+                };
                 if ctx.is_namespace_target(&task.name) {
                     *leftover = Some(task_id);
                 } else {
@@ -206,10 +221,18 @@ async fn run_attempts(
                     exits.insert(task.name.clone(), exit.exit_code);
                 }
                 ui.status(who, describe_exit(&exit));
-                if killed {
-                    return false;
+                match ended {
+                    Ended::Exited => tracker.on_exit(exit.successful(), Instant::now()),
+                    Ended::Killed => return false,
+                    // As Nomad's template restart: at once, and no failure for the policy.
+                    Ended::TemplateRestart => {
+                        ui.status(
+                            who,
+                            "Restarting: template re-rendered (not counted against the restart policy)",
+                        );
+                        continue;
+                    }
                 }
-                tracker.on_exit(exit.successful(), Instant::now())
             }
         };
         match decision {
@@ -235,20 +258,32 @@ async fn run_attempts(
     }
 }
 
-/// Waits for the task to exit; on a stop request, stops it and waits for that. Returns
-/// the exit and whether the runner stopped it.
+/// Why a container ended.
+enum Ended {
+    Exited,
+    /// The runner stopped it for good.
+    Killed,
+    /// The runner stopped it to start it again with re-rendered templates.
+    TemplateRestart,
+}
+
+/// Waits for the task to exit; on a stop request or a template restart, stops it and
+/// waits for that.
 async fn wait_or_kill(
     ctx: &AllocContext,
     task: &Task,
     who: &Who,
     task_id: &str,
     stop: &StopTokens,
-) -> (ExitResult, bool) {
+    restart: &CancellationToken,
+) -> (ExitResult, Ended) {
     let driver = &ctx.driver;
+    let mut ended = Ended::Killed;
     tokio::select! {
-        exit = driver.wait(task_id) => return (exit_or_error(exit), false),
+        exit = driver.wait(task_id) => return (exit_or_error(exit), Ended::Exited),
         _ = stop.kill.cancelled() => {}
         _ = stop.force.cancelled() => {}
+        _ = restart.cancelled() => ended = Ended::TemplateRestart,
     }
     if !stop.force.is_cancelled() {
         let signal = task.kill_signal.as_deref().unwrap_or("SIGTERM");
@@ -266,9 +301,9 @@ async fn wait_or_kill(
         ctx.ui.status(who, "Force-removing");
         // Waiting first means the exit is seen before the container is removed.
         let (exit, _) = tokio::join!(driver.wait(task_id), driver.destroy(task_id, true));
-        return (exit_or_error(exit), true);
+        return (exit_or_error(exit), Ended::Killed);
     }
-    (exit_or_error(driver.wait(task_id).await), true)
+    (exit_or_error(driver.wait(task_id).await), ended)
 }
 
 fn ui_kill(ui: &Ui, who: &Who, signal: &str, timeout: Duration) {
@@ -319,14 +354,18 @@ pub async fn poststop_specs(ctx: &AllocContext) -> Vec<TaskSpec> {
         .iter()
         .filter(|t| t.stage() == super::model::Stage::Poststop)
     {
-        if let Ok(spec) = prepare(ctx, task, 1).await {
+        if let Ok((spec, _)) = prepare(ctx, task, 1).await {
             specs.push(spec);
         }
     }
     specs
 }
 
-async fn prepare(ctx: &AllocContext, task: &Task, attempt: u32) -> Result<TaskSpec, String> {
+async fn prepare(
+    ctx: &AllocContext,
+    task: &Task,
+    attempt: u32,
+) -> Result<(TaskSpec, Templates), String> {
     let job = &ctx.job;
     let group = ctx.group();
     let bridge_info = ctx.bridge.as_ref().map(|b| &b.info);
@@ -343,7 +382,7 @@ async fn prepare(ctx: &AllocContext, task: &Task, attempt: u32) -> Result<TaskSp
         })
     };
     let base_env = env_inputs(&BTreeMap::new());
-    let template_env = render_templates(ctx, task, &base_env).await?;
+    let (template_env, templates) = render_templates(ctx, task, &base_env).await?;
     let env = if template_env.is_empty() {
         base_env
     } else {
@@ -421,7 +460,7 @@ async fn prepare(ctx: &AllocContext, task: &Task, attempt: u32) -> Result<TaskSp
         kill_timeout: task.kill_timeout,
         ..TaskContext::default()
     };
-    Ok(TaskSpec { config, context })
+    Ok((TaskSpec { config, context }, templates))
 }
 
 pub fn core_ports(ports: &[AllocatedPort]) -> Vec<CorePortSpec> {
@@ -493,62 +532,28 @@ async fn fetch_artifacts(ctx: &AllocContext, task: &Task, who: &Who) -> Result<(
     Ok(())
 }
 
-/// Writes a rendered template at `path` inside the allocation `root`: every directory
-/// below the root is reached (or made) without following links, and the file is replaced
-/// through a fresh temporary file, so a link the task planted in `/local` or `/alloc`
-/// redirects nothing.
-async fn write_rendered(
-    root: &std::path::Path,
-    path: PathBuf,
-    contents: Vec<u8>,
-    mode: u32,
-) -> Result<(), String> {
-    let root = root.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return Err(format!("{} names no file", path.display()));
-        };
-        VerifiedDir::open_or_create(&root, parent, 0o755)
-            .and_then(|dir| dir.replace(name, &contents, mode))
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| format!("writing the template failed: {e}"))?
-}
-
-/// Renders the task's templates into its directory; returns the env of `env = true` ones.
+/// Renders the task's templates into its directory; returns the env of `env = true` ones
+/// and the templates as rendered, for the watch while the task runs.
 async fn render_templates(
     ctx: &AllocContext,
     task: &Task,
     env: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<(BTreeMap<String, String>, Templates), String> {
     let mut template_env = BTreeMap::new();
     // Nomad's `env` template function also reads the node's facts: `{{ env
     // "node.datacenter" }}`, `{{ env "meta.rack" }}`, `{{ env "attr.kernel.name" }}`.
     let mut lookup = (*ctx.node).clone();
     lookup.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let inputs = RenderInputs {
+        env: Arc::new(lookup),
+        task_dir: ctx.dir.task_dir(&task.name),
+        alloc_root: ctx.dir.root.clone(),
+    };
+    let mut watched = Vec::new();
     for spec in &task.templates {
         let where_ = format!("template {} ({})", spec.destination, spec.location);
-        let text = match (&spec.data, &spec.source) {
-            (Some(data), _) => data.clone(),
-            (None, Some(source)) => tokio::fs::read_to_string(source)
-                .await
-                .map_err(|e| format!("{where_}: cannot read source {}: {e}", source.display()))?,
-            (None, None) => String::new(),
-        };
-        // `file` reads below the task dir: off the runtime.
-        let (left, right) = (spec.left_delimiter.clone(), spec.right_delimiter.clone());
-        let (task_dir, render_env) = (ctx.dir.task_dir(&task.name), lookup.clone());
-        let rendered = tokio::task::spawn_blocking(move || {
-            let ctx = RenderContext {
-                env: &render_env,
-                task_dir: Some(&task_dir),
-            };
-            render_in(&text, &left, &right, &ctx)
-        })
-        .await
-        .map_err(|e| format!("{where_}: rendering failed: {e}"))?
-        .map_err(|e| format!("{where_}: {e}"))?;
+        let (rendered, read) = template_watch::render(spec, &inputs).await;
+        let rendered = rendered.map_err(|e| format!("{where_}: {e}"))?;
         let scope = Scope {
             env: Some(env),
             node: Some(&ctx.node),
@@ -558,17 +563,57 @@ async fn render_templates(
             .dir
             .template_destination(&task.name, &destination)
             .ok_or_else(|| format!("{where_}: the destination leaves the allocation directory"))?;
-        write_rendered(
+        // Stamped before the write: a change from here on is seen by the first poll.
+        let known = read.clone();
+        let stamps = tokio::task::spawn_blocking(move || template_watch::stamps(&known))
+            .await
+            .map_err(|e| format!("{where_}: {e}"))?;
+        template_watch::write(
             &ctx.dir.root,
-            path,
+            path.clone(),
             rendered.clone().into_bytes(),
-            spec.perms,
+            spec,
         )
         .await
         .map_err(|e| format!("{where_}: {e}"))?;
         if spec.env {
             template_env.extend(parse_env_file(&rendered).map_err(|e| format!("{where_}: {e}"))?);
         }
+        watched.push(Watched {
+            spec: spec.clone(),
+            path,
+            destination,
+            output: rendered,
+            inputs: read,
+            stamps,
+        });
     }
-    Ok(template_env)
+    Ok((template_env, Templates { watched, inputs }))
+}
+
+/// A task's templates as rendered for one start, and what they render with.
+pub struct Templates {
+    watched: Vec<Watched>,
+    inputs: RenderInputs,
+}
+
+/// The watcher's hands on the running task.
+struct TaskActions<'a> {
+    ctx: &'a AllocContext,
+    who: &'a Who,
+    task_id: &'a str,
+}
+
+impl template_watch::Actions for TaskActions<'_> {
+    fn status(&self, line: String) {
+        self.ctx.ui.status(self.who, line);
+    }
+
+    async fn signal(&self, signal: String) -> Result<(), String> {
+        self.ctx
+            .driver
+            .signal(self.task_id, &signal)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }

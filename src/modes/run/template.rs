@@ -109,6 +109,23 @@ struct Pipeline {
 pub struct RenderContext<'a> {
     pub env: &'a BTreeMap<String, String>,
     pub task_dir: Option<&'a std::path::Path>,
+    /// `error_on_missing_key`: a missing map key fails the render (Go's
+    /// `missingkey=error`) instead of giving `<no value>`.
+    pub error_on_missing_key: bool,
+    /// The files `file` tried to read, also those that were missing: the runner watches
+    /// them to re-render when one appears or changes.
+    pub reads: std::cell::RefCell<Vec<std::path::PathBuf>>,
+}
+
+impl<'a> RenderContext<'a> {
+    pub fn new(env: &'a BTreeMap<String, String>, task_dir: Option<&'a std::path::Path>) -> Self {
+        RenderContext {
+            env,
+            task_dir,
+            error_on_missing_key: false,
+            reads: Default::default(),
+        }
+    }
 }
 
 /// Variables in scope, innermost last; `$` (the root data, nothing here) first.
@@ -148,15 +165,7 @@ pub fn render(
     right: &str,
     env: &BTreeMap<String, String>,
 ) -> Result<String, TemplateError> {
-    render_in(
-        text,
-        left,
-        right,
-        &RenderContext {
-            env,
-            task_dir: None,
-        },
-    )
+    render_in(text, left, right, &RenderContext::new(env, None))
 }
 
 /// Checks a template without rendering it (what `validate` can know before the task
@@ -863,17 +872,28 @@ fn eval_pipe(
     Ok(previous.unwrap_or(Val::Nil))
 }
 
-/// The value at `fields` below `value` (a map; a missing key is no value, as in Go).
+/// The value at `fields` below `value` (a map; a missing key is no value, as in Go,
+/// or an error with `missing_is_error`, as Go's `missingkey=error`).
 fn field_of(
     value: &Val,
     fields: &[String],
     shown: &str,
     line: usize,
+    missing_is_error: bool,
 ) -> Result<Val, TemplateError> {
     let mut current = value.clone();
     for field in fields {
         current = match current {
-            Val::Map(mut entries) => entries.remove(field).unwrap_or(Val::Nil),
+            Val::Map(mut entries) => match entries.remove(field) {
+                Some(v) => v,
+                None if missing_is_error => {
+                    return Err(TemplateError {
+                        line,
+                        message: format!("map has no entry for key {field:?} (in {shown})"),
+                    })
+                }
+                None => Val::Nil,
+            },
             Val::Nil if shown == "." => {
                 return Err(TemplateError {
                     line,
@@ -906,7 +926,7 @@ fn eval_command(
         match a {
             Arg::Lit(v) => Ok(v.clone()),
             Arg::Dot => Ok(dot.clone()),
-            Arg::Field(fields) => field_of(dot, fields, ".", line),
+            Arg::Field(fields) => field_of(dot, fields, ".", line, ctx.error_on_missing_key),
             Arg::Var(name, fields) => {
                 let value = vars
                     .iter()
@@ -917,7 +937,7 @@ fn eval_command(
                         line,
                         message: format!("undefined variable {name}"),
                     })?;
-                field_of(value, fields, name, line)
+                field_of(value, fields, name, line, ctx.error_on_missing_key)
             }
             Arg::Pipe(p) => eval_pipe(p, dot, ctx, vars),
             Arg::Func(name) => call(name, Vec::new(), ctx, line),
@@ -1126,7 +1146,7 @@ fn call(
         }
         "file" => {
             want(1)?;
-            Val::Str(read_task_file(ctx.task_dir, &s(&args[0])).map_err(err)?)
+            Val::Str(read_task_file(ctx, &s(&args[0])).map_err(err)?)
         }
         "timestamp" => {
             let now = time::OffsetDateTime::now_utc();
@@ -1391,8 +1411,8 @@ fn arithmetic(op: &str, a: &Val, b: &Val) -> Result<Val, String> {
 
 /// `file`: a file below the task directory (Nomad's default sandbox), reached without
 /// following links; nothing when only checking the template.
-fn read_task_file(task_dir: Option<&std::path::Path>, path: &str) -> Result<String, String> {
-    let Some(root) = task_dir else {
+fn read_task_file(ctx: &RenderContext<'_>, path: &str) -> Result<String, String> {
+    let Some(root) = ctx.task_dir else {
         return Ok(String::new());
     };
     let relative = std::path::Path::new(path);
@@ -1406,6 +1426,7 @@ fn read_task_file(task_dir: Option<&std::path::Path>, path: &str) -> Result<Stri
             "file {path:?}: only files below the task directory can be read"
         ));
     }
+    ctx.reads.borrow_mut().push(root.join(relative));
     let pinned = crate::driver::hostfs::pin_beneath(root, &root.join(relative))
         .and_then(|p| p.expect(crate::driver::hostfs::FileKind::Regular))
         .map_err(|e| format!("file {path:?}: {e}"))?;
@@ -1799,10 +1820,7 @@ mod tests {
         std::fs::write(dir.path().join("local/conf"), "v=1").unwrap();
         std::os::unix::fs::symlink("/etc/hostname", dir.path().join("local/link")).unwrap();
         let env = env();
-        let ctx = RenderContext {
-            env: &env,
-            task_dir: Some(dir.path()),
-        };
+        let ctx = RenderContext::new(&env, Some(dir.path()));
         let render = |t: &str| render_in(t, "{{", "}}", &ctx);
         assert_eq!(render("{{ file \"local/conf\" }}").unwrap(), "v=1");
         for (path, why) in [
@@ -1821,10 +1839,7 @@ mod tests {
     #[test]
     fn the_checked_function_list_is_what_call_knows() {
         let env = env();
-        let ctx = RenderContext {
-            env: &env,
-            task_dir: None,
-        };
+        let ctx = RenderContext::new(&env, None);
         for name in FUNCTIONS {
             // Called with no arguments: a known function complains about those, if at all.
             if let Err(e) = call(name, Vec::new(), &ctx, 1) {
@@ -1840,6 +1855,39 @@ mod tests {
             (2, "function \"nope\" not defined")
         );
         assert!(check("{{ key \"a\" }}", "{{", "}}").is_err());
+    }
+
+    #[test]
+    fn error_on_missing_key_fails_where_go_gives_no_value() {
+        let env = env();
+        let mut ctx = RenderContext::new(&env, None);
+        ctx.error_on_missing_key = true;
+        let doc = "{{ $c := \"{\\\"a\\\": {\\\"b\\\": 1}}\" | parseJSON }}";
+        let render = |t: &str| render_in(&format!("{doc}{t}"), "{{", "}}", &ctx);
+        assert_eq!(render("{{ $c.a.b }}").unwrap(), "1");
+        let e = render("{{ $c.a.nope }}").unwrap_err();
+        assert!(e.message.contains("no entry for key \"nope\""), "{e}");
+        assert!(render("{{ with $c }}{{ .missing }}{{ end }}").is_err());
+        // Without the option the same template gives Go's placeholder.
+        assert_eq!(r(&format!("{doc}{{{{ $c.a.nope }}}}")), "<no value>");
+    }
+
+    #[test]
+    fn a_render_records_the_files_it_read_also_missing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("local")).unwrap();
+        std::fs::write(dir.path().join("local/a"), "x").unwrap();
+        let env = env();
+        let ctx = RenderContext::new(&env, Some(dir.path()));
+        assert_eq!(
+            render_in("{{ file \"local/a\" }}", "{{", "}}", &ctx).unwrap(),
+            "x"
+        );
+        assert!(render_in("{{ file \"local/b\" }}", "{{", "}}", &ctx).is_err());
+        assert_eq!(
+            ctx.reads.into_inner(),
+            [dir.path().join("local/a"), dir.path().join("local/b")]
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@ use super::eval::Evaluator;
 use super::source::Location;
 use super::value::{self, type_name};
 use crate::modes::run::model::{
-    duration_text, Constraint, Dns, Group, GroupNetwork, Hook, Job, JobType, Lifecycle, LogsPolicy,
-    NetworkMode, PortSpec, Resources, RestartMode, RestartPolicy, Task, TemplateSpec,
+    duration_text, ChangeMode, Constraint, Dns, Group, GroupNetwork, Hook, Job, JobType, Lifecycle,
+    LogsPolicy, NetworkMode, PortSpec, Resources, RestartMode, RestartPolicy, Task, TemplateSpec,
 };
 
 /// What the runner will not do with a job file, reported once per kind.
@@ -1251,6 +1251,11 @@ impl<'a> Decoder<'a> {
             left_delimiter: "{{".into(),
             right_delimiter: "}}".into(),
             error_on_missing_key: false,
+            change_mode: ChangeMode::Restart,
+            change_signal: None,
+            splay: Duration::from_secs(5),
+            uid: None,
+            gid: None,
             location,
         };
         for structure in block.body.iter() {
@@ -1276,8 +1281,40 @@ impl<'a> Decoder<'a> {
                     "error_on_missing_key" => {
                         spec.error_on_missing_key = self.bool(attr).unwrap_or(false)
                     }
-                    k @ ("change_mode" | "change_signal" | "splay" | "uid" | "gid"
-                    | "vault_grace") => {
+                    "change_mode" => {
+                        let Some(mode) = self.string(attr) else {
+                            continue;
+                        };
+                        spec.change_mode = match mode.as_str() {
+                            "noop" => ChangeMode::Noop,
+                            "restart" => ChangeMode::Restart,
+                            "signal" => ChangeMode::Signal,
+                            other => {
+                                self.error(
+                                    attr.value.span(),
+                                    format!("Invalid change_mode {other:?}: one of \"noop\", \"restart\" or \"signal\" is required (\"script\" is not supported in a local run)"),
+                                );
+                                continue;
+                            }
+                        };
+                    }
+                    "change_signal" => spec.change_signal = self.string(attr),
+                    "splay" => {
+                        if let Some(d) = self.duration(attr) {
+                            spec.splay = d;
+                        }
+                    }
+                    "uid" => {
+                        spec.uid = self
+                            .whole_number(attr, 0.0, f64::from(u32::MAX - 1))
+                            .map(|n| n as u32)
+                    }
+                    "gid" => {
+                        spec.gid = self
+                            .whole_number(attr, 0.0, f64::from(u32::MAX - 1))
+                            .map(|n| n as u32)
+                    }
+                    k @ "vault_grace" => {
                         self.notices
                             .ignore(&format!("template.{k}"), self.ev.location(attr.key.span()));
                     }
@@ -1295,6 +1332,15 @@ impl<'a> Decoder<'a> {
             self.error(
                 block.ident.span(),
                 "Missing required argument: a template needs a destination",
+            );
+            return None;
+        }
+        if spec.change_mode == ChangeMode::Signal
+            && spec.change_signal.as_deref().unwrap_or("").is_empty()
+        {
+            self.error(
+                block.ident.span(),
+                "Invalid template: change_mode = \"signal\" needs a change_signal",
             );
             return None;
         }

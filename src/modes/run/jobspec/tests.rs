@@ -3,7 +3,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::*;
-use crate::modes::run::model::{Hook, JobType, NetworkMode, RestartMode, Stage};
+use crate::modes::run::model::{ChangeMode, Hook, JobType, NetworkMode, RestartMode, Stage};
 
 fn parse_ok(text: &str) -> LoadedJob {
     parse_with(text, &VarInputs::default()).unwrap_or_else(|e| panic!("{e}"))
@@ -193,6 +193,8 @@ fn decodes_a_full_job() {
     assert_eq!(server.templates.len(), 1);
     assert_eq!(server.templates[0].perms, 0o600);
     assert_eq!(server.templates[0].destination, "local/app.conf");
+    assert_eq!(server.templates[0].change_mode, ChangeMode::Restart);
+    assert_eq!(server.templates[0].splay, Duration::from_secs(5));
 
     let sidecar = &group.tasks[1];
     assert_eq!(sidecar.stage(), Stage::PoststartSidecar);
@@ -227,11 +229,6 @@ fn decodes_a_full_job() {
         vec![
             ("priority".to_string(), 1, "job.nomad:20:3".to_string()),
             ("service".to_string(), 2, "job.nomad:42:5".to_string()),
-            (
-                "template.change_mode".to_string(),
-                1,
-                "job.nomad:77:9".to_string()
-            ),
         ]
     );
     assert_eq!(loaded.notices.skipped_tasks.len(), 1);
