@@ -1,5 +1,5 @@
 //! Image resolution: find the image a task names locally, or load it from an archive, or
-//! pull it with the right credentials (upstream §3.6).
+//! pull it with the right credentials.
 //!
 //! Differences from the Go driver, on purpose:
 //! * TLS verification defaults to on when the task has no `auth` block (Go sent `false`).

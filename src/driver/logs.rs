@@ -3,7 +3,7 @@
 //! container's k8s-file log is tailed straight from disk ([`k8s_file`]); otherwise the
 //! logs API is followed (a fraction of the speed: podman serialises it line by line).
 //!
-//! Differences from the Go driver's journald streamer (upstream §3.11), on purpose:
+//! Differences from the Go driver's journald streamer, on purpose:
 //! * stderr goes to the stderr sink (Go's nomad mode merged both into stdout).
 //! * Reconnects resume at a [`LogCursor`] (last timestamp plus lines already written at
 //!   it) instead of "now": nothing is lost or repeated across reconnects as long as podman

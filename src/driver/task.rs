@@ -32,7 +32,7 @@ use super::units::{parse_duration, parse_memory};
 
 const ROOT: &str = "config";
 
-/// Every task option (upstream-driver.md §2), decoded and checked.
+/// Every task option, decoded and checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskConfig {
     pub image: String,

@@ -1,5 +1,5 @@
 //! Registry credentials for a pull: task `auth` block, then the auth file, then the
-//! credential helper (upstream §3.6 "Auth precedence").
+//! credential helper.
 //!
 //! Differences from the Go driver, on purpose:
 //! * Auth file keys match at registry/path boundaries (`example.co` no longer matches

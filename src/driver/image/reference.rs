@@ -1,4 +1,4 @@
-//! What an image string names and how to obtain it (upstream §3.6 transports).
+//! What an image string names and how to obtain it.
 
 use std::path::PathBuf;
 

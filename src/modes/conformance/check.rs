@@ -31,7 +31,7 @@ pub enum Tag {
     Signals,
     Recovery,
     Cleanup,
-    /// Task options of upstream-driver.md section 2 that need no special group.
+    /// Task options of the Go plugin that need no special group.
     Options,
     /// Behaviour that differs for rootless podman.
     Rootless,

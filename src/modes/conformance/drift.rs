@@ -199,8 +199,8 @@ pub mod ids {
 const STATS_STOPPED_IMPACT: &str =
     "none: the driver learns of exits from the events stream, not from stats";
 
-/// The known drifts (upstream-driver.md sections 3.9, 3.12, 3.22, 3.23, 7 and 9, and
-/// podman 5.0's inspect changes).
+/// The known drifts: podman behaviours the Go plugin's users met across versions, and
+/// podman 5.0's inspect changes.
 pub static DRIFTS: &[Drift] = &[
     Drift {
         id: ids::OOM_FLAG_UNSET,

@@ -1,5 +1,5 @@
 //! `hashicorp.nomad.plugins.base.proto.BasePlugin`: who we are, the plugin config schema,
-//! and `SetConfig` (nomad-plugin-protocol.md §2).
+//! and `SetConfig`.
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! proto <-> core types. Everything the agent sends becomes a core value here, and every
 //! core answer becomes a message the agent accepts: every field the Go client
-//! dereferences unconditionally is always set (nomad-plugin-protocol.md §3.2, §6.10).
+//! dereferences unconditionally is always set.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 //! `TaskConfig::from_value` read.
 //!
 //! The decoder needs no schema: the agent encodes every value against its own concrete
-//! type (nomad-plugin-protocol.md §5.1), so the msgpack shape already says what it is.
+//! type, so the msgpack shape already says what it is.
 //! Rules (§5.2–5.5):
 //! * nil → null; bool → bool; every integer width → a JSON integer; float32/64 → a JSON
 //!   number (infinities and NaN have no JSON form and are rejected).

@@ -1,5 +1,5 @@
 //! `hashicorp.nomad.plugins.drivers.proto.Driver`: every task RPC, translated onto the
-//! core (nomad-plugin-protocol.md §3, §6).
+//! core.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -44,7 +44,7 @@ impl DriverService {
     }
 }
 
-/// Capabilities as the Go plugin reports them (upstream-driver.md §3.2).
+/// Capabilities as the Go plugin reports them.
 pub(crate) fn capabilities() -> drivers::DriverCapabilities {
     use network_isolation_spec::NetworkIsolationMode;
     drivers::DriverCapabilities {

@@ -1,5 +1,5 @@
 //! `TaskHandle.driver_state`: the bytes the agent keeps for us and hands back to
-//! `RecoverTask` (nomad-plugin-protocol.md §5.6).
+//! `RecoverTask`.
 //!
 //! Ours is the core's `TaskState` as JSON, with `TaskHandle.version` =
 //! `TASK_STATE_VERSION`. Handles of version 1 (or below) come from the Go plugin and are

@@ -1,5 +1,5 @@
-//! `ExecTaskStreaming` (`nomad alloc exec`) as a bidirectional stream
-//! (nomad-plugin-protocol.md §6.7): the first message sets the session up; later ones
+//! `ExecTaskStreaming` (`nomad alloc exec`) as a bidirectional stream: the first message
+//! sets the session up; later ones
 //! carry stdin, stdin close, terminal resizes or nothing (heartbeats). The plugin answers
 //! with output chunks, a close marker per stream, then `exited` with the result.
 

@@ -1,4 +1,4 @@
-//! go-plugin's infrastructure services (nomad-plugin-protocol.md §1.8): the controller
+//! go-plugin's infrastructure services: the controller
 //! whose `Shutdown` ends the process, and the stdio and broker streams the agent opens on
 //! every connection. Nomad sends nothing over the latter two, so they stay idle until the
 //! agent closes them or the plugin exits.

@@ -2,7 +2,7 @@
 //! operator can swap the Go binary for this one on a live node and keep its containers.
 //!
 //! The Go plugin stores `TaskState{TaskConfig, ContainerID, StartedAt, Net, LogStreamer}`
-//! (upstream-driver.md §3.21) encoded by Nomad's go-msgpack handle: structs are maps keyed
+//! encoded by Nomad's go-msgpack handle: structs are maps keyed
 //! by Go field names (or `codec` tags: the podman task config uses its HCL names), raw
 //! strings, and `time.Time` as the 15/16-byte `MarshalBinary` form inside a str because
 //! time is not a builtin type for that handle. A JSON rendering of the same struct (as

@@ -2,14 +2,14 @@
 //! `plugin "nomad-driver-podman" { config {} }` block) and `TaskConfigSchema` (a job's
 //! task `config {}` block).
 //!
-//! Options of the Go plugin keep its exact shapes, types and defaults
-//! (upstream-driver.md §1 and §2), so existing agent configs and job files decode to the
+//! Options of the Go plugin keep its exact shapes, types and defaults, so existing agent
+//! configs and job files decode to the
 //! same values. Options only this driver has (`allow_privileged`, `allow_caps`,
 //! `gc.image`, `gc.image_delay`, `gc.dangling_containers`) take their defaults from
 //! `DriverConfig::default()`, so the schema and the core cannot disagree.
 //!
 //! Every `Attr` and `Block` carries its name explicitly: no implied name passes through a
-//! `Default` (nomad-plugin-protocol.md §4.1).
+//! `Default`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -532,7 +532,7 @@ mod tests {
         }
     }
 
-    /// Type expressions the agent can parse (nomad-plugin-protocol.md §4.2).
+    /// Type expressions the agent can parse.
     fn valid_type(expr: &str) -> bool {
         match expr {
             "string" | "number" | "bool" | "any" => true,

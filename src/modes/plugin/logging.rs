@@ -1,5 +1,4 @@
-//! hclog-style JSON log lines on stderr, which the agent re-logs under the plugin's name
-//! (nomad-plugin-protocol.md §1.6).
+//! hclog-style JSON log lines on stderr, which the agent re-logs under the plugin's name.
 //!
 //! Lines are handed to one writer thread through a bounded queue: a slow or vanished
 //! reader never blocks the runtime, a full queue drops lines, and write errors (EPIPE once

@@ -67,7 +67,7 @@ executed directly: put it into the Nomad agent's plugin_dir, add a
 plugin \"nomad-driver-podman\" {} block to the agent configuration, and the agent
 will start it. See `nomad-driver-podman --help` for the other modes.";
 
-/// The agent may send up to 2 GiB in one message (nomad-plugin-protocol.md §1.9).
+/// The agent may send up to 2 GiB in one message.
 const MAX_MESSAGE_BYTES: usize = i32::MAX as usize;
 
 /// Options of the plugin process itself (not the agent-side plugin config).

@@ -1,6 +1,6 @@
 //! The go-plugin process protocol, in one place: magic cookie, protocol version
 //! negotiation, the private socket directory, the handshake line, signals and the
-//! orderly exit (nomad-plugin-protocol.md §1).
+//! orderly exit.
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -1,4 +1,4 @@
-//! Core errors as gRPC statuses the agent interprets (nomad-plugin-protocol.md §6.10).
+//! Core errors as gRPC statuses the agent interprets.
 //!
 //! The agent looks at no code except `UNAVAILABLE` (taken as "the plugin died") and
 //! `CANCELLED`; neither is ever used for an ordinary failure here. For `StartTask` and

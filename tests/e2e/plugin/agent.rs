@@ -75,7 +75,7 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_nomad-driver-podman")
 }
 
-/// The environment a Nomad agent adds for its plugins (nomad-plugin-protocol.md §1.3).
+/// The environment a Nomad agent adds for its plugins.
 pub fn agent_command(socket_dir: &Path) -> Command {
     let mut command = Command::new(binary());
     command

@@ -1,5 +1,5 @@
 //! The agent's side of cty-msgpack: typed configuration values and their encoding with
-//! `msgpack.Marshal(val, val.Type())` rules (nomad-plugin-protocol.md §5.2): nil, compact
+//! `msgpack.Marshal(val, val.Type())` rules: nil, compact
 //! integers, float64 only for exact binary fractions, other numbers as decimal strings,
 //! smallest str headers, arrays, maps with sorted keys.
 
@@ -182,7 +182,7 @@ fn write_int(i: i128, out: &mut Vec<u8>) {
 
 #[test]
 fn encoder_matches_the_reference_bytes() {
-    // nomad-plugin-protocol.md §5.4 E and F.
+    // Reference encodings of these values, byte for byte.
     let cases: [(&str, &[u8]); 8] = [
         ("8080", &[0xcd, 0x1f, 0x90]),
         ("1.5", &[0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]),

@@ -1,4 +1,4 @@
-//! The agent's configuration pipeline (nomad-plugin-protocol.md §5.1), for the test
+//! The agent's configuration pipeline, for the test
 //! client: an HCL block is first turned into the JSON-like tree Nomad's parsers produce
 //! (blocks become lists of objects), then decoded against the plugin's hclspec the way
 //! hcldec reads a JSON body, converting each attribute to its spec type. The result is a

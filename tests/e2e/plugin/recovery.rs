@@ -174,7 +174,7 @@ mod go_msgpack {
     }
 }
 
-/// The Go plugin's `TaskState` for a container (upstream-driver.md §3.21).
+/// The Go plugin's `TaskState` for a container.
 fn go_driver_state(container_id: &str) -> Vec<u8> {
     use go_msgpack::{map_header, raw, time};
     let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();

@@ -1,4 +1,4 @@
-//! Task options of upstream-driver.md section 2 (and the orchestrator-provided resources,
+//! Task options of the Go plugin (and the orchestrator-provided resources,
 //! env and user) whose effect a shell probe inside the task can see.
 
 use serde_json::json;
