@@ -1172,23 +1172,20 @@ fn call(
             };
             Val::Str(text.map_err(|e| err(format!("{name}: {e}")))?)
         }
-        "parseInt" => {
+        "parseInt" | "parseFloat" => {
             want(1)?;
             let t = s(&args[0]);
-            Val::Int(
-                t.trim()
-                    .parse()
-                    .map_err(|_| err(format!("parseInt: {t:?} is not an integer")))?,
-            )
-        }
-        "parseFloat" => {
-            want(1)?;
-            let t = s(&args[0]);
-            Val::Float(
-                t.trim()
-                    .parse()
-                    .map_err(|_| err(format!("parseFloat: {t:?} is not a number")))?,
-            )
+            let what = if name == "parseInt" {
+                "an integer"
+            } else {
+                "a number"
+            };
+            let bad = || err(format!("{name}: {t:?} is not {what}"));
+            if name == "parseInt" {
+                Val::Int(t.trim().parse().map_err(|_| bad())?)
+            } else {
+                Val::Float(t.trim().parse().map_err(|_| bad())?)
+            }
         }
         "parseBool" => {
             want(1)?;

@@ -5,8 +5,8 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-use super::harness::{task_lines, RunnerEnv, JOB_LABEL};
-use crate::support::{unique_name, LabelCleanup};
+use super::harness::{job_cleanup, task_lines, RunnerEnv};
+use crate::support::unique_name;
 
 /// Serves `body` at `/<name>` (404 elsewhere) on 127.0.0.1 until the test process ends.
 fn serve(name: &str, body: Vec<u8>) -> String {
@@ -92,10 +92,7 @@ fn printed(stdout: &str) -> Vec<String> {
 fn a_task_reads_a_file_from_a_tar_gz_fetched_over_http() {
     let env = RunnerEnv::new("run-artifacts");
     let id = unique_name("artifact");
-    let _cleanup = LabelCleanup {
-        key: JOB_LABEL.into(),
-        value: id.clone(),
-    };
+    let _cleanup = job_cleanup(&id);
     let archive = tar_gz(&[("conf/app.txt", b"from the archive\n")]);
     let sum = sha256(&archive);
     let url = serve("app.tar.gz", archive);
@@ -126,10 +123,7 @@ fn a_task_reads_a_file_from_a_tar_gz_fetched_over_http() {
 fn a_checksum_mismatch_fails_the_task_with_both_digests() {
     let env = RunnerEnv::new("run-artifacts");
     let id = unique_name("artifact");
-    let _cleanup = LabelCleanup {
-        key: JOB_LABEL.into(),
-        value: id.clone(),
-    };
+    let _cleanup = job_cleanup(&id);
     let archive = tar_gz(&[("app.txt", b"tampered\n")]);
     let actual = sha256(&archive);
     let expected = "0".repeat(64);
@@ -159,10 +153,7 @@ fn a_checksum_mismatch_fails_the_task_with_both_digests() {
 fn a_local_file_artifact_in_file_mode_becomes_the_named_file() {
     let env = RunnerEnv::new("run-artifacts");
     let id = unique_name("artifact");
-    let _cleanup = LabelCleanup {
-        key: JOB_LABEL.into(),
-        value: id.clone(),
-    };
+    let _cleanup = job_cleanup(&id);
     // Relative to the job file, as a template's `source`; a .zip name is not unpacked
     // in file mode.
     let payload = format!("{id}-payload.zip");

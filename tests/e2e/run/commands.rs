@@ -1,6 +1,6 @@
 //! validate/plan of every example, exit codes, and ps/logs/stop without a live runner.
 
-use super::harness::{containers_of, line_of, read, repo_root, task_lines, RunnerEnv};
+use super::harness::{containers_of, job_cleanup, line_of, read, repo_root, task_lines, RunnerEnv};
 
 const EXAMPLES: &[&str] = &[
     "hello",
@@ -500,10 +500,7 @@ fn a_second_ctrl_c_forces_the_stop_and_skips_poststop() {
         ),
     )
     .expect("job file");
-    let _cleanup = crate::support::LabelCleanup {
-        key: super::harness::JOB_LABEL.into(),
-        value: id.clone(),
-    };
+    let _cleanup = job_cleanup(&id);
     let mut running = env.spawn(&["run", file.to_str().expect("utf-8")]);
     running.wait_for("g.stubborn | ==> Started");
     running.interrupt();
@@ -552,10 +549,7 @@ fn image_pulls_show_as_status_lines() {
         ),
     )
     .expect("job file");
-    let _cleanup = crate::support::LabelCleanup {
-        key: super::harness::JOB_LABEL.into(),
-        value: id.clone(),
-    };
+    let _cleanup = job_cleanup(&id);
     let out = env.run(&["run", file.to_str().expect("utf-8")]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let lines = task_lines(&out.stdout, "g.pulled");
@@ -704,10 +698,7 @@ fn finished_detached_jobs_keep_their_outcome_until_stop() {
         ),
     )
     .expect("job file");
-    let _cleanup = crate::support::LabelCleanup {
-        key: super::harness::JOB_LABEL.into(),
-        value: id.clone(),
-    };
+    let _cleanup = job_cleanup(&id);
     let started = env.run(&["run", "-d", file.to_str().expect("utf-8")]);
     assert!(
         started.code == 0 || started.code == 1,
@@ -837,10 +828,7 @@ fn socket_paths_missing_files_and_interrupted_batch_jobs_have_their_exit_codes()
         ),
     )
     .expect("job file");
-    let _cleanup = crate::support::LabelCleanup {
-        key: super::harness::JOB_LABEL.into(),
-        value: id.clone(),
-    };
+    let _cleanup = job_cleanup(&id);
     let mut running = env.spawn(&["run", file.to_str().expect("utf-8")]);
     running.wait_for("g.long | ==> Started");
     running.interrupt();
@@ -926,10 +914,7 @@ fn a_missing_local_image_fails_at_once() {
         ),
     )
     .expect("job file");
-    let _cleanup = crate::support::LabelCleanup {
-        key: super::harness::JOB_LABEL.into(),
-        value: id.clone(),
-    };
+    let _cleanup = job_cleanup(&id);
     let began = std::time::Instant::now();
     let out = env.run(&["run", file.to_str().expect("utf-8")]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);

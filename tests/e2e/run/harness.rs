@@ -12,6 +12,14 @@ use crate::support::{podman, unique_name, LabelCleanup};
 pub const BIN: &str = env!("CARGO_BIN_EXE_nomad-driver-podman");
 /// The runner's label naming a container's job.
 pub const JOB_LABEL: &str = "io.nomad-driver-podman.runner.job";
+
+/// Removes the containers of runner job `id` when dropped, whatever the test's outcome.
+pub fn job_cleanup(id: &str) -> crate::support::LabelCleanup {
+    crate::support::LabelCleanup {
+        key: JOB_LABEL.into(),
+        value: id.to_string(),
+    }
+}
 /// Safety net only: a hung runner fails the test instead of hanging it.
 const DEADLINE: Duration = Duration::from_secs(240);
 

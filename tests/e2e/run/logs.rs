@@ -3,8 +3,8 @@
 
 use nomad_driver_podman::driver::logs::journal::{format_stamp, now_nanos};
 
-use super::harness::{task_lines, RunnerEnv, JOB_LABEL};
-use crate::support::{unique_name, LabelCleanup};
+use super::harness::{job_cleanup, task_lines, RunnerEnv};
+use crate::support::unique_name;
 
 /// Writes a one-task batch job whose task runs `script`; returns the job id and file.
 fn job_file(env: &RunnerEnv, prefix: &str, restart: &str, script: &str) -> (String, String) {
@@ -42,13 +42,6 @@ fn job_file(env: &RunnerEnv, prefix: &str, restart: &str, script: &str) -> (Stri
 /// waiting makes the written order the only possible one.
 const SAY: &str = "say() { echo \"$2\" >&$1; until cat /alloc/logs/talk.journal.* 2>/dev/null | grep -qx \".* F $2\"; do usleep 10000; done; };";
 
-fn cleanup(id: &str) -> LabelCleanup {
-    LabelCleanup {
-        key: JOB_LABEL.into(),
-        value: id.to_string(),
-    }
-}
-
 fn logs(env: &RunnerEnv, args: &[&str]) -> Vec<String> {
     let out = env.run(args);
     assert_eq!(out.code, 0, "{args:?}: {}{}", out.stdout, out.stderr);
@@ -72,7 +65,7 @@ fn logs_interleave_streams_and_honour_tail_stream_and_timestamps() {
             "{SAY} for i in 1 2 3 4 5; do say 1 out$i; say 2 err$i; done; printf 'last words'"
         ),
     );
-    let _cleanup = cleanup(&id);
+    let _cleanup = job_cleanup(&id);
     let before = format_stamp(now_nanos());
     let run = env.run(&["run", &file]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
@@ -161,7 +154,7 @@ fn logs_follow_goes_on_across_restarts() {
          if [ $n = 1 ]; then while [ ! -e /alloc/data/go ]; do usleep 50000; done; fi; \
          [ $n -ge 3 ]"),
     );
-    let _cleanup = cleanup(&id);
+    let _cleanup = job_cleanup(&id);
     let started = env.run(&["run", "-d", &file]);
     assert_eq!(started.code, 0, "{}{}", started.stdout, started.stderr);
     let allocs = env.alloc_dirs(&id);

@@ -1,8 +1,8 @@
 //! Node facts (`-meta`, `--datacenter`, `--node-class`, `--node-name`) in a task's env,
 //! config and templates, and `constraint` blocks checked against them (issue 13 item 7).
 
-use super::harness::{containers_of, task_lines, RunnerEnv, JOB_LABEL};
-use crate::support::{unique_name, LabelCleanup};
+use super::harness::{containers_of, job_cleanup, task_lines, RunnerEnv};
+use crate::support::unique_name;
 
 /// A batch job that prints what it got from the node, under constraints that hold on a
 /// node given `-meta rack=r7 --datacenter west-1 --node-class gpu`.
@@ -60,10 +60,7 @@ fn facts_job(id: &str) -> String {
 fn meta_and_datacenter_reach_env_config_and_templates_and_holding_constraints_run() {
     let env = RunnerEnv::new("run-node");
     let id = unique_name("node");
-    let _cleanup = LabelCleanup {
-        key: JOB_LABEL.into(),
-        value: id.clone(),
-    };
+    let _cleanup = job_cleanup(&id);
     let file = env.state.join("facts.nomad");
     std::fs::write(&file, facts_job(&id)).expect("job file");
     let path = file.to_str().expect("utf-8");
@@ -110,10 +107,7 @@ fn meta_and_datacenter_reach_env_config_and_templates_and_holding_constraints_ru
 fn a_job_the_node_cannot_satisfy_is_refused_with_the_located_constraint() {
     let env = RunnerEnv::new("run-node-refused");
     let id = unique_name("refused");
-    let _cleanup = LabelCleanup {
-        key: JOB_LABEL.into(),
-        value: id.clone(),
-    };
+    let _cleanup = job_cleanup(&id);
     let file = env.state.join("refused.nomad");
     std::fs::write(&file, facts_job(&id)).expect("job file");
     let path = file.to_str().expect("utf-8");

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use super::harness::{task_lines, RunnerEnv, JOB_LABEL};
-use crate::support::{unique_name, LabelCleanup};
+use super::harness::{job_cleanup, task_lines, RunnerEnv};
+use crate::support::unique_name;
 
 const MIB: u64 = 1024 * 1024;
 /// Each generated line: `line NNNNNN ` and 80 `x`, 92 bytes with its newline.
@@ -49,13 +49,6 @@ fn print_lines(from: u32, to: u32, errors: bool) -> String {
 
 fn line(i: u32) -> String {
     format!("line {i:06} {}", "x".repeat(80))
-}
-
-fn cleanup(id: &str) -> LabelCleanup {
-    LabelCleanup {
-        key: JOB_LABEL.into(),
-        value: id.to_string(),
-    }
 }
 
 /// The indices of `<name>.<index>` files in `logs`, lowest first.
@@ -114,7 +107,7 @@ fn rotation_keeps_at_most_max_files_of_max_file_size_with_the_newest_lines() {
         "max_files = 2\n        max_file_size = 1",
         &print_lines(1, total, true),
     );
-    let _cleanup = cleanup(&id);
+    let _cleanup = job_cleanup(&id);
     let run = env.run(&["run", &file]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let logs_dir = env.alloc_dirs(&id)[0].join("alloc/logs");
@@ -184,7 +177,7 @@ fn logs_and_logs_f_started_before_the_output_give_every_line_once_across_rotatio
         "max_files = 10\n        max_file_size = 1",
         &script,
     );
-    let _cleanup = cleanup(&id);
+    let _cleanup = job_cleanup(&id);
     let started = env.run(&["run", "-d", &file]);
     assert_eq!(started.code, 0, "{}{}", started.stdout, started.stderr);
     let alloc = env.alloc_dirs(&id)[0].clone();
@@ -257,7 +250,7 @@ fn the_logs_block_is_checked_shown_in_plan_and_disabled_keeps_no_files() {
         "disabled = true",
         "echo unseen; echo hidden >&2",
     );
-    let _cleanup = cleanup(&id);
+    let _cleanup = job_cleanup(&id);
     let run = env.run(&["run", &file]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let logs_dir = env.alloc_dirs(&id)[0].join("alloc/logs");
@@ -281,7 +274,7 @@ fn a_link_planted_where_the_next_file_goes_is_refused_and_the_journal_goes_on() 
         print_lines(1, total, false)
     );
     let (id, file) = job_file(&env, "rotatelink", "max_file_size = 1", &script);
-    let _cleanup = cleanup(&id);
+    let _cleanup = job_cleanup(&id);
     let run = env.run(&["run", &file]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let text = format!("{}{}", run.stdout, run.stderr);

@@ -1,17 +1,14 @@
 //! Templates as consul-template writes them, rendered by a real run: variables, `range`
 //! with index and over maps, `file` below the task dir, `parseJSON`, arithmetic, sprig.
 
-use super::harness::{task_lines, RunnerEnv, JOB_LABEL};
+use super::harness::{job_cleanup, task_lines, RunnerEnv};
 use crate::support::{unique_name, LabelCleanup};
 
 #[test]
 fn a_template_reads_the_json_another_rendered_and_ranges_over_it() {
     let env = RunnerEnv::new("run-templates");
     let id = unique_name("tmpl");
-    let _cleanup = LabelCleanup {
-        key: JOB_LABEL.into(),
-        value: id.clone(),
-    };
+    let _cleanup = job_cleanup(&id);
     let file = env.write_batch_job(
         &id,
         "t",
@@ -70,10 +67,7 @@ struct Watching {
 fn watching_job(mode_lines: &str) -> Watching {
     let env = RunnerEnv::new("run-tmpl-watch");
     let id = unique_name("tmplwatch");
-    let _cleanup = LabelCleanup {
-        key: JOB_LABEL.into(),
-        value: id.clone(),
-    };
+    let _cleanup = job_cleanup(&id);
     let source = env.state.join(format!("{id}.tpl"));
     std::fs::write(&source, "content-one {{ env \"NOMAD_TASK_NAME\" }}\n").expect("source");
     let file = env.state.join(format!("{id}.nomad"));
@@ -134,10 +128,9 @@ fn printed(out: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_changed_source_is_re_rendered_and_signalled_to_the_task() {
-    let job =
-        watching_job("        change_mode   = \"signal\"\n        change_signal = \"SIGHUP\"");
+/// Runs the job, changes its template's source once the first content is out, waits for
+/// the second, stops with Ctrl-C and returns the output (the run exits 0).
+fn change_the_source_while_it_runs(job: &Watching) -> String {
     let mut running = job.env.spawn(&["run", job.file.to_str().expect("utf-8")]);
     running.wait_for("| content-one t");
     std::fs::write(&job.source, "content-two {{ env \"NOMAD_TASK_NAME\" }}\n").expect("change");
@@ -145,6 +138,14 @@ fn a_changed_source_is_re_rendered_and_signalled_to_the_task() {
     running.interrupt();
     let (code, out) = running.finish();
     assert_eq!(code, 0, "{out}");
+    out
+}
+
+#[test]
+fn a_changed_source_is_re_rendered_and_signalled_to_the_task() {
+    let job =
+        watching_job("        change_mode   = \"signal\"\n        change_signal = \"SIGHUP\"");
+    let out = change_the_source_while_it_runs(&job);
     assert_eq!(
         printed(&out),
         ["started", "content-one t", "got-hup", "content-two t"],
@@ -165,13 +166,7 @@ fn a_changed_source_is_re_rendered_and_signalled_to_the_task() {
 fn a_changed_source_restarts_the_task_without_counting_a_failure() {
     // `attempts = 0, mode = "fail"`: a restart counted as a failure would end the job.
     let job = watching_job("        change_mode   = \"restart\"");
-    let mut running = job.env.spawn(&["run", job.file.to_str().expect("utf-8")]);
-    running.wait_for("| content-one t");
-    std::fs::write(&job.source, "content-two {{ env \"NOMAD_TASK_NAME\" }}\n").expect("change");
-    running.wait_for("| content-two t");
-    running.interrupt();
-    let (code, out) = running.finish();
-    assert_eq!(code, 0, "{out}");
+    let out = change_the_source_while_it_runs(&job);
     assert_eq!(
         printed(&out),
         ["started", "content-one t", "started", "content-two t"],
