@@ -15,7 +15,7 @@ use super::{Driver, DriverError, Task, EXEC_BUFFER};
 const RESIZE_ATTEMPTS: usize = 10;
 const RESIZE_RETRY: Duration = Duration::from_millis(100);
 /// Delays after which the latest terminal size is applied again.
-const RESIZE_REAPPLY: [Duration; 4] = [
+pub(super) const RESIZE_REAPPLY: [Duration; 4] = [
     Duration::from_millis(300),
     Duration::from_millis(700),
     Duration::from_secs(1),

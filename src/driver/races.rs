@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::handle::{LogTarget, TaskState, TASK_STATE_VERSION};
+use super::model::{ExecIo, TerminalSize};
 use super::podman::fake::{FakePodman, Reply};
 use super::task::{TaskConfig, TaskContext, TaskSpec};
 use super::{Driver, DriverConfig};
@@ -288,4 +289,466 @@ async fn a_create_that_finds_no_image_gets_it_and_creates_again() {
         fake.requests_to("/images/pull").is_empty(),
         "a local image is not pulled"
     );
+}
+
+/// What a recovered task's container answers besides `/json` (events, the monitor's list).
+fn watched(target: &str) -> Option<Reply> {
+    if target.contains("/events") {
+        return Some(Reply::Silent);
+    }
+    if target.contains("/containers/json") {
+        return Some(Reply::Json(
+            200,
+            format!(r#"[{{"Id":"{CONTAINER}","State":"running"}}]"#),
+        ));
+    }
+    None
+}
+
+/// The exec session `e1` of the recovered task: created, started attached (its terminal
+/// stays open until `close`), its exit code 0. Resizes are left to `resize`.
+fn exec_session(
+    method: &str,
+    target: &str,
+    close: &Arc<tokio::sync::Notify>,
+    resize: impl Fn(&str) -> Reply,
+) -> Option<Reply> {
+    if method == "POST" && target.contains(&format!("/containers/{CONTAINER}/exec")) {
+        return Some(Reply::Json(201, r#"{"Id":"e1"}"#.into()));
+    }
+    if method == "POST" && target.contains("/exec/e1/start") {
+        return Some(Reply::Upgrade {
+            output: b"$ ".to_vec(),
+            close: close.clone(),
+        });
+    }
+    if method == "POST" && target.contains("/exec/e1/resize") {
+        return Some(resize(target));
+    }
+    if method == "GET" && target.contains("/exec/e1/json") {
+        return Some(Reply::Json(
+            200,
+            r#"{"ID":"e1","Running":false,"ExitCode":0}"#.into(),
+        ));
+    }
+    None
+}
+
+/// A terminal exec session of the recovered task: returns the caller's size sender and
+/// the session's end.
+fn terminal_exec(
+    driver: &Arc<Driver>,
+) -> (
+    tokio::sync::mpsc::Sender<TerminalSize>,
+    tokio::task::JoinHandle<Result<super::ExitResult, super::DriverError>>,
+) {
+    let (sizes, resize) = tokio::sync::mpsc::channel(8);
+    let (stdout, mut stdout_rx) = tokio::sync::mpsc::channel(8);
+    let (stderr, stderr_rx) = tokio::sync::mpsc::channel(8);
+    let driver = driver.clone();
+    let session = tokio::spawn(async move {
+        let _stderr = stderr_rx;
+        // Output nobody reads would end the session early.
+        let drain = tokio::spawn(async move { while stdout_rx.recv().await.is_some() {} });
+        let io = ExecIo {
+            stdin: None,
+            resize: Some(resize),
+            stdout,
+            stderr,
+        };
+        let result = driver
+            .exec_streaming("alloc/t/1", vec!["sh".into()], true, io)
+            .await;
+        drain.abort();
+        result
+    });
+    (sizes, session)
+}
+
+fn resized_to(target: &str, height: u16, width: u16) -> bool {
+    target.contains(&format!("h={height}")) && target.contains(&format!("w={width}"))
+}
+
+/// Podman 4.3 can accept a resize sent right after exec start and still lose it; only a
+/// size given to exec start itself is there from the process's first instruction. The
+/// caller's first size (Nomad's CLI sends it at once) goes into the start body as h/w.
+#[tokio::test]
+async fn the_first_terminal_size_is_given_to_exec_start() {
+    let close = Arc::new(tokio::sync::Notify::new());
+    let closer = close.clone();
+    let fake = FakePodman::start(move |method, target| {
+        if let Some(reply) = watched(target) {
+            return reply;
+        }
+        if method == "GET" && target.contains(&format!("/containers/{CONTAINER}/json")) {
+            return Reply::Json(200, running_container());
+        }
+        if method == "POST" && target.contains("/exec/e1/start") {
+            // Nothing else to wait for: the start body is what is checked.
+            closer.notify_one();
+        }
+        if let Some(reply) =
+            exec_session(method, target, &closer, |_| Reply::Json(200, String::new()))
+        {
+            return reply;
+        }
+        Reply::error(500, "not scripted")
+    });
+    let driver = driver_on(&fake);
+    driver.recover(state()).await.expect("recover");
+    let (sizes, session) = terminal_exec(&driver);
+    sizes
+        .send(TerminalSize {
+            height: 40,
+            width: 120,
+        })
+        .await
+        .expect("size sent");
+    let exit = tokio::time::timeout(Duration::from_secs(30), session)
+        .await
+        .expect("session ends (hang guard)")
+        .expect("session task")
+        .expect("session");
+    assert_eq!(exit.exit_code, 0);
+    let starts = fake.bodies_to("/exec/e1/start");
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    let body: serde_json::Value = serde_json::from_str(&starts[0]).expect("start body");
+    assert_eq!(
+        (
+            body["h"].as_u64(),
+            body["w"].as_u64(),
+            body["Tty"].as_bool()
+        ),
+        (Some(40), Some(120), Some(true)),
+        "{body}"
+    );
+}
+
+/// Podman refuses a resize while the session is not running yet (right after its start,
+/// longer on a loaded host): the size is asked again until the session takes it. The fake
+/// refuses more times than the size is re-applied later, so only the retry gets it there.
+#[tokio::test]
+async fn a_resize_the_session_refuses_is_asked_again() {
+    let close = Arc::new(tokio::sync::Notify::new());
+    let closer = close.clone();
+    let refusals = Arc::new(AtomicUsize::new(0));
+    let counted = refusals.clone();
+    let fake = FakePodman::start(move |method, target| {
+        if let Some(reply) = watched(target) {
+            return reply;
+        }
+        if method == "GET" && target.contains(&format!("/containers/{CONTAINER}/json")) {
+            return Reply::Json(200, running_container());
+        }
+        let refuse = |target: &str| {
+            if !resized_to(target, 50, 160) {
+                return Reply::Json(200, String::new());
+            }
+            // One refusal more than the initial apply plus its re-applies.
+            if counted.fetch_add(1, Ordering::SeqCst) < 1 + super::exec::RESIZE_REAPPLY.len() {
+                return Reply::error(
+                    409,
+                    "exec session e1 is not running: container state improper",
+                );
+            }
+            closer.notify_one();
+            Reply::Json(200, String::new())
+        };
+        if let Some(reply) = exec_session(method, target, &closer, refuse) {
+            return reply;
+        }
+        Reply::error(500, "not scripted")
+    });
+    let driver = driver_on(&fake);
+    driver.recover(state()).await.expect("recover");
+    let (sizes, session) = terminal_exec(&driver);
+    // After the start, so the size goes through a resize, not the start body.
+    while fake.requests_to("/exec/e1/start").is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sizes
+        .send(TerminalSize {
+            height: 50,
+            width: 160,
+        })
+        .await
+        .expect("size sent");
+    tokio::time::timeout(Duration::from_secs(30), session)
+        .await
+        .expect("the session got its size and ended (hang guard)")
+        .expect("session task")
+        .expect("session");
+    assert_eq!(
+        refusals.load(Ordering::SeqCst),
+        2 + super::exec::RESIZE_REAPPLY.len()
+    );
+}
+
+/// Podman 4.3 can accept a resize while conmon attaches the terminal and still lose it:
+/// the latest size is applied again while the session is young. The fake accepts every
+/// resize and ends the session once the size came a second time.
+#[tokio::test]
+async fn the_latest_size_is_applied_again_while_the_session_is_young() {
+    let close = Arc::new(tokio::sync::Notify::new());
+    let closer = close.clone();
+    let applied = Arc::new(AtomicUsize::new(0));
+    let counted = applied.clone();
+    let fake = FakePodman::start(move |method, target| {
+        if let Some(reply) = watched(target) {
+            return reply;
+        }
+        if method == "GET" && target.contains(&format!("/containers/{CONTAINER}/json")) {
+            return Reply::Json(200, running_container());
+        }
+        let accept = |target: &str| {
+            if resized_to(target, 30, 90) && counted.fetch_add(1, Ordering::SeqCst) == 1 {
+                closer.notify_one();
+            }
+            Reply::Json(200, String::new())
+        };
+        if let Some(reply) = exec_session(method, target, &closer, accept) {
+            return reply;
+        }
+        Reply::error(500, "not scripted")
+    });
+    let driver = driver_on(&fake);
+    driver.recover(state()).await.expect("recover");
+    let (sizes, session) = terminal_exec(&driver);
+    while fake.requests_to("/exec/e1/start").is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sizes
+        .send(TerminalSize {
+            height: 30,
+            width: 90,
+        })
+        .await
+        .expect("size sent");
+    tokio::time::timeout(Duration::from_secs(30), session)
+        .await
+        .expect("the size came again and the session ended (hang guard)")
+        .expect("session task")
+        .expect("session");
+    assert!(applied.load(Ordering::SeqCst) >= 2);
+}
+
+/// A script for a recovered task's container whose inspect answers `inspect`.
+fn recovering(
+    inspect: impl Fn() -> Reply + Send + Sync + 'static,
+) -> impl Fn(&str, &str) -> Reply + Send + Sync + 'static {
+    move |method, target| {
+        if target.contains("/events") {
+            return Reply::Silent;
+        }
+        if target.contains("/containers/json") {
+            return Reply::Json(200, "[]".into());
+        }
+        if method == "GET" && target.contains(&format!("/containers/{CONTAINER}/json")) {
+            return inspect();
+        }
+        Reply::error(500, "not scripted")
+    }
+}
+
+/// A task whose container was removed while the plugin was down is not taken over: the
+/// recovery fails naming the task (the orchestrator then starts it again), and nothing
+/// is left registered or started.
+#[tokio::test]
+async fn recovering_a_task_whose_container_is_gone_fails_and_registers_nothing() {
+    let fake = FakePodman::start(recovering(|| {
+        Reply::error(
+            404,
+            &format!("no container with name or ID \"{CONTAINER}\" found: no such container"),
+        )
+    }));
+    let driver = driver_on(&fake);
+    let err = driver
+        .recover(state())
+        .await
+        .expect_err("nothing to take over");
+    let text = err.to_string();
+    assert!(
+        text.contains("alloc/t/1") && text.contains("no such container"),
+        "{text}"
+    );
+    assert!(matches!(
+        driver.inspect("alloc/t/1").await,
+        Err(super::DriverError::TaskNotFound(_))
+    ));
+    assert!(fake.requests_to("/start").is_empty(), "nothing started");
+}
+
+/// A task that exited while the plugin was down reports its real exit code (the Go
+/// plugin reports 0), at recovery, without being started again.
+#[tokio::test]
+async fn a_task_that_exited_while_the_plugin_was_down_reports_its_exit_code() {
+    let fake = FakePodman::start(recovering(|| {
+        Reply::Json(
+            200,
+            serde_json::json!({
+                "Id": CONTAINER,
+                "State": {"Status": "exited", "Running": false, "ExitCode": 3,
+                          "FinishedAt": "2026-12-07T10:00:00.5Z"},
+            })
+            .to_string(),
+        )
+    }));
+    let driver = driver_on(&fake);
+    driver.recover(state()).await.expect("recover");
+    let exit = tokio::time::timeout(Duration::from_secs(30), driver.wait("alloc/t/1"))
+        .await
+        .expect("known at once (hang guard)")
+        .expect("wait");
+    assert_eq!(exit.exit_code, 3);
+    let status = driver.inspect("alloc/t/1").await.expect("inspect");
+    assert_eq!(status.state, super::TaskRunState::Exited);
+    assert!(
+        fake.requests_to("/start").is_empty(),
+        "recover_stopped is off"
+    );
+}
+
+/// A task still running is taken over as it is: not started again, watched for its exit.
+#[tokio::test]
+async fn a_running_task_is_reattached_without_a_restart() {
+    let fake = FakePodman::start(recovering(|| Reply::Json(200, running_container())));
+    let driver = driver_on(&fake);
+    driver.recover(state()).await.expect("recover");
+    let status = driver.inspect("alloc/t/1").await.expect("inspect");
+    assert_eq!(status.state, super::TaskRunState::Running);
+    assert_eq!(
+        driver.task_state("alloc/t/1").expect("state").container_id,
+        CONTAINER
+    );
+    // Recovering again (the agent retries) changes nothing.
+    driver.recover(state()).await.expect("recover again");
+    assert!(fake.requests_to("/start").is_empty(), "not started again");
+    assert!(fake.requests_to("/kill").is_empty(), "not stopped");
+    assert!(fake.requests_to("DELETE").is_empty(), "not removed");
+}
+
+/// Podman 4.3 answers an inspect with 500 when the container's process ended while it
+/// read /proc/<pid>/cgroup: the read is asked again, so a recovery (or a start's inspect)
+/// right then does not fail.
+#[tokio::test]
+async fn a_recovery_whose_inspect_meets_a_vanishing_process_asks_again() {
+    let inspects = Arc::new(AtomicUsize::new(0));
+    let counted = inspects.clone();
+    let fake = FakePodman::start(recovering(move || {
+        if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::error(500, "read /proc/4242/cgroup: no such file or directory")
+        } else {
+            Reply::Json(200, running_container())
+        }
+    }));
+    let driver = driver_on(&fake);
+    driver
+        .recover(state())
+        .await
+        .expect("recovered on the second read");
+    assert_eq!(inspects.load(Ordering::SeqCst), 2);
+}
+
+/// Seen on destroy(force) of a task that had just exited: podman refused the SIGKILL
+/// while its inspect still said running (its state follows conmon's exit file, written a
+/// moment after the process is gone). The refusal waits briefly for the exit instead of
+/// failing. Here the exit event arrives once the deciding inspect has answered "running".
+#[tokio::test]
+async fn a_refused_signal_to_a_container_podman_still_calls_running_waits_for_its_exit() {
+    let (events, _) = tokio::sync::broadcast::channel::<String>(8);
+    let sender = events.clone();
+    let killed = Arc::new(AtomicUsize::new(0));
+    let inspects_after_kill = Arc::new(AtomicUsize::new(0));
+    let fake = FakePodman::start(move |method, target| {
+        if target.contains("/events") {
+            return Reply::Lines(sender.subscribe());
+        }
+        if target.contains("/containers/json") {
+            return Reply::Json(
+                200,
+                format!(r#"[{{"Id":"{CONTAINER}","State":"running"}}]"#),
+            );
+        }
+        if target.contains(&format!("/containers/{CONTAINER}/kill")) {
+            killed.fetch_add(1, Ordering::SeqCst);
+            return Reply::error(500, "sending signal to container: no such process");
+        }
+        if method == "GET" && target.contains(&format!("/containers/{CONTAINER}/json")) {
+            if killed.load(Ordering::SeqCst) == 0 {
+                return Reply::Json(200, running_container());
+            }
+            if inspects_after_kill.fetch_add(1, Ordering::SeqCst) == 0 {
+                // The deciding inspect: still running; the exit follows.
+                let died = serde_json::json!({
+                    "Type": "container", "Action": "died", "time": 1, "timeNano": 1,
+                    "Actor": {"ID": CONTAINER, "Attributes": {"containerExitCode": "137"}},
+                });
+                let _ = sender.send(died.to_string());
+                return Reply::Json(200, running_container());
+            }
+            return Reply::Json(
+                200,
+                serde_json::json!({
+                    "Id": CONTAINER,
+                    "State": {"Status": "exited", "Running": false, "ExitCode": 137},
+                })
+                .to_string(),
+            );
+        }
+        if method == "DELETE" && target.contains(&format!("/containers/{CONTAINER}")) {
+            return Reply::Json(200, "[]".into());
+        }
+        Reply::error(500, "not scripted")
+    });
+    let driver = driver_on(&fake);
+    driver.recover(state()).await.expect("recover");
+    // The events stream is connected before the kill, so the exit is not missed.
+    while events.receiver_count() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(30), driver.destroy("alloc/t/1", true))
+        .await
+        .expect("destroy answers (hang guard)")
+        .expect("a task that exited as it was killed is destroyed");
+    assert_eq!(fake.requests_to("DELETE").len(), 1);
+}
+
+/// Podman 4 answers an events request only once the first event exists: a task that
+/// exits while the stream connects (here: it never does) is still seen, by the reconcile
+/// that goes on meanwhile.
+#[tokio::test]
+async fn an_exit_while_the_events_stream_connects_is_seen() {
+    let inspects = Arc::new(AtomicUsize::new(0));
+    let counted = inspects.clone();
+    let fake = FakePodman::start(move |method, target| {
+        if target.contains("/events") {
+            return Reply::Hang;
+        }
+        if target.contains("/containers/json") {
+            return Reply::Json(200, "[]".into());
+        }
+        if method == "GET" && target.contains(&format!("/containers/{CONTAINER}/json")) {
+            // RecoverTask's finds it running; it has exited by the next one.
+            return if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                Reply::Json(200, running_container())
+            } else {
+                Reply::Json(
+                    200,
+                    serde_json::json!({
+                        "Id": CONTAINER,
+                        "State": {"Status": "exited", "Running": false, "ExitCode": 7},
+                    })
+                    .to_string(),
+                )
+            };
+        }
+        Reply::error(500, "not scripted")
+    });
+    let driver = driver_on(&fake);
+    driver.recover(state()).await.expect("recover");
+    let exit = tokio::time::timeout(Duration::from_secs(30), driver.wait("alloc/t/1"))
+        .await
+        .expect("exit seen without the events stream (hang guard)")
+        .expect("wait");
+    assert_eq!(exit.exit_code, 7);
 }

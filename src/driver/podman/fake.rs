@@ -6,6 +6,9 @@
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{broadcast, Notify};
+
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -21,6 +24,15 @@ pub(crate) enum Reply {
     Silent,
     /// `_ping`'s answer: "OK" with the `Libpod-API-Version` header.
     Ping(&'static str),
+    /// No answer at all, not even headers (podman 4 answers an events request only once
+    /// the first event exists).
+    Hang,
+    /// A 200 whose body is every line sent on the channel from then on (an events stream
+    /// the test feeds).
+    Lines(broadcast::Receiver<String>),
+    /// 101 Switching Protocols (an attached exec start): `output` is written on the raw
+    /// stream, which ends once `close` is notified.
+    Upgrade { output: Vec<u8>, close: Arc<Notify> },
 }
 
 impl Reply {
@@ -36,11 +48,17 @@ impl Reply {
 
 type Handler = dyn Fn(&str, &str) -> Reply + Send + Sync;
 
-/// The fake service: its socket URL, and the requests it got (`METHOD /path?query`).
+/// A request the fake got: `METHOD /path?query`, and its body.
+struct Seen {
+    line: String,
+    body: String,
+}
+
+/// The fake service: its socket URL, and the requests it got.
 pub(crate) struct FakePodman {
     _dir: tempfile::TempDir,
     url: String,
-    requests: Arc<Mutex<Vec<String>>>,
+    requests: Arc<Mutex<Vec<Seen>>>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -57,20 +75,47 @@ impl FakePodman {
             while let Ok((stream, _)) = listener.accept().await {
                 let (handler, seen) = (handler.clone(), seen.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<_>| {
-                        let target = req
-                            .uri()
-                            .path_and_query()
-                            .map_or_else(|| req.uri().path().to_string(), |p| p.to_string());
-                        let method = req.method().to_string();
-                        seen.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(format!("{method} {target}"));
-                        let reply = handler(&method, &target);
-                        async move { Ok::<_, Infallible>(respond(reply)) }
-                    });
+                    let service = hyper::service::service_fn(
+                        move |mut req: Request<hyper::body::Incoming>| {
+                            let target = req
+                                .uri()
+                                .path_and_query()
+                                .map_or_else(|| req.uri().path().to_string(), |p| p.to_string());
+                            let method = req.method().to_string();
+                            let (handler, seen) = (handler.clone(), seen.clone());
+                            async move {
+                                let upgrade = hyper::upgrade::on(&mut req);
+                                let body = req
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+                                    .unwrap_or_default();
+                                seen.lock().unwrap_or_else(|e| e.into_inner()).push(Seen {
+                                    line: format!("{method} {target}"),
+                                    body,
+                                });
+                                let reply = handler(&method, &target);
+                                if let Reply::Upgrade { output, close } = reply {
+                                    tokio::spawn(async move {
+                                        let Ok(upgraded) = upgrade.await else { return };
+                                        let mut raw = TokioIo::new(upgraded);
+                                        let _ = raw.write_all(&output).await;
+                                        close.notified().await;
+                                        let _ = raw.shutdown().await;
+                                    });
+                                    return Ok::<_, Infallible>(switching_protocols());
+                                }
+                                if let Reply::Hang = reply {
+                                    futures::future::pending::<()>().await;
+                                }
+                                Ok::<_, Infallible>(respond(reply))
+                            }
+                        },
+                    );
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
                         .await;
                 });
             }
@@ -87,14 +132,25 @@ impl FakePodman {
         &self.url
     }
 
-    /// The requests so far whose target contains `part`.
+    /// The requests so far whose `METHOD target` contains `part`.
     pub(crate) fn requests_to(&self, part: &str) -> Vec<String> {
         self.requests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .filter(|r| r.contains(part))
-            .cloned()
+            .filter(|r| r.line.contains(part))
+            .map(|r| r.line.clone())
+            .collect()
+    }
+
+    /// The bodies of the requests so far whose `METHOD target` contains `part`.
+    pub(crate) fn bodies_to(&self, part: &str) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|r| r.line.contains(part))
+            .map(|r| r.body.clone())
             .collect()
     }
 }
@@ -112,6 +168,23 @@ fn respond(reply: Reply) -> Response<BoxBody<Bytes, Infallible>> {
     };
     let (status, body) = match reply {
         Reply::Ping(_) => (200, Full::new(Bytes::from_static(b"OK")).boxed()),
+        Reply::Lines(lines) => {
+            let lines = futures::stream::unfold(lines, |mut lines| async move {
+                loop {
+                    match lines.recv().await {
+                        Ok(line) => {
+                            let frame = Frame::data(Bytes::from(format!("{line}\n")));
+                            return Some((Ok::<_, Infallible>(frame), lines));
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            });
+            (200, StreamBody::new(lines).boxed())
+        }
+        // Answered before `respond` is reached.
+        Reply::Hang | Reply::Upgrade { .. } => (500, Full::new(Bytes::new()).boxed()),
         Reply::Json(status, body) => (status, Full::new(Bytes::from(body)).boxed()),
         Reply::Silent => (
             200,
@@ -130,5 +203,19 @@ fn respond(reply: Reply) -> Response<BoxBody<Bytes, Infallible>> {
             hyper::header::HeaderValue::from_static(version),
         );
     }
+    response
+}
+
+fn switching_protocols() -> Response<BoxBody<Bytes, Infallible>> {
+    let mut response = Response::new(Full::new(Bytes::new()).boxed());
+    *response.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+    response.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("Upgrade"),
+    );
+    response.headers_mut().insert(
+        hyper::header::UPGRADE,
+        hyper::header::HeaderValue::from_static("tcp"),
+    );
     response
 }
