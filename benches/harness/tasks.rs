@@ -6,8 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use nomad_driver_podman::driver::podman::{DeleteOptions, ListOptions, PodmanClient};
-use nomad_driver_podman::driver::spec::{self, HostFacts};
+use nomad_driver_podman::driver::spec;
 use nomad_driver_podman::driver::task::TaskResources;
+use nomad_driver_podman::driver::HostFacts;
 use nomad_driver_podman::driver::{DriverConfig, TaskConfig, TaskContext, TaskSpec};
 use nomad_driver_podman::modes::plugin::proto::drivers;
 use serde_json::{json, Value};

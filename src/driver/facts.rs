@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::config::SocketConfig;
+use super::host::HostFacts;
 use super::podman::{self, PodmanClient, PodmanError};
-use super::spec::HostFacts;
 
 const CACHE_FILE: &str = "host-facts.json";
 /// Remembered facts are asked again after this long, whatever the socket says.
@@ -27,28 +27,7 @@ pub(super) fn from_info(
     api_version: &str,
     socket: &SocketConfig,
 ) -> HostFacts {
-    let host = info.host.clone().unwrap_or_default();
-    HostFacts {
-        rootless: host.security.rootless,
-        cgroup_v2: host.cgroup_version == "v2",
-        cgroup_manager: host.cgroup_manager.clone(),
-        api_version: parse_version(api_version),
-        num_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        socket_is_unix: socket.unix_path().is_some(),
-    }
-}
-
-/// `4.3.1` -> (4, 3, 1); missing or unparsable parts count as 0.
-pub(super) fn parse_version(version: &str) -> (u64, u64, u64) {
-    let mut parts = version
-        .trim_start_matches('v')
-        .split(['.', '-'])
-        .map(|p| p.parse::<u64>().unwrap_or(0));
-    (
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-    )
+    HostFacts::from_info(info, api_version, socket.unix_path().is_some())
 }
 
 /// Asks podman (ping, then info).
@@ -222,14 +201,6 @@ mod tests {
             default: true,
         };
         (socket, listener)
-    }
-
-    #[test]
-    fn versions_parse() {
-        assert_eq!(parse_version("4.3.1"), (4, 3, 1));
-        assert_eq!(parse_version("v5.0.0-dev"), (5, 0, 0));
-        assert_eq!(parse_version("5"), (5, 0, 0));
-        assert_eq!(parse_version(""), (0, 0, 0));
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use super::monitor::{ExitState, Monitor};
 use super::podman::{ContainerInspect, DeleteOptions, PodmanClient, PodmanError};
 use super::spec;
 use super::task::{MountKind, TaskSpec};
-use super::{Driver, DriverError, Socket, StartedTask, Task, KILL_SETTLE};
+use super::{Driver, DriverError, HostFacts, Socket, StartedTask, Task, KILL_SETTLE};
 
 /// How long a refused signal waits for the exit of a container podman still calls running.
 const EXITING_SETTLE: Duration = Duration::from_secs(3);
@@ -153,7 +153,7 @@ impl Driver {
     async fn build_spec(
         &self,
         spec: &TaskSpec,
-        facts: &spec::HostFacts,
+        facts: &HostFacts,
         image_id: &str,
     ) -> Result<serde_json::Value, DriverError> {
         let (task, config, facts, image) = (
@@ -183,7 +183,7 @@ impl Driver {
         &self,
         spec: &TaskSpec,
         socket: &Arc<Socket>,
-        facts: &spec::HostFacts,
+        facts: &HostFacts,
     ) -> Result<ContainerInspect, DriverError> {
         let task_id = spec.context.id.as_str();
         let client = &socket.client;

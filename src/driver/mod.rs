@@ -27,6 +27,7 @@ pub mod facts;
 pub(crate) mod gates;
 mod gc;
 pub mod handle;
+pub mod host;
 pub mod hostfs;
 pub mod image;
 mod lifecycle;
@@ -53,13 +54,13 @@ use tokio_util::sync::CancellationToken;
 pub use config::{DriverConfig, SocketConfig};
 pub use error::DriverError;
 pub use handle::{LogTarget, TaskState, TASK_STATE_VERSION};
+pub use host::HostFacts;
 pub use model::*;
 pub use task::{TaskConfig, TaskContext, TaskSpec};
 
 pub use facts::FactsCache;
 use monitor::{ExitSender, ExitState, Monitor};
 use podman::{PodmanClient, PodmanError};
-use spec::HostFacts;
 pub use stats::Compute;
 
 /// Deadline of the fingerprint's ping and info calls, so a hung podman cannot stall it.
@@ -320,7 +321,7 @@ impl Driver {
         if let Some(cache) = &self.facts_cache {
             if let Some(mut remembered) = cache.load(&socket.config).await {
                 let version = socket.client.ping().await?;
-                remembered.api_version = facts::parse_version(&version);
+                remembered.api_version = host::parse_version(&version);
                 *cached = Some(remembered.clone());
                 return Ok(remembered);
             }

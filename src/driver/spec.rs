@@ -41,6 +41,7 @@ use serde_json::{json, Map, Value};
 use super::config::DriverConfig;
 use super::decode::ConfigError;
 use super::gates::{self, glob_match, lexical_clean as clean};
+use super::host::HostFacts;
 use super::hostfs::{self, FileKind, HostPathError, PinnedPath};
 use super::secopt::Userns;
 use super::task::{container_name, IpcMode, MountKind, NetworkMode, PidMode, TaskConfig, TaskSpec};
@@ -52,33 +53,6 @@ pub const MANAGED_LABEL: &str = "io.nomad-driver-podman.managed";
 pub const LABEL_PREFIX: &str = "com.hashicorp.nomad.";
 /// Key podman resolves to its configured default bridge network.
 pub const DEFAULT_NETWORK: &str = "default";
-
-/// What the driver knows about the podman service a task runs on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostFacts {
-    pub rootless: bool,
-    pub cgroup_v2: bool,
-    /// `systemd` or `cgroupfs`.
-    pub cgroup_manager: String,
-    /// libpod API version from the ping header.
-    pub api_version: (u64, u64, u64),
-    /// CPUs of the host, for the CPU hard limit.
-    pub num_cpus: usize,
-    pub socket_is_unix: bool,
-}
-
-impl Default for HostFacts {
-    fn default() -> Self {
-        HostFacts {
-            rootless: false,
-            cgroup_v2: false,
-            cgroup_manager: "cgroupfs".to_string(),
-            api_version: (4, 0, 0),
-            num_cpus: 1,
-            socket_is_unix: true,
-        }
-    }
-}
 
 /// Why a task cannot be turned into a container spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use nomad_driver_podman::driver::config::DriverConfig;
 use nomad_driver_podman::driver::error::DriverError;
-use nomad_driver_podman::driver::spec::{self, HostFacts, SpecError, MANAGED_LABEL};
+use nomad_driver_podman::driver::spec::{self, SpecError, MANAGED_LABEL};
 use nomad_driver_podman::driver::task::{
     DnsSpec, LegacyNetwork, LegacyPort, PortSpec, TaskConfig, TaskContext, TaskResources, TaskSpec,
 };
 use nomad_driver_podman::driver::Driver;
+use nomad_driver_podman::driver::HostFacts;
 use serde_json::{json, Value};
 
 use crate::support::{self, unique_name, LabelCleanup, BUSYBOX_IMAGE};

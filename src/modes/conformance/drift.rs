@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use super::facts::HostFacts;
+use super::facts::ServiceFacts;
 
 /// A podman version (`major.minor.patch`; pre-release or distro suffixes are ignored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -138,7 +138,7 @@ pub struct Drift {
 impl Drift {
     /// Whether this drift is expected on the podman described by `facts`. An unknown
     /// podman version only matches drifts that hold for any version.
-    pub fn applies_to(&self, facts: &HostFacts) -> bool {
+    pub fn applies_to(&self, facts: &ServiceFacts) -> bool {
         let version_matches = match facts.version() {
             Some(version) => self.podman.contains(version),
             None => self.podman == VersionRange::ANY,
@@ -149,7 +149,7 @@ impl Drift {
                 .map_or(true, |cgroup| facts.cgroup_version == cgroup)
             && self
                 .rootless
-                .map_or(true, |rootless| facts.rootless == rootless)
+                .map_or(true, |rootless| facts.rootless() == rootless)
     }
 
     /// `podman >= 5.0.0 on cgroup v2, rootless`.
@@ -173,7 +173,7 @@ pub fn find(id: &str) -> Option<&'static Drift> {
 }
 
 /// Whether the drift `id` is expected on this podman (false for unknown ids).
-pub fn expected(id: &str, facts: &HostFacts) -> bool {
+pub fn expected(id: &str, facts: &ServiceFacts) -> bool {
     find(id).is_some_and(|drift| drift.applies_to(facts))
 }
 
@@ -334,12 +334,12 @@ pub static DRIFTS: &[Drift] = &[
 mod tests {
     use super::*;
 
-    fn facts(version: &str, cgroup: &str, rootless: bool) -> HostFacts {
+    fn facts(version: &str, cgroup: &str, rootless: bool) -> ServiceFacts {
         let info = serde_json::json!({
             "host": {"cgroupVersion": cgroup, "security": {"rootless": rootless}},
             "version": {"Version": version}
         });
-        HostFacts::from_info(&info)
+        ServiceFacts::from_info(&info, true)
     }
 
     #[test]

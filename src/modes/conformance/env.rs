@@ -17,7 +17,7 @@ use crate::driver::Driver;
 use super::api::Podman;
 use super::check::{Failure, Skip};
 use super::cli::{RegistryTarget, SocketTarget};
-use super::facts::HostFacts;
+use super::facts::{is_unix, ServiceFacts};
 use super::httplog::{start_proxy, HttpLog, Proxy};
 use super::scope::Scope;
 
@@ -54,7 +54,7 @@ pub struct Env {
     pub driver_config: DriverConfig,
     pub podman: Podman,
     /// Host facts, or why the API did not answer.
-    pub facts: Result<HostFacts, String>,
+    pub facts: Result<ServiceFacts, String>,
     pub image: TestImage,
     pub registry: Option<RegistryTarget>,
     /// A container made at setup that looks driver-managed but lacks the run label: the
@@ -97,7 +97,7 @@ impl Env {
             .map_err(|err| format!("socket {}: {err}", target.url))?;
         let podman = Podman::connect(url).map_err(|err| format!("socket {}: {err}", target.url))?;
         let facts = match tokio::time::timeout(SETUP_DEADLINE, podman.info()).await {
-            Ok(Ok(info)) => Ok(HostFacts::from_info(&info)),
+            Ok(Ok(info)) => Ok(ServiceFacts::from_info(&info, is_unix(&target.url))),
             Ok(Err(err)) => Err(err.to_string()),
             Err(_) => Err(format!(
                 "no answer from {} within {SETUP_DEADLINE:?}",
@@ -175,7 +175,7 @@ impl Env {
     }
 
     /// Host facts, or a skip naming why the API is unreachable.
-    pub fn require_api(&self) -> Result<&HostFacts, Skip> {
+    pub fn require_api(&self) -> Result<&ServiceFacts, Skip> {
         self.facts
             .as_ref()
             .map_err(|err| Skip(format!("requires a reachable podman API: {err}")))
@@ -191,7 +191,7 @@ impl Env {
     }
 
     /// The facts of a reachable API (checks run only after [`Env::require_api`]).
-    pub fn facts(&self) -> Result<&HostFacts, Failure> {
+    pub fn facts(&self) -> Result<&ServiceFacts, Failure> {
         self.facts.as_ref().map_err(|err| Failure::new(err.clone()))
     }
 

@@ -1,23 +1,26 @@
-//! Host facts of one podman service, read from `GET /libpod/info`: what the drift table and
-//! the preconditions decide on, and what the JSON report names so two runs can be diffed.
+//! Facts of one podman service, read from `GET /libpod/info`: the driver's own
+//! [`HostFacts`] (what its starts decide on) and, around them, what the drift table and
+//! the preconditions decide on and what the JSON report names so two runs can be diffed.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use super::drift::Version;
+use crate::driver::podman::Info;
+use crate::driver::HostFacts;
 
 /// What one podman service is and runs on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HostFacts {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceFacts {
+    /// What the driver knows of the service (rootless, cgroups, API version).
+    pub host: HostFacts,
     /// Engine version (`version.Version`).
     pub podman_version: String,
-    /// API version (`version.APIVersion`; the driver's fingerprint reports this one).
+    /// API version as podman wrote it (`version.APIVersion`; the driver's fingerprint
+    /// reports this one).
     pub api_version: String,
-    pub rootless: bool,
-    /// `v1` or `v2`.
+    /// `v1` or `v2`; empty when podman does not say.
     pub cgroup_version: String,
-    /// `systemd` or `cgroupfs`.
-    pub cgroup_manager: String,
     /// OCI runtime name (`runc`, `crun`, ...).
     pub oci_runtime: String,
     /// `netavark` or `cni`; empty when podman does not say (podman < 4).
@@ -28,7 +31,6 @@ pub struct HostFacts {
     pub log_drivers: Vec<String>,
     pub kernel: String,
     /// The podman host's name (`host.hostname`).
-    #[serde(default)]
     pub hostname: String,
     pub os: String,
     pub arch: String,
@@ -41,9 +43,60 @@ pub struct HostFacts {
     pub storage_driver: String,
 }
 
-impl HostFacts {
-    /// Reads the facts from a libpod info document; absent fields stay empty.
-    pub fn from_info(info: &Value) -> HostFacts {
+/// The report's `facts` document: one flat object, as before the driver's facts were
+/// shared, so reports of different versions still diff field by field.
+#[derive(Serialize)]
+struct Wire<'a> {
+    podman_version: &'a str,
+    api_version: &'a str,
+    rootless: bool,
+    cgroup_version: &'a str,
+    cgroup_manager: &'a str,
+    oci_runtime: &'a str,
+    network_backend: &'a str,
+    log_driver: &'a str,
+    log_drivers: &'a [String],
+    kernel: &'a str,
+    hostname: &'a str,
+    os: &'a str,
+    arch: &'a str,
+    distribution: &'a str,
+    seccomp: bool,
+    apparmor: bool,
+    selinux: bool,
+    storage_driver: &'a str,
+}
+
+impl Serialize for ServiceFacts {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Wire {
+            podman_version: &self.podman_version,
+            api_version: &self.api_version,
+            rootless: self.host.rootless,
+            cgroup_version: &self.cgroup_version,
+            cgroup_manager: &self.host.cgroup_manager,
+            oci_runtime: &self.oci_runtime,
+            network_backend: &self.network_backend,
+            log_driver: &self.log_driver,
+            log_drivers: &self.log_drivers,
+            kernel: &self.kernel,
+            hostname: &self.hostname,
+            os: &self.os,
+            arch: &self.arch,
+            distribution: &self.distribution,
+            seccomp: self.seccomp,
+            apparmor: self.apparmor,
+            selinux: self.selinux,
+            storage_driver: &self.storage_driver,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl ServiceFacts {
+    /// Reads the facts from a libpod info document of a service reached over a unix
+    /// socket or not; absent fields stay empty.
+    pub fn from_info(info: &Value, socket_is_unix: bool) -> ServiceFacts {
         let text = |pointer: &str| {
             info.pointer(pointer)
                 .and_then(Value::as_str)
@@ -73,12 +126,16 @@ impl HostFacts {
                     .collect()
             })
             .unwrap_or_default();
-        HostFacts {
+        // The driver reads the same document through its own model; a document that does
+        // not fit it gives the driver's defaults, the text fields below still say what
+        // podman sent.
+        let typed: Info = serde_json::from_value(info.clone()).unwrap_or_default();
+        let api_version = text("/version/APIVersion");
+        ServiceFacts {
+            host: HostFacts::from_info(&typed, &api_version, socket_is_unix),
             podman_version: text("/version/Version"),
-            api_version: text("/version/APIVersion"),
-            rootless: flag("/host/security/rootless"),
+            api_version,
             cgroup_version: text("/host/cgroupVersion"),
-            cgroup_manager: text("/host/cgroupManager"),
             oci_runtime: text("/host/ociRuntime/name"),
             network_backend: text("/host/networkBackend"),
             log_driver: text("/host/logDriver"),
@@ -101,15 +158,27 @@ impl HostFacts {
     }
 
     pub fn cgroup_v2(&self) -> bool {
-        self.cgroup_version == "v2"
+        self.host.cgroup_v2
+    }
+
+    pub fn rootless(&self) -> bool {
+        self.host.rootless
     }
 
     /// One line for table headers: `podman 4.3.1, rootful, cgroup v1 (cgroupfs), runc, netavark`.
     pub fn summary(&self) -> String {
         let mut parts = vec![
             format!("podman {}", self.podman_version),
-            if self.rootless { "rootless" } else { "rootful" }.to_string(),
-            format!("cgroup {} ({})", self.cgroup_version, self.cgroup_manager),
+            if self.host.rootless {
+                "rootless"
+            } else {
+                "rootful"
+            }
+            .to_string(),
+            format!(
+                "cgroup {} ({})",
+                self.cgroup_version, self.host.cgroup_manager
+            ),
             self.oci_runtime.clone(),
         ];
         if !self.network_backend.is_empty() {
@@ -117,6 +186,11 @@ impl HostFacts {
         }
         parts.join(", ")
     }
+}
+
+/// Whether a socket URL is a unix socket (`unix://...`).
+pub fn is_unix(url: &str) -> bool {
+    url.starts_with("unix:")
 }
 
 #[cfg(test)]
@@ -139,10 +213,12 @@ mod tests {
             "plugins": {"log": ["k8s-file", "none", "journald"]},
             "version": {"APIVersion": "4.3.1", "Version": "4.3.1"}
         });
-        let facts = HostFacts::from_info(&info);
+        let facts = ServiceFacts::from_info(&info, true);
         assert_eq!(facts.podman_version, "4.3.1");
         assert_eq!(facts.version(), Some(Version::new(4, 3, 1)));
-        assert!(!facts.rootless);
+        assert!(!facts.rootless());
+        assert_eq!(facts.host.api_version, (4, 3, 1));
+        assert_eq!(facts.host.cgroup_manager, "cgroupfs");
         assert!(!facts.cgroup_v2());
         assert_eq!(facts.oci_runtime, "runc");
         assert_eq!(facts.distribution, "debian 12");
@@ -155,7 +231,7 @@ mod tests {
 
     #[test]
     fn missing_fields_stay_empty() {
-        let facts = HostFacts::from_info(&json!({"host": null}));
+        let facts = ServiceFacts::from_info(&json!({"host": null}), true);
         assert_eq!(facts.podman_version, "");
         assert_eq!(facts.version(), None);
         assert!(facts.log_drivers.is_empty());

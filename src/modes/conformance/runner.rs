@@ -10,7 +10,7 @@ use super::check::{Check, Failure, Finding};
 use super::cli::SocketTarget;
 use super::drift;
 use super::env::{Env, TestImage};
-use super::facts::HostFacts;
+use super::facts::ServiceFacts;
 use super::report::{CheckResult, DriftNote, SocketReport, Status, Summary};
 use super::scope::Scope;
 
@@ -115,7 +115,7 @@ async fn run_one(env: &Env, check: &dyn Check, cancel: &CancellationToken) -> Ch
 /// Maps a check's outcome to a status, consulting the drift table for drift findings.
 fn resolve(
     outcome: Result<Finding, Failure>,
-    facts: Option<&HostFacts>,
+    facts: Option<&ServiceFacts>,
 ) -> (Status, String, Option<DriftNote>) {
     let (id, observed) = match outcome {
         Ok(Finding::Pass(message)) => return (Status::Pass, message, None),
@@ -221,11 +221,14 @@ impl<'a> Progress<'a> {
 mod tests {
     use super::*;
 
-    fn facts(version: &str, cgroup: &str) -> HostFacts {
-        HostFacts::from_info(&serde_json::json!({
-            "host": {"cgroupVersion": cgroup, "security": {"rootless": false}},
-            "version": {"Version": version}
-        }))
+    fn facts(version: &str, cgroup: &str) -> ServiceFacts {
+        ServiceFacts::from_info(
+            &serde_json::json!({
+                "host": {"cgroupVersion": cgroup, "security": {"rootless": false}},
+                "version": {"Version": version}
+            }),
+            true,
+        )
     }
 
     #[test]

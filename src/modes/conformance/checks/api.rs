@@ -11,7 +11,7 @@ use crate::driver::model::{Attribute, Health, TaskRunState};
 use super::super::check::{ensure, Check, Failure, Finding, Outcome, Skip, Tag};
 use super::super::drift::{self, ids, Version};
 use super::super::env::Env;
-use super::super::facts::HostFacts;
+use super::super::facts::{is_unix, ServiceFacts};
 use super::super::scope::Scope;
 
 /// Oldest podman whose libpod API the driver speaks.
@@ -127,7 +127,9 @@ impl Check for Info {
             .map(|(pointer, _)| *pointer)
             .collect();
         ensure!(missing.is_empty(), "info lacks {}", missing.join(", "));
-        Ok(Finding::pass(HostFacts::from_info(&info).summary()))
+        Ok(Finding::pass(
+            ServiceFacts::from_info(&info, is_unix(&env.target.url)).summary(),
+        ))
     }
 }
 

@@ -34,7 +34,7 @@ fn local_podman(env: &Env) -> Result<(), Skip> {
 
 fn rootful(env: &Env) -> Result<(), Skip> {
     env.require_image()?;
-    if env.require_api()?.rootless {
+    if env.require_api()?.rootless() {
         Err(Skip(
             "rootless podman has no bridge network by default".to_string(),
         ))
@@ -322,7 +322,7 @@ impl Check for RootlessDefault {
 
     fn precondition(&self, env: &Env) -> Result<(), Skip> {
         env.require_image()?;
-        if env.require_api()?.rootless {
+        if env.require_api()?.rootless() {
             Ok(())
         } else {
             Err(Skip(

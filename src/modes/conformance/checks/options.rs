@@ -24,7 +24,7 @@ macro_rules! cgroup_file {
 
 fn rootful(env: &Env) -> Result<(), Skip> {
     match env.facts.as_ref() {
-        Ok(facts) if facts.rootless => Err(Skip(
+        Ok(facts) if facts.rootless() => Err(Skip(
             "rootless podman: the driver sets no CPU shares (cgroup delegation)".to_string(),
         )),
         _ => Ok(()),

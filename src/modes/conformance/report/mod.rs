@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::cli::Format;
-use super::facts::HostFacts;
+use super::facts::ServiceFacts;
 
 /// The result of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -110,7 +110,7 @@ pub struct SocketReport {
     pub name: String,
     pub url: String,
     /// `None` when the API did not answer `info`.
-    pub facts: Option<HostFacts>,
+    pub facts: Option<ServiceFacts>,
     pub summary: Summary,
     #[serde(serialize_with = "as_millis", rename = "duration_ms")]
     pub duration: Duration,
@@ -173,12 +173,15 @@ pub(crate) mod fixtures {
 
     /// One socket with one result of each status, and one unreachable socket.
     pub fn report() -> RunReport {
-        let facts = HostFacts::from_info(&serde_json::json!({
-            "host": {"cgroupVersion": "v1", "cgroupManager": "cgroupfs",
-                     "ociRuntime": {"name": "runc"}, "networkBackend": "netavark",
-                     "security": {"rootless": false}},
-            "version": {"Version": "4.3.1", "APIVersion": "4.3.1"}
-        }));
+        let facts = ServiceFacts::from_info(
+            &serde_json::json!({
+                "host": {"cgroupVersion": "v1", "cgroupManager": "cgroupfs",
+                         "ociRuntime": {"name": "runc"}, "networkBackend": "netavark",
+                         "security": {"rootless": false}},
+                "version": {"Version": "4.3.1", "APIVersion": "4.3.1"}
+            }),
+            true,
+        );
         let local = vec![
             result("api.ping", Status::Pass, "API 4.3.1"),
             result("lifecycle.oom", Status::Degraded, "exit 137 & <no flag>"),
