@@ -10,9 +10,8 @@ use futures::StreamExt;
 use nomad_driver_podman::driver::logs::{
     LogCursor, LogForwardConfig, LogForwarder, LogSource, Sink,
 };
-use nomad_driver_podman::driver::monitor::ExitState;
 use nomad_driver_podman::driver::podman::{LogOptions, WaitCondition};
-use nomad_driver_podman::driver::{ExitResult, TaskRunState};
+use nomad_driver_podman::driver::{ExitResult, ExitState, TaskRunState};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 

@@ -6,10 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use nomad_driver_podman::driver::podman::{DeleteOptions, ListOptions, PodmanClient};
-use nomad_driver_podman::driver::spec;
-use nomad_driver_podman::driver::task::TaskResources;
-use nomad_driver_podman::driver::HostFacts;
-use nomad_driver_podman::driver::{DriverConfig, TaskConfig, TaskContext, TaskSpec};
+use nomad_driver_podman::driver::{
+    container_spec, DriverConfig, HostFacts, TaskConfig, TaskContext, TaskResources, TaskSpec,
+};
 use nomad_driver_podman::modes::plugin::proto::drivers;
 use serde_json::{json, Value};
 
@@ -148,7 +147,7 @@ impl RawApi {
 
     /// The SpecGenerator body the core sends for `task`.
     pub fn body(&self, task: &BenchTask) -> BenchResult<Value> {
-        spec::build(&task.spec, &self.config, &self.facts, &self.image_id)
+        container_spec(&task.spec, &self.config, &self.facts, &self.image_id)
             .map_err(|e| format!("spec of {}: {e}", task.id()))
     }
 

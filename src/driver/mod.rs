@@ -19,29 +19,29 @@
 //!
 //! Nothing here knows about gRPC, job files or terminals.
 
-pub mod config;
-pub mod decode;
-pub mod error;
+pub(crate) mod config;
+pub(crate) mod decode;
+pub(crate) mod error;
 mod exec;
-pub mod facts;
+pub(crate) mod facts;
 pub(crate) mod gates;
 mod gc;
-pub mod handle;
-pub mod host;
-pub mod hostfs;
+pub(crate) mod handle;
+pub(crate) mod host;
+pub(crate) mod hostfs;
 pub mod image;
 mod lifecycle;
 pub mod logs;
-pub mod model;
-pub mod monitor;
+pub(crate) mod model;
+pub(crate) mod monitor;
 pub mod podman;
 #[cfg(test)]
 mod races;
-pub mod secopt;
-pub mod spec;
-pub mod stats;
-pub mod task;
-pub mod units;
+pub(crate) mod secopt;
+pub(crate) mod spec;
+pub(crate) mod stats;
+pub(crate) mod task;
+pub(crate) mod units;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,17 +51,25 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{DriverConfig, SocketConfig};
+// The surface of the core: what the modes, the e2e tests, the benches and the fuzz
+// targets use. The modules behind it are the crate's own; `image`, `logs` and `podman`
+// stay public as components with suites of their own (the image resolver, the log
+// forwarder and the libpod client are driven directly by e2e tests and benches).
+pub use config::{DriverConfig, SocketConfig, DEFAULT_LOG_MAX_DISK};
 pub use error::DriverError;
+pub use facts::FactsCache;
 pub use handle::{LogTarget, TaskState, TASK_STATE_VERSION};
 pub use host::HostFacts;
 pub use model::*;
-pub use task::{TaskConfig, TaskContext, TaskSpec};
-
-pub use facts::FactsCache;
-use monitor::{ExitSender, ExitState, Monitor};
-use podman::{PodmanClient, PodmanError};
+pub use monitor::ExitState;
+pub use spec::{build as container_spec, custom_network, SpecError, MANAGED_LABEL};
 pub use stats::Compute;
+pub use task::{
+    DnsSpec, LegacyNetwork, LegacyPort, PortSpec, TaskConfig, TaskContext, TaskResources, TaskSpec,
+};
+
+use monitor::{ExitSender, Monitor};
+use podman::{PodmanClient, PodmanError};
 
 /// Deadline of the fingerprint's ping and info calls, so a hung podman cannot stall it.
 const FINGERPRINT_DEADLINE: Duration = Duration::from_secs(10);

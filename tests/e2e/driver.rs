@@ -987,7 +987,7 @@ async fn podmans_copy_of_the_output_stays_bounded_and_nothing_is_lost() {
     let largest = watcher.join().unwrap();
     assert_eq!(broken, None, "every line arrives once, in order");
     assert_eq!(bytes, LINES * 100, "all 100 MiB forwarded");
-    let bound = nomad_driver_podman::driver::config::DEFAULT_LOG_MAX_DISK as u64;
+    let bound = nomad_driver_podman::driver::DEFAULT_LOG_MAX_DISK as u64;
     assert!(
         largest <= bound,
         "podman's copy reached {largest} bytes; the bound is {bound}"

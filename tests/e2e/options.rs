@@ -1,7 +1,7 @@
 //! e2e: every task option group, proved by inspecting the created container.
 //!
 //! Each test decodes a task `config {}` exactly as a mode would, starts the task with
-//! `Driver::start` on the private test service (which builds the spec with `spec::build`),
+//! `Driver::start` on the private test service (which builds the spec with `container_spec`),
 //! then asserts on `podman inspect` and, where inspect cannot show the effect, on what the
 //! container's main process sees (`/proc/1/...`, `/etc/hosts`, ...). Refused input is
 //! checked to fail with the option named and to leave no container behind.
@@ -15,14 +15,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nomad_driver_podman::driver::config::DriverConfig;
-use nomad_driver_podman::driver::error::DriverError;
-use nomad_driver_podman::driver::spec::{self, SpecError, MANAGED_LABEL};
-use nomad_driver_podman::driver::task::{
-    DnsSpec, LegacyNetwork, LegacyPort, PortSpec, TaskConfig, TaskContext, TaskResources, TaskSpec,
+use nomad_driver_podman::driver::{
+    custom_network, DnsSpec, Driver, DriverConfig, DriverError, HostFacts, LegacyNetwork,
+    LegacyPort, PortSpec, SpecError, TaskConfig, TaskContext, TaskResources, TaskSpec,
+    MANAGED_LABEL,
 };
-use nomad_driver_podman::driver::Driver;
-use nomad_driver_podman::driver::HostFacts;
 use serde_json::{json, Value};
 
 use crate::support::{self, unique_name, LabelCleanup, BUSYBOX_IMAGE};
@@ -691,7 +688,7 @@ async fn custom_network_and_static_addresses() {
         json!({"network_mode": network, "ipv4_address": wanted_ip, "static_mac": "02:00:00:AB:CD:EF"}),
         &cleanup,
     );
-    assert_eq!(spec::custom_network(&spec), Some(network.as_str()));
+    assert_eq!(custom_network(&spec), Some(network.as_str()));
     assert!(support::client()
         .network_exists(&network)
         .await

@@ -8,9 +8,8 @@ use nomad_driver_podman::driver::logs::{
     FileEvents, JournalStream, LineAssembler, LogCursor, LogForwardConfig, LogForwarder, LogSource,
     Sink, SinkKind,
 };
-use nomad_driver_podman::driver::model::ExitResult;
-use nomad_driver_podman::driver::monitor::ExitState;
 use nomad_driver_podman::driver::podman::{DeleteOptions, PodmanClient, WaitCondition};
+use nomad_driver_podman::driver::{ExitResult, ExitState};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 

@@ -2,7 +2,7 @@
 //! (the agent's hcldec over the plugin's schema, cty-msgpack, the plugin's decoder) and
 //! through the runner (job file, its evaluator, `check`), with the same result.
 
-use nomad_driver_podman::driver::task::TaskConfig;
+use nomad_driver_podman::driver::TaskConfig;
 use nomad_driver_podman::modes::plugin::{cty, hclspec};
 use nomad_driver_podman::modes::run::check::{check_job, decode_config};
 use nomad_driver_podman::modes::run::jobspec::{parse, source::Source, variables::VarInputs};
