@@ -2,6 +2,7 @@
 //! involved, what podman said.
 
 use super::config::ConfigError;
+use super::image::ImageError;
 use super::logs::LogError;
 use super::podman::PodmanError;
 use super::spec::SpecError;
@@ -37,13 +38,13 @@ pub enum DriverError {
     #[error("task {task}: network {network:?} not found, verify with: podman network ls")]
     NetworkNotFound { task: String, network: String },
 
-    #[error("task {task}: failed to prepare image {image}: {message}")]
+    #[error("task {task}: failed to prepare image {image}: {source}")]
     Image {
         task: String,
         image: String,
-        message: String,
-        /// False when trying again cannot help (a missing `localhost/` image).
-        recoverable: bool,
+        /// Boxed: most results of the driver carry no image error, and it is large.
+        #[source]
+        source: Box<ImageError>,
     },
 
     #[error("task {task}: {action}: {source}")]
@@ -70,8 +71,14 @@ pub enum DriverError {
     #[error("task {task}: exec timed out after {seconds}s")]
     ExecTimeout { task: String, seconds: u64 },
 
-    #[error("task {task}: {message}")]
-    Io { task: String, message: String },
+    /// Local work for the task failed; `context` says which.
+    #[error("task {task}: {context}: {source}")]
+    Io {
+        task: String,
+        context: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl DriverError {
@@ -80,9 +87,18 @@ impl DriverError {
     pub fn is_recoverable(&self) -> bool {
         match self {
             DriverError::Podman { source, .. } => source.is_unavailable(),
-            DriverError::Image { recoverable, .. } => *recoverable,
+            // A missing `localhost/` image or a bad reference stays so.
+            DriverError::Image { source, .. } => source.is_recoverable(),
             DriverError::Io { .. } => true,
             _ => false,
+        }
+    }
+
+    /// Why the task's image could not be made available, when that is the error.
+    pub fn image_error(&self) -> Option<&ImageError> {
+        match self {
+            DriverError::Image { source, .. } => Some(source),
+            _ => None,
         }
     }
 
@@ -95,5 +111,58 @@ impl DriverError {
             action,
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn an_image_error_is_kept_as_the_source_with_its_recoverability() {
+        let missing = DriverError::Image {
+            task: "a/t/1".into(),
+            image: "localhost/x:1".into(),
+            source: Box::new(ImageError::NotFoundLocally {
+                image: "localhost/x:1".into(),
+            }),
+        };
+        assert!(missing
+            .to_string()
+            .starts_with("task a/t/1: failed to prepare image localhost/x:1: image localhost/x:1 not found locally"));
+        assert!(matches!(
+            missing.image_error(),
+            Some(ImageError::NotFoundLocally { .. })
+        ));
+        assert!(missing
+            .source()
+            .is_some_and(|s| s.to_string().starts_with("image localhost/x:1 not found")));
+        assert!(!missing.is_recoverable());
+        let timeout = DriverError::Image {
+            task: "a/t/1".into(),
+            image: "x".into(),
+            source: Box::new(ImageError::Timeout {
+                image: "x".into(),
+                timeout: std::time::Duration::from_secs(5),
+            }),
+        };
+        assert!(timeout.is_recoverable());
+    }
+
+    #[test]
+    fn io_errors_keep_their_source_and_say_what_failed() {
+        let e = DriverError::Io {
+            task: "a/t/1".into(),
+            context: "building the container spec failed",
+            source: std::io::Error::other("background task failed"),
+        };
+        assert_eq!(
+            e.to_string(),
+            "task a/t/1: building the container spec failed: background task failed"
+        );
+        assert!(e.source().is_some_and(|s| s.is::<std::io::Error>()));
+        assert!(e.is_recoverable());
     }
 }

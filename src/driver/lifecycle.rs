@@ -167,7 +167,9 @@ impl Driver {
                 .await
                 .map_err(|e| DriverError::Io {
                     task: spec.context.id.clone(),
-                    message: format!("building the container spec failed: {e}"),
+                    context: "building the container spec failed",
+                    // As tokio's own blocking file operations report a lost worker.
+                    source: std::io::Error::other(e),
                 })?;
         built.map_err(|source| DriverError::Spec {
             task: spec.context.id.clone(),
@@ -398,11 +400,10 @@ impl Driver {
             .ensure(request, report)
             .await
             .map(|resolved| resolved.id)
-            .map_err(|e| DriverError::Image {
+            .map_err(|source| DriverError::Image {
                 task: spec.context.id.clone(),
                 image: config.image.clone(),
-                message: e.to_string(),
-                recoverable: e.is_recoverable(),
+                source: Box::new(source),
             })
     }
 
