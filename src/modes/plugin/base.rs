@@ -49,9 +49,9 @@ impl BasePlugin for BaseService {
         request: Request<SetConfigRequest>,
     ) -> Result<Response<SetConfigResponse>, Status> {
         let request = request.into_inner();
-        let config = convert::driver_config(&request.msgpack_config).map_err(|message| {
-            logging::error("rejected plugin config", &[("error", &message)]);
-            status::invalid(message)
+        let config = convert::driver_config(&request.msgpack_config).map_err(|e| {
+            logging::error("rejected plugin config", &[("error", &e)]);
+            status::invalid(e.to_string())
         })?;
         let compute = convert::agent_compute(request.nomad_config.as_ref());
         let changed = self

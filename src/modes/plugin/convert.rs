@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use prost_types::Timestamp;
 
-use crate::driver::config::DriverConfig;
+use crate::driver::config::{ConfigError, DriverConfig};
 use crate::driver::logs::SinkKind;
 use crate::driver::model::{
     Attribute, DriverNetwork, ExitResult, Fingerprint, Health, TaskEvent, TaskRunState, TaskStats,
@@ -20,7 +20,7 @@ use crate::driver::task::{
 };
 use crate::driver::Compute;
 
-use super::cty;
+use super::cty::{self, CtyError};
 use super::proto::{base, drivers, structs};
 
 /// Nomad's default `kill_timeout`. The agent's real value arrives with `StopTask`.
@@ -49,15 +49,34 @@ fn optional_path(path: &str) -> Option<PathBuf> {
     (!path.is_empty()).then(|| PathBuf::from(path))
 }
 
-fn port(value: i32, what: &str) -> Result<u16, String> {
-    u16::try_from(value).map_err(|_| format!("{what}: {value} is not a port number"))
+/// Why what the agent sent cannot become a core value.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConvertError {
+    #[error("invalid plugin config: {0}")]
+    PluginConfigEncoding(#[source] CtyError),
+    #[error("invalid plugin config: {0}")]
+    PluginConfig(#[source] ConfigError),
+    #[error("failed to decode driver config: {0}")]
+    TaskConfigEncoding(#[source] CtyError),
+    #[error("failed to decode driver config: {0}")]
+    TaskConfig(#[source] ConfigError),
+    /// `what` names the port (`port "http" (to)`, `network port "db"`).
+    #[error("{what}: {value} is not a port number")]
+    Port { what: String, value: i32 },
+}
+
+fn port(value: i32, what: &str) -> Result<u16, ConvertError> {
+    u16::try_from(value).map_err(|_| ConvertError::Port {
+        what: what.to_string(),
+        value,
+    })
 }
 
 /// The agent's `msgpack_config` (empty when it sent none) as the core's plugin config;
 /// errors name the option.
-pub(crate) fn driver_config(msgpack: &[u8]) -> Result<DriverConfig, String> {
-    let value = cty::decode(msgpack).map_err(|e| format!("invalid plugin config: {e}"))?;
-    DriverConfig::from_value(&value).map_err(|e| format!("invalid plugin config: {e}"))
+pub(crate) fn driver_config(msgpack: &[u8]) -> Result<DriverConfig, ConvertError> {
+    let value = cty::decode(msgpack).map_err(ConvertError::PluginConfigEncoding)?;
+    DriverConfig::from_value(&value).map_err(ConvertError::PluginConfig)
 }
 
 /// The node's compute from the agent's CPU topology (agents since Nomad 1.7); `None` from
@@ -80,13 +99,13 @@ pub(crate) fn agent_compute(config: Option<&base::NomadConfig>) -> Option<Comput
 }
 
 /// A task's `msgpack_driver_config` as the core's task options; errors name the option.
-pub(crate) fn task_config(msgpack: &[u8]) -> Result<TaskConfig, String> {
-    let value = cty::decode(msgpack).map_err(|e| format!("failed to decode driver config: {e}"))?;
-    TaskConfig::from_value(&value).map_err(|e| format!("failed to decode driver config: {e}"))
+pub(crate) fn task_config(msgpack: &[u8]) -> Result<TaskConfig, ConvertError> {
+    let value = cty::decode(msgpack).map_err(ConvertError::TaskConfigEncoding)?;
+    TaskConfig::from_value(&value).map_err(ConvertError::TaskConfig)
 }
 
 /// What the orchestrator tells us about a task, from the agent's `TaskConfig`.
-pub(crate) fn task_context(task: &drivers::TaskConfig) -> Result<TaskContext, String> {
+pub(crate) fn task_context(task: &drivers::TaskConfig) -> Result<TaskContext, ConvertError> {
     let resources = task.resources.as_ref();
     let linux = resources.and_then(|r| r.linux_resources.as_ref());
     let allocated = resources.and_then(|r| r.allocated_resources.as_ref());
@@ -109,7 +128,7 @@ pub(crate) fn task_context(task: &drivers::TaskConfig) -> Result<TaskContext, St
                         host_ip: p.host_ip.clone(),
                     })
                 })
-                .collect::<Result<Vec<_>, String>>()?,
+                .collect::<Result<Vec<_>, ConvertError>>()?,
         ),
         _ => None,
     };
@@ -118,7 +137,7 @@ pub(crate) fn task_context(task: &drivers::TaskConfig) -> Result<TaskContext, St
             networks
                 .iter()
                 .map(legacy_network)
-                .collect::<Result<Vec<_>, String>>()?,
+                .collect::<Result<Vec<_>, ConvertError>>()?,
         ),
         _ => None,
     };
@@ -195,7 +214,7 @@ pub(crate) fn task_context(task: &drivers::TaskConfig) -> Result<TaskContext, St
     })
 }
 
-fn legacy_network(network: &drivers::NetworkResource) -> Result<LegacyNetwork, String> {
+fn legacy_network(network: &drivers::NetworkResource) -> Result<LegacyNetwork, ConvertError> {
     let ports = |list: &[drivers::NetworkPort]| {
         list.iter()
             .map(|p| {
@@ -204,7 +223,7 @@ fn legacy_network(network: &drivers::NetworkResource) -> Result<LegacyNetwork, S
                     value: port(p.value, &format!("network port {:?}", p.label))?,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()
+            .collect::<Result<Vec<_>, ConvertError>>()
     };
     Ok(LegacyNetwork {
         ip: network.ip.clone(),
@@ -565,10 +584,9 @@ mod tests {
     fn out_of_range_ports_are_errors() {
         let mut task = full_task();
         task.resources.as_mut().unwrap().ports[0].value = 70_000;
-        assert_eq!(
-            task_context(&task).unwrap_err(),
-            "port \"http\": 70000 is not a port number"
-        );
+        let err = task_context(&task).unwrap_err();
+        assert_eq!(err.to_string(), "port \"http\": 70000 is not a port number");
+        assert!(matches!(err, ConvertError::Port { value: 70_000, .. }));
     }
 
     #[test]
@@ -813,11 +831,17 @@ mod tests {
         );
         let err = task_config(&bytes).unwrap_err();
         assert!(
-            err.starts_with("failed to decode driver config: config.image"),
+            err.to_string()
+                .starts_with("failed to decode driver config: config.image"),
             "{err}"
         );
+        assert!(matches!(err, ConvertError::TaskConfig(_)), "{err:?}");
         let err = driver_config(&[0x81, 0xa1, b'x', 0xc3]).unwrap_err();
-        assert_eq!(err, "invalid plugin config: config.x: unknown option");
+        assert_eq!(
+            err.to_string(),
+            "invalid plugin config: config.x: unknown option"
+        );
+        assert!(std::error::Error::source(&err).is_some());
         assert_eq!(driver_config(&[]).unwrap(), DriverConfig::default());
     }
 

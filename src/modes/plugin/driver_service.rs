@@ -164,12 +164,9 @@ impl driver_server::Driver for DriverService {
                 false,
             )
         })?;
-        let unusable = |message: String| {
-            logging::error(
-                "cannot start task",
-                &[("task_id", &task.id), ("error", &message)],
-            );
-            status::recoverable(Code::InvalidArgument, message, false)
+        let unusable = |e: convert::ConvertError| {
+            logging::error("cannot start task", &[("task_id", &task.id), ("error", &e)]);
+            status::recoverable(Code::InvalidArgument, e.to_string(), false)
         };
         let config = convert::task_config(&task.msgpack_driver_config).map_err(unusable)?;
         let context = convert::task_context(&task).map_err(unusable)?;

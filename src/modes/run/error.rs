@@ -45,6 +45,35 @@ pub enum RunError {
         /// How to call this binary again (`ConnectionArgs::invocation`).
         bin: String,
     },
+    /// Podman answered, but not what the runner needed.
+    #[error(transparent)]
+    Podman(#[from] crate::driver::podman::PodmanError),
+    /// A state file of the runner that does not read as what it wrote.
+    #[error("{}: {source}", path.display())]
+    StateFile {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A document the runner writes (manifest, `ps --json`) could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    #[error("job {job:?} has no task {task:?}")]
+    NoSuchTask { job: String, task: String },
+    #[error("group {group:?}: {source}")]
+    Ports {
+        group: String,
+        #[source]
+        source: super::ports::PortError,
+    },
+    /// Work the runner handed to a thread or blocking task never finished.
+    #[error("{context}: {source}")]
+    Worker {
+        context: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// What a helper reported as text (the private podman service, the pause image).
     #[error("{0}")]
     Other(String),
     /// A command-line value the runner cannot use (exit 2, like clap's own errors).
@@ -63,6 +92,12 @@ impl RunError {
             | RunError::JobIdNotAPathComponent(_)
             | RunError::JobNotFound(_)
             | RunError::AlreadyRunning { .. }
+            | RunError::Podman(_)
+            | RunError::StateFile { .. }
+            | RunError::Encode(_)
+            | RunError::NoSuchTask { .. }
+            | RunError::Ports { .. }
+            | RunError::Worker { .. }
             | RunError::Other(_) => exit_code::RUNNER,
         }
     }
@@ -73,5 +108,37 @@ impl RunError {
     ) -> impl FnOnce(std::io::Error) -> RunError {
         let path = path.into();
         move |source| RunError::Io { what, path, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn typed_errors_read_as_the_messages_they_replaced() {
+        let e = RunError::NoSuchTask {
+            job: "web".into(),
+            task: "api".into(),
+        };
+        assert_eq!(e.to_string(), r#"job "web" has no task "api""#);
+        let bad = serde_json::from_slice::<serde_json::Value>(b"{").expect_err("truncated");
+        let e = RunError::StateFile {
+            path: "/state/web/manifest.json".into(),
+            source: bad,
+        };
+        assert!(
+            e.to_string().starts_with("/state/web/manifest.json: EOF"),
+            "{e}"
+        );
+        assert!(e.source().is_some_and(|s| s.is::<serde_json::Error>()));
+        let e = RunError::Worker {
+            context: "reading the logs failed",
+            source: "task panicked".into(),
+        };
+        assert_eq!(e.to_string(), "reading the logs failed: task panicked");
+        assert_eq!(e.exit_code(), exit_code::RUNNER);
     }
 }

@@ -46,17 +46,18 @@ async fn show_logs(args: &LogsArgs) -> Result<i32, RunError> {
     let files = JobFiles::new(&state_root(&args.connection)?, &args.job)?;
     let manifest_path = Manifest::path(&files);
     let manifest: Manifest = match statedir::read_private_file(&manifest_path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| RunError::Other(format!("{}: {e}", manifest_path.display())))?,
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| RunError::StateFile {
+            path: manifest_path.clone(),
+            source,
+        })?,
         Err(_) => return Err(RunError::JobNotFound(args.job.clone())),
     };
     let (tasks, sources) = task_logs(&manifest, args).await;
     if tasks.is_empty() {
-        return Err(RunError::Other(format!(
-            "job {:?} has no task {:?}",
-            args.job,
-            args.task.clone().unwrap_or_default()
-        )));
+        return Err(RunError::NoSuchTask {
+            job: args.job.clone(),
+            task: args.task.clone().unwrap_or_default(),
+        });
     }
     for task in &tasks {
         if let Some((stdout, stderr)) = &task.legacy {
@@ -233,7 +234,10 @@ where
         (sources, result)
     })
     .await
-    .map_err(|e| RunError::Other(format!("reading the logs failed: {e}")))
+    .map_err(|e| RunError::Worker {
+        context: "reading the logs failed",
+        source: Box::new(e),
+    })
 }
 
 /// Whether any file of the journal (rotated, or the single file of an older version) is there.

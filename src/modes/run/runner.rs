@@ -289,12 +289,16 @@ async fn supervise(
                 index,
             };
             let dir = AllocDir::new(root, &job.id, &alloc.id);
-            let ports = match &group.network {
-                Some(net) => allocator
-                    .allocate(&net.ports, &host_ip)
-                    .map_err(|e| RunError::Other(format!("group {:?}: {e}", group.name)))?,
-                None => Vec::new(),
-            };
+            let ports =
+                match &group.network {
+                    Some(net) => allocator.allocate(&net.ports, &host_ip).map_err(|source| {
+                        RunError::Ports {
+                            group: group.name.clone(),
+                            source,
+                        }
+                    })?,
+                    None => Vec::new(),
+                };
             let mut tasks: Vec<String> = group.tasks.iter().map(|t| t.name.clone()).collect();
             let mut logs = Vec::new();
             let mut log_flush = BTreeMap::new();
@@ -358,8 +362,7 @@ async fn supervise(
             .collect(),
     };
     let manifest_path = Manifest::path(files);
-    let manifest_json =
-        serde_json::to_vec_pretty(&manifest).map_err(|e| RunError::Other(e.to_string()))?;
+    let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(RunError::Encode)?;
     statedir::write_private_file(&manifest_path, &manifest_json)
         .map_err(RunError::io("cannot write", &manifest_path))?;
     ui.note(format!(

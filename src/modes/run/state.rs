@@ -116,7 +116,7 @@ fn podman_error(socket: &str, e: PodmanError) -> RunError {
             reason: e.to_string(),
         }
     } else {
-        RunError::Other(e.to_string())
+        RunError::Podman(e)
     }
 }
 
@@ -314,7 +314,7 @@ pub async fn ps(args: PsArgs) -> i32 {
     if args.json {
         match serde_json::to_string_pretty(&entries) {
             Ok(json) => crate::outln!("{json}"),
-            Err(e) => return report_error(&RunError::Other(e.to_string())),
+            Err(e) => return report_error(&RunError::Encode(e)),
         }
         return exit_code::OK;
     }

@@ -121,7 +121,10 @@ pub async fn load_checked(
                 (loaded, checked, facts, constraints)
             }));
         })
-        .map_err(|e| RunError::Other(format!("cannot start reading the job file: {e}")))?;
+        .map_err(|e| RunError::Worker {
+            context: "cannot start reading the job file",
+            source: Box::new(e),
+        })?;
     let (loaded, mut checked, node, constraints) =
         match tokio::time::timeout(LOAD_DEADLINE, loaded).await {
             Ok(Ok(result)) => result.map_err(RunError::JobFile)?,
