@@ -1080,7 +1080,8 @@ fn call(
                 .ok_or_else(|| err("printf needs a format".into()))?;
             let json_args: Vec<serde_json::Value> = rest.iter().map(to_json).collect();
             Val::Str(
-                crate::modes::run::jobspec::functions::format(&s(fmt), &json_args).map_err(err)?,
+                crate::modes::run::jobspec::functions::format(&s(fmt), &json_args)
+                    .map_err(|e| err(e.to_string()))?,
             )
         }
         "eq" | "ne" | "lt" | "le" | "gt" | "ge" => {

@@ -622,14 +622,14 @@ impl<'a> Evaluator<'a> {
                 let [path] = args.as_slice() else {
                     return Err(failed("expected 1 argument".into()));
                 };
-                let path = to_string(path).map_err(failed)?;
+                let path = to_string(path).map_err(|e| failed(e.to_string()))?;
                 self.read_file(&path).map(Value::String).map_err(failed)
             }
             "templatefile" => self.templatefile(args).map_err(|e| match e {
                 TemplateFileError::Call(m) => failed(m),
                 TemplateFileError::Template(e) => e,
             }),
-            _ => functions::call(name, args).map_err(failed),
+            _ => functions::call(name, args).map_err(|e| failed(e.to_string())),
         }
     }
 
@@ -655,7 +655,7 @@ impl<'a> Evaluator<'a> {
                 )))
             }
         };
-        let path = to_string(&path).map_err(TemplateFileError::Call)?;
+        let path = to_string(&path).map_err(|e| TemplateFileError::Call(e.to_string()))?;
         let text = self.read_file(&path).map_err(TemplateFileError::Call)?;
         let source = Source::new(self.source.base_dir().join(Path::new(&path)), text);
         let template = hcl::edit::parser::parse_template(source.text()).map_err(|e| {

@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::value::{self, number, to_number, to_string, type_name, Object};
+use super::value::{self, number, to_number, to_string, type_name, ConversionError, Object};
 
 /// Names of every function a job file may call, for "unknown function" errors.
 pub const NAMES: &[&str] = &[
@@ -68,7 +68,68 @@ pub const NAMES: &[&str] = &[
     "zipmap",
 ];
 
-pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
+/// Why a function call of a job file failed; shown as the reason in the call's located
+/// error.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    #[error(transparent)]
+    Conversion(#[from] ConversionError),
+    #[error("expected {expected} argument{}, got {got}", if *expected == 1 { "" } else { "s" })]
+    Arity { expected: usize, got: usize },
+    #[error("expected {expected} arguments, got {got}")]
+    ArityRange { expected: &'static str, got: usize },
+    #[error("argument {index}: {source}")]
+    Argument {
+        index: usize,
+        #[source]
+        source: Box<FunctionError>,
+    },
+    #[error("argument {index} must be a map or object, got a {got}")]
+    NotAMapArgument { index: usize, got: &'static str },
+    #[error("a list is required, got a {0}")]
+    NotAList(&'static str),
+    #[error("a map is required, got a {0}")]
+    NotAMap(&'static str),
+    #[error("a whole non-negative number is required, got {0}")]
+    NotAnIndex(f64),
+    #[error("cannot take the length of a {0}")]
+    NoLength(&'static str),
+    #[error("invalid slice {start}..{end} of a list of {len}")]
+    InvalidSlice {
+        start: usize,
+        end: usize,
+        len: usize,
+    },
+    #[error("the map has no key {0:?} and no default was given")]
+    MissingKey(String),
+    #[error("there is no function named {0:?}")]
+    NoSuchFunction(String),
+    #[error(transparent)]
+    Regex(#[from] regex::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("invalid JSON: {0}")]
+    InvalidJson(#[source] serde_json::Error),
+    #[error("invalid base64: {0}")]
+    InvalidBase64(#[source] base64::DecodeError),
+    #[error("invalid argument index [{0}]")]
+    BadArgumentIndex(String),
+    #[error("not enough arguments for the format verb %{0}")]
+    MissingFormatArgument(char),
+    #[error("too many arguments: {given} given, {used} used")]
+    TooManyArguments { given: usize, used: usize },
+    #[error("the {what} {digits} is above the limit of {MAX_FORMAT_WIDTH}")]
+    AboveFormatLimit { what: &'static str, digits: String },
+    #[error("%{verb} requires a whole number, got {value}")]
+    NotWhole { verb: char, value: f64 },
+    #[error("unsupported format verb %{0}")]
+    UnsupportedVerb(char),
+    /// A rule of the function's own, said in a fixed sentence.
+    #[error("{0}")]
+    Invalid(&'static str),
+}
+
+pub fn call(name: &str, args: Vec<Value>) -> Result<Value, FunctionError> {
     match name {
         "abs" => num1(&args, f64::abs),
         "ceil" => num1(&args, f64::ceil),
@@ -110,7 +171,7 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         "replace" => replace(&args),
         "regex_replace" => {
             let [s, pattern, with] = exact::<3>(&args)?;
-            let re = regex::Regex::new(&to_string(pattern)?).map_err(|e| e.to_string())?;
+            let re = regex::Regex::new(&to_string(pattern)?).map_err(FunctionError::from)?;
             Ok(Value::String(
                 re.replace_all(&to_string(s)?, to_string(with)?.as_str())
                     .into_owned(),
@@ -120,7 +181,7 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
             let [sep, s] = exact::<2>(&args)?;
             let (sep, s) = (to_string(sep)?, to_string(s)?);
             if sep.is_empty() {
-                return Err("the separator must not be empty".into());
+                return Err(FunctionError::Invalid("the separator must not be empty"));
             }
             Ok(Value::Array(
                 s.split(sep.as_str())
@@ -130,7 +191,9 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         }
         "join" => join(&args),
         "format" => {
-            let (fmt, rest) = args.split_first().ok_or("format needs a format string")?;
+            let (fmt, rest) = args
+                .split_first()
+                .ok_or(FunctionError::Invalid("format needs a format string"))?;
             format(&to_string(fmt)?, rest).map(Value::String)
         }
         "formatlist" => formatlist(&args),
@@ -139,7 +202,10 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
             for (i, arg) in args.iter().enumerate() {
                 out.extend(
                     list(arg)
-                        .map_err(|e| format!("argument {}: {e}", i + 1))?
+                        .map_err(|e| FunctionError::Argument {
+                            index: i + 1,
+                            source: Box::new(e),
+                        })?
                         .iter()
                         .cloned(),
                 );
@@ -153,11 +219,10 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
                     Value::Null => {}
                     Value::Object(map) => out.extend(map),
                     other => {
-                        return Err(format!(
-                            "argument {} must be a map or object, got a {}",
-                            i + 1,
-                            type_name(&other)
-                        ))
+                        return Err(FunctionError::NotAMapArgument {
+                            index: i + 1,
+                            got: type_name(&other),
+                        })
                     }
                 }
             }
@@ -167,11 +232,13 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         "coalesce" => args
             .into_iter()
             .find(|v| !v.is_null() && v.as_str() != Some(""))
-            .ok_or_else(|| "no non-null, non-empty-string arguments".to_string()),
+            .ok_or(FunctionError::Invalid(
+                "no non-null, non-empty-string arguments",
+            )),
         "coalescelist" => args
             .into_iter()
             .find(|v| v.as_array().is_some_and(|l| !l.is_empty()))
-            .ok_or_else(|| "no non-empty list arguments".to_string()),
+            .ok_or(FunctionError::Invalid("no non-empty list arguments")),
         "compact" => {
             let [l] = exact::<1>(&args)?;
             Ok(Value::Array(
@@ -194,13 +261,15 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
                 .iter()
                 .position(|v| value::equal(v, needle))
                 .map(|i| number(i as f64))
-                .ok_or_else(|| "item not found".to_string())
+                .ok_or(FunctionError::Invalid("item not found"))
         }
         "element" => {
             let [l, i] = exact::<2>(&args)?;
             let items = list(l)?;
             if items.is_empty() {
-                return Err("cannot use element function with an empty list".into());
+                return Err(FunctionError::Invalid(
+                    "cannot use element function with an empty list",
+                ));
             }
             let i = index_arg(i)?;
             Ok(items[i % items.len()].clone())
@@ -211,7 +280,7 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
                 Value::String(s) => s.chars().count(),
                 Value::Array(l) => l.len(),
                 Value::Object(m) => m.len(),
-                other => return Err(format!("cannot take the length of a {}", type_name(other))),
+                other => return Err(FunctionError::NoLength(type_name(other))),
             };
             Ok(number(n as f64))
         }
@@ -232,7 +301,9 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
             let [k, v] = exact::<2>(&args)?;
             let (k, v) = (list(k)?, list(v)?);
             if k.len() != v.len() {
-                return Err("the keys and values lists must have the same length".into());
+                return Err(FunctionError::Invalid(
+                    "the keys and values lists must have the same length",
+                ));
             }
             let mut out = Object::new();
             for (key, val) in k.iter().zip(v) {
@@ -274,10 +345,11 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
             let items = list(l)?;
             let (start, end) = (index_arg(start)?, index_arg(end)?);
             if start > end || end > items.len() {
-                return Err(format!(
-                    "invalid slice {start}..{end} of a list of {}",
-                    items.len()
-                ));
+                return Err(FunctionError::InvalidSlice {
+                    start,
+                    end,
+                    len: items.len(),
+                });
             }
             Ok(Value::Array(items[start..end].to_vec()))
         }
@@ -285,7 +357,7 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
             let [l, size] = exact::<2>(&args)?;
             let size = index_arg(size)?;
             if size == 0 {
-                return Err("the chunk size must be positive".into());
+                return Err(FunctionError::Invalid("the chunk size must be positive"));
             }
             Ok(Value::Array(
                 list(l)?
@@ -299,11 +371,11 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
             let [v] = exact::<1>(&args)?;
             serde_json::to_string(v)
                 .map(Value::String)
-                .map_err(|e| e.to_string())
+                .map_err(FunctionError::from)
         }
         "jsondecode" => {
             let [s] = exact::<1>(&args)?;
-            serde_json::from_str(&to_string(s)?).map_err(|e| format!("invalid JSON: {e}"))
+            serde_json::from_str(&to_string(s)?).map_err(FunctionError::InvalidJson)
         }
         "base64encode" => {
             let [s] = exact::<1>(&args)?;
@@ -315,10 +387,10 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
             let [s] = exact::<1>(&args)?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(to_string(s)?.trim())
-                .map_err(|e| format!("invalid base64: {e}"))?;
+                .map_err(FunctionError::InvalidBase64)?;
             String::from_utf8(bytes)
                 .map(Value::String)
-                .map_err(|_| "the decoded bytes are not valid UTF-8".to_string())
+                .map_err(|_| FunctionError::Invalid("the decoded bytes are not valid UTF-8"))
         }
         "tostring" => convert1(&args, |v| to_string(v).map(Value::String)),
         "tonumber" => convert1(&args, |v| to_number(v).map(number)),
@@ -326,66 +398,70 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         "tolist" => convert1(&args, |v| list(v).map(|l| Value::Array(l.to_vec()))),
         "toset" => call("distinct", args),
         "tomap" => convert1(&args, |v| object(v).map(|m| Value::Object(m.clone()))),
-        other => Err(format!("there is no function named {other:?}")),
+        other => Err(FunctionError::NoSuchFunction(other.to_string())),
     }
 }
 
-fn exact<const N: usize>(args: &[Value]) -> Result<&[Value; N], String> {
-    args.try_into().map_err(|_| {
-        format!(
-            "expected {N} argument{}, got {}",
-            if N == 1 { "" } else { "s" },
-            args.len()
-        )
+fn exact<const N: usize>(args: &[Value]) -> Result<&[Value; N], FunctionError> {
+    args.try_into().map_err(|_| FunctionError::Arity {
+        expected: N,
+        got: args.len(),
     })
 }
 
-fn list(v: &Value) -> Result<&[Value], String> {
+fn list(v: &Value) -> Result<&[Value], FunctionError> {
     match v {
         Value::Array(items) => Ok(items),
-        other => Err(format!("a list is required, got a {}", type_name(other))),
+        other => Err(FunctionError::NotAList(type_name(other))),
     }
 }
 
-fn object(v: &Value) -> Result<&Object, String> {
+fn object(v: &Value) -> Result<&Object, FunctionError> {
     match v {
         Value::Object(map) => Ok(map),
-        other => Err(format!("a map is required, got a {}", type_name(other))),
+        other => Err(FunctionError::NotAMap(type_name(other))),
     }
 }
 
-fn index_arg(v: &Value) -> Result<usize, String> {
+fn index_arg(v: &Value) -> Result<usize, FunctionError> {
     let n = to_number(v)?;
     if n < 0.0 || n.fract() != 0.0 {
-        return Err(format!("a whole non-negative number is required, got {n}"));
+        return Err(FunctionError::NotAnIndex(n));
     }
     Ok(n as usize)
 }
 
-fn num1(args: &[Value], f: impl Fn(f64) -> f64) -> Result<Value, String> {
+fn num1(args: &[Value], f: impl Fn(f64) -> f64) -> Result<Value, FunctionError> {
     let [v] = exact::<1>(args)?;
     Ok(number(f(to_number(v)?)))
 }
 
-fn str1(args: &[Value], f: impl Fn(&str) -> String) -> Result<Value, String> {
+fn str1(args: &[Value], f: impl Fn(&str) -> String) -> Result<Value, FunctionError> {
     let [v] = exact::<1>(args)?;
     Ok(Value::String(f(&to_string(v)?)))
 }
 
-fn convert1(args: &[Value], f: impl Fn(&Value) -> Result<Value, String>) -> Result<Value, String> {
+fn convert1<E>(
+    args: &[Value],
+    f: impl Fn(&Value) -> Result<Value, E>,
+) -> Result<Value, FunctionError>
+where
+    FunctionError: From<E>,
+{
     let [v] = exact::<1>(args)?;
     if v.is_null() {
         return Ok(Value::Null);
     }
-    f(v)
+    Ok(f(v)?)
 }
 
-fn fold_numbers(args: &[Value], f: impl Fn(f64, f64) -> f64) -> Result<Value, String> {
+fn fold_numbers(args: &[Value], f: impl Fn(f64, f64) -> f64) -> Result<Value, FunctionError> {
     let mut numbers = args.iter().map(to_number);
-    let first = numbers.next().ok_or("at least one number is required")??;
-    numbers
-        .try_fold(first, |acc, n| n.map(|n| f(acc, n)))
-        .map(number)
+    let first = numbers
+        .next()
+        .ok_or(FunctionError::Invalid("at least one number is required"))??;
+    let folded = numbers.try_fold(first, |acc, n| n.map(|n| f(acc, n)))?;
+    Ok(number(folded))
 }
 
 fn title(s: &str) -> String {
@@ -402,7 +478,7 @@ fn title(s: &str) -> String {
     out
 }
 
-fn substr(args: &[Value]) -> Result<Value, String> {
+fn substr(args: &[Value]) -> Result<Value, FunctionError> {
     let [s, offset, length] = exact::<3>(args)?;
     let chars: Vec<char> = to_string(s)?.chars().collect();
     let offset = to_number(offset)? as i64;
@@ -425,11 +501,11 @@ fn substr(args: &[Value]) -> Result<Value, String> {
 
 /// `replace(string, search, replacement)`; a search wrapped in slashes is a regex, as in
 /// Terraform's variant that job files copied from Terraform use.
-fn replace(args: &[Value]) -> Result<Value, String> {
+fn replace(args: &[Value]) -> Result<Value, FunctionError> {
     let [s, search, with] = exact::<3>(args)?;
     let (s, search, with) = (to_string(s)?, to_string(search)?, to_string(with)?);
     if search.len() > 1 && search.starts_with('/') && search.ends_with('/') {
-        let re = regex::Regex::new(&search[1..search.len() - 1]).map_err(|e| e.to_string())?;
+        let re = regex::Regex::new(&search[1..search.len() - 1]).map_err(FunctionError::from)?;
         return Ok(Value::String(
             re.replace_all(&s, with.as_str()).into_owned(),
         ));
@@ -440,12 +516,12 @@ fn replace(args: &[Value]) -> Result<Value, String> {
     Ok(Value::String(s.replace(&search, &with)))
 }
 
-fn join(args: &[Value]) -> Result<Value, String> {
+fn join(args: &[Value]) -> Result<Value, FunctionError> {
     let (sep, lists) = args
         .split_first()
-        .ok_or("join needs a separator and a list")?;
+        .ok_or(FunctionError::Invalid("join needs a separator and a list"))?;
     if lists.is_empty() {
-        return Err("join needs at least one list".into());
+        return Err(FunctionError::Invalid("join needs at least one list"));
     }
     let sep = to_string(sep)?;
     let mut parts = Vec::new();
@@ -457,36 +533,39 @@ fn join(args: &[Value]) -> Result<Value, String> {
     Ok(Value::String(parts.join(&sep)))
 }
 
-fn lookup(mut args: Vec<Value>) -> Result<Value, String> {
+fn lookup(mut args: Vec<Value>) -> Result<Value, FunctionError> {
     if !(2..=3).contains(&args.len()) {
-        return Err(format!("expected 2 or 3 arguments, got {}", args.len()));
+        return Err(FunctionError::ArityRange {
+            expected: "2 or 3",
+            got: args.len(),
+        });
     }
     let default = if args.len() == 3 { args.pop() } else { None };
     let key = to_string(&args[1])?;
     match object(&args[0])?.get(&key) {
         Some(v) => Ok(v.clone()),
-        None => {
-            default.ok_or_else(|| format!("the map has no key {key:?} and no default was given"))
-        }
+        None => default.ok_or(FunctionError::MissingKey(key)),
     }
 }
 
-fn range(args: &[Value]) -> Result<Value, String> {
+fn range(args: &[Value]) -> Result<Value, FunctionError> {
     let nums = args.iter().map(to_number).collect::<Result<Vec<_>, _>>()?;
     let (start, end, step) = match nums.as_slice() {
         [end] => (0.0, *end, 1.0),
         [start, end] => (*start, *end, if start <= end { 1.0 } else { -1.0 }),
         [start, end, step] => (*start, *end, *step),
-        _ => return Err("range takes 1 to 3 numbers".into()),
+        _ => return Err(FunctionError::Invalid("range takes 1 to 3 numbers")),
     };
     if step == 0.0 {
-        return Err("the step must not be zero".into());
+        return Err(FunctionError::Invalid("the step must not be zero"));
     }
     let mut out = Vec::new();
     let mut i = start;
     while (step > 0.0 && i < end) || (step < 0.0 && i > end) {
         if out.len() >= 1024 {
-            return Err("range would produce more than 1024 elements".into());
+            return Err(FunctionError::Invalid(
+                "range would produce more than 1024 elements",
+            ));
         }
         out.push(number(i));
         i += step;
@@ -503,10 +582,10 @@ fn flatten_into(items: &[Value], out: &mut Vec<Value>) {
     }
 }
 
-fn formatlist(args: &[Value]) -> Result<Value, String> {
+fn formatlist(args: &[Value]) -> Result<Value, FunctionError> {
     let (fmt, rest) = args
         .split_first()
-        .ok_or("formatlist needs a format string")?;
+        .ok_or(FunctionError::Invalid("formatlist needs a format string"))?;
     let fmt = to_string(fmt)?;
     let len = rest
         .iter()
@@ -519,10 +598,9 @@ fn formatlist(args: &[Value]) -> Result<Value, String> {
         let row = rest
             .iter()
             .map(|a| match a {
-                Value::Array(items) => items
-                    .get(i)
-                    .cloned()
-                    .ok_or_else(|| "all list arguments must have the same length".to_string()),
+                Value::Array(items) => items.get(i).cloned().ok_or(FunctionError::Invalid(
+                    "all list arguments must have the same length",
+                )),
                 other => Ok(other.clone()),
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -533,7 +611,7 @@ fn formatlist(args: &[Value]) -> Result<Value, String> {
 
 /// `format` with the verbs job files use: %s %d %f %g %t %v %q %x %X %o %b %e %%, flags
 /// `-`, `0`, `+`, width, precision and explicit argument indexes `%[2]s`.
-pub fn format(fmt: &str, args: &[Value]) -> Result<String, String> {
+pub fn format(fmt: &str, args: &[Value]) -> Result<String, FunctionError> {
     let mut out = String::new();
     let mut chars = fmt.chars().peekable();
     let mut next_arg = 0usize;
@@ -564,9 +642,9 @@ pub fn format(fmt: &str, args: &[Value]) -> Result<String, String> {
             let digits: String = chars.by_ref().take_while(|&c| c != ']').collect();
             let n: usize = digits
                 .parse()
-                .map_err(|_| format!("invalid argument index [{digits}]"))?;
+                .map_err(|_| FunctionError::BadArgumentIndex(digits.clone()))?;
             if n == 0 {
-                return Err("argument indexes start at 1".into());
+                return Err(FunctionError::Invalid("argument indexes start at 1"));
             }
             next_arg = n - 1;
             explicit_index = true;
@@ -578,12 +656,12 @@ pub fn format(fmt: &str, args: &[Value]) -> Result<String, String> {
         } else {
             None
         };
-        let verb = chars
-            .next()
-            .ok_or("the format string ends with an incomplete verb")?;
+        let verb = chars.next().ok_or(FunctionError::Invalid(
+            "the format string ends with an incomplete verb",
+        ))?;
         let arg = args
             .get(next_arg)
-            .ok_or_else(|| format!("not enough arguments for the format verb %{verb}"))?;
+            .ok_or(FunctionError::MissingFormatArgument(verb))?;
         next_arg += 1;
         let text = format_verb(verb, arg, precision, plus)?;
         pad(
@@ -595,11 +673,10 @@ pub fn format(fmt: &str, args: &[Value]) -> Result<String, String> {
         );
     }
     if !explicit_index && next_arg < args.len() {
-        return Err(format!(
-            "too many arguments: {} given, {} used",
-            args.len(),
-            next_arg
-        ));
+        return Err(FunctionError::TooManyArguments {
+            given: args.len(),
+            used: next_arg,
+        });
     }
     Ok(out)
 }
@@ -612,8 +689,8 @@ pub const MAX_FORMAT_WIDTH: usize = 4096;
 /// The digits of a width or precision, if any; `what` names it in the error.
 fn take_digits(
     chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
-    what: &str,
-) -> Result<Option<usize>, String> {
+    what: &'static str,
+) -> Result<Option<usize>, FunctionError> {
     let mut digits = String::new();
     while let Some(&c) = chars.peek() {
         if !c.is_ascii_digit() {
@@ -627,9 +704,7 @@ fn take_digits(
     }
     match digits.parse::<usize>() {
         Ok(n) if n <= MAX_FORMAT_WIDTH => Ok(Some(n)),
-        _ => Err(format!(
-            "the {what} {digits} is above the limit of {MAX_FORMAT_WIDTH}"
-        )),
+        _ => Err(FunctionError::AboveFormatLimit { what, digits }),
     }
 }
 
@@ -638,12 +713,12 @@ fn format_verb(
     arg: &Value,
     precision: Option<usize>,
     plus: bool,
-) -> Result<String, String> {
+) -> Result<String, FunctionError> {
     let sign = |f: f64, s: String| if plus && f >= 0.0 { format!("+{s}") } else { s };
-    let integer = |arg: &Value| -> Result<i64, String> {
+    let integer = |arg: &Value| -> Result<i64, FunctionError> {
         let f = to_number(arg)?;
         if f.fract() != 0.0 {
-            return Err(format!("%{verb} requires a whole number, got {f}"));
+            return Err(FunctionError::NotWhole { verb, value: f });
         }
         Ok(f as i64)
     };
@@ -655,10 +730,10 @@ fn format_verb(
                 None => s,
             }
         }
-        'q' => serde_json::to_string(&to_string(arg)?).map_err(|e| e.to_string())?,
+        'q' => serde_json::to_string(&to_string(arg)?).map_err(FunctionError::from)?,
         'v' => match arg {
             Value::Array(_) | Value::Object(_) => {
-                serde_json::to_string(arg).map_err(|e| e.to_string())?
+                serde_json::to_string(arg).map_err(FunctionError::from)?
             }
             Value::Null => "null".into(),
             other => to_string(other)?,
@@ -684,7 +759,7 @@ fn format_verb(
             let f = to_number(arg)?;
             sign(f, value::to_string(&number(f))?)
         }
-        other => return Err(format!("unsupported format verb %{other}")),
+        other => return Err(FunctionError::UnsupportedVerb(other)),
     })
 }
 
@@ -715,11 +790,40 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn errors_are_typed_and_read_as_before() {
+        let err = call("concat", vec![json!(1)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "argument 1: a list is required, got a number"
+        );
+        assert!(matches!(
+            &err,
+            FunctionError::Argument { index: 1, source } if matches!(**source, FunctionError::NotAList("number"))
+        ));
+        let err = call("regex_replace", vec![json!("a"), json!("("), json!("b")]).unwrap_err();
+        assert!(matches!(err, FunctionError::Regex(_)), "{err:?}");
+        let err = call("upper", vec![json!(null)]).unwrap_err();
+        assert_eq!(err.to_string(), "a null value cannot be used as a string");
+        assert!(matches!(
+            err,
+            FunctionError::Conversion(ConversionError::NullAsString)
+        ));
+        assert_eq!(
+            call("upper", vec![]).unwrap_err().to_string(),
+            "expected 1 argument, got 0"
+        );
+        assert_eq!(
+            call("trim", vec![json!("a")]).unwrap_err().to_string(),
+            "expected 2 arguments, got 1"
+        );
+    }
+
     fn f(name: &str, args: Value) -> Result<Value, String> {
         let Value::Array(args) = args else {
             unreachable!()
         };
-        call(name, args)
+        call(name, args).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -755,11 +859,11 @@ mod tests {
     fn format_caps_width_and_precision() {
         let one = [json!(1)];
         assert_eq!(
-            format("%99999999999d", &one).unwrap_err(),
+            format("%99999999999d", &one).unwrap_err().to_string(),
             "the width 99999999999 is above the limit of 4096"
         );
         assert_eq!(
-            format("%.4097f", &one).unwrap_err(),
+            format("%.4097f", &one).unwrap_err().to_string(),
             "the precision 4097 is above the limit of 4096"
         );
         // Beyond usize: still an error, not a silently dropped width.

@@ -124,9 +124,9 @@ impl TypeConstraint {
         }
         match self {
             TypeConstraint::Any => Ok(value),
-            TypeConstraint::String => value::to_string(&value).map(Value::String),
-            TypeConstraint::Number => value::to_number(&value).map(value::number),
-            TypeConstraint::Bool => value::to_bool(&value).map(Value::Bool),
+            TypeConstraint::String => Ok(Value::String(value::to_string(&value)?)),
+            TypeConstraint::Number => Ok(value::number(value::to_number(&value)?)),
+            TypeConstraint::Bool => Ok(Value::Bool(value::to_bool(&value)?)),
             TypeConstraint::List(elem) | TypeConstraint::Set(elem) => match value {
                 Value::Array(items) => {
                     let mut out = Vec::with_capacity(items.len());

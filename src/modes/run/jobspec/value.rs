@@ -49,36 +49,61 @@ pub fn format_number(n: &Number) -> String {
     }
 }
 
+/// Why a value does not convert to the type asked for; the type names are HCL's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConversionError {
+    #[error("a null value cannot be used as a string")]
+    NullAsString,
+    #[error("a {0} cannot be used as a string")]
+    NotAString(&'static str),
+    #[error("number out of range")]
+    NumberOutOfRange,
+    #[error("a number is required, got the string {0:?}")]
+    NotANumberString(String),
+    #[error("a number is required, got a {0}")]
+    NotANumber(&'static str),
+    #[error("a bool is required, got a {0}")]
+    NotABool(&'static str),
+}
+
+/// The evaluator's messages are text in a located error; a conversion inside one of them
+/// reads as its message.
+impl From<ConversionError> for String {
+    fn from(e: ConversionError) -> String {
+        e.to_string()
+    }
+}
+
 /// HCL's automatic conversion to string (for templates and string-typed fields).
-pub fn to_string(value: &Value) -> Result<String, String> {
+pub fn to_string(value: &Value) -> Result<String, ConversionError> {
     match value {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(format_number(n)),
         Value::Bool(b) => Ok(b.to_string()),
-        Value::Null => Err("a null value cannot be used as a string".into()),
-        other => Err(format!("a {} cannot be used as a string", type_name(other))),
+        Value::Null => Err(ConversionError::NullAsString),
+        other => Err(ConversionError::NotAString(type_name(other))),
     }
 }
 
 /// HCL's automatic conversion to number: numbers, and strings that parse as one.
-pub fn to_number(value: &Value) -> Result<f64, String> {
+pub fn to_number(value: &Value) -> Result<f64, ConversionError> {
     match value {
-        Value::Number(n) => n.as_f64().ok_or_else(|| "number out of range".to_string()),
+        Value::Number(n) => n.as_f64().ok_or(ConversionError::NumberOutOfRange),
         Value::String(s) => s
             .trim()
             .parse::<f64>()
-            .map_err(|_| format!("a number is required, got the string {s:?}")),
-        other => Err(format!("a number is required, got a {}", type_name(other))),
+            .map_err(|_| ConversionError::NotANumberString(s.clone())),
+        other => Err(ConversionError::NotANumber(type_name(other))),
     }
 }
 
 /// HCL's automatic conversion to bool: bools and the strings "true"/"false".
-pub fn to_bool(value: &Value) -> Result<bool, String> {
+pub fn to_bool(value: &Value) -> Result<bool, ConversionError> {
     match value {
         Value::Bool(b) => Ok(*b),
         Value::String(s) if s == "true" => Ok(true),
         Value::String(s) if s == "false" => Ok(false),
-        other => Err(format!("a bool is required, got a {}", type_name(other))),
+        other => Err(ConversionError::NotABool(type_name(other))),
     }
 }
 
