@@ -73,6 +73,13 @@ pub enum RunError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("no podman socket configured")]
+    NoSocket,
+    #[error("cannot read this process's /proc/self/stat")]
+    NoProcessIdentity,
+    /// The job file reader's thread ended without an answer (it panicked).
+    #[error("reading the job file stopped")]
+    JobFileReaderGone,
     /// What a helper reported as text (the private podman service, the pause image).
     #[error("{0}")]
     Other(String),
@@ -98,6 +105,9 @@ impl RunError {
             | RunError::NoSuchTask { .. }
             | RunError::Ports { .. }
             | RunError::Worker { .. }
+            | RunError::NoSocket
+            | RunError::NoProcessIdentity
+            | RunError::JobFileReaderGone
             | RunError::Other(_) => exit_code::RUNNER,
         }
     }

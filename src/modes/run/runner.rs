@@ -249,8 +249,7 @@ async fn run_connected(
     make_way(args, &files, &job.id).await?;
     files.create_dir()?;
     remove_previous_allocations(&files).await;
-    let me = ProcessIdentity::current()
-        .ok_or_else(|| RunError::Other("cannot read this process's /proc/self/stat".into()))?;
+    let me = ProcessIdentity::current().ok_or(RunError::NoProcessIdentity)?;
     statedir::write_private_file(&files.pid(), me.to_record().as_bytes())
         .map_err(RunError::io("cannot write", files.pid()))?;
 
@@ -410,7 +409,7 @@ async fn supervise(
                 .sockets()
                 .first()
                 .and_then(|s| driver.client(&s.name))
-                .ok_or_else(|| RunError::Other("no podman socket configured".into()))?;
+                .ok_or(RunError::NoSocket)?;
             InfraImage::Pause(
                 infra::ensure_pause_image(&client)
                     .await

@@ -128,7 +128,7 @@ pub async fn load_checked(
     let (loaded, mut checked, node, constraints) =
         match tokio::time::timeout(LOAD_DEADLINE, loaded).await {
             Ok(Ok(result)) => result.map_err(RunError::JobFile)?,
-            Ok(Err(_)) => return Err(RunError::Other("reading the job file stopped".into())),
+            Ok(Err(_)) => return Err(RunError::JobFileReaderGone),
             Err(_) => {
                 return Err(RunError::JobFile(JobFileErrors::one(
                     JobFileError::unlocated(format!(
