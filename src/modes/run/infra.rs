@@ -147,6 +147,9 @@ pub async fn start(ctx: &AllocContext, image: &InfraImage) -> Result<BridgeNames
     );
     let mut options = json!({
         "image": image.name(),
+        // Asked for by name: rootless podman's default would be slirp4netns, which gives
+        // the group no address of its own on a bridge as Nomad's bridge mode does.
+        "network_mode": "bridge",
         "ports": ctx.ports.iter().map(|p| p.label.clone()).collect::<Vec<_>>(),
         "hostname": group.network.as_ref().and_then(|n| n.hostname.clone()).unwrap_or_default(),
     });
