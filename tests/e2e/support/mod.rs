@@ -511,12 +511,19 @@ impl TestPodman {
     /// (e.g. `STOPSIGNAL=SIGUSR1`).
     pub fn import_busybox(&self, name: &str, changes: &[&str]) -> Result<(), String> {
         let tar = busybox_rootfs_tar(&self.dir)?;
+        let mut all = vec![
+            "CMD=[\"/bin/sh\"]",
+            "ENV=PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        ];
+        all.extend(changes);
+        self.import_rootfs(&tar, name, &all)
+    }
+
+    /// Imports a rootfs tar as image `name` with `--change` instructions (no spaces in
+    /// them: podman splits a change at the first one).
+    pub fn import_rootfs(&self, tar: &Path, name: &str, changes: &[&str]) -> Result<(), String> {
         let mut cmd = self.command();
-        cmd.arg("import")
-            .arg("--change")
-            .arg("CMD=[\"/bin/sh\"]")
-            .arg("--change")
-            .arg("ENV=PATH=/usr/sbin:/usr/bin:/sbin:/bin");
+        cmd.arg("import");
         for c in changes {
             cmd.arg("--change").arg(c);
         }

@@ -169,15 +169,17 @@ pub fn auth_registry() -> &'static TestRegistry {
 }
 
 fn htpasswd(user: &str, password: &str) -> Result<Vec<u8>, String> {
-    let out = Command::new("htpasswd")
-        .args(["-Bbn", user, password])
-        .output()
-        .map_err(|e| format!("htpasswd (install apache2-utils): {e}"))?;
+    command_output(
+        Command::new("htpasswd").args(["-Bbn", user, password]),
+        "htpasswd",
+    )
+}
+
+/// The stdout of a command that must succeed; errors name `what` and carry its stderr.
+fn command_output(cmd: &mut Command, what: &str) -> Result<Vec<u8>, String> {
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
     if !out.status.success() {
-        return Err(format!(
-            "htpasswd: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(format!("{what}: {}", String::from_utf8_lossy(&out.stderr)));
     }
     Ok(out.stdout)
 }
@@ -217,25 +219,10 @@ fn import_registry_image(bed: &TestPodman) -> Result<(), String> {
         .get_or_init(|| {
             let tar = registry_rootfs_tar(bed.scratch_dir("registry-image"))?;
             let name = format!("{}:{}", REGISTRY_IMAGE.0, REGISTRY_IMAGE.1);
-            let out = bed
-                .command()
-                .args(["import", "--change"])
-                .arg(format!(
-                    // No spaces: podman splits a change at the first one.
-                    "ENTRYPOINT=[\"{REGISTRY_BINARY}\",\"serve\",\"/etc/docker/registry/config.yml\"]"
-                ))
-                .args(["--change", "EXPOSE=5000"])
-                .arg(&tar)
-                .arg(&name)
-                .output()
-                .map_err(|e| format!("podman import: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "podman import {name}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-            Ok(())
+            let entrypoint = format!(
+                "ENTRYPOINT=[\"{REGISTRY_BINARY}\",\"serve\",\"/etc/docker/registry/config.yml\"]"
+            );
+            bed.import_rootfs(&tar, &name, &[&entrypoint, "EXPOSE=5000"])
         })
         .clone()
 }
