@@ -43,7 +43,10 @@ use super::decode::ConfigError;
 use super::gates::{self, glob_match, lexical_clean as clean};
 use super::hostfs::{self, FileKind, HostPathError, PinnedPath};
 use super::secopt::Userns;
-use super::task::{container_name, IpcMode, MountKind, NetworkMode, PidMode, TaskConfig, TaskSpec};
+use super::task::{
+    container_name, ExtraHost, IpcMode, MountKind, NetworkMode, PidMode, TaskConfig, TaskSpec,
+    UtsMode,
+};
 
 /// Label every container this driver creates carries; the dangling-container sweep only
 /// ever touches containers with it.
@@ -147,19 +150,14 @@ pub fn custom_network(spec: &TaskSpec) -> Option<&str> {
     if isolation_path(spec).is_some() {
         return None;
     }
-    match spec.config.network_mode.as_str() {
-        "" | "bridge" | "host" | "none" | "pasta" | "slirp4netns" => None,
-        mode if mode.starts_with("container:")
-            || mode.starts_with("ns:")
-            || mode.starts_with("task:") =>
-        {
-            None
-        }
-        mode => Some(mode),
-    }
+    spec.config.network_mode.custom_network()
 }
 
-/// Builds the SpecGenerator for `spec`, with `image_id` as the resolved image.
+/// Builds the SpecGenerator for `spec`, with `image_id` as the resolved image. The task
+/// config is taken as decoded (its options parsed and checked once, by
+/// [`TaskConfig::from_value`], or by [`TaskConfig::validate`] for one built in code): what
+/// can still fail here is the operator gates, and how the options meet the orchestrator's
+/// context and the host.
 pub fn build(
     spec: &TaskSpec,
     driver: &DriverConfig,
@@ -167,7 +165,6 @@ pub fn build(
     image_id: &str,
 ) -> Result<Value, SpecError> {
     let config = &spec.config;
-    config.validate()?;
     gates::check(config, driver)?;
 
     let mut out = Map::new();
@@ -186,10 +183,10 @@ pub fn build(
         // would create per container).
         out.insert("healthconfig".into(), json!({"Test": ["NONE"]}));
     }
-    if let Some(pid) = pid_namespace(spec)? {
+    if let Some(pid) = pid_namespace(spec) {
         out.insert("pidns".into(), pid);
     }
-    if config.uts_host()? {
+    if config.uts_mode == UtsMode::Host {
         out.insert("utsns".into(), json!({"nsmode": "host"}));
     }
     let devices = devices(spec);
@@ -200,9 +197,9 @@ pub fn build(
         out.insert("cgroup_parent".into(), json!("nomad.slice"));
     }
     out.insert("resource_limits".into(), resources(spec, host)?);
-    let ulimits = config.ulimits()?;
-    if !ulimits.is_empty() {
-        let limits: Vec<Value> = ulimits
+    if !config.ulimit.is_empty() {
+        let limits: Vec<Value> = config
+            .ulimit
             .iter()
             .map(|u| json!({"type": u.name, "soft": u.soft, "hard": u.hard}))
             .collect();
@@ -213,19 +210,16 @@ pub fn build(
     if let Some(shm) = config.shm_size {
         out.insert("shm_size".into(), json!(shm));
     }
-    if let Some(ipc) = ipc_namespace(spec)? {
+    if let Some(ipc) = ipc_namespace(spec) {
         out.insert("ipcns".into(), ipc);
     }
     insert_dns(&mut out, spec, driver)?;
     insert_network(&mut out, spec, driver, host)?;
-    let hosts = config.hosts()?;
-    if !hosts.is_empty() {
-        let entries: Vec<String> = hosts
+    if !config.extra_hosts.is_empty() {
+        let entries: Vec<String> = config
+            .extra_hosts
             .iter()
-            .map(|(name, ip)| {
-                let bare = ip.trim_start_matches('[').trim_end_matches(']');
-                format!("{name}:{bare}")
-            })
+            .map(ExtraHost::podman_entry)
             .collect();
         out.insert("hostadd".into(), json!(entries));
     }
@@ -429,10 +423,10 @@ fn mounts(spec: &TaskSpec, driver: &DriverConfig) -> Result<Vec<Value>, SpecErro
             mounts.push(bind(dir, target, plugin_label.iter().cloned().collect()));
         }
     }
-    for volume in config.bind_volumes()? {
+    for volume in &config.volumes {
         let entry = format!("{}:{}", volume.source, volume.target);
         let (source, _) = volume_source(spec, driver, &volume.source, &entry, "config.volumes")?;
-        mounts.push(bind(&source, &volume.target, volume.options));
+        mounts.push(bind(&source, &volume.target, volume.options.clone()));
     }
     for (i, mount) in config.mounts.iter().enumerate() {
         let mut options = Vec::new();
@@ -481,12 +475,12 @@ fn mounts(spec: &TaskSpec, driver: &DriverConfig) -> Result<Vec<Value>, SpecErro
         }
         mounts.push(bind(Path::new(&mount.host_path), &mount.task_path, options));
     }
-    for (path, options) in config.tmpfs_mounts()? {
+    for tmpfs in &config.tmpfs {
         mounts.push(json!({
             "type": "tmpfs",
             "source": "tmpfs",
-            "destination": path,
-            "options": options,
+            "destination": tmpfs.path,
+            "options": tmpfs.options,
         }));
     }
     Ok(mounts)
@@ -573,12 +567,12 @@ pub fn pin_volume_sources(
         return Ok(Vec::new());
     }
     let mut pins = Vec::new();
-    for volume in spec.config.bind_volumes()? {
+    for volume in &spec.config.volumes {
         let entry = format!("{}:{}", volume.source, volume.target);
         if let (_, Some(pinned)) =
             volume_source(spec, driver, &volume.source, &entry, "config.volumes")?
         {
-            pins.push((volume.target, pinned));
+            pins.push((volume.target.clone(), pinned));
         }
     }
     for (i, mount) in spec.config.mounts.iter().enumerate() {
@@ -704,7 +698,7 @@ fn check_swap(swap: i64, limit: Option<i64>) -> Result<(), SpecError> {
 
 fn insert_security(out: &mut Map<String, Value>, spec: &TaskSpec) -> Result<(), SpecError> {
     let config = &spec.config;
-    let security = config.security_options()?;
+    let security = &config.security_opt;
     if !config.cap_add.is_empty() {
         out.insert("cap_add".into(), json!(config.cap_add));
     }
@@ -759,14 +753,13 @@ fn insert_security(out: &mut Map<String, Value>, spec: &TaskSpec) -> Result<(), 
     if config.readonly_rootfs {
         out.insert("read_only_filesystem".into(), json!(true));
     }
-    insert_userns(out, config)?;
+    insert_userns(out, config);
     Ok(())
 }
 
-fn insert_userns(out: &mut Map<String, Value>, config: &TaskConfig) -> Result<(), SpecError> {
-    let raw_value = config.userns.split_once(':').map_or("", |(_, v)| v);
-    let (namespace, idmappings) = match config.userns_mode()? {
-        Userns::Default => return Ok(()),
+fn insert_userns(out: &mut Map<String, Value>, config: &TaskConfig) {
+    let (namespace, idmappings) = match &config.userns {
+        Userns::Default => return,
         Userns::Host => (json!({"nsmode": "host"}), None),
         Userns::NoMap => (json!({"nsmode": "nomap"}), None),
         Userns::Path(path) => (json!({"nsmode": "path", "value": path}), None),
@@ -775,6 +768,7 @@ fn insert_userns(out: &mut Map<String, Value>, config: &TaskConfig) -> Result<()
             Some(json!({})),
         ),
         Userns::Auto {
+            options: written,
             size,
             uid_maps,
             gid_maps,
@@ -785,17 +779,17 @@ fn insert_userns(out: &mut Map<String, Value>, config: &TaskConfig) -> Result<()
                     .collect()
             };
             let mut options = json!({
-                "AdditionalUIDMappings": maps(&uid_maps),
-                "AdditionalGIDMappings": maps(&gid_maps),
+                "AdditionalUIDMappings": maps(uid_maps),
+                "AdditionalGIDMappings": maps(gid_maps),
             });
             if let Some(size) = size {
                 options["Size"] = json!(size);
             }
             (
-                json!({"nsmode": "auto", "value": raw_value}),
+                json!({"nsmode": "auto", "value": written}),
                 Some(json!({
-                    "UIDMap": maps(&uid_maps),
-                    "GIDMap": maps(&gid_maps),
+                    "UIDMap": maps(uid_maps),
+                    "GIDMap": maps(gid_maps),
                     "AutoUserNs": true,
                     "AutoUserNsOpts": options,
                 })),
@@ -806,7 +800,6 @@ fn insert_userns(out: &mut Map<String, Value>, config: &TaskConfig) -> Result<()
     if let Some(idmappings) = idmappings {
         out.insert("idmappings".into(), idmappings);
     }
-    Ok(())
 }
 
 /// The podman named volumes of `mount` blocks (created beforehand by the core).
@@ -830,22 +823,22 @@ fn named_volumes(config: &TaskConfig) -> Vec<Value> {
         .collect()
 }
 
-fn pid_namespace(spec: &TaskSpec) -> Result<Option<Value>, SpecError> {
-    Ok(match spec.config.pid()? {
+fn pid_namespace(spec: &TaskSpec) -> Option<Value> {
+    match &spec.config.pid_mode {
         PidMode::Default => None,
         PidMode::Host => Some(json!({"nsmode": "host"})),
         PidMode::Container(id) => Some(json!({"nsmode": "container", "value": id})),
         PidMode::Task(task) => Some(json!({
             "nsmode": "container",
-            "value": container_name(&task, &spec.context.alloc_id)
+            "value": container_name(task, &spec.context.alloc_id)
         })),
-    })
+    }
 }
 
-fn ipc_namespace(spec: &TaskSpec) -> Result<Option<Value>, SpecError> {
+fn ipc_namespace(spec: &TaskSpec) -> Option<Value> {
     let alloc = &spec.context.alloc_id;
-    Ok(Some(match spec.config.ipc()? {
-        IpcMode::Default => return Ok(None),
+    Some(match &spec.config.ipc_mode {
+        IpcMode::Default => return None,
         IpcMode::Host => json!({"nsmode": "host"}),
         IpcMode::Private => json!({"nsmode": "private"}),
         IpcMode::Shareable => json!({"nsmode": "shareable"}),
@@ -853,9 +846,9 @@ fn ipc_namespace(spec: &TaskSpec) -> Result<Option<Value>, SpecError> {
         IpcMode::Container(id) => json!({"nsmode": "container", "value": id}),
         IpcMode::Path(path) => json!({"nsmode": "path", "value": path}),
         IpcMode::Task(task) => {
-            json!({"nsmode": "container", "value": container_name(&task, alloc)})
+            json!({"nsmode": "container", "value": container_name(task, alloc)})
         }
-    }))
+    })
 }
 
 fn insert_dns(
@@ -906,7 +899,7 @@ fn insert_network(
     let mut network_name = None;
     let netns = match isolation_path(spec) {
         Some(path) => json!({"nsmode": "path", "value": path}),
-        None => match spec.config.network()? {
+        None => match &spec.config.network_mode {
             NetworkMode::Default if host.rootless => {
                 let mode = match driver.networking.default_rootless_mode.as_str() {
                     "" if host.api_version.0 >= 5 => "pasta",
@@ -926,10 +919,10 @@ fn insert_network(
             NetworkMode::Container(id) => json!({"nsmode": "container", "value": id}),
             NetworkMode::Path(path) => json!({"nsmode": "path", "value": path}),
             NetworkMode::Task(task) => {
-                json!({"nsmode": "container", "value": container_name(&task, alloc)})
+                json!({"nsmode": "container", "value": container_name(task, alloc)})
             }
             NetworkMode::Custom(name) => {
-                network_name = Some(name);
+                network_name = Some(name.clone());
                 json!({"nsmode": "bridge"})
             }
         },
@@ -2052,13 +2045,5 @@ mod tests {
         s.context.kill_signal = Some("SIGNOPE".into());
         let err = build_with(&s, &DriverConfig::default(), &HostFacts::default()).unwrap_err();
         assert_eq!(err.field(), "kill_signal");
-    }
-
-    #[test]
-    fn invalid_config_built_in_code_is_rejected() {
-        let mut s = spec(json!({}));
-        s.config.ipc_mode = "bogus".into();
-        let err = build_with(&s, &DriverConfig::default(), &HostFacts::default()).unwrap_err();
-        assert_eq!(err.field(), "config.ipc_mode");
     }
 }

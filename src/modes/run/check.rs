@@ -157,7 +157,7 @@ fn check_task(group: &Group, task: &Task, out: &mut Checked) {
     if bridge {
         for key in ["network_mode", "ports"] {
             let set = match key {
-                "network_mode" => !config.network_mode.is_empty(),
+                "network_mode" => config.network_mode != TaskNetworkMode::Default,
                 _ => !config.ports.is_empty(),
             };
             if set {
@@ -173,18 +173,18 @@ fn check_task(group: &Group, task: &Task, out: &mut Checked) {
                 }
             }
         }
-    } else if let Ok(TaskNetworkMode::Task(name)) = config.network() {
+    } else if let TaskNetworkMode::Task(name) = &config.network_mode {
         check_task_reference(
             group,
             task,
-            &name,
+            name,
             "network_mode",
             located("network_mode"),
             out,
         );
     }
-    if let Ok(IpcMode::Task(name)) = config.ipc() {
-        check_task_reference(group, task, &name, "ipc_mode", located("ipc_mode"), out);
+    if let IpcMode::Task(name) = &config.ipc_mode {
+        check_task_reference(group, task, name, "ipc_mode", located("ipc_mode"), out);
     }
 }
 

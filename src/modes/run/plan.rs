@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::driver::logs::rotate::MIB;
-use crate::driver::task::MountKind;
+use crate::driver::task::{MountKind, NetworkMode as TaskNetworkMode};
 
 use super::check::{decode_config, INFRA_TASK};
 use super::images::ImageReport;
@@ -169,17 +169,21 @@ fn task_plan(group: &Group, task: &Task) -> TaskPlan {
         .network
         .as_ref()
         .is_some_and(|n| n.mode == NetworkMode::Bridge);
-    let network_mode = config
-        .as_ref()
-        .map_or_else(|| raw_str("network_mode"), |c| c.network_mode.clone());
+    // A config that does not decode is still planned: its network_mode as far as it
+    // parses on its own.
+    let network_mode = match &config {
+        Some(c) => Some(c.network_mode.clone()),
+        None => TaskNetworkMode::parse_text(&raw_str("network_mode")).ok(),
+    };
     let network = if bridge {
         format!("the allocation's network namespace (group bridge, held by {INFRA_TASK})")
-    } else if let Some(t) = network_mode.strip_prefix("task:") {
-        format!("the network namespace of task {t:?}")
-    } else if network_mode.is_empty() {
-        "podman's default network".to_string()
     } else {
-        network_mode
+        match network_mode {
+            Some(TaskNetworkMode::Task(t)) => format!("the network namespace of task {t:?}"),
+            Some(TaskNetworkMode::Default) => "podman's default network".to_string(),
+            Some(mode) => mode.to_string(),
+            None => raw_str("network_mode"),
+        }
     };
     let mut mounts = vec![
         MountPlan {
@@ -215,7 +219,7 @@ fn task_plan(group: &Group, task: &Task) -> TaskPlan {
             if !bridge {
                 ports = c.ports.clone();
             }
-            for v in c.bind_volumes().unwrap_or_default() {
+            for v in &c.volumes {
                 let source = if v.source.starts_with('/') {
                     v.source.clone()
                 } else {
@@ -223,17 +227,17 @@ fn task_plan(group: &Group, task: &Task) -> TaskPlan {
                 };
                 mounts.push(MountPlan {
                     source,
-                    target: v.target,
+                    target: v.target.clone(),
                     kind: "bind",
-                    options: v.options,
+                    options: v.options.clone(),
                 });
             }
-            for (target, options) in c.tmpfs_mounts().unwrap_or_default() {
+            for tmpfs in &c.tmpfs {
                 mounts.push(MountPlan {
                     source: "tmpfs".into(),
-                    target,
+                    target: tmpfs.path.clone(),
                     kind: "tmpfs",
-                    options,
+                    options: tmpfs.options.clone(),
                 });
             }
             for m in &c.mounts {
