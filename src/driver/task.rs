@@ -246,62 +246,471 @@ impl Default for TaskConfig {
     }
 }
 
+/// How Nomad's hcldec sees a task option (the plugin's schema is made from this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionShape {
+    /// An attribute of this cty type (`string`, `list(string)`, `list(map(string))`, ...).
+    Attr(&'static str),
+    /// A block given at most once (`auth { }`).
+    Block,
+    /// A repeatable block (`mount { }`).
+    BlockList,
+}
+
+/// One task option: the single list the decoder's known keys, the plugin's hclspec schema
+/// and the options table of docs/plugin.md are made from (or checked against, by tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskOption {
+    pub name: &'static str,
+    pub shape: OptionShape,
+    pub required: bool,
+    /// The HCL literal the schema fills in when the job leaves the option out; it decodes
+    /// to the same value as [`TaskConfig::default`] has.
+    pub hcl_default: Option<&'static str>,
+    /// The default as the docs state it.
+    pub default: &'static str,
+    /// One line for the docs table.
+    pub doc: &'static str,
+}
+
 /// Every task option: the Go plugin's 49, then the docker driver's that this driver adds.
-const KEYS: [&str; 53] = [
-    "apparmor_profile",
-    "args",
-    "auth",
-    "auth_soft_fail",
-    "command",
-    "cap_add",
-    "cap_drop",
-    "selinux_opts",
-    "cpu_hard_limit",
-    "cpu_cfs_period",
-    "devices",
-    "entrypoint",
-    "working_dir",
-    "hostname",
-    "image",
-    "arch",
-    "os",
-    "variant",
-    "image_pull_timeout",
-    "init",
-    "init_path",
-    "ipv4_address",
-    "ipv6_address",
-    "static_ips",
-    "static_mac",
-    "labels",
-    "logging",
-    "memory_reservation",
-    "memory_swap",
-    "memory_swappiness",
-    "network_mode",
-    "ipc_mode",
-    "oom_score_adj",
-    "extra_hosts",
-    "pids_limit",
-    "port_map",
-    "ports",
-    "privileged",
-    "security_opt",
-    "socket",
-    "sysctl",
-    "tmpfs",
-    "tty",
-    "ulimit",
-    "volumes",
-    "force_pull",
-    "readonly_rootfs",
-    "userns",
-    "shm_size",
-    "mount",
-    "healthchecks",
-    "pid_mode",
-    "uts_mode",
+pub const TASK_OPTIONS: [TaskOption; 53] = [
+    TaskOption {
+        name: "apparmor_profile",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "AppArmor profile; `unconfined` is refused with `allow_privileged = false`.",
+    },
+    TaskOption {
+        name: "args",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "Arguments, after `command` (alone they replace the image CMD).",
+    },
+    TaskOption {
+        name: "auth",
+        shape: OptionShape::Block,
+        required: false,
+        hcl_default: None,
+        default: "none (`tls_verify = true`)",
+        doc: "`auth { username, password, tls_verify }`: registry credentials for the pull.",
+    },
+    TaskOption {
+        name: "auth_soft_fail",
+        shape: OptionShape::Attr("bool"),
+        required: false,
+        hcl_default: None,
+        default: "`false`",
+        doc: "A failing credential lookup (the plugin's auth file or helper) is skipped instead of failing the pull.",
+    },
+    TaskOption {
+        name: "command",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"` (image CMD)",
+        doc: "The command to run.",
+    },
+    TaskOption {
+        name: "cap_add",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "Capabilities to add; those not in the plugin option `allow_caps` are refused.",
+    },
+    TaskOption {
+        name: "cap_drop",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "Capabilities to drop.",
+    },
+    TaskOption {
+        name: "selinux_opts",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "SELinux label options; `disable`, `type:`, `level:`, `user:`, `role:` are refused with `allow_privileged = false`.",
+    },
+    TaskOption {
+        name: "cpu_hard_limit",
+        shape: OptionShape::Attr("bool"),
+        required: false,
+        hcl_default: None,
+        default: "`false`",
+        doc: "A CPU quota from the task's `cpu` resources, not only shares.",
+    },
+    TaskOption {
+        name: "cpu_cfs_period",
+        shape: OptionShape::Attr("number"),
+        required: false,
+        hcl_default: None,
+        default: "`0`",
+        doc: "CFS period in microseconds for `cpu_hard_limit`, 0..1000000 (0 = 100000).",
+    },
+    TaskOption {
+        name: "devices",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "`host[:container][:rwm]` or a CDI name (`vendor.com/class=name`); host paths not in `allow_devices` are refused.",
+    },
+    TaskOption {
+        name: "entrypoint",
+        shape: OptionShape::Attr("any"),
+        required: false,
+        hcl_default: None,
+        default: "image ENTRYPOINT",
+        doc: "Replaces the image ENTRYPOINT: a list, or a string (one element).",
+    },
+    TaskOption {
+        name: "working_dir",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "Working directory in the container.",
+    },
+    TaskOption {
+        name: "hostname",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "Container hostname (not together with `uts_mode = \"host\"`).",
+    },
+    TaskOption {
+        name: "image",
+        shape: OptionShape::Attr("string"),
+        required: true,
+        hcl_default: None,
+        default: "–",
+        doc: "The image to run.",
+    },
+    TaskOption {
+        name: "arch",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "Architecture of the image to pull.",
+    },
+    TaskOption {
+        name: "os",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "OS of the image to pull.",
+    },
+    TaskOption {
+        name: "variant",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "Architecture variant of the image to pull.",
+    },
+    TaskOption {
+        name: "image_pull_timeout",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: Some("\"5m\""),
+        default: "`5m`",
+        doc: "How long a pull may take, a duration string.",
+    },
+    TaskOption {
+        name: "init",
+        shape: OptionShape::Attr("bool"),
+        required: false,
+        hcl_default: None,
+        default: "`false`",
+        doc: "An init process as PID 1.",
+    },
+    TaskOption {
+        name: "init_path",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "Host path of the init binary (refused with `volumes.enabled = false`).",
+    },
+    TaskOption {
+        name: "ipv4_address",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "none",
+        doc: "Static IPv4 address (bridge networking only).",
+    },
+    TaskOption {
+        name: "ipv6_address",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "none",
+        doc: "Static IPv6 address (bridge networking only).",
+    },
+    TaskOption {
+        name: "static_ips",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "More static addresses (bridge networking only).",
+    },
+    TaskOption {
+        name: "static_mac",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "none",
+        doc: "Static MAC address (bridge networking only).",
+    },
+    TaskOption {
+        name: "labels",
+        shape: OptionShape::Attr("list(map(string))"),
+        required: false,
+        hcl_default: None,
+        default: "`{}`",
+        doc: "Container labels (block syntax works); keys under `io.nomad-driver-podman.` are refused.",
+    },
+    TaskOption {
+        name: "logging",
+        shape: OptionShape::Block,
+        required: false,
+        hcl_default: None,
+        default: "plugin `logging`",
+        doc: "`logging { driver, options }`: `nomad` or `journald`, with its options.",
+    },
+    TaskOption {
+        name: "memory_reservation",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "none",
+        doc: "Soft memory limit, a memory string (`100m`, `1g`).",
+    },
+    TaskOption {
+        name: "memory_swap",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "none",
+        doc: "Memory plus swap limit, a memory string; `-1` = unlimited.",
+    },
+    TaskOption {
+        name: "memory_swappiness",
+        shape: OptionShape::Attr("number"),
+        required: false,
+        hcl_default: None,
+        default: "not sent",
+        doc: "0..100, sent on cgroup v1 only.",
+    },
+    TaskOption {
+        name: "network_mode",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "`bridge`, `host`, `none`, `pasta`, `slirp4netns`, `container:<id>`, `ns:<path>`, `task:<name>` or a podman network's name.",
+    },
+    TaskOption {
+        name: "ipc_mode",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "`host`, `private`, `shareable`, `none`, `container:<id>`, `ns:<path>` or `task:<name>`.",
+    },
+    TaskOption {
+        name: "oom_score_adj",
+        shape: OptionShape::Attr("number"),
+        required: false,
+        hcl_default: None,
+        default: "`0`",
+        doc: "-1000..1000.",
+    },
+    TaskOption {
+        name: "extra_hosts",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "`host:ip` lines for `/etc/hosts` (`ip` may be `host-gateway`).",
+    },
+    TaskOption {
+        name: "pids_limit",
+        shape: OptionShape::Attr("number"),
+        required: false,
+        hcl_default: None,
+        default: "`0`",
+        doc: "0 = podman's default, `-1` = unlimited, other negatives refused.",
+    },
+    TaskOption {
+        name: "port_map",
+        shape: OptionShape::Attr("list(map(number))"),
+        required: false,
+        hcl_default: None,
+        default: "`{}`",
+        doc: "Deprecated: port label -> container port, with task-level network resources.",
+    },
+    TaskOption {
+        name: "ports",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "Labels of the group network's ports to publish.",
+    },
+    TaskOption {
+        name: "privileged",
+        shape: OptionShape::Attr("bool"),
+        required: false,
+        hcl_default: None,
+        default: "`false`",
+        doc: "A privileged container; refused with `allow_privileged = false`.",
+    },
+    TaskOption {
+        name: "security_opt",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "`no-new-privileges[=bool]`, `label=`, `apparmor=`, `seccomp=`, `mask=`, `unmask=`, `proc-opts=`, `systempaths=unconfined`.",
+    },
+    TaskOption {
+        name: "socket",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: Some("\"default\""),
+        default: "`default`",
+        doc: "Name of the plugin's podman socket to run on.",
+    },
+    TaskOption {
+        name: "sysctl",
+        shape: OptionShape::Attr("list(map(string))"),
+        required: false,
+        hcl_default: None,
+        default: "`{}`",
+        doc: "Namespaced kernel parameters (block syntax works).",
+    },
+    TaskOption {
+        name: "tmpfs",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "`path[:options]` tmpfs mounts.",
+    },
+    TaskOption {
+        name: "tty",
+        shape: OptionShape::Attr("bool"),
+        required: false,
+        hcl_default: None,
+        default: "`false`",
+        doc: "A terminal for the task.",
+    },
+    TaskOption {
+        name: "ulimit",
+        shape: OptionShape::Attr("list(map(string))"),
+        required: false,
+        hcl_default: None,
+        default: "`{}`",
+        doc: "rlimit name -> `soft[:hard]` (block syntax works).",
+    },
+    TaskOption {
+        name: "volumes",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "`src:dst[:options]` bind mounts; a relative source is in the task dir.",
+    },
+    TaskOption {
+        name: "force_pull",
+        shape: OptionShape::Attr("bool"),
+        required: false,
+        hcl_default: None,
+        default: "`false`",
+        doc: "Pull even when the image is present.",
+    },
+    TaskOption {
+        name: "readonly_rootfs",
+        shape: OptionShape::Attr("bool"),
+        required: false,
+        hcl_default: None,
+        default: "`false`",
+        doc: "A read-only root filesystem.",
+    },
+    TaskOption {
+        name: "userns",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "`host`, `keep-id[:uid=,gid=]`, `nomap`, `auto[:size=,uidmapping=,gidmapping=]` or `ns:<path>`.",
+    },
+    TaskOption {
+        name: "shm_size",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "none",
+        doc: "Size of `/dev/shm`, a memory string (private or shareable IPC only).",
+    },
+    TaskOption {
+        name: "mount",
+        shape: OptionShape::BlockList,
+        required: false,
+        hcl_default: None,
+        default: "none",
+        doc: "Docker-driver `mount` blocks (below).",
+    },
+    TaskOption {
+        name: "healthchecks",
+        shape: OptionShape::Block,
+        required: false,
+        hcl_default: None,
+        default: "none",
+        doc: "`healthchecks { disable = true }`: no healthcheck, even the image's (below).",
+    },
+    TaskOption {
+        name: "pid_mode",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "`host`, `container:<id>` or `task:<name>` (docker driver).",
+    },
+    TaskOption {
+        name: "uts_mode",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "`host`, or nothing for the container's own (docker driver).",
+    },
 ];
+
+/// The names of [`TASK_OPTIONS`], the keys a task config may have.
+const KEYS: [&str; TASK_OPTIONS.len()] = {
+    let mut keys = [""; TASK_OPTIONS.len()];
+    let mut i = 0;
+    while i < keys.len() {
+        keys[i] = TASK_OPTIONS[i].name;
+        i += 1;
+    }
+    keys
+};
 
 /// rlimit names runc knows (without the `RLIMIT_` prefix).
 const RLIMITS: [&str; 16] = [
@@ -1650,6 +2059,66 @@ mod tests {
                 ..TaskConfig::default()
             }
         );
+    }
+
+    /// docs/plugin.md's table of task options, one row per entry of [`TASK_OPTIONS`].
+    fn options_table_markdown() -> Vec<String> {
+        let mut rows = vec![
+            "| Option | Type | Default | What it is |".to_string(),
+            "|---|---|---|---|".to_string(),
+        ];
+        for option in &TASK_OPTIONS {
+            let shape = match option.shape {
+                OptionShape::Attr(type_expr) if option.required => format!("{type_expr}, required"),
+                OptionShape::Attr(type_expr) => type_expr.to_string(),
+                OptionShape::Block => "block".to_string(),
+                OptionShape::BlockList => "repeatable block".to_string(),
+            };
+            rows.push(format!(
+                "| `{}` | {shape} | {} | {} |",
+                option.name, option.default, option.doc
+            ));
+        }
+        rows
+    }
+
+    #[test]
+    fn the_docs_list_every_task_option_as_the_table_has_it() {
+        let docs = include_str!("../../docs/plugin.md");
+        let expected = options_table_markdown();
+        let documented: Vec<String> = docs
+            .lines()
+            .skip_while(|line| *line != expected[0])
+            .take_while(|line| line.starts_with('|'))
+            .map(str::to_string)
+            .collect();
+        assert!(
+            documented == expected,
+            "docs/plugin.md's task options table is not TASK_OPTIONS; it should read:\n{}",
+            expected.join("\n")
+        );
+    }
+
+    #[test]
+    fn option_table_defaults_are_the_decoded_defaults() {
+        let names: std::collections::BTreeSet<&str> = KEYS.iter().copied().collect();
+        assert_eq!(names.len(), KEYS.len(), "an option is listed twice");
+        let expected = TaskConfig {
+            image: "busybox".into(),
+            ..TaskConfig::default()
+        };
+        for option in TASK_OPTIONS.iter().filter(|o| o.hcl_default.is_some()) {
+            let literal = option.hcl_default.unwrap_or_default();
+            let value: Value = serde_json::from_str(literal).expect("a JSON-compatible literal");
+            let config = decode(with_image(json!({ option.name: value }))).unwrap();
+            assert_eq!(config, expected, "{}", option.name);
+        }
+        let required: Vec<&str> = TASK_OPTIONS
+            .iter()
+            .filter(|o| o.required)
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(required, ["image"]);
     }
 
     #[test]
