@@ -147,10 +147,21 @@ pub fn log_mode(config: &TaskConfig, driver: &DriverConfig) -> LogMode {
 /// before create (`None` when the task joins no custom network, including when the
 /// orchestrator provides a network namespace, which wins over `network_mode`).
 pub fn custom_network(spec: &TaskSpec) -> Option<&str> {
-    if isolation_path(spec).is_some() {
+    if orchestrator_netns(spec).is_some() {
         return None;
     }
-    spec.config.network_mode.custom_network()
+    network_mode(spec).custom_network()
+}
+
+/// The task's `network_mode`, or the orchestrator's default when the task sets none.
+fn network_mode(spec: &TaskSpec) -> &NetworkMode {
+    match (
+        &spec.config.network_mode,
+        &spec.context.default_network_mode,
+    ) {
+        (NetworkMode::Default, Some(default)) => default,
+        (mode, _) => mode,
+    }
 }
 
 /// Builds the SpecGenerator for `spec`, with `image_id` as the resolved image. The task
@@ -408,7 +419,9 @@ fn bind(source: &Path, target: &str, options: Vec<String>) -> Value {
     })
 }
 
-fn mounts(spec: &TaskSpec, driver: &DriverConfig) -> Result<Vec<Value>, SpecError> {
+/// The container's bind and tmpfs mounts: the allocation's directories, `volumes`, bind and
+/// tmpfs `mount` blocks, the orchestrator's mounts and `tmpfs`, in that order.
+pub fn mounts(spec: &TaskSpec, driver: &DriverConfig) -> Result<Vec<Value>, SpecError> {
     let config = &spec.config;
     let context = &spec.context;
     let plugin_label = (!driver.volumes.selinuxlabel.is_empty() && !config.privileged)
@@ -803,7 +816,7 @@ fn insert_userns(out: &mut Map<String, Value>, config: &TaskConfig) {
 }
 
 /// The podman named volumes of `mount` blocks (created beforehand by the core).
-fn named_volumes(config: &TaskConfig) -> Vec<Value> {
+pub fn named_volumes(config: &TaskConfig) -> Vec<Value> {
     config
         .mounts
         .iter()
@@ -882,11 +895,22 @@ fn insert_dns(
     Ok(())
 }
 
-fn isolation_path(spec: &TaskSpec) -> Option<&str> {
-    spec.context
+/// The network namespace the orchestrator puts the task in, if it does: Nomad's
+/// isolation path, or the container the runner's group network lives in.
+fn orchestrator_netns(spec: &TaskSpec) -> Option<Value> {
+    let context = &spec.context;
+    if let Some(path) = context
         .network_isolation_path
         .as_deref()
         .filter(|p| !p.is_empty())
+    {
+        return Some(json!({"nsmode": "path", "value": path}));
+    }
+    context
+        .network_container
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|container| json!({"nsmode": "container", "value": container}))
 }
 
 fn insert_network(
@@ -897,9 +921,9 @@ fn insert_network(
 ) -> Result<(), SpecError> {
     let alloc = &spec.context.alloc_id;
     let mut network_name = None;
-    let netns = match isolation_path(spec) {
-        Some(path) => json!({"nsmode": "path", "value": path}),
-        None => match &spec.config.network_mode {
+    let netns = match orchestrator_netns(spec) {
+        Some(netns) => netns,
+        None => match network_mode(spec) {
             NetworkMode::Default if host.rootless => {
                 let mode = match driver.networking.default_rootless_mode.as_str() {
                     "" if host.api_version.0 >= 5 => "pasta",
@@ -980,6 +1004,10 @@ fn insert_network(
 fn port_mappings(spec: &TaskSpec) -> Result<Vec<Value>, SpecError> {
     let config = &spec.config;
     let context = &spec.context;
+    if context.network_container.is_some() {
+        // The container that holds the namespace publishes the group's ports.
+        return Ok(Vec::new());
+    }
     let mut pairs: Vec<(String, u16, u16)> = Vec::new();
     if !config.ports.is_empty() {
         let Some(allocated) = &context.ports else {
@@ -1870,6 +1898,37 @@ mod tests {
         );
         assert_eq!(custom_network(&spec(json!({"network_mode": "host"}))), None);
         assert!(built(&spec(json!({}))).get("Networks").is_none());
+    }
+
+    /// The runner's bridge group: every task joins the container holding the group's
+    /// namespace, which publishes the ports; the task's own network options are ignored.
+    #[test]
+    fn a_group_network_container_wins_and_publishes_the_ports() {
+        let mut s = spec(json!({"network_mode": "backend", "ports": ["http"]}));
+        s.context.network_container = Some("nomad_init-a1".into());
+        let out = built(&s);
+        assert_eq!(
+            out["netns"],
+            json!({"nsmode": "container", "value": "nomad_init-a1"})
+        );
+        assert!(out.get("Networks").is_none());
+        assert!(out.get("portmappings").is_none());
+        assert_eq!(custom_network(&s), None);
+        assert_eq!(
+            s.config.network_mode.to_string(),
+            "backend",
+            "config untouched"
+        );
+    }
+
+    #[test]
+    fn the_orchestrators_default_network_mode_applies_when_the_task_sets_none() {
+        let mut s = spec(json!({}));
+        s.context.default_network_mode = Some(NetworkMode::None);
+        assert_eq!(built(&s)["netns"], json!({"nsmode": "none"}));
+        let mut s = spec(json!({"network_mode": "host"}));
+        s.context.default_network_mode = Some(NetworkMode::None);
+        assert_eq!(built(&s)["netns"], json!({"nsmode": "host"}));
     }
 
     #[test]

@@ -1781,6 +1781,13 @@ pub struct TaskContext {
     pub networks: Option<Vec<LegacyNetwork>>,
     /// Path of a network namespace prepared by the orchestrator.
     pub network_isolation_path: Option<String>,
+    /// A container whose network namespace the task joins: the runner's group infra
+    /// container, which holds the group's bridge and publishes its ports. Like the
+    /// isolation path it wins over `network_mode`, and the task publishes no ports itself.
+    pub network_container: Option<String>,
+    /// The network mode of a task whose `network_mode` is unset (the runner's group
+    /// `network { mode = "none" }`).
+    pub default_network_mode: Option<NetworkMode>,
     pub dns: Option<DnsSpec>,
     pub stdout_path: Option<PathBuf>,
     pub stderr_path: Option<PathBuf>,

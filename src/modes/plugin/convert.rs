@@ -179,6 +179,9 @@ pub(crate) fn task_context(task: &drivers::TaskConfig) -> Result<TaskContext, St
             .as_ref()
             .map(|spec| spec.path.clone())
             .filter(|path| !path.is_empty()),
+        // Nomad's network isolation is the path above; these are the runner's.
+        network_container: None,
+        default_network_mode: None,
         dns: task.dns.as_ref().map(|dns| DnsSpec {
             servers: dns.servers.clone(),
             searches: dns.searches.clone(),

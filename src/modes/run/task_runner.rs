@@ -405,19 +405,14 @@ async fn prepare(
     let config_value = interpolate_value(&task.config, &scope);
     let mut config: TaskConfig = decode_config(task, &config_value).map_err(|e| e.to_string())?;
     let bridge = ctx.bridge.as_ref();
-    if let Some(ns) = bridge {
-        // Nomad puts every task of a bridge group into the allocation's namespace and
-        // ignores the task's own network settings.
-        config.network_mode = TaskNetworkMode::Container(ns.container_name.clone());
-        config.ports.clear();
-    } else if group
+    // Nomad puts every task of a bridge group into the allocation's namespace, whose
+    // holder publishes the group's ports, and ignores the task's own network settings.
+    let network_container = bridge.map(|ns| ns.container_name.clone());
+    let default_network_mode = group
         .network
         .as_ref()
         .is_some_and(|n| n.mode == NetworkMode::None)
-        && config.network_mode == TaskNetworkMode::Default
-    {
-        config.network_mode = TaskNetworkMode::None;
-    }
+        .then_some(TaskNetworkMode::None);
     config.labels.extend(labels::task_labels(
         job, group, task, &ctx.alloc, &ctx.dir, &ctx.ports,
     ));
@@ -450,6 +445,8 @@ async fn prepare(
         local_dir: Some(ctx.dir.local(&task.name)),
         secrets_dir: Some(ctx.dir.secrets(&task.name)),
         ports: (has_network && bridge.is_none()).then(|| core_ports(&ctx.ports)),
+        network_container,
+        default_network_mode,
         dns: group
             .network
             .as_ref()
