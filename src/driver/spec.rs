@@ -1001,6 +1001,33 @@ fn insert_network(
     Ok(())
 }
 
+/// What is wrong with a task's `ports` against the ports of its group's network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortsProblem {
+    /// `ports` is set, but the group has no network.
+    NoNetwork,
+    /// A label the group's network does not declare.
+    Undeclared(String),
+}
+
+/// The one check of a task's `ports`, for a start (against the allocated ports) and for
+/// the runner's job check (against the group's network block): each label must be a port
+/// of the group's network (`declared`: its labels; `None`: there is no network). Every
+/// problem, in the task's order.
+pub fn ports_problems(ports: &[String], declared: Option<&[&str]>) -> Vec<PortsProblem> {
+    if ports.is_empty() {
+        return Vec::new();
+    }
+    let Some(declared) = declared else {
+        return vec![PortsProblem::NoNetwork];
+    };
+    ports
+        .iter()
+        .filter(|label| !declared.contains(&label.as_str()))
+        .map(|label| PortsProblem::Undeclared(label.clone()))
+        .collect()
+}
+
 fn port_mappings(spec: &TaskSpec) -> Result<Vec<Value>, SpecError> {
     let config = &spec.config;
     let context = &spec.context;
@@ -1010,22 +1037,29 @@ fn port_mappings(spec: &TaskSpec) -> Result<Vec<Value>, SpecError> {
     }
     let mut pairs: Vec<(String, u16, u16)> = Vec::new();
     if !config.ports.is_empty() {
-        let Some(allocated) = &context.ports else {
+        let allocated = context.ports.as_deref();
+        let declared: Option<Vec<&str>> =
+            allocated.map(|ports| ports.iter().map(|p| p.label.as_str()).collect());
+        if let Some(problem) = ports_problems(&config.ports, declared.as_deref()).first() {
             return Err(SpecError::Context {
                 field: "config.ports".into(),
-                reason: "No ports defined in network stanza".into(),
+                reason: match problem {
+                    PortsProblem::NoNetwork => "No ports defined in network stanza".into(),
+                    PortsProblem::Undeclared(label) => {
+                        format!("Port {label:?} not found, check network stanza")
+                    }
+                },
             });
-        };
+        }
         for label in &config.ports {
-            let port = allocated
+            let found = allocated
+                .unwrap_or_default()
                 .iter()
-                .find(|p| &p.label == label)
-                .ok_or_else(|| SpecError::Context {
-                    field: "config.ports".into(),
-                    reason: format!("Port {label:?} not found, check network stanza"),
-                })?;
-            let container_port = if port.to == 0 { port.value } else { port.to };
-            pairs.push((port.host_ip.clone(), port.value, container_port));
+                .find(|p| &p.label == label);
+            if let Some(port) = found {
+                let container_port = if port.to == 0 { port.value } else { port.to };
+                pairs.push((port.host_ip.clone(), port.value, container_port));
+            }
         }
     } else if !config.port_map.is_empty() {
         let network = context
@@ -1898,6 +1932,21 @@ mod tests {
         );
         assert_eq!(custom_network(&spec(json!({"network_mode": "host"}))), None);
         assert!(built(&spec(json!({}))).get("Networks").is_none());
+    }
+
+    #[test]
+    fn ports_are_checked_against_the_group_network_in_one_place() {
+        let ports = vec!["http".to_string(), "dns".to_string(), "admin".to_string()];
+        assert_eq!(ports_problems(&ports, None), vec![PortsProblem::NoNetwork]);
+        assert_eq!(
+            ports_problems(&ports, Some(&["dns"])),
+            vec![
+                PortsProblem::Undeclared("http".into()),
+                PortsProblem::Undeclared("admin".into())
+            ]
+        );
+        assert!(ports_problems(&ports, Some(&["admin", "dns", "http"])).is_empty());
+        assert!(ports_problems(&[], None).is_empty());
     }
 
     /// The runner's bridge group: every task joins the container holding the group's
