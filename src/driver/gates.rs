@@ -169,7 +169,12 @@ fn check_boundary(config: &TaskConfig) -> Result<(), SpecError> {
             SecurityOptKind::Unmask(_) | SecurityOptKind::Seccomp(_) => true,
             SecurityOptKind::Apparmor(profile) => profile == "unconfined",
             SecurityOptKind::Label(value) => label_weakens(value),
-            _ => false,
+            // Not refused so far, although podman reads it as `unmask=ALL`.
+            SecurityOptKind::SystemPathsUnconfined => false,
+            SecurityOptKind::NoNewPrivileges(_)
+            | SecurityOptKind::LabelNested
+            | SecurityOptKind::ProcOpts(_)
+            | SecurityOptKind::Mask(_) => false,
         };
         if weakening {
             return refuse("config.security_opt", &item.text);
