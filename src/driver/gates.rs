@@ -15,9 +15,9 @@
 use std::path::{Path, PathBuf};
 
 use super::config::DriverConfig;
-use super::secopt::Userns;
+use super::secopt::{SecurityOptKind, Userns};
 use super::spec::SpecError;
-use super::task::{IpcMode, MountKind, NetworkMode, PidMode, TaskConfig};
+use super::task::{IpcMode, MountKind, NetworkMode, PidMode, TaskConfig, UtsMode};
 
 const PRIVILEGED_GATE: &str = "the plugin option allow_privileged = false";
 const VOLUMES_GATE: &str = "host paths are not allowed: plugin option volumes.enabled = false";
@@ -39,24 +39,24 @@ pub fn check(config: &TaskConfig, driver: &DriverConfig) -> Result<(), SpecError
 
 /// `container:` targets a task joins (option, target), which must be tasks of the same
 /// allocation when `allow_privileged = false` (the caller asks podman).
-pub fn join_targets(
-    config: &TaskConfig,
+pub fn join_targets<'a>(
+    config: &'a TaskConfig,
     driver: &DriverConfig,
-) -> Result<Vec<(&'static str, String)>, SpecError> {
+) -> Vec<(&'static str, &'a str)> {
     if driver.allow_privileged {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     let mut targets = Vec::new();
-    if let NetworkMode::Container(target) = config.network()? {
-        targets.push(("config.network_mode", target));
+    if let NetworkMode::Container(target) = &config.network_mode {
+        targets.push(("config.network_mode", target.as_str()));
     }
-    if let IpcMode::Container(target) = config.ipc()? {
-        targets.push(("config.ipc_mode", target));
+    if let IpcMode::Container(target) = &config.ipc_mode {
+        targets.push(("config.ipc_mode", target.as_str()));
     }
-    if let PidMode::Container(target) = config.pid()? {
-        targets.push(("config.pid_mode", target));
+    if let PidMode::Container(target) = &config.pid_mode {
+        targets.push(("config.pid_mode", target.as_str()));
     }
-    Ok(targets)
+    targets
 }
 
 /// The refusal of a `container:` target outside the task's allocation.
@@ -146,7 +146,7 @@ fn device_allowed(host: &str, globs: &[String]) -> bool {
 }
 
 fn check_host_network(config: &TaskConfig, driver: &DriverConfig) -> Result<(), SpecError> {
-    if !driver.allow_host_network && config.network()? == NetworkMode::Host {
+    if !driver.allow_host_network && config.network_mode == NetworkMode::Host {
         return Err(denied(
             "config.network_mode",
             "\"host\" is refused by the plugin option allow_host_network = false".to_string(),
@@ -164,19 +164,20 @@ fn check_boundary(config: &TaskConfig) -> Result<(), SpecError> {
             format!("{value:?} weakens the container boundary and is refused by {PRIVILEGED_GATE}"),
         ))
     };
-    for item in &config.security_opt {
-        let (key, value) = item
-            .split_once('=')
-            .or_else(|| item.split_once(':'))
-            .unwrap_or((item.as_str(), ""));
-        let weakening = match key {
-            "unmask" | "seccomp" => true,
-            "apparmor" => value == "unconfined",
-            "label" => label_weakens(value),
-            _ => false,
+    for item in &config.security_opt.items {
+        let weakening = match &item.kind {
+            SecurityOptKind::Unmask(_) | SecurityOptKind::Seccomp(_) => true,
+            SecurityOptKind::Apparmor(profile) => profile == "unconfined",
+            SecurityOptKind::Label(value) => label_weakens(value),
+            // Not refused so far, although podman reads it as `unmask=ALL`.
+            SecurityOptKind::SystemPathsUnconfined => false,
+            SecurityOptKind::NoNewPrivileges(_)
+            | SecurityOptKind::LabelNested
+            | SecurityOptKind::ProcOpts(_)
+            | SecurityOptKind::Mask(_) => false,
         };
         if weakening {
-            return refuse("config.security_opt", item);
+            return refuse("config.security_opt", &item.text);
         }
     }
     if config.apparmor_profile == "unconfined" {
@@ -185,21 +186,20 @@ fn check_boundary(config: &TaskConfig) -> Result<(), SpecError> {
     if let Some(item) = config.selinux_opts.iter().find(|o| label_weakens(o)) {
         return refuse("config.selinux_opts", item);
     }
-    if let NetworkMode::Path(_) = config.network()? {
-        return refuse("config.network_mode", &config.network_mode);
+    if let NetworkMode::Path(_) = config.network_mode {
+        return refuse("config.network_mode", &config.network_mode.to_string());
     }
-    match config.ipc()? {
-        IpcMode::Path(_) | IpcMode::Host => return refuse("config.ipc_mode", &config.ipc_mode),
-        _ => {}
+    if let IpcMode::Path(_) | IpcMode::Host = config.ipc_mode {
+        return refuse("config.ipc_mode", &config.ipc_mode.to_string());
     }
-    if let Userns::Path(_) = config.userns_mode()? {
-        return refuse("config.userns", &config.userns);
+    if let Userns::Path(_) = config.userns {
+        return refuse("config.userns", &config.userns.to_string());
     }
-    if config.pid()? == PidMode::Host {
-        return refuse("config.pid_mode", &config.pid_mode);
+    if config.pid_mode == PidMode::Host {
+        return refuse("config.pid_mode", &config.pid_mode.to_string());
     }
-    if config.uts_host()? {
-        return refuse("config.uts_mode", &config.uts_mode);
+    if config.uts_mode == UtsMode::Host {
+        return refuse("config.uts_mode", &config.uts_mode.to_string());
     }
     Ok(())
 }
@@ -223,18 +223,18 @@ fn check_host_paths(config: &TaskConfig) -> Result<(), SpecError> {
     if !config.init_path.is_empty() {
         return refuse("config.init_path", &config.init_path);
     }
-    let security = config.security_options()?;
-    if let Some(profile) = security.seccomp_profile_path.filter(|p| p != "unconfined") {
+    let seccomp = config.security_opt.seccomp_profile_path.as_deref();
+    if let Some(profile) = seccomp.filter(|p| *p != "unconfined") {
         return refuse("config.security_opt", &format!("seccomp={profile}"));
     }
-    if let NetworkMode::Path(_) = config.network()? {
-        return refuse("config.network_mode", &config.network_mode);
+    if let NetworkMode::Path(_) = config.network_mode {
+        return refuse("config.network_mode", &config.network_mode.to_string());
     }
-    if let IpcMode::Path(_) = config.ipc()? {
-        return refuse("config.ipc_mode", &config.ipc_mode);
+    if let IpcMode::Path(_) = config.ipc_mode {
+        return refuse("config.ipc_mode", &config.ipc_mode.to_string());
     }
-    if let Userns::Path(_) = config.userns_mode()? {
-        return refuse("config.userns", &config.userns);
+    if let Userns::Path(_) = config.userns {
+        return refuse("config.userns", &config.userns.to_string());
     }
     // A volume driver's options can bind any host path (`local` with `o=bind`).
     for (i, mount) in config.mounts.iter().enumerate() {
@@ -332,7 +332,7 @@ mod tests {
             json!({"pid_mode": "host", "uts_mode": "host"}),
         ] {
             check(&task(options.clone()), &config).unwrap_or_else(|e| panic!("{options}: {e}"));
-            assert!(join_targets(&task(options), &config).unwrap().is_empty());
+            assert!(join_targets(&task(options), &config).is_empty());
         }
     }
 
@@ -412,11 +412,11 @@ mod tests {
         );
         check(&joins, &locked_down()).expect("container joins are checked against podman");
         assert_eq!(
-            join_targets(&joins, &locked_down()).unwrap(),
+            join_targets(&joins, &locked_down()),
             vec![
-                ("config.network_mode", "web-a1".to_string()),
-                ("config.ipc_mode", "db-a1".to_string()),
-                ("config.pid_mode", "db-a1".to_string())
+                ("config.network_mode", "web-a1"),
+                ("config.ipc_mode", "db-a1"),
+                ("config.pid_mode", "db-a1")
             ]
         );
     }
