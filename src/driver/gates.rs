@@ -2,7 +2,7 @@
 //!
 //! | gate (plugin option) | refuses |
 //! |---|---|
-//! | `allow_privileged = false` | `privileged`; everything that weakens the container boundary as much: `security_opt` `unmask=`, any `seccomp=` (unconfined or a profile), `apparmor=unconfined`, `label=disable` and `label=type:/level:/user:/role:`; `apparmor_profile = "unconfined"`; `selinux_opts` `disable`/`type:`/`level:`/`user:`/`role:`; namespace joins by path (`ns:` in `network_mode`, `ipc_mode`, `userns`); `ipc_mode`, `pid_mode`, `uts_mode` = `"host"`; `network_mode`/`ipc_mode`/`pid_mode` `container:` targets that are not a task of the same allocation (checked against podman at start) |
+//! | `allow_privileged = false` | `privileged`; everything that weakens the container boundary as much: `security_opt` `unmask=` (and `systempaths=unconfined`, the same), any `seccomp=` (unconfined or a profile), `apparmor=unconfined`, `label=disable` and `label=type:/level:/user:/role:`; `apparmor_profile = "unconfined"`; `selinux_opts` `disable`/`type:`/`level:`/`user:`/`role:`; namespace joins by path (`ns:` in `network_mode`, `ipc_mode`, `userns`); `ipc_mode`, `pid_mode`, `uts_mode` = `"host"`; `network_mode`/`ipc_mode`/`pid_mode` `container:` targets that are not a task of the same allocation (checked against podman at start) |
 //! | `allow_caps` | `cap_add` entries not in the list |
 //! | `allow_devices` | `devices` whose host path (as given and with links resolved) matches no glob |
 //! | `allow_host_network = false` | `network_mode = "host"` |
@@ -166,11 +166,12 @@ fn check_boundary(config: &TaskConfig) -> Result<(), SpecError> {
     };
     for item in &config.security_opt.items {
         let weakening = match &item.kind {
-            SecurityOptKind::Unmask(_) | SecurityOptKind::Seccomp(_) => true,
+            // `systempaths=unconfined` is podman's spelling of `unmask=ALL`.
+            SecurityOptKind::Unmask(_)
+            | SecurityOptKind::SystemPathsUnconfined
+            | SecurityOptKind::Seccomp(_) => true,
             SecurityOptKind::Apparmor(profile) => profile == "unconfined",
             SecurityOptKind::Label(value) => label_weakens(value),
-            // Not refused so far, although podman reads it as `unmask=ALL`.
-            SecurityOptKind::SystemPathsUnconfined => false,
             SecurityOptKind::NoNewPrivileges(_)
             | SecurityOptKind::LabelNested
             | SecurityOptKind::ProcOpts(_)
@@ -345,6 +346,7 @@ mod tests {
             (json!({"devices": ["/dev/vda:/dev/xvda:rwm"]}), "config.devices: \"/dev/vda\" is not in the plugin option allow_devices"),
             (json!({"network_mode": "host"}), "config.network_mode: \"host\" is refused by the plugin option allow_host_network = false"),
             (json!({"security_opt": ["unmask=ALL"]}), "config.security_opt: \"unmask=ALL\" weakens the container boundary and is refused by the plugin option allow_privileged = false"),
+            (json!({"security_opt": ["systempaths=unconfined"]}), "config.security_opt: \"systempaths=unconfined\" weakens"),
             (json!({"security_opt": ["seccomp=unconfined"]}), "config.security_opt: \"seccomp=unconfined\" weakens"),
             (json!({"security_opt": ["seccomp=/tmp/profile.json"]}), "config.security_opt: \"seccomp=/tmp/profile.json\" weakens"),
             (json!({"security_opt": ["apparmor=unconfined"]}), "config.security_opt: \"apparmor=unconfined\" weakens"),
