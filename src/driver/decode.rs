@@ -62,6 +62,28 @@ impl ConfigError {
     }
 }
 
+/// Serializes an option value as the text it is written as in a job (`Display`) and
+/// deserializes it by parsing that text again (`parse_text`), so persisted task specs keep
+/// the shape they had when these options were kept as strings: a file written by an older
+/// binary still reads, and an older binary still reads ours.
+macro_rules! serde_as_text {
+    ($type:ty) => {
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+                <$type>::parse_text(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use serde_as_text;
+
 /// `; did you mean "x"?` for a suggestion, nothing without one.
 pub fn did_you_mean(suggestion: Option<&str>) -> String {
     suggestion

@@ -2,7 +2,7 @@
 //!
 //! | gate (plugin option) | refuses |
 //! |---|---|
-//! | `allow_privileged = false` | `privileged`; everything that weakens the container boundary as much: `security_opt` `unmask=`, any `seccomp=` (unconfined or a profile), `apparmor=unconfined`, `label=disable` and `label=type:/level:/user:/role:`; `apparmor_profile = "unconfined"`; `selinux_opts` `disable`/`type:`/`level:`/`user:`/`role:`; namespace joins by path (`ns:` in `network_mode`, `ipc_mode`, `userns`); `ipc_mode`, `pid_mode`, `uts_mode` = `"host"`; `network_mode`/`ipc_mode`/`pid_mode` `container:` targets that are not a task of the same allocation (checked against podman at start) |
+//! | `allow_privileged = false` | `privileged`; everything that weakens the container boundary as much: `security_opt` `unmask=` (and `systempaths=unconfined`, the same), any `seccomp=` (unconfined or a profile), `apparmor=unconfined`, `label=disable` and `label=type:/level:/user:/role:`; `apparmor_profile = "unconfined"`; `selinux_opts` `disable`/`type:`/`level:`/`user:`/`role:`; namespace joins by path (`ns:` in `network_mode`, `ipc_mode`, `userns`); `ipc_mode`, `pid_mode`, `uts_mode` = `"host"`; `network_mode`/`ipc_mode`/`pid_mode` `container:` targets that are not a task of the same allocation (checked against podman at start) |
 //! | `allow_caps` | `cap_add` entries not in the list |
 //! | `allow_devices` | `devices` whose host path (as given and with links resolved) matches no glob |
 //! | `allow_host_network = false` | `network_mode = "host"` |
@@ -15,9 +15,9 @@
 use std::path::{Path, PathBuf};
 
 use super::config::DriverConfig;
-use super::secopt::Userns;
+use super::secopt::{SecurityOptKind, Userns};
 use super::spec::SpecError;
-use super::task::{IpcMode, MountKind, NetworkMode, PidMode, TaskConfig};
+use super::task::{IpcMode, MountKind, NetworkMode, PidMode, TaskConfig, UtsMode};
 
 const PRIVILEGED_GATE: &str = "the plugin option allow_privileged = false";
 const VOLUMES_GATE: &str = "host paths are not allowed: plugin option volumes.enabled = false";
@@ -39,24 +39,24 @@ pub fn check(config: &TaskConfig, driver: &DriverConfig) -> Result<(), SpecError
 
 /// `container:` targets a task joins (option, target), which must be tasks of the same
 /// allocation when `allow_privileged = false` (the caller asks podman).
-pub fn join_targets(
-    config: &TaskConfig,
+pub fn join_targets<'a>(
+    config: &'a TaskConfig,
     driver: &DriverConfig,
-) -> Result<Vec<(&'static str, String)>, SpecError> {
+) -> Vec<(&'static str, &'a str)> {
     if driver.allow_privileged {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     let mut targets = Vec::new();
-    if let NetworkMode::Container(target) = config.network()? {
-        targets.push(("config.network_mode", target));
+    if let NetworkMode::Container(target) = &config.network_mode {
+        targets.push(("config.network_mode", target.as_str()));
     }
-    if let IpcMode::Container(target) = config.ipc()? {
-        targets.push(("config.ipc_mode", target));
+    if let IpcMode::Container(target) = &config.ipc_mode {
+        targets.push(("config.ipc_mode", target.as_str()));
     }
-    if let PidMode::Container(target) = config.pid()? {
-        targets.push(("config.pid_mode", target));
+    if let PidMode::Container(target) = &config.pid_mode {
+        targets.push(("config.pid_mode", target.as_str()));
     }
-    Ok(targets)
+    targets
 }
 
 /// The refusal of a `container:` target outside the task's allocation.
@@ -146,7 +146,7 @@ fn device_allowed(host: &str, globs: &[String]) -> bool {
 }
 
 fn check_host_network(config: &TaskConfig, driver: &DriverConfig) -> Result<(), SpecError> {
-    if !driver.allow_host_network && config.network()? == NetworkMode::Host {
+    if !driver.allow_host_network && config.network_mode == NetworkMode::Host {
         return Err(denied(
             "config.network_mode",
             "\"host\" is refused by the plugin option allow_host_network = false".to_string(),
@@ -164,19 +164,21 @@ fn check_boundary(config: &TaskConfig) -> Result<(), SpecError> {
             format!("{value:?} weakens the container boundary and is refused by {PRIVILEGED_GATE}"),
         ))
     };
-    for item in &config.security_opt {
-        let (key, value) = item
-            .split_once('=')
-            .or_else(|| item.split_once(':'))
-            .unwrap_or((item.as_str(), ""));
-        let weakening = match key {
-            "unmask" | "seccomp" => true,
-            "apparmor" => value == "unconfined",
-            "label" => label_weakens(value),
-            _ => false,
+    for item in &config.security_opt.items {
+        let weakening = match &item.kind {
+            // `systempaths=unconfined` is podman's spelling of `unmask=ALL`.
+            SecurityOptKind::Unmask(_)
+            | SecurityOptKind::SystemPathsUnconfined
+            | SecurityOptKind::Seccomp(_) => true,
+            SecurityOptKind::Apparmor(profile) => profile == "unconfined",
+            SecurityOptKind::Label(value) => label_weakens(value),
+            SecurityOptKind::NoNewPrivileges(_)
+            | SecurityOptKind::LabelNested
+            | SecurityOptKind::ProcOpts(_)
+            | SecurityOptKind::Mask(_) => false,
         };
         if weakening {
-            return refuse("config.security_opt", item);
+            return refuse("config.security_opt", &item.text);
         }
     }
     if config.apparmor_profile == "unconfined" {
@@ -185,21 +187,20 @@ fn check_boundary(config: &TaskConfig) -> Result<(), SpecError> {
     if let Some(item) = config.selinux_opts.iter().find(|o| label_weakens(o)) {
         return refuse("config.selinux_opts", item);
     }
-    if let NetworkMode::Path(_) = config.network()? {
-        return refuse("config.network_mode", &config.network_mode);
+    if let NetworkMode::Path(_) = config.network_mode {
+        return refuse("config.network_mode", &config.network_mode.to_string());
     }
-    match config.ipc()? {
-        IpcMode::Path(_) | IpcMode::Host => return refuse("config.ipc_mode", &config.ipc_mode),
-        _ => {}
+    if let IpcMode::Path(_) | IpcMode::Host = config.ipc_mode {
+        return refuse("config.ipc_mode", &config.ipc_mode.to_string());
     }
-    if let Userns::Path(_) = config.userns_mode()? {
-        return refuse("config.userns", &config.userns);
+    if let Userns::Path(_) = config.userns {
+        return refuse("config.userns", &config.userns.to_string());
     }
-    if config.pid()? == PidMode::Host {
-        return refuse("config.pid_mode", &config.pid_mode);
+    if config.pid_mode == PidMode::Host {
+        return refuse("config.pid_mode", &config.pid_mode.to_string());
     }
-    if config.uts_host()? {
-        return refuse("config.uts_mode", &config.uts_mode);
+    if config.uts_mode == UtsMode::Host {
+        return refuse("config.uts_mode", &config.uts_mode.to_string());
     }
     Ok(())
 }
@@ -223,18 +224,18 @@ fn check_host_paths(config: &TaskConfig) -> Result<(), SpecError> {
     if !config.init_path.is_empty() {
         return refuse("config.init_path", &config.init_path);
     }
-    let security = config.security_options()?;
-    if let Some(profile) = security.seccomp_profile_path.filter(|p| p != "unconfined") {
+    let seccomp = config.security_opt.seccomp_profile_path.as_deref();
+    if let Some(profile) = seccomp.filter(|p| *p != "unconfined") {
         return refuse("config.security_opt", &format!("seccomp={profile}"));
     }
-    if let NetworkMode::Path(_) = config.network()? {
-        return refuse("config.network_mode", &config.network_mode);
+    if let NetworkMode::Path(_) = config.network_mode {
+        return refuse("config.network_mode", &config.network_mode.to_string());
     }
-    if let IpcMode::Path(_) = config.ipc()? {
-        return refuse("config.ipc_mode", &config.ipc_mode);
+    if let IpcMode::Path(_) = config.ipc_mode {
+        return refuse("config.ipc_mode", &config.ipc_mode.to_string());
     }
-    if let Userns::Path(_) = config.userns_mode()? {
-        return refuse("config.userns", &config.userns);
+    if let Userns::Path(_) = config.userns {
+        return refuse("config.userns", &config.userns.to_string());
     }
     // A volume driver's options can bind any host path (`local` with `o=bind`).
     for (i, mount) in config.mounts.iter().enumerate() {
@@ -332,7 +333,7 @@ mod tests {
             json!({"pid_mode": "host", "uts_mode": "host"}),
         ] {
             check(&task(options.clone()), &config).unwrap_or_else(|e| panic!("{options}: {e}"));
-            assert!(join_targets(&task(options), &config).unwrap().is_empty());
+            assert!(join_targets(&task(options), &config).is_empty());
         }
     }
 
@@ -345,6 +346,7 @@ mod tests {
             (json!({"devices": ["/dev/vda:/dev/xvda:rwm"]}), "config.devices: \"/dev/vda\" is not in the plugin option allow_devices"),
             (json!({"network_mode": "host"}), "config.network_mode: \"host\" is refused by the plugin option allow_host_network = false"),
             (json!({"security_opt": ["unmask=ALL"]}), "config.security_opt: \"unmask=ALL\" weakens the container boundary and is refused by the plugin option allow_privileged = false"),
+            (json!({"security_opt": ["systempaths=unconfined"]}), "config.security_opt: \"systempaths=unconfined\" weakens"),
             (json!({"security_opt": ["seccomp=unconfined"]}), "config.security_opt: \"seccomp=unconfined\" weakens"),
             (json!({"security_opt": ["seccomp=/tmp/profile.json"]}), "config.security_opt: \"seccomp=/tmp/profile.json\" weakens"),
             (json!({"security_opt": ["apparmor=unconfined"]}), "config.security_opt: \"apparmor=unconfined\" weakens"),
@@ -412,11 +414,11 @@ mod tests {
         );
         check(&joins, &locked_down()).expect("container joins are checked against podman");
         assert_eq!(
-            join_targets(&joins, &locked_down()).unwrap(),
+            join_targets(&joins, &locked_down()),
             vec![
-                ("config.network_mode", "web-a1".to_string()),
-                ("config.ipc_mode", "db-a1".to_string()),
-                ("config.pid_mode", "db-a1".to_string())
+                ("config.network_mode", "web-a1"),
+                ("config.ipc_mode", "db-a1"),
+                ("config.pid_mode", "db-a1")
             ]
         );
     }

@@ -37,12 +37,20 @@ impl Driver {
                 socket: spec.config.socket.clone(),
             }
         })?;
+        // A config from `TaskConfig::from_value` is valid already; the runner and the
+        // conformance harness change decoded configs, so the cross-option checks run once
+        // more here, before anything touches podman.
+        spec.config.validate().map_err(|e| DriverError::Spec {
+            task: task_id.clone(),
+            source: e.into(),
+        })?;
         let facts = self
             .facts(&socket)
             .await
             .map_err(DriverError::podman(&task_id, "ask podman about its host"))?;
-        // Everything that can be checked without podman is checked before touching it.
-        self.build_spec(&spec, &facts, "").await?;
+        // Built once, before podman is touched, so every refusal comes first; the create
+        // attempts only fill in the image.
+        let body = self.build_spec(&spec, &facts).await?;
         self.check_join_targets(&spec, &socket).await?;
 
         // The sinks are opened before the container exists: a sink that is not what the
@@ -70,7 +78,7 @@ impl Driver {
         };
 
         let name = spec.container_name();
-        let inspect = self.create_and_start(&spec, &socket, &facts).await?;
+        let inspect = self.create_and_start(&spec, &socket, body).await?;
         let state = TaskState {
             version: TASK_STATE_VERSION,
             task_id: task_id.clone(),
@@ -121,10 +129,8 @@ impl Driver {
             source,
         };
         let alloc_id = spec.context.alloc_id.as_str();
-        for (option, target) in
-            gates::join_targets(&spec.config, &self.config).map_err(spec_error)?
-        {
-            let same_alloc = match socket.client.container_inspect(&target).await {
+        for (option, target) in gates::join_targets(&spec.config, &self.config) {
+            let same_alloc = match socket.client.container_inspect(target).await {
                 Ok(found) => {
                     !alloc_id.is_empty()
                         && found
@@ -142,35 +148,29 @@ impl Driver {
                 }
             };
             if !same_alloc {
-                return Err(spec_error(gates::foreign_container(option, &target)));
+                return Err(spec_error(gates::foreign_container(option, target)));
             }
         }
         Ok(())
     }
 
-    /// The container spec of a task. Off the async threads: with `volumes.enabled = false`
-    /// it resolves host paths on disk.
+    /// The container spec of a task, its image left for the create attempts to fill in.
+    /// Off the async threads: with `volumes.enabled = false` it resolves host paths on
+    /// disk.
     async fn build_spec(
         &self,
         spec: &TaskSpec,
         facts: &HostFacts,
-        image_id: &str,
     ) -> Result<serde_json::Value, DriverError> {
-        let (task, config, facts, image) = (
-            spec.clone(),
-            self.config.clone(),
-            facts.clone(),
-            image_id.to_string(),
-        );
-        let built =
-            tokio::task::spawn_blocking(move || spec::build(&task, &config, &facts, &image))
-                .await
-                .map_err(|e| DriverError::Io {
-                    task: spec.context.id.clone(),
-                    context: "building the container spec failed",
-                    // As tokio's own blocking file operations report a lost worker.
-                    source: std::io::Error::other(e),
-                })?;
+        let (task, config, facts) = (spec.clone(), self.config.clone(), facts.clone());
+        let built = tokio::task::spawn_blocking(move || spec::build(&task, &config, &facts, ""))
+            .await
+            .map_err(|e| DriverError::Io {
+                task: spec.context.id.clone(),
+                context: "building the container spec failed",
+                // As tokio's own blocking file operations report a lost worker.
+                source: std::io::Error::other(e),
+            })?;
         built.map_err(|source| DriverError::Spec {
             task: spec.context.id.clone(),
             source,
@@ -185,7 +185,7 @@ impl Driver {
         &self,
         spec: &TaskSpec,
         socket: &Arc<Socket>,
-        facts: &HostFacts,
+        mut body: serde_json::Value,
     ) -> Result<ContainerInspect, DriverError> {
         let task_id = spec.context.id.as_str();
         let client = &socket.client;
@@ -215,7 +215,7 @@ impl Driver {
             })?;
         let mut name_cleared = false;
         let created = loop {
-            let body = self.build_spec(spec, facts, &image).await?;
+            body["image"] = serde_json::Value::String(image.clone());
             match client.container_create(&body).await {
                 Ok(created) => break created,
                 Err(e) if e.is_image_unknown() && !image_checked => {

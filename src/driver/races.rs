@@ -752,3 +752,24 @@ async fn an_exit_while_the_events_stream_connects_is_seen() {
         .expect("wait");
     assert_eq!(exit.exit_code, 7);
 }
+
+/// The runner and the conformance harness change configs after decoding them: a change
+/// that breaks a cross-option rule is refused at start, naming the option, before podman
+/// is asked anything.
+#[tokio::test]
+async fn a_config_changed_after_decoding_is_checked_before_podman_is_asked() {
+    let fake = FakePodman::start(|_, _| Reply::error(500, "not scripted"));
+    let driver = driver_on(&fake);
+    let mut spec = spec();
+    spec.config.shm_size = Some(1 << 20);
+    spec.config.ipc_mode = super::task::IpcMode::Host;
+    let err = driver.start(spec).await.expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("config.shm_size: shm_size cannot be used with ipc_mode=\"host\""),
+        "{err}"
+    );
+    assert!(fake.requests_to("/containers").is_empty(), "podman asked");
+    assert!(fake.requests_to("/images").is_empty(), "podman asked");
+    assert!(fake.requests_to("/info").is_empty(), "podman asked");
+}

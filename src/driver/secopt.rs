@@ -3,9 +3,13 @@
 //! Difference from the Go driver: `no-new-privileges=false` means false (Go turns any
 //! `no-new-privileges=...` into true), and a value other than true/false is an error.
 
-/// What a `security_opt` list asks for, ready for the container spec.
+use super::decode::serde_as_text;
+
+/// What a `security_opt` list asks for, ready for the container spec; `items` keeps each
+/// entry as written (the gates quote it, and it is persisted in that form).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecurityOptions {
+    pub items: Vec<SecurityOpt>,
     pub no_new_privileges: bool,
     pub labels_nested: bool,
     /// `label=<x>` values, in order.
@@ -17,42 +21,118 @@ pub struct SecurityOptions {
     pub unmask: Vec<String>,
 }
 
-/// Parses `security_opt`; an error carries the offending item and why.
-pub fn parse_security_opts(items: &[String]) -> Result<SecurityOptions, (String, String)> {
-    let mut options = SecurityOptions::default();
-    for item in items {
-        let fail = |reason: &str| (item.clone(), reason.to_string());
+/// One `security_opt` entry: how it was written, and what it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityOpt {
+    pub text: String,
+    pub kind: SecurityOptKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecurityOptKind {
+    NoNewPrivileges(bool),
+    /// `label=nested`.
+    LabelNested,
+    /// `label=<x>`, any other label option.
+    Label(String),
+    Apparmor(String),
+    Seccomp(String),
+    ProcOpts(Vec<String>),
+    Mask(Vec<String>),
+    Unmask(Vec<String>),
+    /// `systempaths=unconfined`: podman's spelling of `unmask=ALL`.
+    SystemPathsUnconfined,
+}
+
+impl std::fmt::Display for SecurityOpt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl SecurityOpt {
+    /// Parses one entry; an error says why.
+    pub fn parse_text(item: &str) -> Result<SecurityOpt, String> {
+        let fail = |reason: &str| reason.to_string();
         let (key, value) = match item.split_once('=') {
             Some(pair) => pair,
-            None if item == "no-new-privileges" => (item.as_str(), "true"),
+            None if item == "no-new-privileges" => (item, "true"),
             None => item
                 .split_once(':')
                 .ok_or_else(|| fail("expected key=value"))?,
         };
-        match key {
-            "no-new-privileges" => {
-                options.no_new_privileges = match value {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(fail("no-new-privileges takes true or false")),
-                }
-            }
-            "label" if value == "nested" => options.labels_nested = true,
-            "label" if !value.is_empty() => options.selinux_opts.push(value.to_string()),
-            "apparmor" if !value.is_empty() => options.apparmor_profile = Some(value.to_string()),
-            "seccomp" if !value.is_empty() => {
-                options.seccomp_profile_path = Some(value.to_string())
-            }
-            "proc-opts" => options.procfs_opts.extend(non_empty(value.split(','))),
-            "mask" => options.mask.extend(non_empty(value.split(':'))),
-            "unmask" => options.unmask.extend(non_empty(value.split(':'))),
-            "systempaths" if value == "unconfined" => options.unmask.push("ALL".to_string()),
+        let kind = match key {
+            "no-new-privileges" => SecurityOptKind::NoNewPrivileges(match value {
+                "true" => true,
+                "false" => false,
+                _ => return Err(fail("no-new-privileges takes true or false")),
+            }),
+            "label" if value == "nested" => SecurityOptKind::LabelNested,
+            "label" if !value.is_empty() => SecurityOptKind::Label(value.to_string()),
+            "apparmor" if !value.is_empty() => SecurityOptKind::Apparmor(value.to_string()),
+            "seccomp" if !value.is_empty() => SecurityOptKind::Seccomp(value.to_string()),
+            "proc-opts" => SecurityOptKind::ProcOpts(non_empty(value.split(','))),
+            "mask" => SecurityOptKind::Mask(non_empty(value.split(':'))),
+            "unmask" => SecurityOptKind::Unmask(non_empty(value.split(':'))),
+            "systempaths" if value == "unconfined" => SecurityOptKind::SystemPathsUnconfined,
             "systempaths" => return Err(fail("only systempaths=unconfined is supported")),
             _ => return Err(fail("unknown security option")),
-        }
+        };
+        Ok(SecurityOpt {
+            text: item.to_string(),
+            kind,
+        })
     }
-    Ok(options)
 }
+
+/// Parses `security_opt`; an error carries the offending item and why.
+pub fn parse_security_opts(items: &[String]) -> Result<SecurityOptions, (String, String)> {
+    let items = items
+        .iter()
+        .map(|item| SecurityOpt::parse_text(item).map_err(|reason| (item.clone(), reason)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SecurityOptions::from_items(items))
+}
+
+impl SecurityOptions {
+    /// The container spec's view of parsed entries (later entries win, lists add up).
+    pub fn from_items(items: Vec<SecurityOpt>) -> SecurityOptions {
+        let mut options = SecurityOptions::default();
+        for item in &items {
+            match &item.kind {
+                SecurityOptKind::NoNewPrivileges(on) => options.no_new_privileges = *on,
+                SecurityOptKind::LabelNested => options.labels_nested = true,
+                SecurityOptKind::Label(value) => options.selinux_opts.push(value.clone()),
+                SecurityOptKind::Apparmor(value) => options.apparmor_profile = Some(value.clone()),
+                SecurityOptKind::Seccomp(value) => {
+                    options.seccomp_profile_path = Some(value.clone())
+                }
+                SecurityOptKind::ProcOpts(values) => options.procfs_opts.extend_from_slice(values),
+                SecurityOptKind::Mask(paths) => options.mask.extend_from_slice(paths),
+                SecurityOptKind::Unmask(paths) => options.unmask.extend_from_slice(paths),
+                SecurityOptKind::SystemPathsUnconfined => options.unmask.push("ALL".to_string()),
+            }
+        }
+        options.items = items;
+        options
+    }
+}
+
+/// Persisted as the list of entries as written, the shape of the `security_opt` option.
+impl serde::Serialize for SecurityOptions {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.items.iter().map(|item| &item.text))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecurityOptions {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let items = <Vec<SecurityOpt> as serde::Deserialize>::deserialize(deserializer)?;
+        Ok(SecurityOptions::from_items(items))
+    }
+}
+
+serde_as_text!(SecurityOpt);
 
 fn non_empty<'a>(parts: impl Iterator<Item = &'a str>) -> Vec<String> {
     parts
@@ -70,13 +150,16 @@ pub struct IdMap {
 }
 
 /// A parsed `userns` option.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Userns {
     /// `""`: podman's default.
+    #[default]
     Default,
     Host,
     /// `auto[:size=..,uidmapping=..,gidmapping=..]`.
     Auto {
+        /// The text after `auto:`, as written (podman gets it verbatim besides the maps).
+        options: String,
         size: Option<u32>,
         uid_maps: Vec<IdMap>,
         gid_maps: Vec<IdMap>,
@@ -87,6 +170,36 @@ pub enum Userns {
     /// `ns:<path>`.
     Path(String),
 }
+
+impl Userns {
+    /// Parses `userns`; an error says why.
+    pub fn parse_text(text: &str) -> Result<Userns, String> {
+        parse_userns(text)
+    }
+}
+
+/// The option as written, up to a trailing empty `:` (`keep-id:` is `keep-id`).
+impl std::fmt::Display for Userns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let with = |f: &mut std::fmt::Formatter<'_>, mode: &str, options: &str| {
+            if options.is_empty() {
+                f.write_str(mode)
+            } else {
+                write!(f, "{mode}:{options}")
+            }
+        };
+        match self {
+            Userns::Default => Ok(()),
+            Userns::Host => f.write_str("host"),
+            Userns::NoMap => f.write_str("nomap"),
+            Userns::KeepId(options) => with(f, "keep-id", options),
+            Userns::Auto { options, .. } => with(f, "auto", options),
+            Userns::Path(path) => write!(f, "ns:{path}"),
+        }
+    }
+}
+
+serde_as_text!(Userns);
 
 /// Parses `userns`; an error says why.
 pub fn parse_userns(text: &str) -> Result<Userns, String> {
@@ -137,6 +250,7 @@ fn parse_auto(config: &str) -> Result<Userns, String> {
         }
     }
     Ok(Userns::Auto {
+        options: config.to_string(),
         size,
         uid_maps,
         gid_maps,
@@ -239,6 +353,7 @@ mod tests {
         assert_eq!(
             parse_userns("auto:size=65536,uidmapping=0:100000:1000,gidmapping=0:200000:10"),
             Ok(Userns::Auto {
+                options: "size=65536,uidmapping=0:100000:1000,gidmapping=0:200000:10".into(),
                 size: Some(65536),
                 uid_maps: vec![IdMap {
                     container_id: 0,
@@ -255,6 +370,7 @@ mod tests {
         assert_eq!(
             parse_userns("auto"),
             Ok(Userns::Auto {
+                options: String::new(),
                 size: None,
                 uid_maps: vec![],
                 gid_maps: vec![]

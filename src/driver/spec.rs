@@ -44,7 +44,10 @@ use super::gates::{self, glob_match, lexical_clean as clean};
 use super::host::HostFacts;
 use super::hostfs::{self, FileKind, HostPathError, PinnedPath};
 use super::secopt::Userns;
-use super::task::{container_name, IpcMode, MountKind, NetworkMode, PidMode, TaskConfig, TaskSpec};
+use super::task::{
+    container_name, ExtraHost, IpcMode, MountKind, NetworkMode, PidMode, TaskConfig, TaskSpec,
+    UtsMode,
+};
 
 /// Label every container this driver creates carries; the dangling-container sweep only
 /// ever touches containers with it.
@@ -118,22 +121,28 @@ pub fn log_mode(config: &TaskConfig, driver: &DriverConfig) -> LogMode {
 /// before create (`None` when the task joins no custom network, including when the
 /// orchestrator provides a network namespace, which wins over `network_mode`).
 pub fn custom_network(spec: &TaskSpec) -> Option<&str> {
-    if isolation_path(spec).is_some() {
+    if orchestrator_netns(spec).is_some() {
         return None;
     }
-    match spec.config.network_mode.as_str() {
-        "" | "bridge" | "host" | "none" | "pasta" | "slirp4netns" => None,
-        mode if mode.starts_with("container:")
-            || mode.starts_with("ns:")
-            || mode.starts_with("task:") =>
-        {
-            None
-        }
-        mode => Some(mode),
+    network_mode(spec).custom_network()
+}
+
+/// The task's `network_mode`, or the orchestrator's default when the task sets none.
+fn network_mode(spec: &TaskSpec) -> &NetworkMode {
+    match (
+        &spec.config.network_mode,
+        &spec.context.default_network_mode,
+    ) {
+        (NetworkMode::Default, Some(default)) => default,
+        (mode, _) => mode,
     }
 }
 
-/// Builds the SpecGenerator for `spec`, with `image_id` as the resolved image.
+/// Builds the SpecGenerator for `spec`, with `image_id` as the resolved image. The task
+/// config is taken as decoded (its options parsed and checked once, by
+/// [`TaskConfig::from_value`], or by [`TaskConfig::validate`] for one built in code): what
+/// can still fail here is the operator gates, and how the options meet the orchestrator's
+/// context and the host.
 pub fn build(
     spec: &TaskSpec,
     driver: &DriverConfig,
@@ -141,7 +150,6 @@ pub fn build(
     image_id: &str,
 ) -> Result<Value, SpecError> {
     let config = &spec.config;
-    config.validate()?;
     gates::check(config, driver)?;
 
     let mut out = Map::new();
@@ -160,10 +168,10 @@ pub fn build(
         // would create per container).
         out.insert("healthconfig".into(), json!({"Test": ["NONE"]}));
     }
-    if let Some(pid) = pid_namespace(spec)? {
+    if let Some(pid) = pid_namespace(spec) {
         out.insert("pidns".into(), pid);
     }
-    if config.uts_host()? {
+    if config.uts_mode == UtsMode::Host {
         out.insert("utsns".into(), json!({"nsmode": "host"}));
     }
     let devices = devices(spec);
@@ -174,9 +182,9 @@ pub fn build(
         out.insert("cgroup_parent".into(), json!("nomad.slice"));
     }
     out.insert("resource_limits".into(), resources(spec, host)?);
-    let ulimits = config.ulimits()?;
-    if !ulimits.is_empty() {
-        let limits: Vec<Value> = ulimits
+    if !config.ulimit.is_empty() {
+        let limits: Vec<Value> = config
+            .ulimit
             .iter()
             .map(|u| json!({"type": u.name, "soft": u.soft, "hard": u.hard}))
             .collect();
@@ -187,19 +195,16 @@ pub fn build(
     if let Some(shm) = config.shm_size {
         out.insert("shm_size".into(), json!(shm));
     }
-    if let Some(ipc) = ipc_namespace(spec)? {
+    if let Some(ipc) = ipc_namespace(spec) {
         out.insert("ipcns".into(), ipc);
     }
     insert_dns(&mut out, spec, driver)?;
     insert_network(&mut out, spec, driver, host)?;
-    let hosts = config.hosts()?;
-    if !hosts.is_empty() {
-        let entries: Vec<String> = hosts
+    if !config.extra_hosts.is_empty() {
+        let entries: Vec<String> = config
+            .extra_hosts
             .iter()
-            .map(|(name, ip)| {
-                let bare = ip.trim_start_matches('[').trim_end_matches(']');
-                format!("{name}:{bare}")
-            })
+            .map(ExtraHost::podman_entry)
             .collect();
         out.insert("hostadd".into(), json!(entries));
     }
@@ -388,7 +393,9 @@ fn bind(source: &Path, target: &str, options: Vec<String>) -> Value {
     })
 }
 
-fn mounts(spec: &TaskSpec, driver: &DriverConfig) -> Result<Vec<Value>, SpecError> {
+/// The container's bind and tmpfs mounts: the allocation's directories, `volumes`, bind and
+/// tmpfs `mount` blocks, the orchestrator's mounts and `tmpfs`, in that order.
+pub fn mounts(spec: &TaskSpec, driver: &DriverConfig) -> Result<Vec<Value>, SpecError> {
     let config = &spec.config;
     let context = &spec.context;
     let plugin_label = (!driver.volumes.selinuxlabel.is_empty() && !config.privileged)
@@ -403,10 +410,10 @@ fn mounts(spec: &TaskSpec, driver: &DriverConfig) -> Result<Vec<Value>, SpecErro
             mounts.push(bind(dir, target, plugin_label.iter().cloned().collect()));
         }
     }
-    for volume in config.bind_volumes()? {
+    for volume in &config.volumes {
         let entry = format!("{}:{}", volume.source, volume.target);
         let (source, _) = volume_source(spec, driver, &volume.source, &entry, "config.volumes")?;
-        mounts.push(bind(&source, &volume.target, volume.options));
+        mounts.push(bind(&source, &volume.target, volume.options.clone()));
     }
     for (i, mount) in config.mounts.iter().enumerate() {
         let mut options = Vec::new();
@@ -455,12 +462,12 @@ fn mounts(spec: &TaskSpec, driver: &DriverConfig) -> Result<Vec<Value>, SpecErro
         }
         mounts.push(bind(Path::new(&mount.host_path), &mount.task_path, options));
     }
-    for (path, options) in config.tmpfs_mounts()? {
+    for tmpfs in &config.tmpfs {
         mounts.push(json!({
             "type": "tmpfs",
             "source": "tmpfs",
-            "destination": path,
-            "options": options,
+            "destination": tmpfs.path,
+            "options": tmpfs.options,
         }));
     }
     Ok(mounts)
@@ -547,12 +554,12 @@ pub fn pin_volume_sources(
         return Ok(Vec::new());
     }
     let mut pins = Vec::new();
-    for volume in spec.config.bind_volumes()? {
+    for volume in &spec.config.volumes {
         let entry = format!("{}:{}", volume.source, volume.target);
         if let (_, Some(pinned)) =
             volume_source(spec, driver, &volume.source, &entry, "config.volumes")?
         {
-            pins.push((volume.target, pinned));
+            pins.push((volume.target.clone(), pinned));
         }
     }
     for (i, mount) in spec.config.mounts.iter().enumerate() {
@@ -678,7 +685,7 @@ fn check_swap(swap: i64, limit: Option<i64>) -> Result<(), SpecError> {
 
 fn insert_security(out: &mut Map<String, Value>, spec: &TaskSpec) -> Result<(), SpecError> {
     let config = &spec.config;
-    let security = config.security_options()?;
+    let security = &config.security_opt;
     if !config.cap_add.is_empty() {
         out.insert("cap_add".into(), json!(config.cap_add));
     }
@@ -733,14 +740,13 @@ fn insert_security(out: &mut Map<String, Value>, spec: &TaskSpec) -> Result<(), 
     if config.readonly_rootfs {
         out.insert("read_only_filesystem".into(), json!(true));
     }
-    insert_userns(out, config)?;
+    insert_userns(out, config);
     Ok(())
 }
 
-fn insert_userns(out: &mut Map<String, Value>, config: &TaskConfig) -> Result<(), SpecError> {
-    let raw_value = config.userns.split_once(':').map_or("", |(_, v)| v);
-    let (namespace, idmappings) = match config.userns_mode()? {
-        Userns::Default => return Ok(()),
+fn insert_userns(out: &mut Map<String, Value>, config: &TaskConfig) {
+    let (namespace, idmappings) = match &config.userns {
+        Userns::Default => return,
         Userns::Host => (json!({"nsmode": "host"}), None),
         Userns::NoMap => (json!({"nsmode": "nomap"}), None),
         Userns::Path(path) => (json!({"nsmode": "path", "value": path}), None),
@@ -749,6 +755,7 @@ fn insert_userns(out: &mut Map<String, Value>, config: &TaskConfig) -> Result<()
             Some(json!({})),
         ),
         Userns::Auto {
+            options: written,
             size,
             uid_maps,
             gid_maps,
@@ -759,17 +766,17 @@ fn insert_userns(out: &mut Map<String, Value>, config: &TaskConfig) -> Result<()
                     .collect()
             };
             let mut options = json!({
-                "AdditionalUIDMappings": maps(&uid_maps),
-                "AdditionalGIDMappings": maps(&gid_maps),
+                "AdditionalUIDMappings": maps(uid_maps),
+                "AdditionalGIDMappings": maps(gid_maps),
             });
             if let Some(size) = size {
                 options["Size"] = json!(size);
             }
             (
-                json!({"nsmode": "auto", "value": raw_value}),
+                json!({"nsmode": "auto", "value": written}),
                 Some(json!({
-                    "UIDMap": maps(&uid_maps),
-                    "GIDMap": maps(&gid_maps),
+                    "UIDMap": maps(uid_maps),
+                    "GIDMap": maps(gid_maps),
                     "AutoUserNs": true,
                     "AutoUserNsOpts": options,
                 })),
@@ -780,11 +787,10 @@ fn insert_userns(out: &mut Map<String, Value>, config: &TaskConfig) -> Result<()
     if let Some(idmappings) = idmappings {
         out.insert("idmappings".into(), idmappings);
     }
-    Ok(())
 }
 
 /// The podman named volumes of `mount` blocks (created beforehand by the core).
-fn named_volumes(config: &TaskConfig) -> Vec<Value> {
+pub fn named_volumes(config: &TaskConfig) -> Vec<Value> {
     config
         .mounts
         .iter()
@@ -804,22 +810,22 @@ fn named_volumes(config: &TaskConfig) -> Vec<Value> {
         .collect()
 }
 
-fn pid_namespace(spec: &TaskSpec) -> Result<Option<Value>, SpecError> {
-    Ok(match spec.config.pid()? {
+fn pid_namespace(spec: &TaskSpec) -> Option<Value> {
+    match &spec.config.pid_mode {
         PidMode::Default => None,
         PidMode::Host => Some(json!({"nsmode": "host"})),
         PidMode::Container(id) => Some(json!({"nsmode": "container", "value": id})),
         PidMode::Task(task) => Some(json!({
             "nsmode": "container",
-            "value": container_name(&task, &spec.context.alloc_id)
+            "value": container_name(task, &spec.context.alloc_id)
         })),
-    })
+    }
 }
 
-fn ipc_namespace(spec: &TaskSpec) -> Result<Option<Value>, SpecError> {
+fn ipc_namespace(spec: &TaskSpec) -> Option<Value> {
     let alloc = &spec.context.alloc_id;
-    Ok(Some(match spec.config.ipc()? {
-        IpcMode::Default => return Ok(None),
+    Some(match &spec.config.ipc_mode {
+        IpcMode::Default => return None,
         IpcMode::Host => json!({"nsmode": "host"}),
         IpcMode::Private => json!({"nsmode": "private"}),
         IpcMode::Shareable => json!({"nsmode": "shareable"}),
@@ -827,9 +833,9 @@ fn ipc_namespace(spec: &TaskSpec) -> Result<Option<Value>, SpecError> {
         IpcMode::Container(id) => json!({"nsmode": "container", "value": id}),
         IpcMode::Path(path) => json!({"nsmode": "path", "value": path}),
         IpcMode::Task(task) => {
-            json!({"nsmode": "container", "value": container_name(&task, alloc)})
+            json!({"nsmode": "container", "value": container_name(task, alloc)})
         }
-    }))
+    })
 }
 
 fn insert_dns(
@@ -863,11 +869,22 @@ fn insert_dns(
     Ok(())
 }
 
-fn isolation_path(spec: &TaskSpec) -> Option<&str> {
-    spec.context
+/// The network namespace the orchestrator puts the task in, if it does: Nomad's
+/// isolation path, or the container the runner's group network lives in.
+fn orchestrator_netns(spec: &TaskSpec) -> Option<Value> {
+    let context = &spec.context;
+    if let Some(path) = context
         .network_isolation_path
         .as_deref()
         .filter(|p| !p.is_empty())
+    {
+        return Some(json!({"nsmode": "path", "value": path}));
+    }
+    context
+        .network_container
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|container| json!({"nsmode": "container", "value": container}))
 }
 
 fn insert_network(
@@ -878,9 +895,9 @@ fn insert_network(
 ) -> Result<(), SpecError> {
     let alloc = &spec.context.alloc_id;
     let mut network_name = None;
-    let netns = match isolation_path(spec) {
-        Some(path) => json!({"nsmode": "path", "value": path}),
-        None => match spec.config.network()? {
+    let netns = match orchestrator_netns(spec) {
+        Some(netns) => netns,
+        None => match network_mode(spec) {
             NetworkMode::Default if host.rootless => {
                 let mode = match driver.networking.default_rootless_mode.as_str() {
                     "" if host.api_version.0 >= 5 => "pasta",
@@ -900,10 +917,10 @@ fn insert_network(
             NetworkMode::Container(id) => json!({"nsmode": "container", "value": id}),
             NetworkMode::Path(path) => json!({"nsmode": "path", "value": path}),
             NetworkMode::Task(task) => {
-                json!({"nsmode": "container", "value": container_name(&task, alloc)})
+                json!({"nsmode": "container", "value": container_name(task, alloc)})
             }
             NetworkMode::Custom(name) => {
-                network_name = Some(name);
+                network_name = Some(name.clone());
                 json!({"nsmode": "bridge"})
             }
         },
@@ -958,27 +975,65 @@ fn insert_network(
     Ok(())
 }
 
+/// What is wrong with a task's `ports` against the ports of its group's network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortsProblem {
+    /// `ports` is set, but the group has no network.
+    NoNetwork,
+    /// A label the group's network does not declare.
+    Undeclared(String),
+}
+
+/// The one check of a task's `ports`, for a start (against the allocated ports) and for
+/// the runner's job check (against the group's network block): each label must be a port
+/// of the group's network (`declared`: its labels; `None`: there is no network). Every
+/// problem, in the task's order.
+pub fn ports_problems(ports: &[String], declared: Option<&[&str]>) -> Vec<PortsProblem> {
+    if ports.is_empty() {
+        return Vec::new();
+    }
+    let Some(declared) = declared else {
+        return vec![PortsProblem::NoNetwork];
+    };
+    ports
+        .iter()
+        .filter(|label| !declared.contains(&label.as_str()))
+        .map(|label| PortsProblem::Undeclared(label.clone()))
+        .collect()
+}
+
 fn port_mappings(spec: &TaskSpec) -> Result<Vec<Value>, SpecError> {
     let config = &spec.config;
     let context = &spec.context;
+    if context.network_container.is_some() {
+        // The container that holds the namespace publishes the group's ports.
+        return Ok(Vec::new());
+    }
     let mut pairs: Vec<(String, u16, u16)> = Vec::new();
     if !config.ports.is_empty() {
-        let Some(allocated) = &context.ports else {
+        let allocated = context.ports.as_deref();
+        let declared: Option<Vec<&str>> =
+            allocated.map(|ports| ports.iter().map(|p| p.label.as_str()).collect());
+        if let Some(problem) = ports_problems(&config.ports, declared.as_deref()).first() {
             return Err(SpecError::Context {
                 field: "config.ports".into(),
-                reason: "No ports defined in network stanza".into(),
+                reason: match problem {
+                    PortsProblem::NoNetwork => "No ports defined in network stanza".into(),
+                    PortsProblem::Undeclared(label) => {
+                        format!("Port {label:?} not found, check network stanza")
+                    }
+                },
             });
-        };
+        }
         for label in &config.ports {
-            let port = allocated
+            let found = allocated
+                .unwrap_or_default()
                 .iter()
-                .find(|p| &p.label == label)
-                .ok_or_else(|| SpecError::Context {
-                    field: "config.ports".into(),
-                    reason: format!("Port {label:?} not found, check network stanza"),
-                })?;
-            let container_port = if port.to == 0 { port.value } else { port.to };
-            pairs.push((port.host_ip.clone(), port.value, container_port));
+                .find(|p| &p.label == label);
+            if let Some(port) = found {
+                let container_port = if port.to == 0 { port.value } else { port.to };
+                pairs.push((port.host_ip.clone(), port.value, container_port));
+            }
         }
     } else if !config.port_map.is_empty() {
         let network = context
@@ -1854,6 +1909,52 @@ mod tests {
     }
 
     #[test]
+    fn ports_are_checked_against_the_group_network_in_one_place() {
+        let ports = vec!["http".to_string(), "dns".to_string(), "admin".to_string()];
+        assert_eq!(ports_problems(&ports, None), vec![PortsProblem::NoNetwork]);
+        assert_eq!(
+            ports_problems(&ports, Some(&["dns"])),
+            vec![
+                PortsProblem::Undeclared("http".into()),
+                PortsProblem::Undeclared("admin".into())
+            ]
+        );
+        assert!(ports_problems(&ports, Some(&["admin", "dns", "http"])).is_empty());
+        assert!(ports_problems(&[], None).is_empty());
+    }
+
+    /// The runner's bridge group: every task joins the container holding the group's
+    /// namespace, which publishes the ports; the task's own network options are ignored.
+    #[test]
+    fn a_group_network_container_wins_and_publishes_the_ports() {
+        let mut s = spec(json!({"network_mode": "backend", "ports": ["http"]}));
+        s.context.network_container = Some("nomad_init-a1".into());
+        let out = built(&s);
+        assert_eq!(
+            out["netns"],
+            json!({"nsmode": "container", "value": "nomad_init-a1"})
+        );
+        assert!(out.get("Networks").is_none());
+        assert!(out.get("portmappings").is_none());
+        assert_eq!(custom_network(&s), None);
+        assert_eq!(
+            s.config.network_mode.to_string(),
+            "backend",
+            "config untouched"
+        );
+    }
+
+    #[test]
+    fn the_orchestrators_default_network_mode_applies_when_the_task_sets_none() {
+        let mut s = spec(json!({}));
+        s.context.default_network_mode = Some(NetworkMode::None);
+        assert_eq!(built(&s)["netns"], json!({"nsmode": "none"}));
+        let mut s = spec(json!({"network_mode": "host"}));
+        s.context.default_network_mode = Some(NetworkMode::None);
+        assert_eq!(built(&s)["netns"], json!({"nsmode": "host"}));
+    }
+
+    #[test]
     fn orchestrator_netns_wins() {
         let mut s = spec(json!({"network_mode": "backend"}));
         s.context.network_isolation_path = Some("/var/run/netns/abc".into());
@@ -2026,13 +2127,5 @@ mod tests {
         s.context.kill_signal = Some("SIGNOPE".into());
         let err = build_with(&s, &DriverConfig::default(), &HostFacts::default()).unwrap_err();
         assert_eq!(err.field(), "kill_signal");
-    }
-
-    #[test]
-    fn invalid_config_built_in_code_is_rejected() {
-        let mut s = spec(json!({}));
-        s.config.ipc_mode = "bogus".into();
-        let err = build_with(&s, &DriverConfig::default(), &HostFacts::default()).unwrap_err();
-        assert_eq!(err.field(), "config.ipc_mode");
     }
 }

@@ -24,10 +24,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::decode::serde_as_text;
 pub use super::decode::ConfigError;
 use super::decode::{wrong, Block};
 use super::logs::{Rotation, SinkKind};
-use super::secopt::{parse_security_opts, parse_userns, SecurityOptions, Userns};
+use super::secopt::{parse_security_opts, SecurityOptions, Userns};
 use super::units::{parse_duration, parse_memory};
 
 const ROOT: &str = "config";
@@ -52,14 +53,14 @@ pub struct TaskConfig {
     pub ports: Vec<String>,
     /// Deprecated `label -> container port`.
     pub port_map: BTreeMap<String, u16>,
-    pub network_mode: String,
+    pub network_mode: NetworkMode,
     pub ipv4_address: Option<Ipv4Addr>,
     pub ipv6_address: Option<Ipv6Addr>,
     pub static_ips: Vec<IpAddr>,
     /// Lower-case `aa:bb:cc:dd:ee:ff`.
     pub static_mac: Option<String>,
-    pub extra_hosts: Vec<String>,
-    pub ipc_mode: String,
+    pub extra_hosts: Vec<ExtraHost>,
+    pub ipc_mode: IpcMode,
     /// Bytes.
     pub shm_size: Option<i64>,
     /// Bytes.
@@ -73,24 +74,25 @@ pub struct TaskConfig {
     pub cpu_hard_limit: bool,
     /// Microseconds; 0 = 100000.
     pub cpu_cfs_period: i64,
-    /// rlimit name -> `soft[:hard]`.
-    pub ulimit: BTreeMap<String, String>,
+    /// By rlimit name; persisted as the option's map of name -> `soft[:hard]`.
+    #[serde(with = "ulimit_map")]
+    pub ulimit: Vec<Ulimit>,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub selinux_opts: Vec<String>,
-    pub security_opt: Vec<String>,
+    pub security_opt: SecurityOptions,
     pub apparmor_profile: String,
     pub privileged: bool,
     pub readonly_rootfs: bool,
-    pub userns: String,
+    pub userns: Userns,
     pub sysctl: BTreeMap<String, String>,
     pub tty: bool,
     /// `host[:container][:perms]` or CDI names, passed to podman verbatim.
     pub devices: Vec<String>,
-    /// `src:dst[:opt,opt]` bind mounts.
-    pub volumes: Vec<String>,
-    /// `path[:opt,opt]`.
-    pub tmpfs: Vec<String>,
+    /// Bind mounts, written `src:dst[:opt,opt]`.
+    pub volumes: Vec<Volume>,
+    /// Written `path[:opt,opt]`.
+    pub tmpfs: Vec<Tmpfs>,
     pub force_pull: bool,
     pub image_pull_timeout: Duration,
     pub arch: String,
@@ -102,10 +104,8 @@ pub struct TaskConfig {
     pub mounts: Vec<MountBlock>,
     /// `healthchecks { disable = true }`: no healthcheck, even the image's.
     pub healthchecks_disabled: bool,
-    /// `host`, `container:<id>`, `task:<name>`; empty = a private PID namespace.
-    pub pid_mode: String,
-    /// `host`; empty = a private UTS namespace.
-    pub uts_mode: String,
+    pub pid_mode: PidMode,
+    pub uts_mode: UtsMode,
 }
 
 /// A docker-driver `mount` block.
@@ -145,8 +145,9 @@ pub struct VolumeDriver {
 }
 
 /// A parsed `pid_mode`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum PidMode {
+    #[default]
     Default,
     Host,
     Container(String),
@@ -202,13 +203,13 @@ impl Default for TaskConfig {
             init_path: String::new(),
             ports: Vec::new(),
             port_map: BTreeMap::new(),
-            network_mode: String::new(),
+            network_mode: NetworkMode::Default,
             ipv4_address: None,
             ipv6_address: None,
             static_ips: Vec::new(),
             static_mac: None,
             extra_hosts: Vec::new(),
-            ipc_mode: String::new(),
+            ipc_mode: IpcMode::Default,
             shm_size: None,
             memory_reservation: None,
             memory_swap: None,
@@ -217,15 +218,15 @@ impl Default for TaskConfig {
             pids_limit: 0,
             cpu_hard_limit: false,
             cpu_cfs_period: 0,
-            ulimit: BTreeMap::new(),
+            ulimit: Vec::new(),
             cap_add: Vec::new(),
             cap_drop: Vec::new(),
             selinux_opts: Vec::new(),
-            security_opt: Vec::new(),
+            security_opt: SecurityOptions::default(),
             apparmor_profile: String::new(),
             privileged: false,
             readonly_rootfs: false,
-            userns: String::new(),
+            userns: Userns::Default,
             sysctl: BTreeMap::new(),
             tty: false,
             devices: Vec::new(),
@@ -239,68 +240,477 @@ impl Default for TaskConfig {
             socket: "default".to_string(),
             mounts: Vec::new(),
             healthchecks_disabled: false,
-            pid_mode: String::new(),
-            uts_mode: String::new(),
+            pid_mode: PidMode::Default,
+            uts_mode: UtsMode::Private,
         }
     }
 }
 
+/// How Nomad's hcldec sees a task option (the plugin's schema is made from this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionShape {
+    /// An attribute of this cty type (`string`, `list(string)`, `list(map(string))`, ...).
+    Attr(&'static str),
+    /// A block given at most once (`auth { }`).
+    Block,
+    /// A repeatable block (`mount { }`).
+    BlockList,
+}
+
+/// One task option: the single list the decoder's known keys, the plugin's hclspec schema
+/// and the options table of docs/plugin.md are made from (or checked against, by tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskOption {
+    pub name: &'static str,
+    pub shape: OptionShape,
+    pub required: bool,
+    /// The HCL literal the schema fills in when the job leaves the option out; it decodes
+    /// to the same value as [`TaskConfig::default`] has.
+    pub hcl_default: Option<&'static str>,
+    /// The default as the docs state it.
+    pub default: &'static str,
+    /// One line for the docs table.
+    pub doc: &'static str,
+}
+
 /// Every task option: the Go plugin's 49, then the docker driver's that this driver adds.
-const KEYS: [&str; 53] = [
-    "apparmor_profile",
-    "args",
-    "auth",
-    "auth_soft_fail",
-    "command",
-    "cap_add",
-    "cap_drop",
-    "selinux_opts",
-    "cpu_hard_limit",
-    "cpu_cfs_period",
-    "devices",
-    "entrypoint",
-    "working_dir",
-    "hostname",
-    "image",
-    "arch",
-    "os",
-    "variant",
-    "image_pull_timeout",
-    "init",
-    "init_path",
-    "ipv4_address",
-    "ipv6_address",
-    "static_ips",
-    "static_mac",
-    "labels",
-    "logging",
-    "memory_reservation",
-    "memory_swap",
-    "memory_swappiness",
-    "network_mode",
-    "ipc_mode",
-    "oom_score_adj",
-    "extra_hosts",
-    "pids_limit",
-    "port_map",
-    "ports",
-    "privileged",
-    "security_opt",
-    "socket",
-    "sysctl",
-    "tmpfs",
-    "tty",
-    "ulimit",
-    "volumes",
-    "force_pull",
-    "readonly_rootfs",
-    "userns",
-    "shm_size",
-    "mount",
-    "healthchecks",
-    "pid_mode",
-    "uts_mode",
+pub const TASK_OPTIONS: [TaskOption; 53] = [
+    TaskOption {
+        name: "apparmor_profile",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "AppArmor profile; `unconfined` is refused with `allow_privileged = false`.",
+    },
+    TaskOption {
+        name: "args",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "Arguments, after `command` (alone they replace the image CMD).",
+    },
+    TaskOption {
+        name: "auth",
+        shape: OptionShape::Block,
+        required: false,
+        hcl_default: None,
+        default: "none (`tls_verify = true`)",
+        doc: "`auth { username, password, tls_verify }`: registry credentials for the pull.",
+    },
+    TaskOption {
+        name: "auth_soft_fail",
+        shape: OptionShape::Attr("bool"),
+        required: false,
+        hcl_default: None,
+        default: "`false`",
+        doc: "A failing credential lookup (the plugin's auth file or helper) is skipped instead of failing the pull.",
+    },
+    TaskOption {
+        name: "command",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"` (image CMD)",
+        doc: "The command to run.",
+    },
+    TaskOption {
+        name: "cap_add",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "Capabilities to add; those not in the plugin option `allow_caps` are refused.",
+    },
+    TaskOption {
+        name: "cap_drop",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "Capabilities to drop.",
+    },
+    TaskOption {
+        name: "selinux_opts",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "SELinux label options; `disable`, `type:`, `level:`, `user:`, `role:` are refused with `allow_privileged = false`.",
+    },
+    TaskOption {
+        name: "cpu_hard_limit",
+        shape: OptionShape::Attr("bool"),
+        required: false,
+        hcl_default: None,
+        default: "`false`",
+        doc: "A CPU quota from the task's `cpu` resources, not only shares.",
+    },
+    TaskOption {
+        name: "cpu_cfs_period",
+        shape: OptionShape::Attr("number"),
+        required: false,
+        hcl_default: None,
+        default: "`0`",
+        doc: "CFS period in microseconds for `cpu_hard_limit`, 0..1000000 (0 = 100000).",
+    },
+    TaskOption {
+        name: "devices",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "`host[:container][:rwm]` or a CDI name (`vendor.com/class=name`); host paths not in `allow_devices` are refused.",
+    },
+    TaskOption {
+        name: "entrypoint",
+        shape: OptionShape::Attr("any"),
+        required: false,
+        hcl_default: None,
+        default: "image ENTRYPOINT",
+        doc: "Replaces the image ENTRYPOINT: a list, or a string (one element).",
+    },
+    TaskOption {
+        name: "working_dir",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "Working directory in the container.",
+    },
+    TaskOption {
+        name: "hostname",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "Container hostname (not together with `uts_mode = \"host\"`).",
+    },
+    TaskOption {
+        name: "image",
+        shape: OptionShape::Attr("string"),
+        required: true,
+        hcl_default: None,
+        default: "–",
+        doc: "The image to run.",
+    },
+    TaskOption {
+        name: "arch",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "Architecture of the image to pull.",
+    },
+    TaskOption {
+        name: "os",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "OS of the image to pull.",
+    },
+    TaskOption {
+        name: "variant",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "Architecture variant of the image to pull.",
+    },
+    TaskOption {
+        name: "image_pull_timeout",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: Some("\"5m\""),
+        default: "`5m`",
+        doc: "How long a pull may take, a duration string.",
+    },
+    TaskOption {
+        name: "init",
+        shape: OptionShape::Attr("bool"),
+        required: false,
+        hcl_default: None,
+        default: "`false`",
+        doc: "An init process as PID 1.",
+    },
+    TaskOption {
+        name: "init_path",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "Host path of the init binary (refused with `volumes.enabled = false`).",
+    },
+    TaskOption {
+        name: "ipv4_address",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "none",
+        doc: "Static IPv4 address (bridge networking only).",
+    },
+    TaskOption {
+        name: "ipv6_address",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "none",
+        doc: "Static IPv6 address (bridge networking only).",
+    },
+    TaskOption {
+        name: "static_ips",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "More static addresses (bridge networking only).",
+    },
+    TaskOption {
+        name: "static_mac",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "none",
+        doc: "Static MAC address (bridge networking only).",
+    },
+    TaskOption {
+        name: "labels",
+        shape: OptionShape::Attr("list(map(string))"),
+        required: false,
+        hcl_default: None,
+        default: "`{}`",
+        doc: "Container labels (block syntax works); keys under `io.nomad-driver-podman.` are refused.",
+    },
+    TaskOption {
+        name: "logging",
+        shape: OptionShape::Block,
+        required: false,
+        hcl_default: None,
+        default: "plugin `logging`",
+        doc: "`logging { driver, options }`: `nomad` or `journald`, with its options.",
+    },
+    TaskOption {
+        name: "memory_reservation",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "none",
+        doc: "Soft memory limit, a memory string (`100m`, `1g`).",
+    },
+    TaskOption {
+        name: "memory_swap",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "none",
+        doc: "Memory plus swap limit, a memory string; `-1` = unlimited.",
+    },
+    TaskOption {
+        name: "memory_swappiness",
+        shape: OptionShape::Attr("number"),
+        required: false,
+        hcl_default: None,
+        default: "not sent",
+        doc: "0..100, sent on cgroup v1 only.",
+    },
+    TaskOption {
+        name: "network_mode",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "`bridge`, `host`, `none`, `pasta`, `slirp4netns`, `container:<id>`, `ns:<path>`, `task:<name>` or a podman network's name.",
+    },
+    TaskOption {
+        name: "ipc_mode",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "`host`, `private`, `shareable`, `none`, `container:<id>`, `ns:<path>` or `task:<name>`.",
+    },
+    TaskOption {
+        name: "oom_score_adj",
+        shape: OptionShape::Attr("number"),
+        required: false,
+        hcl_default: None,
+        default: "`0`",
+        doc: "-1000..1000.",
+    },
+    TaskOption {
+        name: "extra_hosts",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "`host:ip` lines for `/etc/hosts` (`ip` may be `host-gateway`).",
+    },
+    TaskOption {
+        name: "pids_limit",
+        shape: OptionShape::Attr("number"),
+        required: false,
+        hcl_default: None,
+        default: "`0`",
+        doc: "0 = podman's default, `-1` = unlimited, other negatives refused.",
+    },
+    TaskOption {
+        name: "port_map",
+        shape: OptionShape::Attr("list(map(number))"),
+        required: false,
+        hcl_default: None,
+        default: "`{}`",
+        doc: "Deprecated: port label -> container port, with task-level network resources.",
+    },
+    TaskOption {
+        name: "ports",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "Labels of the group network's ports to publish.",
+    },
+    TaskOption {
+        name: "privileged",
+        shape: OptionShape::Attr("bool"),
+        required: false,
+        hcl_default: None,
+        default: "`false`",
+        doc: "A privileged container; refused with `allow_privileged = false`.",
+    },
+    TaskOption {
+        name: "security_opt",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "`no-new-privileges[=bool]`, `label=`, `apparmor=`, `seccomp=`, `mask=`, `unmask=`, `proc-opts=`, `systempaths=unconfined`.",
+    },
+    TaskOption {
+        name: "socket",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: Some("\"default\""),
+        default: "`default`",
+        doc: "Name of the plugin's podman socket to run on.",
+    },
+    TaskOption {
+        name: "sysctl",
+        shape: OptionShape::Attr("list(map(string))"),
+        required: false,
+        hcl_default: None,
+        default: "`{}`",
+        doc: "Namespaced kernel parameters (block syntax works).",
+    },
+    TaskOption {
+        name: "tmpfs",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "`path[:options]` tmpfs mounts.",
+    },
+    TaskOption {
+        name: "tty",
+        shape: OptionShape::Attr("bool"),
+        required: false,
+        hcl_default: None,
+        default: "`false`",
+        doc: "A terminal for the task.",
+    },
+    TaskOption {
+        name: "ulimit",
+        shape: OptionShape::Attr("list(map(string))"),
+        required: false,
+        hcl_default: None,
+        default: "`{}`",
+        doc: "rlimit name -> `soft[:hard]` (block syntax works).",
+    },
+    TaskOption {
+        name: "volumes",
+        shape: OptionShape::Attr("list(string)"),
+        required: false,
+        hcl_default: None,
+        default: "`[]`",
+        doc: "`src:dst[:options]` bind mounts; a relative source is in the task dir.",
+    },
+    TaskOption {
+        name: "force_pull",
+        shape: OptionShape::Attr("bool"),
+        required: false,
+        hcl_default: None,
+        default: "`false`",
+        doc: "Pull even when the image is present.",
+    },
+    TaskOption {
+        name: "readonly_rootfs",
+        shape: OptionShape::Attr("bool"),
+        required: false,
+        hcl_default: None,
+        default: "`false`",
+        doc: "A read-only root filesystem.",
+    },
+    TaskOption {
+        name: "userns",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "`host`, `keep-id[:uid=,gid=]`, `nomap`, `auto[:size=,uidmapping=,gidmapping=]` or `ns:<path>`.",
+    },
+    TaskOption {
+        name: "shm_size",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "none",
+        doc: "Size of `/dev/shm`, a memory string (private or shareable IPC only).",
+    },
+    TaskOption {
+        name: "mount",
+        shape: OptionShape::BlockList,
+        required: false,
+        hcl_default: None,
+        default: "none",
+        doc: "Docker-driver `mount` blocks (below).",
+    },
+    TaskOption {
+        name: "healthchecks",
+        shape: OptionShape::Block,
+        required: false,
+        hcl_default: None,
+        default: "none",
+        doc: "`healthchecks { disable = true }`: no healthcheck, even the image's (below).",
+    },
+    TaskOption {
+        name: "pid_mode",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "`host`, `container:<id>` or `task:<name>` (docker driver).",
+    },
+    TaskOption {
+        name: "uts_mode",
+        shape: OptionShape::Attr("string"),
+        required: false,
+        hcl_default: None,
+        default: "`\"\"`",
+        doc: "`host`, or nothing for the container's own (docker driver).",
+    },
 ];
+
+/// The names of [`TASK_OPTIONS`], the keys a task config may have.
+const KEYS: [&str; TASK_OPTIONS.len()] = {
+    let mut keys = [""; TASK_OPTIONS.len()];
+    let mut i = 0;
+    while i < keys.len() {
+        keys[i] = TASK_OPTIONS[i].name;
+        i += 1;
+    }
+    keys
+};
 
 /// rlimit names runc knows (without the `RLIMIT_` prefix).
 const RLIMITS: [&str; 16] = [
@@ -410,13 +820,13 @@ impl TaskConfig {
             init_path: text("init_path")?,
             ports: root.strings("ports")?,
             port_map: read_port_map(&root)?,
-            network_mode: text("network_mode")?,
+            network_mode: parsed(&root, "network_mode", NetworkMode::parse_text)?,
             ipv4_address: read_ip(&root, "ipv4_address")?,
             ipv6_address: read_ip(&root, "ipv6_address")?,
             static_ips: read_static_ips(&root)?,
             static_mac: read_mac(&root)?,
-            extra_hosts: root.strings("extra_hosts")?,
-            ipc_mode: text("ipc_mode")?,
+            extra_hosts: parsed_list(&root, "extra_hosts", ExtraHost::parse_text)?,
+            ipc_mode: parsed(&root, "ipc_mode", IpcMode::parse_text)?,
             shm_size: read_memory(&root, "shm_size")?,
             memory_reservation: read_memory(&root, "memory_reservation")?,
             memory_swap: read_memory(&root, "memory_swap")?,
@@ -425,20 +835,20 @@ impl TaskConfig {
             pids_limit: int("pids_limit")?,
             cpu_hard_limit: flag("cpu_hard_limit")?,
             cpu_cfs_period: int("cpu_cfs_period")?,
-            ulimit: root.string_map("ulimit")?,
+            ulimit: read_ulimits(&root)?,
             cap_add: root.strings("cap_add")?,
             cap_drop: root.strings("cap_drop")?,
             selinux_opts: root.strings("selinux_opts")?,
-            security_opt: root.strings("security_opt")?,
+            security_opt: read_security_opts(&root)?,
             apparmor_profile: text("apparmor_profile")?,
             privileged: flag("privileged")?,
             readonly_rootfs: flag("readonly_rootfs")?,
-            userns: text("userns")?,
+            userns: parsed(&root, "userns", Userns::parse_text)?,
             sysctl: root.string_map("sysctl")?,
             tty: flag("tty")?,
             devices: root.strings("devices")?,
-            volumes: root.strings("volumes")?,
-            tmpfs: root.strings("tmpfs")?,
+            volumes: parsed_list(&root, "volumes", Volume::parse_text)?,
+            tmpfs: parsed_list(&root, "tmpfs", Tmpfs::parse_text)?,
             force_pull: flag("force_pull")?,
             image_pull_timeout: match root.string("image_pull_timeout")? {
                 Some(t) if !t.is_empty() => parse_duration(&t).map_err(|e| {
@@ -461,16 +871,17 @@ impl TaskConfig {
                 }
                 None => false,
             },
-            pid_mode: text("pid_mode")?,
-            uts_mode: text("uts_mode")?,
+            pid_mode: parsed(&root, "pid_mode", PidMode::parse_text)?,
+            uts_mode: parsed(&root, "uts_mode", UtsMode::parse_text)?,
         };
         refuse_reserved_labels(&config.labels)?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Checks everything that can be checked without the orchestrator's context. Called by
-    /// [`TaskConfig::from_value`]; call it too on a config built in code.
+    /// The checks across options, and of the options still kept as decoded scalars (each
+    /// typed option was checked when it was parsed, and cannot hold a bad value). Called
+    /// by [`TaskConfig::from_value`], and by `Driver::start` for a config changed in code.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.image.is_empty() {
             return Err(ConfigError::Missing {
@@ -500,35 +911,21 @@ impl TaskConfig {
         }
         self.check_sizes()?;
         self.check_numbers()?;
-        self.ulimits()?;
-        self.security_options()?;
-        self.userns_mode()?;
-        let ipc = self.ipc()?;
-        if self.shm_size.is_some()
-            && !matches!(
-                ipc,
-                IpcMode::Default | IpcMode::Private | IpcMode::Shareable
-            )
-        {
+        if self.shm_size.is_some() && !self.ipc_mode.is_private() {
             return Err(ConfigError::Conflict {
                 field: field("shm_size"),
                 reason: format!(
                     "shm_size cannot be used with ipc_mode={:?}; it requires a private or shareable IPC namespace",
-                    self.ipc_mode
+                    self.ipc_mode.to_string()
                 ),
             });
         }
-        self.network()?;
-        self.pid()?;
-        if self.uts_host()? && !self.hostname.is_empty() {
+        if self.uts_mode == UtsMode::Host && !self.hostname.is_empty() {
             return Err(ConfigError::Conflict {
                 field: field("hostname"),
                 reason: "hostname cannot be set together with uts_mode = \"host\": the container uses the host's name".to_string(),
             });
         }
-        self.hosts()?;
-        self.bind_volumes()?;
-        self.tmpfs_mounts()?;
         self.check_devices()?;
         if let Some(mac) = &self.static_mac {
             parse_mac(mac).ok_or_else(|| {
@@ -622,228 +1019,6 @@ impl TaskConfig {
         Ok(())
     }
 
-    /// The `ulimit` map as rlimits.
-    pub fn ulimits(&self) -> Result<Vec<Ulimit>, ConfigError> {
-        self.ulimit
-            .iter()
-            .map(|(name, spec)| {
-                let option = field(&format!("ulimit.{name}"));
-                if !RLIMITS.contains(&name.as_str()) {
-                    return Err(ConfigError::invalid(
-                        option,
-                        name.as_str(),
-                        format!("unknown ulimit; expected one of {}", RLIMITS.join(", ")),
-                    ));
-                }
-                let (soft_text, hard_text) = spec.split_once(':').unwrap_or((spec, spec));
-                let number = |text: &str| text.parse::<u64>().ok();
-                let (Some(soft), Some(hard)) = (number(soft_text), number(hard_text)) else {
-                    return Err(ConfigError::invalid(
-                        option,
-                        spec.as_str(),
-                        "expected soft[:hard] as whole numbers",
-                    ));
-                };
-                if soft > hard {
-                    return Err(ConfigError::invalid(
-                        option,
-                        spec.as_str(),
-                        "soft limit is above the hard limit",
-                    ));
-                }
-                Ok(Ulimit {
-                    name: name.clone(),
-                    soft,
-                    hard,
-                })
-            })
-            .collect()
-    }
-
-    /// The parsed `security_opt` list.
-    pub fn security_options(&self) -> Result<SecurityOptions, ConfigError> {
-        parse_security_opts(&self.security_opt)
-            .map_err(|(item, reason)| ConfigError::invalid(field("security_opt"), item, reason))
-    }
-
-    /// The parsed `userns` option.
-    pub fn userns_mode(&self) -> Result<Userns, ConfigError> {
-        parse_userns(&self.userns)
-            .map_err(|reason| ConfigError::invalid(field("userns"), self.userns.as_str(), reason))
-    }
-
-    /// The parsed `ipc_mode`.
-    pub fn ipc(&self) -> Result<IpcMode, ConfigError> {
-        let value = self.ipc_mode.as_str();
-        let bad = || {
-            ConfigError::invalid(
-                field("ipc_mode"),
-                value,
-                "expected one of host, private, shareable, none, container:<id>, ns:<path>, task:<name>",
-            )
-        };
-        Ok(match value {
-            "" => IpcMode::Default,
-            "host" => IpcMode::Host,
-            "private" => IpcMode::Private,
-            "shareable" => IpcMode::Shareable,
-            "none" => IpcMode::None,
-            _ => match value.split_once(':') {
-                Some(("container", target)) if !target.is_empty() => {
-                    IpcMode::Container(target.to_string())
-                }
-                Some(("ns", path)) if !path.is_empty() => IpcMode::Path(path.to_string()),
-                Some(("task", task)) if !task.is_empty() => IpcMode::Task(task.to_string()),
-                _ => return Err(bad()),
-            },
-        })
-    }
-
-    /// The parsed `pid_mode`.
-    pub fn pid(&self) -> Result<PidMode, ConfigError> {
-        let value = self.pid_mode.as_str();
-        Ok(match value {
-            "" => PidMode::Default,
-            "host" => PidMode::Host,
-            _ => match value.split_once(':') {
-                Some(("container", target)) if !target.is_empty() => {
-                    PidMode::Container(target.to_string())
-                }
-                Some(("task", task)) if !task.is_empty() => PidMode::Task(task.to_string()),
-                _ => {
-                    return Err(ConfigError::invalid(
-                        field("pid_mode"),
-                        value,
-                        "expected host, container:<id> or task:<name>",
-                    ))
-                }
-            },
-        })
-    }
-
-    /// Whether `uts_mode` asks for the host's UTS namespace.
-    pub fn uts_host(&self) -> Result<bool, ConfigError> {
-        match self.uts_mode.as_str() {
-            "" => Ok(false),
-            "host" => Ok(true),
-            other => Err(ConfigError::invalid(
-                field("uts_mode"),
-                other,
-                "expected \"host\" (or nothing for the container's own)",
-            )),
-        }
-    }
-
-    /// The parsed `network_mode`.
-    pub fn network(&self) -> Result<NetworkMode, ConfigError> {
-        let value = self.network_mode.as_str();
-        Ok(match value {
-            "" => NetworkMode::Default,
-            "bridge" => NetworkMode::Bridge,
-            "host" => NetworkMode::Host,
-            "none" => NetworkMode::None,
-            "pasta" => NetworkMode::Pasta,
-            "slirp4netns" => NetworkMode::Slirp4netns,
-            _ => match value.split_once(':') {
-                Some((kind @ ("container" | "ns" | "task"), target)) => {
-                    if target.is_empty() {
-                        return Err(ConfigError::invalid(
-                            field("network_mode"),
-                            value,
-                            format!("{kind}: needs a value after the colon"),
-                        ));
-                    }
-                    match kind {
-                        "container" => NetworkMode::Container(target.to_string()),
-                        "ns" => NetworkMode::Path(target.to_string()),
-                        _ => NetworkMode::Task(target.to_string()),
-                    }
-                }
-                _ => NetworkMode::Custom(value.to_string()),
-            },
-        })
-    }
-
-    /// `extra_hosts` as (host, ip) pairs.
-    pub fn hosts(&self) -> Result<Vec<(String, String)>, ConfigError> {
-        self.extra_hosts
-            .iter()
-            .map(|entry| match entry.split_once(':') {
-                Some((host, ip)) if !host.is_empty() && !ip.is_empty() => {
-                    let bare = ip.trim_start_matches('[').trim_end_matches(']');
-                    if ip != "host-gateway" && bare.parse::<IpAddr>().is_err() {
-                        return Err(ConfigError::invalid(
-                            field("extra_hosts"),
-                            entry.as_str(),
-                            "the part after the first ':' is not an IP address",
-                        ));
-                    }
-                    Ok((host.to_string(), ip.to_string()))
-                }
-                _ => Err(ConfigError::invalid(
-                    field("extra_hosts"),
-                    entry.as_str(),
-                    "must be host:ip",
-                )),
-            })
-            .collect()
-    }
-
-    /// `volumes` as written (sources not yet resolved against the task dir).
-    pub fn bind_volumes(&self) -> Result<Vec<VolumeSpec>, ConfigError> {
-        self.volumes
-            .iter()
-            .map(|entry| {
-                let parts: Vec<&str> = entry.split(':').collect();
-                match parts[..] {
-                    [source, target, ..] if !source.is_empty() && target.starts_with('/') => {
-                        Ok(VolumeSpec {
-                            source: source.to_string(),
-                            target: target.to_string(),
-                            options: parts
-                                .get(2)
-                                .map(|o| {
-                                    o.split(',')
-                                        .filter(|o| !o.is_empty())
-                                        .map(str::to_string)
-                                        .collect()
-                                })
-                                .unwrap_or_default(),
-                        })
-                    }
-                    _ => Err(ConfigError::invalid(
-                        field("volumes"),
-                        entry.as_str(),
-                        "not <src>:<absolute destination>[:options] format",
-                    )),
-                }
-            })
-            .collect()
-    }
-
-    /// `tmpfs` entries as (path, options).
-    pub fn tmpfs_mounts(&self) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
-        self.tmpfs
-            .iter()
-            .map(|entry| {
-                let (path, options) = entry.split_once(':').unwrap_or((entry, ""));
-                if !path.starts_with('/') {
-                    return Err(ConfigError::invalid(
-                        field("tmpfs"),
-                        entry.as_str(),
-                        "expected an absolute path[:options]",
-                    ));
-                }
-                let options = options
-                    .split(',')
-                    .filter(|o| !o.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                Ok((path.to_string(), options))
-            })
-            .collect()
-    }
-
     /// TLS verification for pulls: the `auth` block's `tls_verify`, true without a block.
     pub fn tls_verify(&self) -> bool {
         self.auth.as_ref().map(|a| a.tls_verify).unwrap_or(true)
@@ -859,9 +1034,73 @@ pub struct Ulimit {
     pub hard: u64,
 }
 
+impl Ulimit {
+    /// Parses the entry `name = "soft[:hard]"`; an error names what is wrong (the name
+    /// itself when it is no rlimit) and why.
+    pub fn parse_entry(name: &str, limits: &str) -> Result<Ulimit, (String, String)> {
+        if !RLIMITS.contains(&name) {
+            return Err((
+                name.to_string(),
+                format!("unknown ulimit; expected one of {}", RLIMITS.join(", ")),
+            ));
+        }
+        let bad = |reason: &str| (limits.to_string(), reason.to_string());
+        let (soft_text, hard_text) = limits.split_once(':').unwrap_or((limits, limits));
+        let number = |text: &str| text.parse::<u64>().ok();
+        let (Some(soft), Some(hard)) = (number(soft_text), number(hard_text)) else {
+            return Err(bad("expected soft[:hard] as whole numbers"));
+        };
+        if soft > hard {
+            return Err(bad("soft limit is above the hard limit"));
+        }
+        Ok(Ulimit {
+            name: name.to_string(),
+            soft,
+            hard,
+        })
+    }
+
+    /// The limits as the option writes them: `soft` when both are the same, else
+    /// `soft:hard`.
+    pub fn limits_text(&self) -> String {
+        if self.soft == self.hard {
+            self.soft.to_string()
+        } else {
+            format!("{}:{}", self.soft, self.hard)
+        }
+    }
+}
+
+/// `ulimit` persisted in the shape of the option: a map of rlimit name to `soft[:hard]`.
+mod ulimit_map {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Ulimit;
+
+    pub fn serialize<S: Serializer>(limits: &[Ulimit], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(limits.iter().map(|u| (&u.name, u.limits_text())))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Ulimit>, D::Error> {
+        BTreeMap::<String, String>::deserialize(deserializer)?
+            .iter()
+            .map(|(name, limits)| {
+                Ulimit::parse_entry(name, limits).map_err(|(value, reason)| {
+                    serde::de::Error::custom(format!("ulimit {name}: {value:?}: {reason}"))
+                })
+            })
+            .collect()
+    }
+}
+
 /// A parsed `ipc_mode`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum IpcMode {
+    #[default]
     Default,
     Host,
     Private,
@@ -873,9 +1112,58 @@ pub enum IpcMode {
     Task(String),
 }
 
+impl IpcMode {
+    pub fn parse_text(value: &str) -> Result<IpcMode, String> {
+        Ok(match value {
+            "" => IpcMode::Default,
+            "host" => IpcMode::Host,
+            "private" => IpcMode::Private,
+            "shareable" => IpcMode::Shareable,
+            "none" => IpcMode::None,
+            _ => match value.split_once(':') {
+                Some(("container", target)) if !target.is_empty() => {
+                    IpcMode::Container(target.to_string())
+                }
+                Some(("ns", path)) if !path.is_empty() => IpcMode::Path(path.to_string()),
+                Some(("task", task)) if !task.is_empty() => IpcMode::Task(task.to_string()),
+                _ => return Err(
+                    "expected one of host, private, shareable, none, container:<id>, ns:<path>, task:<name>"
+                        .to_string(),
+                ),
+            },
+        })
+    }
+
+    /// Whether the container gets an IPC namespace of its own, which `shm_size` sizes.
+    pub fn is_private(&self) -> bool {
+        matches!(
+            self,
+            IpcMode::Default | IpcMode::Private | IpcMode::Shareable
+        )
+    }
+}
+
+impl std::fmt::Display for IpcMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IpcMode::Default => Ok(()),
+            IpcMode::Host => f.write_str("host"),
+            IpcMode::Private => f.write_str("private"),
+            IpcMode::Shareable => f.write_str("shareable"),
+            IpcMode::None => f.write_str("none"),
+            IpcMode::Container(id) => write!(f, "container:{id}"),
+            IpcMode::Path(path) => write!(f, "ns:{path}"),
+            IpcMode::Task(task) => write!(f, "task:{task}"),
+        }
+    }
+}
+
+serde_as_text!(IpcMode);
+
 /// A parsed `network_mode`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum NetworkMode {
+    #[default]
     Default,
     Bridge,
     Host,
@@ -890,12 +1178,233 @@ pub enum NetworkMode {
     Custom(String),
 }
 
-/// One `volumes` entry.
+impl NetworkMode {
+    pub fn parse_text(value: &str) -> Result<NetworkMode, String> {
+        Ok(match value {
+            "" => NetworkMode::Default,
+            "bridge" => NetworkMode::Bridge,
+            "host" => NetworkMode::Host,
+            "none" => NetworkMode::None,
+            "pasta" => NetworkMode::Pasta,
+            "slirp4netns" => NetworkMode::Slirp4netns,
+            _ => match value.split_once(':') {
+                Some((kind @ ("container" | "ns" | "task"), target)) => {
+                    if target.is_empty() {
+                        return Err(format!("{kind}: needs a value after the colon"));
+                    }
+                    match kind {
+                        "container" => NetworkMode::Container(target.to_string()),
+                        "ns" => NetworkMode::Path(target.to_string()),
+                        _ => NetworkMode::Task(target.to_string()),
+                    }
+                }
+                _ => NetworkMode::Custom(value.to_string()),
+            },
+        })
+    }
+
+    /// The podman network this mode names, which must exist before create.
+    pub fn custom_network(&self) -> Option<&str> {
+        match self {
+            NetworkMode::Custom(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetworkMode::Default => Ok(()),
+            NetworkMode::Bridge => f.write_str("bridge"),
+            NetworkMode::Host => f.write_str("host"),
+            NetworkMode::None => f.write_str("none"),
+            NetworkMode::Pasta => f.write_str("pasta"),
+            NetworkMode::Slirp4netns => f.write_str("slirp4netns"),
+            NetworkMode::Container(id) => write!(f, "container:{id}"),
+            NetworkMode::Path(path) => write!(f, "ns:{path}"),
+            NetworkMode::Task(task) => write!(f, "task:{task}"),
+            NetworkMode::Custom(name) => f.write_str(name),
+        }
+    }
+}
+
+serde_as_text!(NetworkMode);
+
+impl PidMode {
+    pub fn parse_text(value: &str) -> Result<PidMode, String> {
+        Ok(match value {
+            "" => PidMode::Default,
+            "host" => PidMode::Host,
+            _ => match value.split_once(':') {
+                Some(("container", target)) if !target.is_empty() => {
+                    PidMode::Container(target.to_string())
+                }
+                Some(("task", task)) if !task.is_empty() => PidMode::Task(task.to_string()),
+                _ => return Err("expected host, container:<id> or task:<name>".to_string()),
+            },
+        })
+    }
+}
+
+impl std::fmt::Display for PidMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PidMode::Default => Ok(()),
+            PidMode::Host => f.write_str("host"),
+            PidMode::Container(id) => write!(f, "container:{id}"),
+            PidMode::Task(task) => write!(f, "task:{task}"),
+        }
+    }
+}
+
+serde_as_text!(PidMode);
+
+/// A parsed `uts_mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UtsMode {
+    /// The container's own UTS namespace.
+    #[default]
+    Private,
+    Host,
+}
+
+impl UtsMode {
+    pub fn parse_text(value: &str) -> Result<UtsMode, String> {
+        match value {
+            "" => Ok(UtsMode::Private),
+            "host" => Ok(UtsMode::Host),
+            _ => Err("expected \"host\" (or nothing for the container's own)".to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for UtsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UtsMode::Private => Ok(()),
+            UtsMode::Host => f.write_str("host"),
+        }
+    }
+}
+
+serde_as_text!(UtsMode);
+
+/// One `volumes` entry (the source not yet resolved against the task dir).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumeSpec {
+pub struct Volume {
     pub source: String,
     pub target: String,
     pub options: Vec<String>,
+}
+
+impl Volume {
+    pub fn parse_text(entry: &str) -> Result<Volume, String> {
+        let parts: Vec<&str> = entry.split(':').collect();
+        match parts[..] {
+            [source, target, ..] if !source.is_empty() && target.starts_with('/') => Ok(Volume {
+                source: source.to_string(),
+                target: target.to_string(),
+                options: parts.get(2).map(|o| comma_list(o)).unwrap_or_default(),
+            }),
+            _ => Err("not <src>:<absolute destination>[:options] format".to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Volume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.source, self.target)?;
+        if !self.options.is_empty() {
+            write!(f, ":{}", self.options.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+serde_as_text!(Volume);
+
+/// One `tmpfs` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tmpfs {
+    /// Absolute path in the container.
+    pub path: String,
+    pub options: Vec<String>,
+}
+
+impl Tmpfs {
+    pub fn parse_text(entry: &str) -> Result<Tmpfs, String> {
+        let (path, options) = entry.split_once(':').unwrap_or((entry, ""));
+        if !path.starts_with('/') {
+            return Err("expected an absolute path[:options]".to_string());
+        }
+        Ok(Tmpfs {
+            path: path.to_string(),
+            options: comma_list(options),
+        })
+    }
+}
+
+impl std::fmt::Display for Tmpfs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.path)?;
+        if !self.options.is_empty() {
+            write!(f, ":{}", self.options.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+serde_as_text!(Tmpfs);
+
+/// One `extra_hosts` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraHost {
+    pub host: String,
+    /// As written: an address (IPv6 possibly in brackets) or `host-gateway`.
+    pub ip: String,
+}
+
+impl ExtraHost {
+    pub fn parse_text(entry: &str) -> Result<ExtraHost, String> {
+        match entry.split_once(':') {
+            Some((host, ip)) if !host.is_empty() && !ip.is_empty() => {
+                if ip != "host-gateway" && unbracketed(ip).parse::<IpAddr>().is_err() {
+                    return Err("the part after the first ':' is not an IP address".to_string());
+                }
+                Ok(ExtraHost {
+                    host: host.to_string(),
+                    ip: ip.to_string(),
+                })
+            }
+            _ => Err("must be host:ip".to_string()),
+        }
+    }
+
+    /// `host:ip` as podman takes it: an IPv6 address without brackets.
+    pub fn podman_entry(&self) -> String {
+        format!("{}:{}", self.host, unbracketed(&self.ip))
+    }
+}
+
+fn unbracketed(ip: &str) -> &str {
+    ip.trim_start_matches('[').trim_end_matches(']')
+}
+
+impl std::fmt::Display for ExtraHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.ip)
+    }
+}
+
+serde_as_text!(ExtraHost);
+
+/// `a,b,,c` as `[a, b, c]`.
+fn comma_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|o| !o.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn negative_size_reason(minimum: i64) -> &'static str {
@@ -1071,6 +1580,47 @@ fn read_mounts(root: &Block<'_>) -> Result<Vec<MountBlock>, ConfigError> {
         .collect()
 }
 
+/// An option written as one string, parsed into its type; empty or absent is the
+/// type's default.
+fn parsed<T: Default>(
+    root: &Block<'_>,
+    key: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    match root.string(key)? {
+        None => Ok(T::default()),
+        Some(text) => parse(&text).map_err(|reason| ConfigError::invalid(field(key), text, reason)),
+    }
+}
+
+/// An option written as a list of strings, each parsed into its type.
+fn parsed_list<T>(
+    root: &Block<'_>,
+    key: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, ConfigError> {
+    root.strings(key)?
+        .into_iter()
+        .map(|text| parse(&text).map_err(|reason| ConfigError::invalid(field(key), text, reason)))
+        .collect()
+}
+
+fn read_ulimits(root: &Block<'_>) -> Result<Vec<Ulimit>, ConfigError> {
+    root.string_map("ulimit")?
+        .iter()
+        .map(|(name, limits)| {
+            Ulimit::parse_entry(name, limits).map_err(|(value, reason)| {
+                ConfigError::invalid(field(&format!("ulimit.{name}")), value, reason)
+            })
+        })
+        .collect()
+}
+
+fn read_security_opts(root: &Block<'_>) -> Result<SecurityOptions, ConfigError> {
+    parse_security_opts(&root.strings("security_opt")?)
+        .map_err(|(item, reason)| ConfigError::invalid(field("security_opt"), item, reason))
+}
+
 fn read_auth(root: &Block<'_>) -> Result<Option<TaskAuth>, ConfigError> {
     let Some(auth) = root.block("auth")? else {
         return Ok(None);
@@ -1231,6 +1781,13 @@ pub struct TaskContext {
     pub networks: Option<Vec<LegacyNetwork>>,
     /// Path of a network namespace prepared by the orchestrator.
     pub network_isolation_path: Option<String>,
+    /// A container whose network namespace the task joins: the runner's group infra
+    /// container, which holds the group's bridge and publishes its ports. Like the
+    /// isolation path it wins over `network_mode`, and the task publishes no ports itself.
+    pub network_container: Option<String>,
+    /// The network mode of a task whose `network_mode` is unset (the runner's group
+    /// `network { mode = "none" }`).
+    pub default_network_mode: Option<NetworkMode>,
     pub dns: Option<DnsSpec>,
     pub stdout_path: Option<PathBuf>,
     pub stderr_path: Option<PathBuf>,
@@ -1511,6 +2068,66 @@ mod tests {
         );
     }
 
+    /// docs/plugin.md's table of task options, one row per entry of [`TASK_OPTIONS`].
+    fn options_table_markdown() -> Vec<String> {
+        let mut rows = vec![
+            "| Option | Type | Default | What it is |".to_string(),
+            "|---|---|---|---|".to_string(),
+        ];
+        for option in &TASK_OPTIONS {
+            let shape = match option.shape {
+                OptionShape::Attr(type_expr) if option.required => format!("{type_expr}, required"),
+                OptionShape::Attr(type_expr) => type_expr.to_string(),
+                OptionShape::Block => "block".to_string(),
+                OptionShape::BlockList => "repeatable block".to_string(),
+            };
+            rows.push(format!(
+                "| `{}` | {shape} | {} | {} |",
+                option.name, option.default, option.doc
+            ));
+        }
+        rows
+    }
+
+    #[test]
+    fn the_docs_list_every_task_option_as_the_table_has_it() {
+        let docs = include_str!("../../docs/plugin.md");
+        let expected = options_table_markdown();
+        let documented: Vec<String> = docs
+            .lines()
+            .skip_while(|line| *line != expected[0])
+            .take_while(|line| line.starts_with('|'))
+            .map(str::to_string)
+            .collect();
+        assert!(
+            documented == expected,
+            "docs/plugin.md's task options table is not TASK_OPTIONS; it should read:\n{}",
+            expected.join("\n")
+        );
+    }
+
+    #[test]
+    fn option_table_defaults_are_the_decoded_defaults() {
+        let names: std::collections::BTreeSet<&str> = KEYS.iter().copied().collect();
+        assert_eq!(names.len(), KEYS.len(), "an option is listed twice");
+        let expected = TaskConfig {
+            image: "busybox".into(),
+            ..TaskConfig::default()
+        };
+        for option in TASK_OPTIONS.iter().filter(|o| o.hcl_default.is_some()) {
+            let literal = option.hcl_default.unwrap_or_default();
+            let value: Value = serde_json::from_str(literal).expect("a JSON-compatible literal");
+            let config = decode(with_image(json!({ option.name: value }))).unwrap();
+            assert_eq!(config, expected, "{}", option.name);
+        }
+        let required: Vec<&str> = TASK_OPTIONS
+            .iter()
+            .filter(|o| o.required)
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(required, ["image"]);
+    }
+
     #[test]
     fn nomad_shape_with_every_key_null_decodes() {
         let mut value = serde_json::Map::new();
@@ -1608,9 +2225,8 @@ mod tests {
         assert_eq!(config.memory_swappiness, Some(60));
         assert_eq!(config.oom_score_adj, -500);
         assert!(config.cpu_hard_limit);
-        assert_eq!(config.ulimit["nproc"], "100");
         assert_eq!(
-            config.ulimits().unwrap(),
+            config.ulimit,
             vec![
                 Ulimit {
                     name: "nofile".into(),
@@ -1626,27 +2242,70 @@ mod tests {
         );
         assert_eq!(config.image_pull_timeout, Duration::from_secs(90));
         assert_eq!(config.socket, "fast");
-        assert_eq!(config.ipc().unwrap(), IpcMode::Shareable);
-        assert_eq!(config.network().unwrap(), NetworkMode::Bridge);
+        assert_eq!(config.ipc_mode, IpcMode::Shareable);
+        assert_eq!(config.network_mode, NetworkMode::Bridge);
+        assert_eq!(config.userns, Userns::KeepId(String::new()));
+        assert!(config.security_opt.no_new_privileges);
         assert_eq!(
-            config.hosts().unwrap(),
+            config.extra_hosts,
             vec![
-                ("db".into(), "10.0.0.1".into()),
-                ("v6".into(), "[::1]".into())
+                ExtraHost {
+                    host: "db".into(),
+                    ip: "10.0.0.1".into()
+                },
+                ExtraHost {
+                    host: "v6".into(),
+                    ip: "[::1]".into()
+                }
             ]
         );
         assert_eq!(
-            config.bind_volumes().unwrap(),
-            vec![VolumeSpec {
+            config.volumes,
+            vec![Volume {
                 source: "/srv".into(),
                 target: "/data".into(),
                 options: vec!["ro".into(), "z".into()]
             }]
         );
         assert_eq!(
-            config.tmpfs_mounts().unwrap(),
-            vec![("/scratch".into(), vec!["size=10m".into()])]
+            config.tmpfs,
+            vec![Tmpfs {
+                path: "/scratch".into(),
+                options: vec!["size=10m".into()]
+            }]
         );
+    }
+
+    /// Task specs are persisted (the runner's `poststop.json`) in the shape they had when
+    /// these options were strings: both directions must keep reading.
+    #[test]
+    fn typed_options_persist_as_the_strings_they_were_written_as() {
+        let written = json!({
+            "network_mode": "task:db",
+            "ipc_mode": "container:abc",
+            "pid_mode": "host",
+            "uts_mode": "host",
+            "userns": "auto:size=65536,uidmapping=0:100000:1000",
+            "security_opt": ["no-new-privileges", "label:level:s0", "mask=/proc/a:/proc/b"],
+            "ulimit": {"nofile": "1024:2048", "nproc": "100"},
+            "volumes": ["/srv:/data:ro,z", "local:/x"],
+            "tmpfs": ["/scratch:size=10m", "/t"],
+            "extra_hosts": ["db:10.0.0.1", "v6:[::1]", "gw:host-gateway"],
+        });
+        let config = decode(with_image(written.clone())).unwrap();
+        let persisted = serde_json::to_value(&config).unwrap();
+        for (key, value) in written.as_object().unwrap() {
+            assert_eq!(&persisted[key], value, "{key}");
+        }
+        let back: TaskConfig = serde_json::from_value(persisted).unwrap();
+        assert_eq!(back, config);
+        // Unset options persist as the empty string, as before.
+        let persisted = serde_json::to_value(TaskConfig::default()).unwrap();
+        for key in ["network_mode", "ipc_mode", "pid_mode", "uts_mode", "userns"] {
+            assert_eq!(persisted[key], "", "{key}");
+        }
+        assert_eq!(persisted["ulimit"], json!({}));
+        assert_eq!(persisted["security_opt"], json!([]));
     }
 
     #[test]
@@ -1908,48 +2567,40 @@ mod tests {
     }
 
     #[test]
-    fn ipc_and_network_modes_parse() {
+    fn ipc_and_network_modes_parse_and_print_as_written() {
         let ipc = |mode: &str| {
-            TaskConfig {
-                ipc_mode: mode.into(),
-                ..TaskConfig::default()
-            }
-            .ipc()
+            let parsed = IpcMode::parse_text(mode).unwrap();
+            assert_eq!(parsed.to_string(), mode);
+            parsed
         };
-        assert_eq!(ipc("").unwrap(), IpcMode::Default);
-        assert_eq!(ipc("host").unwrap(), IpcMode::Host);
-        assert_eq!(ipc("none").unwrap(), IpcMode::None);
+        assert_eq!(ipc(""), IpcMode::Default);
+        assert_eq!(ipc("host"), IpcMode::Host);
+        assert_eq!(ipc("none"), IpcMode::None);
+        assert_eq!(ipc("container:abc"), IpcMode::Container("abc".into()));
         assert_eq!(
-            ipc("container:abc").unwrap(),
-            IpcMode::Container("abc".into())
-        );
-        assert_eq!(
-            ipc("ns:/proc/1/ns/ipc").unwrap(),
+            ipc("ns:/proc/1/ns/ipc"),
             IpcMode::Path("/proc/1/ns/ipc".into())
         );
-        assert_eq!(ipc("task:web").unwrap(), IpcMode::Task("web".into()));
+        assert_eq!(ipc("task:web"), IpcMode::Task("web".into()));
         let net = |mode: &str| {
-            TaskConfig {
-                network_mode: mode.into(),
-                ..TaskConfig::default()
-            }
-            .network()
+            let parsed = NetworkMode::parse_text(mode).unwrap();
+            assert_eq!(parsed.to_string(), mode);
+            parsed
         };
-        assert_eq!(net("").unwrap(), NetworkMode::Default);
-        assert_eq!(net("host").unwrap(), NetworkMode::Host);
-        assert_eq!(net("none").unwrap(), NetworkMode::None);
-        assert_eq!(net("pasta").unwrap(), NetworkMode::Pasta);
-        assert_eq!(net("slirp4netns").unwrap(), NetworkMode::Slirp4netns);
+        assert_eq!(net(""), NetworkMode::Default);
+        assert_eq!(net("host"), NetworkMode::Host);
+        assert_eq!(net("none"), NetworkMode::None);
+        assert_eq!(net("pasta"), NetworkMode::Pasta);
+        assert_eq!(net("slirp4netns"), NetworkMode::Slirp4netns);
+        assert_eq!(net("container:db"), NetworkMode::Container("db".into()));
         assert_eq!(
-            net("container:db").unwrap(),
-            NetworkMode::Container("db".into())
-        );
-        assert_eq!(
-            net("ns:/run/netns/x").unwrap(),
+            net("ns:/run/netns/x"),
             NetworkMode::Path("/run/netns/x".into())
         );
-        assert_eq!(net("task:web").unwrap(), NetworkMode::Task("web".into()));
-        assert_eq!(net("mynet").unwrap(), NetworkMode::Custom("mynet".into()));
+        assert_eq!(net("task:web"), NetworkMode::Task("web".into()));
+        assert_eq!(net("mynet"), NetworkMode::Custom("mynet".into()));
+        assert_eq!(net("mynet").custom_network(), Some("mynet"));
+        assert_eq!(net("bridge").custom_network(), None);
     }
 
     #[test]

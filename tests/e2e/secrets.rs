@@ -9,7 +9,7 @@
 //! and the contents of a template rendered into `secrets/`.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -240,7 +240,8 @@ struct Runner<'a> {
 
 impl Runner<'_> {
     fn command(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_nomad-driver-podman"))
+        support::podman()
+            .command_as_podman_user(Path::new(env!("CARGO_BIN_EXE_nomad-driver-podman")))
             .args(args)
             .current_dir(self.dir)
             .env("NOMAD_VAR_registry_password", &self.password)

@@ -198,6 +198,9 @@ pub(crate) fn task_context(task: &drivers::TaskConfig) -> Result<TaskContext, Co
             .as_ref()
             .map(|spec| spec.path.clone())
             .filter(|path| !path.is_empty()),
+        // Nomad's network isolation is the path above; these are the runner's.
+        network_container: None,
+        default_network_mode: None,
         dns: task.dns.as_ref().map(|dns| DnsSpec {
             servers: dns.servers.clone(),
             searches: dns.searches.clone(),
@@ -780,14 +783,17 @@ mod tests {
             decoded.entrypoint.as_deref(),
             Some(&["/bin/sh".to_string(), "-e".to_string()][..])
         );
-        assert_eq!(decoded.extra_hosts, ["example.internal:127.0.0.1"]);
+        fn texts<T: ToString>(items: &[T]) -> Vec<String> {
+            items.iter().map(T::to_string).collect()
+        }
+        assert_eq!(texts(&decoded.extra_hosts), ["example.internal:127.0.0.1"]);
         assert!(decoded.force_pull);
         assert_eq!(decoded.hostname, "every-option");
         assert_eq!(decoded.image, "busybox:latest");
         assert_eq!(decoded.image_pull_timeout, Duration::from_secs(120));
         assert!(decoded.init);
         assert_eq!(decoded.init_path, "/usr/libexec/podman/catatonit");
-        assert_eq!(decoded.ipc_mode, "private");
+        assert_eq!(decoded.ipc_mode.to_string(), "private");
         assert_eq!(decoded.ipv4_address.unwrap().to_string(), "10.88.0.50");
         assert_eq!(decoded.ipv6_address.unwrap().to_string(), "fd00::50");
         assert_eq!(decoded.labels["tier"], "test");
@@ -796,7 +802,7 @@ mod tests {
         assert_eq!(decoded.memory_reservation, Some(32 * 1024 * 1024));
         assert_eq!(decoded.memory_swap, Some(128 * 1024 * 1024));
         assert_eq!(decoded.memory_swappiness, Some(10));
-        assert_eq!(decoded.network_mode, "host");
+        assert_eq!(decoded.network_mode.to_string(), "host");
         assert_eq!(decoded.oom_score_adj, -500);
         assert_eq!(decoded.os, "linux");
         assert_eq!(decoded.pids_limit, 100);
@@ -804,19 +810,20 @@ mod tests {
         assert!(decoded.ports.is_empty());
         assert!(decoded.privileged);
         assert!(decoded.readonly_rootfs);
-        assert_eq!(decoded.security_opt, ["no-new-privileges"]);
+        assert_eq!(texts(&decoded.security_opt.items), ["no-new-privileges"]);
         assert_eq!(decoded.selinux_opts, ["disable"]);
         assert_eq!(decoded.shm_size, Some(16 * 1024 * 1024));
         assert_eq!(decoded.socket, "fast");
         assert_eq!(decoded.static_ips.len(), 1);
         assert_eq!(decoded.static_mac.as_deref(), Some("02:42:ac:11:00:02"));
         assert_eq!(decoded.sysctl["net.core.somaxconn"], "1024");
-        assert_eq!(decoded.tmpfs, ["/scratch:size=1m"]);
+        assert_eq!(texts(&decoded.tmpfs), ["/scratch:size=1m"]);
         assert!(decoded.tty);
-        assert_eq!(decoded.ulimit["nofile"], "1024:2048");
-        assert_eq!(decoded.userns, "host");
+        assert_eq!(decoded.ulimit[0].name, "nofile");
+        assert_eq!(decoded.ulimit[0].limits_text(), "1024:2048");
+        assert_eq!(decoded.userns.to_string(), "host");
         assert_eq!(decoded.variant, "v8");
-        assert_eq!(decoded.volumes, ["local:/data"]);
+        assert_eq!(texts(&decoded.volumes), ["local:/data"]);
         assert_eq!(decoded.working_dir, "/tmp");
     }
 

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::driver::config::DriverConfig;
+use crate::driver::task::{OptionShape, TaskOption, TASK_OPTIONS};
 
 use super::proto::hclspec::{self, spec::Block as Kind, Spec};
 
@@ -274,146 +275,88 @@ pub fn config_schema() -> Spec {
     ])
 }
 
-/// Schema of a task's `config {}` block: the Go plugin's 49 keys with its shapes, and the
-/// docker driver's `mount`, `healthchecks`, `pid_mode`, `uts_mode` with its shapes.
+/// Schema of a task's `config {}` block, made from the core's option table: the Go
+/// plugin's 49 keys with its shapes, and the docker driver's `mount`, `healthchecks`,
+/// `pid_mode`, `uts_mode` with its shapes.
 pub fn task_config_schema() -> Spec {
-    let string = |name: &'static str| (name, attr(name, "string"));
-    let strings = |name: &'static str| (name, attr(name, "list(string)"));
-    let boolean = |name: &'static str| (name, attr(name, "bool"));
-    let number = |name: &'static str| (name, attr(name, "number"));
-    let string_maps = |name: &'static str| (name, attr(name, "list(map(string))"));
-    object(vec![
-        string("apparmor_profile"),
-        strings("args"),
-        (
-            "auth",
-            block(
-                "auth",
-                object(vec![
-                    ("username", attr("username", "string")),
-                    ("password", attr("password", "string")),
-                    ("tls_verify", default(attr("tls_verify", "bool"), "true")),
-                ]),
-            ),
-        ),
-        boolean("auth_soft_fail"),
-        string("command"),
-        strings("cap_add"),
-        strings("cap_drop"),
-        strings("selinux_opts"),
-        boolean("cpu_hard_limit"),
-        number("cpu_cfs_period"),
-        strings("devices"),
-        ("entrypoint", attr("entrypoint", "any")),
-        string("working_dir"),
-        string("hostname"),
-        ("image", required_attr("image", "string")),
-        string("arch"),
-        string("os"),
-        string("variant"),
-        (
-            "image_pull_timeout",
-            default(attr("image_pull_timeout", "string"), "\"5m\""),
-        ),
-        boolean("init"),
-        string("init_path"),
-        string("ipv4_address"),
-        string("ipv6_address"),
-        strings("static_ips"),
-        string("static_mac"),
-        string_maps("labels"),
-        (
-            "logging",
-            block(
-                "logging",
-                object(vec![
-                    ("driver", attr("driver", "string")),
-                    ("options", attr("options", "list(map(string))")),
-                ]),
-            ),
-        ),
-        string("memory_reservation"),
-        string("memory_swap"),
-        number("memory_swappiness"),
-        string("network_mode"),
-        string("ipc_mode"),
-        number("oom_score_adj"),
-        strings("extra_hosts"),
-        number("pids_limit"),
-        ("port_map", attr("port_map", "list(map(number))")),
-        strings("ports"),
-        boolean("privileged"),
-        strings("security_opt"),
-        ("socket", default(attr("socket", "string"), "\"default\"")),
-        string_maps("sysctl"),
-        strings("tmpfs"),
-        boolean("tty"),
-        string_maps("ulimit"),
-        strings("volumes"),
-        boolean("force_pull"),
-        boolean("readonly_rootfs"),
-        string("userns"),
-        string("shm_size"),
+    object(TASK_OPTIONS.iter().filter_map(task_option_schema).collect())
+}
+
+/// An option of the table as hcldec decodes it; `None` for a block this file has no
+/// fields for (a unit test checks there is none).
+fn task_option_schema(option: &TaskOption) -> Option<(&'static str, Spec)> {
+    let name = option.name;
+    let decoded = match option.shape {
+        OptionShape::Attr(type_expr) if option.required => required_attr(name, type_expr),
+        OptionShape::Attr(type_expr) => attr(name, type_expr),
+        OptionShape::Block => block(name, task_block_fields(name)?),
+        OptionShape::BlockList => block_list(name, task_block_fields(name)?),
+    };
+    Some(match option.hcl_default {
+        Some(literal) => (name, default(decoded, literal)),
+        None => (name, decoded),
+    })
+}
+
+/// The fields of the task options that are blocks.
+fn task_block_fields(name: &str) -> Option<Spec> {
+    Some(match name {
+        "auth" => object(vec![
+            ("username", attr("username", "string")),
+            ("password", attr("password", "string")),
+            ("tls_verify", default(attr("tls_verify", "bool"), "true")),
+        ]),
+        "logging" => object(vec![
+            ("driver", attr("driver", "string")),
+            ("options", attr("options", "list(map(string))")),
+        ]),
         // Nomad's docker driver's options, with its shapes.
-        (
-            "mount",
-            block_list(
-                "mount",
-                object(vec![
-                    ("type", default(attr("type", "string"), "\"volume\"")),
-                    ("target", attr("target", "string")),
-                    ("source", attr("source", "string")),
-                    ("readonly", attr("readonly", "bool")),
-                    (
-                        "bind_options",
-                        block(
-                            "bind_options",
-                            object(vec![("propagation", attr("propagation", "string"))]),
-                        ),
-                    ),
-                    (
-                        "tmpfs_options",
-                        block(
-                            "tmpfs_options",
-                            object(vec![
-                                ("size", attr("size", "number")),
-                                ("mode", attr("mode", "number")),
-                            ]),
-                        ),
-                    ),
-                    (
-                        "volume_options",
-                        block(
-                            "volume_options",
-                            object(vec![
-                                ("no_copy", attr("no_copy", "bool")),
-                                ("labels", attr("labels", "list(map(string))")),
-                                (
-                                    "driver_config",
-                                    block(
-                                        "driver_config",
-                                        object(vec![
-                                            ("name", attr("name", "string")),
-                                            ("options", attr("options", "list(map(string))")),
-                                        ]),
-                                    ),
-                                ),
-                            ]),
-                        ),
-                    ),
-                ]),
+        "mount" => object(vec![
+            ("type", default(attr("type", "string"), "\"volume\"")),
+            ("target", attr("target", "string")),
+            ("source", attr("source", "string")),
+            ("readonly", attr("readonly", "bool")),
+            (
+                "bind_options",
+                block(
+                    "bind_options",
+                    object(vec![("propagation", attr("propagation", "string"))]),
+                ),
             ),
-        ),
-        (
-            "healthchecks",
-            block(
-                "healthchecks",
-                object(vec![("disable", attr("disable", "bool"))]),
+            (
+                "tmpfs_options",
+                block(
+                    "tmpfs_options",
+                    object(vec![
+                        ("size", attr("size", "number")),
+                        ("mode", attr("mode", "number")),
+                    ]),
+                ),
             ),
-        ),
-        string("pid_mode"),
-        string("uts_mode"),
-    ])
+            (
+                "volume_options",
+                block(
+                    "volume_options",
+                    object(vec![
+                        ("no_copy", attr("no_copy", "bool")),
+                        ("labels", attr("labels", "list(map(string))")),
+                        (
+                            "driver_config",
+                            block(
+                                "driver_config",
+                                object(vec![
+                                    ("name", attr("name", "string")),
+                                    ("options", attr("options", "list(map(string))")),
+                                ]),
+                            ),
+                        ),
+                    ]),
+                ),
+            ),
+        ]),
+        "healthchecks" => object(vec![("disable", attr("disable", "bool"))]),
+        _ => return None,
+    })
 }
 
 /// Applies a schema's attribute types to a JSON-shaped config the way Nomad's hcldec does
@@ -595,6 +538,9 @@ mod tests {
         let schema = task_config_schema();
         let keys: BTreeSet<&str> = attributes(&schema).keys().map(String::as_str).collect();
         assert_eq!(keys.len(), 53);
+        // Every option of the core's table is in the schema (a block has its fields).
+        let table: BTreeSet<&str> = TASK_OPTIONS.iter().map(|o| o.name).collect();
+        assert_eq!(keys, table);
         for docker in ["mount", "healthchecks", "pid_mode", "uts_mode"] {
             assert!(keys.contains(docker), "{docker}");
         }

@@ -2,6 +2,7 @@
 //! (`TaskConfig::from_value`), its ports exist in the group network, and `task:NAME`
 //! references name a podman task of the same group. Errors are located in the job file.
 
+use crate::driver::spec::{self, PortsProblem};
 use crate::driver::task::{IpcMode, NetworkMode as TaskNetworkMode, TaskConfig};
 
 use super::jobspec::decode::Ignored;
@@ -126,27 +127,19 @@ fn check_task(group: &Group, task: &Task, out: &mut Checked) {
             .cloned()
             .unwrap_or_else(|| task.config_location.clone())
     };
-    let group_ports = group
+    let declared: Option<Vec<&str>> = group
         .network
         .as_ref()
-        .map(|n| n.ports.as_slice())
-        .unwrap_or(&[]);
-    if !config.ports.is_empty() && group.network.is_none() {
-        out.errors.push(JobFileError::at(
-            located("ports"),
-            format!("task {:?}: No ports defined in network block: the group needs a network block with these ports", task.name),
-        ));
-    }
-    for label in &config.ports {
-        if group.network.is_some() && !group_ports.iter().any(|p| &p.label == label) {
-            out.errors.push(JobFileError::at(
-                located("ports"),
-                format!(
-                    "task {:?}: Port {label:?} not found, check the group's network block",
-                    task.name
-                ),
-            ));
-        }
+        .map(|n| n.ports.iter().map(|p| p.label.as_str()).collect());
+    for problem in spec::ports_problems(&config.ports, declared.as_deref()) {
+        let message = match problem {
+            PortsProblem::NoNetwork => format!("task {:?}: No ports defined in network block: the group needs a network block with these ports", task.name),
+            PortsProblem::Undeclared(label) => format!(
+                "task {:?}: Port {label:?} not found, check the group's network block",
+                task.name
+            ),
+        };
+        out.errors.push(JobFileError::at(located("ports"), message));
     }
     if !config.port_map.is_empty() {
         out.errors.push(JobFileError::at(
@@ -157,7 +150,7 @@ fn check_task(group: &Group, task: &Task, out: &mut Checked) {
     if bridge {
         for key in ["network_mode", "ports"] {
             let set = match key {
-                "network_mode" => !config.network_mode.is_empty(),
+                "network_mode" => config.network_mode != TaskNetworkMode::Default,
                 _ => !config.ports.is_empty(),
             };
             if set {
@@ -173,18 +166,18 @@ fn check_task(group: &Group, task: &Task, out: &mut Checked) {
                 }
             }
         }
-    } else if let Ok(TaskNetworkMode::Task(name)) = config.network() {
+    } else if let TaskNetworkMode::Task(name) = &config.network_mode {
         check_task_reference(
             group,
             task,
-            &name,
+            name,
             "network_mode",
             located("network_mode"),
             out,
         );
     }
-    if let Ok(IpcMode::Task(name)) = config.ipc() {
-        check_task_reference(group, task, &name, "ipc_mode", located("ipc_mode"), out);
+    if let IpcMode::Task(name) = &config.ipc_mode {
+        check_task_reference(group, task, name, "ipc_mode", located("ipc_mode"), out);
     }
 }
 

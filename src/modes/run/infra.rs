@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 
 use crate::driver::logs::{Rotation, SinkKind};
 use crate::driver::podman::PodmanClient;
-use serde_json::json;
 
-use crate::driver::task::{TaskConfig, TaskContext, TaskSpec};
+use crate::driver::task::{NetworkMode, TaskConfig, TaskContext, TaskSpec};
 
 use super::check::INFRA_TASK;
 use super::env::BridgeInfo;
@@ -145,19 +144,29 @@ pub async fn start(ctx: &AllocContext, image: &InfraImage) -> Result<BridgeNames
     let labels_map = labels::infra_labels(
         &ctx.job, group, INFRA_TASK, &ctx.alloc, &ctx.dir, &ctx.ports,
     );
-    let mut options = json!({
-        "image": image.name(),
-        "ports": ctx.ports.iter().map(|p| p.label.clone()).collect::<Vec<_>>(),
-        "hostname": group.network.as_ref().and_then(|n| n.hostname.clone()).unwrap_or_default(),
-    });
-    if let InfraImage::Given(_) = image {
-        options["command"] = json!("sh");
-        options["args"] = json!(["-c", PAUSE]);
-    }
-    let mut config = TaskConfig::from_value(&options)
-        .map_err(|e| format!("network namespace container: {e}"))?;
-    // The runner's labels are reserved (refused in task configs): added after decoding.
-    config.labels.extend(labels_map);
+    let (command, args) = match image {
+        InfraImage::Given(_) => ("sh".to_string(), vec!["-c".to_string(), PAUSE.to_string()]),
+        // The pause image's entrypoint pauses.
+        InfraImage::Pause(_) => (String::new(), Vec::new()),
+    };
+    // Built as a config, not decoded from a job: its labels are the runner's own, in the
+    // prefix a job's config may not use.
+    let config = TaskConfig {
+        image: image.name().to_string(),
+        // Asked for by name: rootless podman's default would be slirp4netns, which gives
+        // the group no address of its own on a bridge as Nomad's bridge mode does.
+        network_mode: NetworkMode::Bridge,
+        command,
+        args,
+        ports: ctx.ports.iter().map(|p| p.label.clone()).collect(),
+        hostname: group
+            .network
+            .as_ref()
+            .and_then(|n| n.hostname.clone())
+            .unwrap_or_default(),
+        labels: labels_map,
+        ..TaskConfig::default()
+    };
     let context = TaskContext {
         id: task_id(ctx),
         name: INFRA_TASK.to_string(),

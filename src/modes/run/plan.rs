@@ -7,7 +7,13 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::driver::logs::rotate::MIB;
-use crate::driver::task::MountKind;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::driver::config::DriverConfig;
+use crate::driver::spec;
+use crate::driver::task::{NetworkMode as TaskNetworkMode, TaskConfig, TaskContext, TaskSpec};
 
 use super::check::{decode_config, INFRA_TASK};
 use super::images::ImageReport;
@@ -156,6 +162,59 @@ fn group_plan(group: &Group) -> GroupPlan {
     }
 }
 
+/// The task's mounts as the core makes them for its container (`spec::mounts` and
+/// `spec::named_volumes`, what `spec::build` sends), with the allocation's directory shown
+/// as `<alloc dir>`: a plan cannot differ from what a start asks of podman.
+fn planned_mounts(task: &Task, config: TaskConfig) -> Vec<MountPlan> {
+    let alloc_dir = Path::new("<alloc dir>");
+    let spec = TaskSpec {
+        config,
+        context: TaskContext {
+            name: task.name.clone(),
+            alloc_dir: Some(alloc_dir.join("alloc")),
+            task_dir: Some(alloc_dir.join(&task.name)),
+            local_dir: Some(alloc_dir.join(&task.name).join("local")),
+            secrets_dir: Some(alloc_dir.join(&task.name).join("secrets")),
+            ..TaskContext::default()
+        },
+    };
+    // The runner's driver configuration: host volumes enabled, no SELinux relabelling.
+    let driver = DriverConfig::default();
+    let text = |value: &Value, key: &str| value[key].as_str().unwrap_or_default().to_string();
+    let options = |value: &Value, key: &str| -> Vec<String> {
+        value[key]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|o| o.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut mounts: Vec<MountPlan> = spec::mounts(&spec, &driver)
+        .unwrap_or_default()
+        .iter()
+        .map(|m| MountPlan {
+            source: text(m, "source"),
+            target: text(m, "destination"),
+            kind: if m["type"] == "tmpfs" {
+                "tmpfs"
+            } else {
+                "bind"
+            },
+            options: options(m, "options"),
+        })
+        .collect();
+    mounts.extend(spec::named_volumes(&spec.config).iter().map(|v| MountPlan {
+        source: format!("volume {}", text(v, "Name")),
+        target: text(v, "Dest"),
+        kind: "volume",
+        options: options(v, "Options"),
+    }));
+    mounts
+}
+
 fn task_plan(group: &Group, task: &Task) -> TaskPlan {
     let config = decode_config(task, &task.config).ok();
     let raw_str = |k: &str| {
@@ -169,38 +228,23 @@ fn task_plan(group: &Group, task: &Task) -> TaskPlan {
         .network
         .as_ref()
         .is_some_and(|n| n.mode == NetworkMode::Bridge);
-    let network_mode = config
-        .as_ref()
-        .map_or_else(|| raw_str("network_mode"), |c| c.network_mode.clone());
+    // A config that does not decode is still planned: its network_mode as far as it
+    // parses on its own.
+    let network_mode = match &config {
+        Some(c) => Some(c.network_mode.clone()),
+        None => TaskNetworkMode::parse_text(&raw_str("network_mode")).ok(),
+    };
     let network = if bridge {
         format!("the allocation's network namespace (group bridge, held by {INFRA_TASK})")
-    } else if let Some(t) = network_mode.strip_prefix("task:") {
-        format!("the network namespace of task {t:?}")
-    } else if network_mode.is_empty() {
-        "podman's default network".to_string()
     } else {
-        network_mode
+        match network_mode {
+            Some(TaskNetworkMode::Task(t)) => format!("the network namespace of task {t:?}"),
+            Some(TaskNetworkMode::Default) => "podman's default network".to_string(),
+            Some(mode) => mode.to_string(),
+            None => raw_str("network_mode"),
+        }
     };
-    let mut mounts = vec![
-        MountPlan {
-            source: "<alloc dir>/alloc".into(),
-            target: "/alloc".into(),
-            kind: "bind",
-            options: Vec::new(),
-        },
-        MountPlan {
-            source: format!("<alloc dir>/{}/local", task.name),
-            target: "/local".into(),
-            kind: "bind",
-            options: Vec::new(),
-        },
-        MountPlan {
-            source: format!("<alloc dir>/{}/secrets", task.name),
-            target: "/secrets".into(),
-            kind: "bind",
-            options: Vec::new(),
-        },
-    ];
+    let mounts = planned_mounts(task, config.clone().unwrap_or_default());
     let mut command = Vec::new();
     let mut entrypoint = None;
     let mut ports = Vec::new();
@@ -214,61 +258,6 @@ fn task_plan(group: &Group, task: &Task) -> TaskPlan {
             entrypoint = c.entrypoint.clone();
             if !bridge {
                 ports = c.ports.clone();
-            }
-            for v in c.bind_volumes().unwrap_or_default() {
-                let source = if v.source.starts_with('/') {
-                    v.source.clone()
-                } else {
-                    format!("<alloc dir>/{}/{}", task.name, v.source)
-                };
-                mounts.push(MountPlan {
-                    source,
-                    target: v.target,
-                    kind: "bind",
-                    options: v.options,
-                });
-            }
-            for (target, options) in c.tmpfs_mounts().unwrap_or_default() {
-                mounts.push(MountPlan {
-                    source: "tmpfs".into(),
-                    target,
-                    kind: "tmpfs",
-                    options,
-                });
-            }
-            for m in &c.mounts {
-                let mut options: Vec<String> = Vec::new();
-                if m.readonly {
-                    options.push("ro".into());
-                }
-                let (source, kind) = match &m.kind {
-                    MountKind::Bind { propagation } => {
-                        options.extend(propagation.iter().cloned());
-                        let source = if m.source.starts_with('/') {
-                            m.source.clone()
-                        } else {
-                            format!("<alloc dir>/{}/{}", task.name, m.source)
-                        };
-                        (source, "bind")
-                    }
-                    MountKind::Tmpfs { size, mode } => {
-                        options.extend(size.map(|b| format!("size={b}")));
-                        options.extend(mode.map(|m| format!("mode={m:o}")));
-                        ("tmpfs".to_string(), "tmpfs")
-                    }
-                    MountKind::Volume { no_copy, .. } => {
-                        if *no_copy {
-                            options.push("nocopy".into());
-                        }
-                        (format!("volume {}", m.source), "volume")
-                    }
-                };
-                mounts.push(MountPlan {
-                    source,
-                    target: m.target.clone(),
-                    kind,
-                    options,
-                });
             }
             registry_auth = c
                 .auth

@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::driver::error::DriverError;
 use crate::driver::model::ExitResult;
 use crate::driver::task::{
-    DnsSpec, PortSpec as CorePortSpec, TaskConfig, TaskContext, TaskResources, TaskSpec,
+    DnsSpec, IpcMode, NetworkMode as TaskNetworkMode, PortSpec as CorePortSpec, TaskConfig,
+    TaskContext, TaskResources, TaskSpec,
 };
 use crate::driver::Driver;
 
@@ -66,11 +67,19 @@ impl AllocContext {
     /// Whether another task joins this task's namespaces (`network_mode`/`ipc_mode` =
     /// `task:NAME`), so its container must outlive theirs.
     pub fn is_namespace_target(&self, task: &str) -> bool {
-        let target = format!("task:{task}");
+        // Read from the job as written: the options are interpolated per task later.
+        let text = |t: &Task, key: &str| {
+            t.config
+                .get(key)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
         self.group().tasks.iter().any(|t| {
-            ["network_mode", "ipc_mode"]
-                .iter()
-                .any(|k| t.config.get(*k).and_then(|v| v.as_str()) == Some(target.as_str()))
+            let network =
+                text(t, "network_mode").and_then(|m| TaskNetworkMode::parse_text(&m).ok());
+            let ipc = text(t, "ipc_mode").and_then(|m| IpcMode::parse_text(&m).ok());
+            matches!(network, Some(TaskNetworkMode::Task(name)) if name == task)
+                || matches!(ipc, Some(IpcMode::Task(name)) if name == task)
         })
     }
 
@@ -396,19 +405,14 @@ async fn prepare(
     let config_value = interpolate_value(&task.config, &scope);
     let mut config: TaskConfig = decode_config(task, &config_value).map_err(|e| e.to_string())?;
     let bridge = ctx.bridge.as_ref();
-    if let Some(ns) = bridge {
-        // Nomad puts every task of a bridge group into the allocation's namespace and
-        // ignores the task's own network settings.
-        config.network_mode = format!("container:{}", ns.container_name);
-        config.ports.clear();
-    } else if group
+    // Nomad puts every task of a bridge group into the allocation's namespace, whose
+    // holder publishes the group's ports, and ignores the task's own network settings.
+    let network_container = bridge.map(|ns| ns.container_name.clone());
+    let default_network_mode = group
         .network
         .as_ref()
         .is_some_and(|n| n.mode == NetworkMode::None)
-        && config.network_mode.is_empty()
-    {
-        config.network_mode = "none".to_string();
-    }
+        .then_some(TaskNetworkMode::None);
     config.labels.extend(labels::task_labels(
         job, group, task, &ctx.alloc, &ctx.dir, &ctx.ports,
     ));
@@ -441,6 +445,8 @@ async fn prepare(
         local_dir: Some(ctx.dir.local(&task.name)),
         secrets_dir: Some(ctx.dir.secrets(&task.name)),
         ports: (has_network && bridge.is_none()).then(|| core_ports(&ctx.ports)),
+        network_container,
+        default_network_mode,
         dns: group
             .network
             .as_ref()

@@ -13,6 +13,14 @@ use tokio::io::AsyncReadExt;
 /// Reading deadline for expected output; a bound against hangs, not a timing check.
 const OUTPUT_DEADLINE: Duration = Duration::from_secs(60);
 
+/// A directory the task writes to, with the mode the agent gives it (0777): a task whose
+/// root is not the host's root (rootless podman, `user`) can write there as in Nomad.
+fn make_shared_dir(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+}
+
 /// One allocation directory tree.
 pub struct Alloc {
     pub id: String,
@@ -24,16 +32,17 @@ impl Alloc {
         let id = uuid::Uuid::new_v4().to_string();
         let dir = root.join(&id);
         for sub in ["alloc/logs", "alloc/data", "alloc/tmp"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
+            make_shared_dir(&dir.join(sub));
         }
         Alloc { id, dir }
     }
 
     /// Task dirs and log FIFOs for task `name`, with readers attached.
     pub fn task(&self, name: &str) -> TaskFiles {
-        for sub in ["local", "secrets", "tmp"] {
-            std::fs::create_dir_all(self.dir.join(name).join(sub)).unwrap();
+        for sub in ["local", "tmp"] {
+            make_shared_dir(&self.dir.join(name).join(sub));
         }
+        std::fs::create_dir_all(self.dir.join(name).join("secrets")).unwrap();
         let logs = self.dir.join("alloc/logs");
         let stdout_path = logs.join(format!(".{name}.stdout.fifo"));
         let stderr_path = logs.join(format!(".{name}.stderr.fifo"));

@@ -185,6 +185,7 @@ async fn every_boundary_weakening_option_is_refused_naming_its_gate() {
     let cases: Vec<(&str, String, &str)> = vec![
         ("dev", "devices = [\"/dev/vda\"]".into(), "config.devices: \"/dev/vda\" is not in the plugin option allow_devices"),
         ("unmask", "security_opt = [\"unmask=ALL\"]".into(), "config.security_opt: \"unmask=ALL\" weakens the container boundary and is refused by the plugin option allow_privileged = false"),
+        ("syspaths", "security_opt = [\"systempaths=unconfined\"]".into(), "config.security_opt: \"systempaths=unconfined\""),
         ("seccomp", "security_opt = [\"seccomp=unconfined\"]".into(), "config.security_opt: \"seccomp=unconfined\""),
         ("apparmor", "security_opt = [\"apparmor=unconfined\"]".into(), "config.security_opt: \"apparmor=unconfined\""),
         ("labeldis", "security_opt = [\"label=disable\"]".into(), "config.security_opt: \"label=disable\""),

@@ -40,7 +40,16 @@ async fn task_lifecycle_over_the_wire(agent: Agent) {
     let alloc = bed.alloc();
     let script = "echo out-$NOMAD_TASK_NAME; echo err-line >&2; \
                   trap 'echo got-usr1' USR1; while true; do sleep 0.2; done";
-    let task = bed::start(&plugin, &alloc, "web", &bed.labelled(&shell_task(script))).await;
+    let mut hcl = shell_task(script);
+    if support::lane().is_rootless() {
+        // Rootless podman's default network (slirp4netns) gives the container no address
+        // of its own to report; a bridge network does.
+        hcl.push_str(&format!(
+            "network_mode = \"{}\"\n",
+            support::podman().network_name()
+        ));
+    }
+    let task = bed::start(&plugin, &alloc, "web", &bed.labelled(&hcl)).await;
     let task_id = task.id();
 
     let handle = task.handle();

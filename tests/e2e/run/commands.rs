@@ -349,6 +349,7 @@ fn runner_state_is_private_and_stop_signals_only_the_recorded_runner() {
         format!("{decoy_pid} {}\n", start_time(decoy_pid) + 1),
     )
     .expect("plant runner.pid");
+    crate::support::give_to_podman_user(&planted);
     let ps = env.run(&["ps", &job.id]);
     assert!(
         ps.stdout.contains(&format!("job {:?}: no runner", job.id)),
@@ -871,8 +872,10 @@ fn run_detach_prints_warnings_ports_and_working_commands() {
             .trim()
             .to_string()
     };
+    let binary =
+        crate::support::podman().program_for_podman_user(std::path::Path::new(super::harness::BIN));
     assert!(
-        command("status:").starts_with(super::harness::BIN),
+        command("status:").starts_with(binary.to_str().expect("utf-8")),
         "{}",
         started.stdout
     );
@@ -1065,9 +1068,18 @@ fn the_docker_drivers_mount_and_namespace_options_run() {
     .unwrap();
     let out = env.run(&["run", file.to_str().unwrap()]);
     // The named volume outlives the job, with what the task wrote (its content as a tar).
-    let exported = crate::support::podman().cli(&["volume", "export", &volume]);
+    // Into a file: the rootless lane's podman (another user) cannot open our stdout.
+    let tar = env.state.join(format!("{volume}.tar"));
+    let exported = crate::support::podman().cli(&[
+        "volume",
+        "export",
+        "--output",
+        tar.to_str().expect("utf-8"),
+        &volume,
+    ]);
     assert!(exported.status.success(), "{exported:?}");
-    let kept = if exported.stdout.windows(5).any(|w| w == b"kept\n") {
+    let exported = std::fs::read(&tar).expect("exported volume");
+    let kept = if exported.windows(5).any(|w| w == b"kept\n") {
         "kept"
     } else {
         "missing"

@@ -119,14 +119,22 @@ struct PrivateStorage {
 impl PrivateStorage {
     fn new(env: &RunnerEnv) -> Self {
         let dir = env.state.join("storage");
-        for d in ["root", "runroot", "tmp", "networks"] {
+        for d in ["", "root", "runroot", "tmp", "networks"] {
             std::fs::create_dir_all(dir.join(d)).expect("storage dirs");
+            // The rootless lane's runner (the test user) starts the service.
+            crate::support::give_to_podman_user(&dir.join(d));
         }
         let storage_conf = dir.join("storage.conf");
+        // Rootless podman here has no fuse-overlayfs: vfs, as the lane's own services.
+        let driver = if crate::support::lane().is_rootless() {
+            "driver = \"vfs\"\n"
+        } else {
+            ""
+        };
         std::fs::write(
             &storage_conf,
             format!(
-                "[storage]\ngraphroot = \"{0}/root\"\nrunroot = \"{0}/runroot\"\n",
+                "[storage]\n{driver}graphroot = \"{0}/root\"\nrunroot = \"{0}/runroot\"\n",
                 dir.display()
             ),
         )
@@ -155,7 +163,8 @@ impl PrivateStorage {
     }
 
     fn podman(&self, args: &[&str]) -> std::process::Output {
-        let mut cmd = std::process::Command::new("podman");
+        let mut cmd =
+            crate::support::podman().command_as_podman_user(std::path::Path::new("podman"));
         self.apply(&mut cmd);
         cmd.args(args)
             .current_dir(&self.dir)

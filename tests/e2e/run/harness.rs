@@ -60,8 +60,10 @@ impl RunnerEnv {
         file
     }
 
+    /// The runner as the user of the bed's podman would run it (on the rootless lane, the
+    /// test user: its allocation directories must be reachable by that podman).
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = podman().command_as_podman_user(Path::new(BIN));
         cmd.args(args)
             .env("CONTAINER_HOST", podman().socket_url())
             .env("NOMAD_RUNNER_STATE_DIR", &self.state)

@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -21,6 +21,9 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use nomad_driver_podman::driver::podman::PodmanClient;
+
+mod registry;
+pub use registry::{auth_registry, registry, TestRegistry};
 
 /// The busybox image every test can run; imported into the private storage once.
 pub const BUSYBOX_IMAGE: &str = "localhost/ndp-busybox:latest";
@@ -110,9 +113,22 @@ pub fn skip_without_limits_or_stats(what: &str) -> bool {
 
 /// UID of the rootless lane's test user.
 pub fn rootless_uid() -> u32 {
-    rootless_ids()
-        .map(|(uid, _)| uid)
-        .unwrap_or_else(|e| panic!("{e}"))
+    podman_user_ids().0
+}
+
+/// UID and GID of the rootless lane's test user.
+pub fn podman_user_ids() -> (u32, u32) {
+    rootless_ids().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// On the rootless lane, gives `path` to the test user, as if that user (who runs the
+/// runner there) had written it; elsewhere leaves it alone.
+pub fn give_to_podman_user(path: &Path) {
+    if lane().is_rootless() {
+        let (uid, gid) = podman_user_ids();
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+    }
 }
 
 impl Lane {
@@ -373,6 +389,53 @@ impl TestPodman {
         &self.conf
     }
 
+    /// `program` as the user this lane's podman runs as, the way that user would run it:
+    /// on the rootless lane the test user, with the service's runtime dir (so the bed's
+    /// cleanup also ends whatever it leaves running); else this process's user.
+    /// A binary below a directory the test user cannot enter (a checkout in /root) is
+    /// run from a copy in the bed's directory.
+    pub fn command_as_podman_user(&self, program: &Path) -> Command {
+        match self.lane {
+            Lane::Rootless => {
+                let mut c = Command::new(Lane::script());
+                c.args(["exec", "rootless"])
+                    .arg(self.reachable_by_test_user(program))
+                    .env("XDG_RUNTIME_DIR", self.dir.join("xdg"));
+                c
+            }
+            Lane::Host | Lane::Podman5 => Command::new(program),
+        }
+    }
+
+    /// The path [`Self::command_as_podman_user`] runs `program` from.
+    pub fn program_for_podman_user(&self, program: &Path) -> PathBuf {
+        match self.lane {
+            Lane::Rootless => self.reachable_by_test_user(program),
+            Lane::Host | Lane::Podman5 => program.to_path_buf(),
+        }
+    }
+
+    fn reachable_by_test_user(&self, program: &Path) -> PathBuf {
+        // A bare name is looked up in PATH (system directories).
+        if program.components().count() == 1 || open_to_others(program) {
+            return program.to_path_buf();
+        }
+        static COPIES: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
+        let mut copies = COPIES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, copy)) = copies.iter().find(|(p, _)| p == program) {
+            return copy.clone();
+        }
+        let dir = self.dir.join("bin");
+        let copy = dir.join(unique_name("bin"));
+        fs::create_dir_all(&dir)
+            .and_then(|()| fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)))
+            .and_then(|()| fs::copy(program, &copy).map(drop))
+            .and_then(|()| fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)))
+            .unwrap_or_else(|e| panic!("copy {} for the test user: {e}", program.display()));
+        copies.push((program.to_path_buf(), copy.clone()));
+        copy
+    }
+
     /// Name of the default (bridge) network of the private service.
     pub fn network_name(&self) -> &str {
         &self.network
@@ -448,12 +511,19 @@ impl TestPodman {
     /// (e.g. `STOPSIGNAL=SIGUSR1`).
     pub fn import_busybox(&self, name: &str, changes: &[&str]) -> Result<(), String> {
         let tar = busybox_rootfs_tar(&self.dir)?;
+        let mut all = vec![
+            "CMD=[\"/bin/sh\"]",
+            "ENV=PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        ];
+        all.extend(changes);
+        self.import_rootfs(&tar, name, &all)
+    }
+
+    /// Imports a rootfs tar as image `name` with `--change` instructions (no spaces in
+    /// them: podman splits a change at the first one).
+    pub fn import_rootfs(&self, tar: &Path, name: &str, changes: &[&str]) -> Result<(), String> {
         let mut cmd = self.command();
-        cmd.arg("import")
-            .arg("--change")
-            .arg("CMD=[\"/bin/sh\"]")
-            .arg("--change")
-            .arg("ENV=PATH=/usr/sbin:/usr/bin:/sbin:/bin");
+        cmd.arg("import");
         for c in changes {
             cmd.arg("--change").arg(c);
         }
@@ -749,6 +819,14 @@ fn spawn_watchdog(
     Ok((stdin, pid))
 }
 
+/// Whether any user can run `program`: it and every directory above it are open to
+/// others (execute bit).
+fn open_to_others(program: &Path) -> bool {
+    program
+        .ancestors()
+        .all(|p| fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
 fn ping(socket: &Path) -> bool {
     let Ok(mut s) = UnixStream::connect(socket) else {
         return false;
@@ -885,47 +963,6 @@ impl Drop for LabelCleanup {
     }
 }
 
-/// A local `docker-registry` (plain HTTP on loopback), holding the busybox image as
-/// `<addr>/ndp/busybox:latest`.
-pub struct TestRegistry {
-    pub addr: SocketAddr,
-    /// `Some((user, password))` when the registry requires htpasswd auth.
-    pub credentials: Option<(String, String)>,
-    _watchdog: ChildStdin,
-}
-
-impl TestRegistry {
-    /// `<addr>/<repo>`, e.g. `127.0.0.1:5123/ndp/busybox:latest`.
-    pub fn image(&self, repo: &str) -> String {
-        format!("{}/{repo}", self.addr)
-    }
-
-    /// The busybox image as pushed into this registry.
-    pub fn busybox(&self) -> String {
-        self.image("ndp/busybox:latest")
-    }
-
-    /// `host:port` as a registry key (auth files, credential helpers).
-    pub fn host(&self) -> String {
-        self.addr.to_string()
-    }
-
-    /// Pushes the busybox image under a fresh repository `ndp/<unique>`; returns
-    /// `<addr>/ndp/<unique>:latest`. Nothing has pulled it yet.
-    pub fn push_busybox(&self, prefix: &str) -> String {
-        let target = self.image(&format!("ndp/{}:latest", unique_name(prefix)));
-        let mut args = vec!["push", "--tls-verify=false"];
-        let creds;
-        if let Some((user, password)) = &self.credentials {
-            creds = format!("--creds={user}:{password}");
-            args.push(&creds);
-        }
-        args.extend([BUSYBOX_IMAGE, target.as_str()]);
-        podman().cli_ok(&args);
-        target
-    }
-}
-
 /// Removes image names (tags) when dropped; the busybox layers they share stay.
 pub struct ImageCleanup(pub Vec<String>);
 
@@ -937,94 +974,7 @@ impl Drop for ImageCleanup {
     }
 }
 
-/// A registry without authentication.
-pub fn registry() -> &'static TestRegistry {
-    static REGISTRY: OnceLock<TestRegistry> = OnceLock::new();
-    REGISTRY.get_or_init(|| TestRegistry::start(None).unwrap_or_else(|e| panic!("registry: {e}")))
-}
-
-/// A registry that requires `user`/`password` (htpasswd, bcrypt).
-pub fn auth_registry() -> &'static TestRegistry {
-    static REGISTRY: OnceLock<TestRegistry> = OnceLock::new();
-    REGISTRY.get_or_init(|| {
-        TestRegistry::start(Some(("ndpuser".into(), unique_name("pw"))))
-            .unwrap_or_else(|e| panic!("auth registry: {e}"))
-    })
-}
-
-impl TestRegistry {
-    fn start(credentials: Option<(String, String)>) -> Result<Self, String> {
-        // Registries are started one at a time: the free-port probe is racy otherwise.
-        static START: Mutex<()> = Mutex::new(());
-        let _serial = START.lock().unwrap_or_else(|e| e.into_inner());
-        let p = podman();
-        let dir = p.dir.join(unique_name("registry"));
-        fs::create_dir_all(dir.join("data")).map_err(|e| e.to_string())?;
-        let addr = free_loopback_port()?;
-        let auth = match &credentials {
-            None => String::new(),
-            Some((user, password)) => {
-                let out = Command::new("htpasswd")
-                    .args(["-Bbn", user, password])
-                    .output()
-                    .map_err(|e| format!("htpasswd (install apache2-utils): {e}"))?;
-                if !out.status.success() {
-                    return Err(format!(
-                        "htpasswd: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    ));
-                }
-                fs::write(dir.join("htpasswd"), &out.stdout).map_err(|e| e.to_string())?;
-                format!(
-                    "auth:\n  htpasswd:\n    realm: ndp-e2e\n    path: {}\n",
-                    dir.join("htpasswd").display()
-                )
-            }
-        };
-        let config = dir.join("config.yml");
-        write(
-            &config,
-            &format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{auth}",
-                dir.join("data").display()
-            ),
-        )?;
-        let mut cmd = Command::new("docker-registry");
-        cmd.arg("serve").arg(&config);
-        let (watchdog, _) = spawn_watchdog(&dir, &[], cmd, &dir.join("registry.log"), "", &[])?;
-        let deadline = Instant::now() + SERVICE_START_DEADLINE;
-        while TcpStream::connect(addr).is_err() {
-            if Instant::now() > deadline {
-                let log = fs::read_to_string(dir.join("registry.log")).unwrap_or_default();
-                return Err(format!("docker-registry did not listen on {addr}: {log}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let registry = TestRegistry {
-            addr,
-            credentials,
-            _watchdog: watchdog,
-        };
-        let target = registry.busybox();
-        let mut push = vec!["push", "--tls-verify=false"];
-        let creds;
-        if let Some((user, password)) = &registry.credentials {
-            creds = format!("--creds={user}:{password}");
-            push.push(&creds);
-        }
-        push.extend([BUSYBOX_IMAGE, target.as_str()]);
-        let out = p.cli(&push);
-        if !out.status.success() {
-            return Err(format!(
-                "push to {target}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(registry)
-    }
-}
-
-fn free_loopback_port() -> Result<SocketAddr, String> {
+pub(crate) fn free_loopback_port() -> Result<SocketAddr, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     l.local_addr().map_err(|e| e.to_string())
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::driver::error::DriverError;
+
 use super::super::check::{ensure, Check, Failure, Finding, Outcome, Tag};
 use super::super::drift::{self, ids};
 use super::super::env::Env;
@@ -29,7 +31,19 @@ impl Check for Shape {
             .script("x=$(seq 20000); while :; do : $((i+=1)); done")
             .start()
             .await?;
-        let mut samples = env.driver.stats(&task.task_id, Duration::from_secs(1))?;
+        let mut samples = match env.driver.stats(&task.task_id, Duration::from_secs(1)) {
+            Ok(samples) => samples,
+            // The driver knows this podman has none and says so at once.
+            Err(e @ DriverError::StatsUnavailable { .. })
+                if drift::expected(ids::ROOTLESS_CGROUP1_NO_STATS, env.facts()?) =>
+            {
+                return Ok(Finding::drift(
+                    ids::ROOTLESS_CGROUP1_NO_STATS,
+                    e.to_string(),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut received = Vec::new();
         while received.len() < 3 {
             match tokio::time::timeout(Duration::from_secs(15), samples.recv()).await {
