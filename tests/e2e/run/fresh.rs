@@ -125,16 +125,21 @@ impl PrivateStorage {
             crate::support::give_to_podman_user(&dir.join(d));
         }
         let storage_conf = dir.join("storage.conf");
-        // Rootless podman here has no fuse-overlayfs: vfs, as the lane's own services.
-        let driver = if crate::support::lane().is_rootless() {
-            "driver = \"vfs\"\n"
+        // Rootless podman here has no fuse-overlayfs: vfs, as the lane's own services. It
+        // also ignores `graphroot` and would use (and leave things in) the test user's
+        // own storage; `rootless_storage_path` is what it reads.
+        let rootless = if crate::support::lane().is_rootless() {
+            format!(
+                "driver = \"vfs\"\nrootless_storage_path = \"{}/root\"\n",
+                dir.display()
+            )
         } else {
-            ""
+            String::new()
         };
         std::fs::write(
             &storage_conf,
             format!(
-                "[storage]\n{driver}graphroot = \"{0}/root\"\nrunroot = \"{0}/runroot\"\n",
+                "[storage]\n{rootless}graphroot = \"{0}/root\"\nrunroot = \"{0}/runroot\"\n",
                 dir.display()
             ),
         )
@@ -160,6 +165,10 @@ impl PrivateStorage {
     fn apply(&self, cmd: &mut std::process::Command) {
         cmd.env("CONTAINERS_STORAGE_CONF", &self.storage_conf)
             .env("CONTAINERS_CONF", &self.containers_conf);
+        if crate::support::lane().is_rootless() {
+            // Rootless podman keeps its blob cache in the user's data home.
+            cmd.env("XDG_DATA_HOME", self.dir.join("data"));
+        }
     }
 
     fn podman(&self, args: &[&str]) -> std::process::Output {

@@ -400,7 +400,8 @@ impl TestPodman {
                 let mut c = Command::new(Lane::script());
                 c.args(["exec", "rootless"])
                     .arg(self.reachable_by_test_user(program))
-                    .env("XDG_RUNTIME_DIR", self.dir.join("xdg"));
+                    .env("XDG_RUNTIME_DIR", self.dir.join("xdg"))
+                    .env("XDG_DATA_HOME", self.dir.join("data"));
                 c
             }
             Lane::Host | Lane::Podman5 => Command::new(program),
@@ -638,6 +639,9 @@ struct StoragePaths {
     networks: PathBuf,
     /// XDG_RUNTIME_DIR of a rootless service (unused by rootful ones).
     xdg: PathBuf,
+    /// XDG_DATA_HOME of a rootless service: its blob cache and any default storage stay
+    /// in the bed, not in the test user's home.
+    data: PathBuf,
     rootless: bool,
 }
 
@@ -649,6 +653,7 @@ impl StoragePaths {
             tmp: dir.join("tmp"),
             networks: dir.join("networks"),
             xdg: dir.join("xdg"),
+            data: dir.join("data"),
             rootless: lane.is_rootless(),
         }
     }
@@ -667,6 +672,7 @@ impl StoragePaths {
         ];
         if self.rootless {
             envs.push(("XDG_RUNTIME_DIR", self.xdg.as_os_str()));
+            envs.push(("XDG_DATA_HOME", self.data.as_os_str()));
         }
         envs
     }
