@@ -337,18 +337,19 @@ async fn pids_limit_minus_one_is_unlimited() {
 #[tokio::test]
 async fn ulimits_reach_the_main_process() {
     // Both nofile and nproc: podman fills a missing one with 1048576, above this host's
-    // hard limits (see README host notes).
-    let c = start(json!({"ulimit": {"nofile": "512:1000", "nproc": "300"}})).await;
+    // hard limits (see README host notes). nproc well above what a host user runs: on the
+    // rootless lane it counts every process of the test user, and the exec must fork.
+    let c = start(json!({"ulimit": {"nofile": "512:1000", "nproc": "4000"}})).await;
     let ulimits = c
         .host_config("Ulimits")
         .as_array()
         .expect("Ulimits")
         .clone();
     assert!(ulimits.contains(&json!({"Name": "RLIMIT_NOFILE", "Soft": 512, "Hard": 1000})));
-    assert!(ulimits.contains(&json!({"Name": "RLIMIT_NPROC", "Soft": 300, "Hard": 300})));
+    assert!(ulimits.contains(&json!({"Name": "RLIMIT_NPROC", "Soft": 4000, "Hard": 4000})));
     let limits = c.exec(&["cat", "/proc/1/limits"]);
     assert_eq!(&limit_line(&limits, "Max open files")[..2], ["512", "1000"]);
-    assert_eq!(&limit_line(&limits, "Max processes")[..2], ["300", "300"]);
+    assert_eq!(&limit_line(&limits, "Max processes")[..2], ["4000", "4000"]);
 }
 
 /// Whether capability number `bit` is in the `CapEff` mask of `/proc/1/status`.
@@ -1133,7 +1134,7 @@ async fn bad_input_names_option_and_value() {
 #[tokio::test]
 async fn nomad_shaped_config_gives_the_same_container() {
     let c = start(json!({
-        "ulimit": [{"nofile": "256:512"}, {"nproc": "200"}],
+        "ulimit": [{"nofile": "256:512"}, {"nproc": "4000"}],
         "pids_limit": "33",
         "sysctl": [{"net.ipv4.ip_unprivileged_port_start": "99"}],
         "logging": [{"driver": "nomad", "options": [{"max-size": "1mb"}]}],

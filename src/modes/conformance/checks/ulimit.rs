@@ -60,12 +60,18 @@ impl Check for Ulimit {
     }
 
     async fn run(&self, env: &Env, scope: &Scope) -> Outcome {
+        // nproc well above what a host user runs: rootless, the limit counts every
+        // process of the user on the host, and an exec into the task must still fork.
         let both = self
-            .limits(env, scope, json!({"nofile": "512:768", "nproc": "256:256"}))
+            .limits(
+                env,
+                scope,
+                json!({"nofile": "512:768", "nproc": "4000:4000"}),
+            )
             .await?;
         ensure!(
-            both == "nofile 512 768 nproc 256 256",
-            "nofile 512:768 and nproc 256:256 gave {both}"
+            both == "nofile 512 768 nproc 4000 4000",
+            "nofile 512:768 and nproc 4000:4000 gave {both}"
         );
         match self.limits(env, scope, json!({"nofile": "512:768"})).await {
             Ok(one) => {
