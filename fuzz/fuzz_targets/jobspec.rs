@@ -8,20 +8,21 @@ use nomad_driver_podman::modes::run::check::check_job;
 use nomad_driver_podman::modes::run::jobspec::{parse, Source, VarInputs};
 use nomad_driver_podman::modes::run::plan;
 
-/// hcl-edit backtracks exponentially on some malformed brace nesting (fuzz/known/,
-/// docs/fuzzing.md); the runner gives such files up after a deadline. Deeper inputs are
-/// skipped so that the known finding does not come back as a timeout.
+/// hcl-edit backtracks exponentially on some malformed nesting of braces, brackets and
+/// parentheses (fuzz/known/, docs/fuzzing.md); the runner gives such files up after a
+/// deadline. Deeper inputs are skipped so that the known finding does not come back as a
+/// timeout.
 const MAX_BRACE_DEPTH: usize = 16;
 
 fn brace_depth(text: &str) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
     for b in text.bytes() {
         match b {
-            b'{' => {
+            b'{' | b'[' | b'(' => {
                 depth += 1;
                 deepest = deepest.max(depth);
             }
-            b'}' => depth = depth.saturating_sub(1),
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
