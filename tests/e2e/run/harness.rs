@@ -265,30 +265,39 @@ pub fn ports_of(output: &str, label: &str) -> Vec<u16> {
 }
 
 /// GET `path` from the host; retried until the server answers (it may still be starting).
+/// On giving up, the panic says what the last attempt met and who listens on the port.
 pub fn http_get(port: u16, path: &str) -> String {
     let deadline = Instant::now() + DEADLINE;
+    let mut last = String::new();
     loop {
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-            if stream
-                .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-                .is_ok()
-            {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Err(e) => last = format!("connect: {e}"),
+            Ok(mut stream) => {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
                 let mut response = String::new();
-                if stream.read_to_string(&mut response).is_ok() && response.starts_with("HTTP/1") {
-                    return response;
+                match stream
+                    .write_all(request.as_bytes())
+                    .and_then(|()| stream.read_to_string(&mut response))
+                {
+                    Err(e) => last = format!("connected, then: {e}"),
+                    Ok(_) if response.starts_with("HTTP/1") => return response,
+                    Ok(n) => last = format!("connected, then {n} bytes: {response:?}"),
                 }
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "nothing answers on 127.0.0.1:{port}"
-        );
+        if Instant::now() >= deadline {
+            let listeners = Command::new("ss")
+                .args(["-ltnpH", &format!("sport = :{port}")])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            panic!("nothing answers on 127.0.0.1:{port} (last attempt: {last}; listening: {listeners:?})");
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-/// Names of the containers (any state) of a runner job.
 pub fn containers_of(job: &str) -> Vec<String> {
     podman().containers_labelled(&format!("{JOB_LABEL}={job}"))
 }
