@@ -33,79 +33,338 @@ use super::units::{parse_duration, parse_memory};
 
 const ROOT: &str = "config";
 
-/// Every task option, decoded and checked.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskConfig {
-    pub image: String,
+/// How Nomad's hcldec sees a task option (the plugin's schema is made from this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionShape {
+    /// An attribute of this cty type (`string`, `list(string)`, `list(map(string))`, ...).
+    Attr(&'static str),
+    /// A block given at most once (`auth { }`).
+    Block,
+    /// A repeatable block (`mount { }`).
+    BlockList,
+}
+
+/// One task option: the single list the decoder's known keys, the plugin's hclspec schema
+/// and the options table of docs/plugin.md are made from (or checked against, by tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskOption {
+    pub name: &'static str,
+    pub shape: OptionShape,
+    pub required: bool,
+    /// The HCL literal the schema fills in when the job leaves the option out; it decodes
+    /// to the same value as [`TaskConfig::default`] has.
+    pub hcl_default: Option<&'static str>,
+    /// The default as the docs state it.
+    pub default: &'static str,
+    /// One line for the docs table.
+    pub doc: &'static str,
+}
+
+/// The columns of a [`TaskOption`] an entry of `task_options!` leaves out unless it says
+/// otherwise: not required, no default filled in by the schema.
+const ROW: TaskOption = TaskOption {
+    name: "",
+    shape: OptionShape::Block,
+    required: false,
+    hcl_default: None,
+    default: "",
+    doc: "",
+};
+
+/// Declares each task option once, so that adding one is one entry: the struct, its
+/// `Default`, the decoder and the table (and with it the known keys, the plugin's schema and
+/// the docs table test) can no longer drift apart (issue 14). An entry is
+/// * the [`TaskConfig`] field: docs, serde attributes, name, type, `= default`;
+/// * `decode`: an expression of the `config` block (named after `|..|`) giving
+///   `Result<type, ConfigError>`;
+/// * `row`: its [`TASK_OPTIONS`] row: option name, shape, default and line for the docs,
+///   then `required: true` / `hcl_default: Some(..)` where needed.
+///
+/// The struct's fields, the decoding and the table follow the order of the entries.
+macro_rules! task_options {
+    (
+        |$root:ident|
+        $(
+            $(#[$attr:meta])*
+            $field:ident: $ty:ty = $default:expr,
+                decode $decode:expr,
+                row $name:literal, $shape:expr, $docs_default:literal,
+                $doc:literal $(, $column:ident: $value:expr)*;
+        )*
+    ) => {
+        /// Every task option, decoded and checked.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub struct TaskConfig {
+            $($(#[$attr])* pub $field: $ty,)*
+        }
+
+        impl Default for TaskConfig {
+            fn default() -> Self {
+                TaskConfig {
+                    $($field: $default,)*
+                }
+            }
+        }
+
+        impl TaskConfig {
+            /// Each option decoded on its own (the checks across options are `validate`).
+            fn decode_options($root: &Block<'_>) -> Result<TaskConfig, ConfigError> {
+                Ok(TaskConfig {
+                    $($field: $decode?,)*
+                })
+            }
+        }
+
+        /// Every task option, as the docs table lists them.
+        pub const TASK_OPTIONS: [TaskOption; [$(stringify!($field)),*].len()] = {
+            use OptionShape::{Attr, Block, BlockList};
+            [$(TaskOption {
+                name: $name,
+                shape: $shape,
+                default: $docs_default,
+                doc: $doc,
+                $($column: $value,)*
+                ..ROW
+            }),*]
+        };
+    };
+}
+
+// The Go plugin's 49 options, then the docker driver's that this driver adds; the order is
+// the docs table's.
+task_options! {
+    |root|
+
+    apparmor_profile: String = String::new(), decode text(root, "apparmor_profile"),
+        row "apparmor_profile", Attr("string"), "`\"\"`",
+        "AppArmor profile; `unconfined` is refused with `allow_privileged = false`.";
+
+    args: Vec<String> = Vec::new(), decode root.strings("args"),
+        row "args", Attr("list(string)"), "`[]`",
+        "Arguments, after `command` (alone they replace the image CMD).";
+
     /// `None` when there is no `auth` block.
-    pub auth: Option<TaskAuth>,
-    pub auth_soft_fail: bool,
-    pub command: String,
-    pub args: Vec<String>,
-    /// `None` keeps the image's ENTRYPOINT. The deprecated string form is one element.
-    pub entrypoint: Option<Vec<String>>,
-    pub working_dir: String,
-    pub hostname: String,
-    pub labels: BTreeMap<String, String>,
-    pub logging: TaskLogging,
-    pub init: bool,
-    pub init_path: String,
-    pub ports: Vec<String>,
-    /// Deprecated `label -> container port`.
-    pub port_map: BTreeMap<String, u16>,
-    pub network_mode: NetworkMode,
-    pub ipv4_address: Option<Ipv4Addr>,
-    pub ipv6_address: Option<Ipv6Addr>,
-    pub static_ips: Vec<IpAddr>,
-    /// Lower-case `aa:bb:cc:dd:ee:ff`.
-    pub static_mac: Option<String>,
-    pub extra_hosts: Vec<ExtraHost>,
-    pub ipc_mode: IpcMode,
-    /// Bytes.
-    pub shm_size: Option<i64>,
-    /// Bytes.
-    pub memory_reservation: Option<i64>,
-    /// Bytes; -1 = unlimited swap.
-    pub memory_swap: Option<i64>,
-    pub memory_swappiness: Option<i64>,
-    pub oom_score_adj: i64,
-    /// Sent only when > 0.
-    pub pids_limit: i64,
-    pub cpu_hard_limit: bool,
+    auth: Option<TaskAuth> = None, decode read_auth(root),
+        row "auth", Block, "none (`tls_verify = true`)",
+        "`auth { username, password, tls_verify }`: registry credentials for the pull.";
+
+    auth_soft_fail: bool = false, decode flag(root, "auth_soft_fail"),
+        row "auth_soft_fail", Attr("bool"), "`false`",
+        "A failing credential lookup (the plugin's auth file or helper) is skipped instead of failing the pull.";
+
+    command: String = String::new(), decode text(root, "command"),
+        row "command", Attr("string"), "`\"\"` (image CMD)",
+        "The command to run.";
+
+    cap_add: Vec<String> = Vec::new(), decode root.strings("cap_add"),
+        row "cap_add", Attr("list(string)"), "`[]`",
+        "Capabilities to add; those not in the plugin option `allow_caps` are refused.";
+
+    cap_drop: Vec<String> = Vec::new(), decode root.strings("cap_drop"),
+        row "cap_drop", Attr("list(string)"), "`[]`",
+        "Capabilities to drop.";
+
+    selinux_opts: Vec<String> = Vec::new(), decode root.strings("selinux_opts"),
+        row "selinux_opts", Attr("list(string)"), "`[]`",
+        "SELinux label options; `disable`, `type:`, `level:`, `user:`, `role:` are refused with `allow_privileged = false`.";
+
+    cpu_hard_limit: bool = false, decode flag(root, "cpu_hard_limit"),
+        row "cpu_hard_limit", Attr("bool"), "`false`",
+        "A CPU quota from the task's `cpu` resources, not only shares.";
+
     /// Microseconds; 0 = 100000.
-    pub cpu_cfs_period: i64,
+    cpu_cfs_period: i64 = 0, decode int(root, "cpu_cfs_period"),
+        row "cpu_cfs_period", Attr("number"), "`0`",
+        "CFS period in microseconds for `cpu_hard_limit`, 0..1000000 (0 = 100000).";
+
+    /// `host[:container][:perms]` or CDI names, passed to podman verbatim.
+    devices: Vec<String> = Vec::new(), decode root.strings("devices"),
+        row "devices", Attr("list(string)"), "`[]`",
+        "`host[:container][:rwm]` or a CDI name (`vendor.com/class=name`); host paths not in `allow_devices` are refused.";
+
+    /// `None` keeps the image's ENTRYPOINT. The deprecated string form is one element.
+    entrypoint: Option<Vec<String>> = None, decode read_entrypoint(root),
+        row "entrypoint", Attr("any"), "image ENTRYPOINT",
+        "Replaces the image ENTRYPOINT: a list, or a string (one element).";
+
+    working_dir: String = String::new(), decode text(root, "working_dir"),
+        row "working_dir", Attr("string"), "`\"\"`",
+        "Working directory in the container.";
+
+    hostname: String = String::new(), decode text(root, "hostname"),
+        row "hostname", Attr("string"), "`\"\"`",
+        "Container hostname (not together with `uts_mode = \"host\"`).";
+
+    image: String = String::new(), decode text(root, "image"),
+        row "image", Attr("string"), "–",
+        "The image to run.", required: true;
+
+    arch: String = String::new(), decode text(root, "arch"),
+        row "arch", Attr("string"), "`\"\"`",
+        "Architecture of the image to pull.";
+
+    os: String = String::new(), decode text(root, "os"),
+        row "os", Attr("string"), "`\"\"`",
+        "OS of the image to pull.";
+
+    variant: String = String::new(), decode text(root, "variant"),
+        row "variant", Attr("string"), "`\"\"`",
+        "Architecture variant of the image to pull.";
+
+    image_pull_timeout: Duration = Duration::from_secs(300), decode read_pull_timeout(root),
+        row "image_pull_timeout", Attr("string"), "`5m`",
+        "How long a pull may take, a duration string.", hcl_default: Some("\"5m\"");
+
+    init: bool = false, decode flag(root, "init"),
+        row "init", Attr("bool"), "`false`",
+        "An init process as PID 1.";
+
+    init_path: String = String::new(), decode text(root, "init_path"),
+        row "init_path", Attr("string"), "`\"\"`",
+        "Host path of the init binary (refused with `volumes.enabled = false`).";
+
+    ipv4_address: Option<Ipv4Addr> = None, decode read_ip(root, "ipv4_address"),
+        row "ipv4_address", Attr("string"), "none",
+        "Static IPv4 address (bridge networking only).";
+
+    ipv6_address: Option<Ipv6Addr> = None, decode read_ip(root, "ipv6_address"),
+        row "ipv6_address", Attr("string"), "none",
+        "Static IPv6 address (bridge networking only).";
+
+    static_ips: Vec<IpAddr> = Vec::new(), decode read_static_ips(root),
+        row "static_ips", Attr("list(string)"), "`[]`",
+        "More static addresses (bridge networking only).";
+
+    /// Lower-case `aa:bb:cc:dd:ee:ff`.
+    static_mac: Option<String> = None, decode read_mac(root),
+        row "static_mac", Attr("string"), "none",
+        "Static MAC address (bridge networking only).";
+
+    labels: BTreeMap<String, String> = BTreeMap::new(), decode root.string_map("labels"),
+        row "labels", Attr("list(map(string))"), "`{}`",
+        "Container labels (block syntax works); keys under `io.nomad-driver-podman.` are refused.";
+
+    logging: TaskLogging = TaskLogging::default(), decode read_logging(root),
+        row "logging", Block, "plugin `logging`",
+        "`logging { driver, options }`: `nomad` or `journald`, with its options.";
+
+    /// Bytes.
+    memory_reservation: Option<i64> = None, decode read_memory(root, "memory_reservation"),
+        row "memory_reservation", Attr("string"), "none",
+        "Soft memory limit, a memory string (`100m`, `1g`).";
+
+    /// Bytes; -1 = unlimited swap.
+    memory_swap: Option<i64> = None, decode read_memory(root, "memory_swap"),
+        row "memory_swap", Attr("string"), "none",
+        "Memory plus swap limit, a memory string; `-1` = unlimited.";
+
+    memory_swappiness: Option<i64> = None, decode root.int("memory_swappiness"),
+        row "memory_swappiness", Attr("number"), "not sent",
+        "0..100, sent on cgroup v1 only.";
+
+    network_mode: NetworkMode = NetworkMode::Default,
+        decode parsed(root, "network_mode", NetworkMode::parse_text),
+        row "network_mode", Attr("string"), "`\"\"`",
+        "`bridge`, `host`, `none`, `pasta`, `slirp4netns`, `container:<id>`, `ns:<path>`, `task:<name>` or a podman network's name.";
+
+    ipc_mode: IpcMode = IpcMode::Default, decode parsed(root, "ipc_mode", IpcMode::parse_text),
+        row "ipc_mode", Attr("string"), "`\"\"`",
+        "`host`, `private`, `shareable`, `none`, `container:<id>`, `ns:<path>` or `task:<name>`.";
+
+    oom_score_adj: i64 = 0, decode int(root, "oom_score_adj"),
+        row "oom_score_adj", Attr("number"), "`0`",
+        "-1000..1000.";
+
+    extra_hosts: Vec<ExtraHost> = Vec::new(),
+        decode parsed_list(root, "extra_hosts", ExtraHost::parse_text),
+        row "extra_hosts", Attr("list(string)"), "`[]`",
+        "`host:ip` lines for `/etc/hosts` (`ip` may be `host-gateway`).";
+
+    /// Sent only when > 0.
+    pids_limit: i64 = 0, decode int(root, "pids_limit"),
+        row "pids_limit", Attr("number"), "`0`",
+        "0 = podman's default, `-1` = unlimited, other negatives refused.";
+
+    /// Deprecated `label -> container port`.
+    port_map: BTreeMap<String, u16> = BTreeMap::new(), decode read_port_map(root),
+        row "port_map", Attr("list(map(number))"), "`{}`",
+        "Deprecated: port label -> container port, with task-level network resources.";
+
+    ports: Vec<String> = Vec::new(), decode root.strings("ports"),
+        row "ports", Attr("list(string)"), "`[]`",
+        "Labels of the group network's ports to publish.";
+
+    privileged: bool = false, decode flag(root, "privileged"),
+        row "privileged", Attr("bool"), "`false`",
+        "A privileged container; refused with `allow_privileged = false`.";
+
+    security_opt: SecurityOptions = SecurityOptions::default(), decode read_security_opts(root),
+        row "security_opt", Attr("list(string)"), "`[]`",
+        "`no-new-privileges[=bool]`, `label=`, `apparmor=`, `seccomp=`, `mask=`, `unmask=`, `proc-opts=`, `systempaths=unconfined`.";
+
+    /// Name of the plugin socket to use.
+    socket: String = "default".to_string(), decode read_socket(root),
+        row "socket", Attr("string"), "`default`",
+        "Name of the plugin's podman socket to run on.", hcl_default: Some("\"default\"");
+
+    sysctl: BTreeMap<String, String> = BTreeMap::new(), decode root.string_map("sysctl"),
+        row "sysctl", Attr("list(map(string))"), "`{}`",
+        "Namespaced kernel parameters (block syntax works).";
+
+    /// Written `path[:opt,opt]`.
+    tmpfs: Vec<Tmpfs> = Vec::new(), decode parsed_list(root, "tmpfs", Tmpfs::parse_text),
+        row "tmpfs", Attr("list(string)"), "`[]`",
+        "`path[:options]` tmpfs mounts.";
+
+    tty: bool = false, decode flag(root, "tty"),
+        row "tty", Attr("bool"), "`false`",
+        "A terminal for the task.";
+
     /// By rlimit name; persisted as the option's map of name -> `soft[:hard]`.
     #[serde(with = "ulimit_map")]
-    pub ulimit: Vec<Ulimit>,
-    pub cap_add: Vec<String>,
-    pub cap_drop: Vec<String>,
-    pub selinux_opts: Vec<String>,
-    pub security_opt: SecurityOptions,
-    pub apparmor_profile: String,
-    pub privileged: bool,
-    pub readonly_rootfs: bool,
-    pub userns: Userns,
-    pub sysctl: BTreeMap<String, String>,
-    pub tty: bool,
-    /// `host[:container][:perms]` or CDI names, passed to podman verbatim.
-    pub devices: Vec<String>,
+    ulimit: Vec<Ulimit> = Vec::new(), decode read_ulimits(root),
+        row "ulimit", Attr("list(map(string))"), "`{}`",
+        "rlimit name -> `soft[:hard]` (block syntax works).";
+
     /// Bind mounts, written `src:dst[:opt,opt]`.
-    pub volumes: Vec<Volume>,
-    /// Written `path[:opt,opt]`.
-    pub tmpfs: Vec<Tmpfs>,
-    pub force_pull: bool,
-    pub image_pull_timeout: Duration,
-    pub arch: String,
-    pub os: String,
-    pub variant: String,
-    /// Name of the plugin socket to use.
-    pub socket: String,
+    volumes: Vec<Volume> = Vec::new(), decode parsed_list(root, "volumes", Volume::parse_text),
+        row "volumes", Attr("list(string)"), "`[]`",
+        "`src:dst[:options]` bind mounts; a relative source is in the task dir.";
+
+    force_pull: bool = false, decode flag(root, "force_pull"),
+        row "force_pull", Attr("bool"), "`false`",
+        "Pull even when the image is present.";
+
+    readonly_rootfs: bool = false, decode flag(root, "readonly_rootfs"),
+        row "readonly_rootfs", Attr("bool"), "`false`",
+        "A read-only root filesystem.";
+
+    userns: Userns = Userns::Default, decode parsed(root, "userns", Userns::parse_text),
+        row "userns", Attr("string"), "`\"\"`",
+        "`host`, `keep-id[:uid=,gid=]`, `nomap`, `auto[:size=,uidmapping=,gidmapping=]` or `ns:<path>`.";
+
+    /// Bytes.
+    shm_size: Option<i64> = None, decode read_memory(root, "shm_size"),
+        row "shm_size", Attr("string"), "none",
+        "Size of `/dev/shm`, a memory string (private or shareable IPC only).";
+
     /// Docker-driver `mount` blocks.
-    pub mounts: Vec<MountBlock>,
+    mounts: Vec<MountBlock> = Vec::new(), decode read_mounts(root),
+        row "mount", BlockList, "none",
+        "Docker-driver `mount` blocks (below).";
+
     /// `healthchecks { disable = true }`: no healthcheck, even the image's.
-    pub healthchecks_disabled: bool,
-    pub pid_mode: PidMode,
-    pub uts_mode: UtsMode,
+    healthchecks_disabled: bool = false, decode read_healthchecks(root),
+        row "healthchecks", Block, "none",
+        "`healthchecks { disable = true }`: no healthcheck, even the image's (below).";
+
+    pid_mode: PidMode = PidMode::Default, decode parsed(root, "pid_mode", PidMode::parse_text),
+        row "pid_mode", Attr("string"), "`\"\"`",
+        "`host`, `container:<id>` or `task:<name>` (docker driver).";
+
+    uts_mode: UtsMode = UtsMode::Private, decode parsed(root, "uts_mode", UtsMode::parse_text),
+        row "uts_mode", Attr("string"), "`\"\"`",
+        "`host`, or nothing for the container's own (docker driver).";
 }
 
 /// A docker-driver `mount` block.
@@ -185,521 +444,6 @@ impl TaskLogging {
         self.driver.is_empty() && self.options.is_empty()
     }
 }
-
-impl Default for TaskConfig {
-    fn default() -> Self {
-        TaskConfig {
-            image: String::new(),
-            auth: None,
-            auth_soft_fail: false,
-            command: String::new(),
-            args: Vec::new(),
-            entrypoint: None,
-            working_dir: String::new(),
-            hostname: String::new(),
-            labels: BTreeMap::new(),
-            logging: TaskLogging::default(),
-            init: false,
-            init_path: String::new(),
-            ports: Vec::new(),
-            port_map: BTreeMap::new(),
-            network_mode: NetworkMode::Default,
-            ipv4_address: None,
-            ipv6_address: None,
-            static_ips: Vec::new(),
-            static_mac: None,
-            extra_hosts: Vec::new(),
-            ipc_mode: IpcMode::Default,
-            shm_size: None,
-            memory_reservation: None,
-            memory_swap: None,
-            memory_swappiness: None,
-            oom_score_adj: 0,
-            pids_limit: 0,
-            cpu_hard_limit: false,
-            cpu_cfs_period: 0,
-            ulimit: Vec::new(),
-            cap_add: Vec::new(),
-            cap_drop: Vec::new(),
-            selinux_opts: Vec::new(),
-            security_opt: SecurityOptions::default(),
-            apparmor_profile: String::new(),
-            privileged: false,
-            readonly_rootfs: false,
-            userns: Userns::Default,
-            sysctl: BTreeMap::new(),
-            tty: false,
-            devices: Vec::new(),
-            volumes: Vec::new(),
-            tmpfs: Vec::new(),
-            force_pull: false,
-            image_pull_timeout: Duration::from_secs(300),
-            arch: String::new(),
-            os: String::new(),
-            variant: String::new(),
-            socket: "default".to_string(),
-            mounts: Vec::new(),
-            healthchecks_disabled: false,
-            pid_mode: PidMode::Default,
-            uts_mode: UtsMode::Private,
-        }
-    }
-}
-
-/// How Nomad's hcldec sees a task option (the plugin's schema is made from this).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OptionShape {
-    /// An attribute of this cty type (`string`, `list(string)`, `list(map(string))`, ...).
-    Attr(&'static str),
-    /// A block given at most once (`auth { }`).
-    Block,
-    /// A repeatable block (`mount { }`).
-    BlockList,
-}
-
-/// One task option: the single list the decoder's known keys, the plugin's hclspec schema
-/// and the options table of docs/plugin.md are made from (or checked against, by tests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TaskOption {
-    pub name: &'static str,
-    pub shape: OptionShape,
-    pub required: bool,
-    /// The HCL literal the schema fills in when the job leaves the option out; it decodes
-    /// to the same value as [`TaskConfig::default`] has.
-    pub hcl_default: Option<&'static str>,
-    /// The default as the docs state it.
-    pub default: &'static str,
-    /// One line for the docs table.
-    pub doc: &'static str,
-}
-
-/// Every task option: the Go plugin's 49, then the docker driver's that this driver adds.
-pub const TASK_OPTIONS: [TaskOption; 53] = [
-    TaskOption {
-        name: "apparmor_profile",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "`\"\"`",
-        doc: "AppArmor profile; `unconfined` is refused with `allow_privileged = false`.",
-    },
-    TaskOption {
-        name: "args",
-        shape: OptionShape::Attr("list(string)"),
-        required: false,
-        hcl_default: None,
-        default: "`[]`",
-        doc: "Arguments, after `command` (alone they replace the image CMD).",
-    },
-    TaskOption {
-        name: "auth",
-        shape: OptionShape::Block,
-        required: false,
-        hcl_default: None,
-        default: "none (`tls_verify = true`)",
-        doc: "`auth { username, password, tls_verify }`: registry credentials for the pull.",
-    },
-    TaskOption {
-        name: "auth_soft_fail",
-        shape: OptionShape::Attr("bool"),
-        required: false,
-        hcl_default: None,
-        default: "`false`",
-        doc: "A failing credential lookup (the plugin's auth file or helper) is skipped instead of failing the pull.",
-    },
-    TaskOption {
-        name: "command",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "`\"\"` (image CMD)",
-        doc: "The command to run.",
-    },
-    TaskOption {
-        name: "cap_add",
-        shape: OptionShape::Attr("list(string)"),
-        required: false,
-        hcl_default: None,
-        default: "`[]`",
-        doc: "Capabilities to add; those not in the plugin option `allow_caps` are refused.",
-    },
-    TaskOption {
-        name: "cap_drop",
-        shape: OptionShape::Attr("list(string)"),
-        required: false,
-        hcl_default: None,
-        default: "`[]`",
-        doc: "Capabilities to drop.",
-    },
-    TaskOption {
-        name: "selinux_opts",
-        shape: OptionShape::Attr("list(string)"),
-        required: false,
-        hcl_default: None,
-        default: "`[]`",
-        doc: "SELinux label options; `disable`, `type:`, `level:`, `user:`, `role:` are refused with `allow_privileged = false`.",
-    },
-    TaskOption {
-        name: "cpu_hard_limit",
-        shape: OptionShape::Attr("bool"),
-        required: false,
-        hcl_default: None,
-        default: "`false`",
-        doc: "A CPU quota from the task's `cpu` resources, not only shares.",
-    },
-    TaskOption {
-        name: "cpu_cfs_period",
-        shape: OptionShape::Attr("number"),
-        required: false,
-        hcl_default: None,
-        default: "`0`",
-        doc: "CFS period in microseconds for `cpu_hard_limit`, 0..1000000 (0 = 100000).",
-    },
-    TaskOption {
-        name: "devices",
-        shape: OptionShape::Attr("list(string)"),
-        required: false,
-        hcl_default: None,
-        default: "`[]`",
-        doc: "`host[:container][:rwm]` or a CDI name (`vendor.com/class=name`); host paths not in `allow_devices` are refused.",
-    },
-    TaskOption {
-        name: "entrypoint",
-        shape: OptionShape::Attr("any"),
-        required: false,
-        hcl_default: None,
-        default: "image ENTRYPOINT",
-        doc: "Replaces the image ENTRYPOINT: a list, or a string (one element).",
-    },
-    TaskOption {
-        name: "working_dir",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "`\"\"`",
-        doc: "Working directory in the container.",
-    },
-    TaskOption {
-        name: "hostname",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "`\"\"`",
-        doc: "Container hostname (not together with `uts_mode = \"host\"`).",
-    },
-    TaskOption {
-        name: "image",
-        shape: OptionShape::Attr("string"),
-        required: true,
-        hcl_default: None,
-        default: "–",
-        doc: "The image to run.",
-    },
-    TaskOption {
-        name: "arch",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "`\"\"`",
-        doc: "Architecture of the image to pull.",
-    },
-    TaskOption {
-        name: "os",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "`\"\"`",
-        doc: "OS of the image to pull.",
-    },
-    TaskOption {
-        name: "variant",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "`\"\"`",
-        doc: "Architecture variant of the image to pull.",
-    },
-    TaskOption {
-        name: "image_pull_timeout",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: Some("\"5m\""),
-        default: "`5m`",
-        doc: "How long a pull may take, a duration string.",
-    },
-    TaskOption {
-        name: "init",
-        shape: OptionShape::Attr("bool"),
-        required: false,
-        hcl_default: None,
-        default: "`false`",
-        doc: "An init process as PID 1.",
-    },
-    TaskOption {
-        name: "init_path",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "`\"\"`",
-        doc: "Host path of the init binary (refused with `volumes.enabled = false`).",
-    },
-    TaskOption {
-        name: "ipv4_address",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "none",
-        doc: "Static IPv4 address (bridge networking only).",
-    },
-    TaskOption {
-        name: "ipv6_address",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "none",
-        doc: "Static IPv6 address (bridge networking only).",
-    },
-    TaskOption {
-        name: "static_ips",
-        shape: OptionShape::Attr("list(string)"),
-        required: false,
-        hcl_default: None,
-        default: "`[]`",
-        doc: "More static addresses (bridge networking only).",
-    },
-    TaskOption {
-        name: "static_mac",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "none",
-        doc: "Static MAC address (bridge networking only).",
-    },
-    TaskOption {
-        name: "labels",
-        shape: OptionShape::Attr("list(map(string))"),
-        required: false,
-        hcl_default: None,
-        default: "`{}`",
-        doc: "Container labels (block syntax works); keys under `io.nomad-driver-podman.` are refused.",
-    },
-    TaskOption {
-        name: "logging",
-        shape: OptionShape::Block,
-        required: false,
-        hcl_default: None,
-        default: "plugin `logging`",
-        doc: "`logging { driver, options }`: `nomad` or `journald`, with its options.",
-    },
-    TaskOption {
-        name: "memory_reservation",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "none",
-        doc: "Soft memory limit, a memory string (`100m`, `1g`).",
-    },
-    TaskOption {
-        name: "memory_swap",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "none",
-        doc: "Memory plus swap limit, a memory string; `-1` = unlimited.",
-    },
-    TaskOption {
-        name: "memory_swappiness",
-        shape: OptionShape::Attr("number"),
-        required: false,
-        hcl_default: None,
-        default: "not sent",
-        doc: "0..100, sent on cgroup v1 only.",
-    },
-    TaskOption {
-        name: "network_mode",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "`\"\"`",
-        doc: "`bridge`, `host`, `none`, `pasta`, `slirp4netns`, `container:<id>`, `ns:<path>`, `task:<name>` or a podman network's name.",
-    },
-    TaskOption {
-        name: "ipc_mode",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "`\"\"`",
-        doc: "`host`, `private`, `shareable`, `none`, `container:<id>`, `ns:<path>` or `task:<name>`.",
-    },
-    TaskOption {
-        name: "oom_score_adj",
-        shape: OptionShape::Attr("number"),
-        required: false,
-        hcl_default: None,
-        default: "`0`",
-        doc: "-1000..1000.",
-    },
-    TaskOption {
-        name: "extra_hosts",
-        shape: OptionShape::Attr("list(string)"),
-        required: false,
-        hcl_default: None,
-        default: "`[]`",
-        doc: "`host:ip` lines for `/etc/hosts` (`ip` may be `host-gateway`).",
-    },
-    TaskOption {
-        name: "pids_limit",
-        shape: OptionShape::Attr("number"),
-        required: false,
-        hcl_default: None,
-        default: "`0`",
-        doc: "0 = podman's default, `-1` = unlimited, other negatives refused.",
-    },
-    TaskOption {
-        name: "port_map",
-        shape: OptionShape::Attr("list(map(number))"),
-        required: false,
-        hcl_default: None,
-        default: "`{}`",
-        doc: "Deprecated: port label -> container port, with task-level network resources.",
-    },
-    TaskOption {
-        name: "ports",
-        shape: OptionShape::Attr("list(string)"),
-        required: false,
-        hcl_default: None,
-        default: "`[]`",
-        doc: "Labels of the group network's ports to publish.",
-    },
-    TaskOption {
-        name: "privileged",
-        shape: OptionShape::Attr("bool"),
-        required: false,
-        hcl_default: None,
-        default: "`false`",
-        doc: "A privileged container; refused with `allow_privileged = false`.",
-    },
-    TaskOption {
-        name: "security_opt",
-        shape: OptionShape::Attr("list(string)"),
-        required: false,
-        hcl_default: None,
-        default: "`[]`",
-        doc: "`no-new-privileges[=bool]`, `label=`, `apparmor=`, `seccomp=`, `mask=`, `unmask=`, `proc-opts=`, `systempaths=unconfined`.",
-    },
-    TaskOption {
-        name: "socket",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: Some("\"default\""),
-        default: "`default`",
-        doc: "Name of the plugin's podman socket to run on.",
-    },
-    TaskOption {
-        name: "sysctl",
-        shape: OptionShape::Attr("list(map(string))"),
-        required: false,
-        hcl_default: None,
-        default: "`{}`",
-        doc: "Namespaced kernel parameters (block syntax works).",
-    },
-    TaskOption {
-        name: "tmpfs",
-        shape: OptionShape::Attr("list(string)"),
-        required: false,
-        hcl_default: None,
-        default: "`[]`",
-        doc: "`path[:options]` tmpfs mounts.",
-    },
-    TaskOption {
-        name: "tty",
-        shape: OptionShape::Attr("bool"),
-        required: false,
-        hcl_default: None,
-        default: "`false`",
-        doc: "A terminal for the task.",
-    },
-    TaskOption {
-        name: "ulimit",
-        shape: OptionShape::Attr("list(map(string))"),
-        required: false,
-        hcl_default: None,
-        default: "`{}`",
-        doc: "rlimit name -> `soft[:hard]` (block syntax works).",
-    },
-    TaskOption {
-        name: "volumes",
-        shape: OptionShape::Attr("list(string)"),
-        required: false,
-        hcl_default: None,
-        default: "`[]`",
-        doc: "`src:dst[:options]` bind mounts; a relative source is in the task dir.",
-    },
-    TaskOption {
-        name: "force_pull",
-        shape: OptionShape::Attr("bool"),
-        required: false,
-        hcl_default: None,
-        default: "`false`",
-        doc: "Pull even when the image is present.",
-    },
-    TaskOption {
-        name: "readonly_rootfs",
-        shape: OptionShape::Attr("bool"),
-        required: false,
-        hcl_default: None,
-        default: "`false`",
-        doc: "A read-only root filesystem.",
-    },
-    TaskOption {
-        name: "userns",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "`\"\"`",
-        doc: "`host`, `keep-id[:uid=,gid=]`, `nomap`, `auto[:size=,uidmapping=,gidmapping=]` or `ns:<path>`.",
-    },
-    TaskOption {
-        name: "shm_size",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "none",
-        doc: "Size of `/dev/shm`, a memory string (private or shareable IPC only).",
-    },
-    TaskOption {
-        name: "mount",
-        shape: OptionShape::BlockList,
-        required: false,
-        hcl_default: None,
-        default: "none",
-        doc: "Docker-driver `mount` blocks (below).",
-    },
-    TaskOption {
-        name: "healthchecks",
-        shape: OptionShape::Block,
-        required: false,
-        hcl_default: None,
-        default: "none",
-        doc: "`healthchecks { disable = true }`: no healthcheck, even the image's (below).",
-    },
-    TaskOption {
-        name: "pid_mode",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "`\"\"`",
-        doc: "`host`, `container:<id>` or `task:<name>` (docker driver).",
-    },
-    TaskOption {
-        name: "uts_mode",
-        shape: OptionShape::Attr("string"),
-        required: false,
-        hcl_default: None,
-        default: "`\"\"`",
-        doc: "`host`, or nothing for the container's own (docker driver).",
-    },
-];
 
 /// The names of [`TASK_OPTIONS`], the keys a task config may have.
 const KEYS: [&str; TASK_OPTIONS.len()] = {
@@ -800,80 +544,7 @@ impl TaskConfig {
     pub fn from_value(value: &Value) -> Result<TaskConfig, ConfigError> {
         let root = Block::new(ROOT, value)?;
         root.deny_unknown(&KEYS)?;
-        let defaults = TaskConfig::default();
-        let text = |key: &str| root.string(key).map(Option::unwrap_or_default);
-        let flag = |key: &str| root.bool(key).map(Option::unwrap_or_default);
-        let int = |key: &str| root.int(key).map(Option::unwrap_or_default);
-
-        let config = TaskConfig {
-            image: text("image")?,
-            auth: read_auth(&root)?,
-            auth_soft_fail: flag("auth_soft_fail")?,
-            command: text("command")?,
-            args: root.strings("args")?,
-            entrypoint: read_entrypoint(&root)?,
-            working_dir: text("working_dir")?,
-            hostname: text("hostname")?,
-            labels: root.string_map("labels")?,
-            logging: read_logging(&root)?,
-            init: flag("init")?,
-            init_path: text("init_path")?,
-            ports: root.strings("ports")?,
-            port_map: read_port_map(&root)?,
-            network_mode: parsed(&root, "network_mode", NetworkMode::parse_text)?,
-            ipv4_address: read_ip(&root, "ipv4_address")?,
-            ipv6_address: read_ip(&root, "ipv6_address")?,
-            static_ips: read_static_ips(&root)?,
-            static_mac: read_mac(&root)?,
-            extra_hosts: parsed_list(&root, "extra_hosts", ExtraHost::parse_text)?,
-            ipc_mode: parsed(&root, "ipc_mode", IpcMode::parse_text)?,
-            shm_size: read_memory(&root, "shm_size")?,
-            memory_reservation: read_memory(&root, "memory_reservation")?,
-            memory_swap: read_memory(&root, "memory_swap")?,
-            memory_swappiness: root.int("memory_swappiness")?,
-            oom_score_adj: int("oom_score_adj")?,
-            pids_limit: int("pids_limit")?,
-            cpu_hard_limit: flag("cpu_hard_limit")?,
-            cpu_cfs_period: int("cpu_cfs_period")?,
-            ulimit: read_ulimits(&root)?,
-            cap_add: root.strings("cap_add")?,
-            cap_drop: root.strings("cap_drop")?,
-            selinux_opts: root.strings("selinux_opts")?,
-            security_opt: read_security_opts(&root)?,
-            apparmor_profile: text("apparmor_profile")?,
-            privileged: flag("privileged")?,
-            readonly_rootfs: flag("readonly_rootfs")?,
-            userns: parsed(&root, "userns", Userns::parse_text)?,
-            sysctl: root.string_map("sysctl")?,
-            tty: flag("tty")?,
-            devices: root.strings("devices")?,
-            volumes: parsed_list(&root, "volumes", Volume::parse_text)?,
-            tmpfs: parsed_list(&root, "tmpfs", Tmpfs::parse_text)?,
-            force_pull: flag("force_pull")?,
-            image_pull_timeout: match root.string("image_pull_timeout")? {
-                Some(t) if !t.is_empty() => parse_duration(&t).map_err(|e| {
-                    ConfigError::invalid(field("image_pull_timeout"), t, e.to_string())
-                })?,
-                _ => defaults.image_pull_timeout,
-            },
-            arch: text("arch")?,
-            os: text("os")?,
-            variant: text("variant")?,
-            socket: match root.string("socket")? {
-                Some(s) if !s.is_empty() => s,
-                _ => defaults.socket,
-            },
-            mounts: read_mounts(&root)?,
-            healthchecks_disabled: match root.block("healthchecks")? {
-                Some(block) => {
-                    block.deny_unknown(&["disable"])?;
-                    block.bool("disable")?.unwrap_or(false)
-                }
-                None => false,
-            },
-            pid_mode: parsed(&root, "pid_mode", PidMode::parse_text)?,
-            uts_mode: parsed(&root, "uts_mode", UtsMode::parse_text)?,
-        };
+        let config = TaskConfig::decode_options(&root)?;
         refuse_reserved_labels(&config.labels)?;
         config.validate()?;
         Ok(config)
@@ -1578,6 +1249,48 @@ fn read_mounts(root: &Block<'_>) -> Result<Vec<MountBlock>, ConfigError> {
             })
         })
         .collect()
+}
+
+/// A string option; absent is empty.
+fn text(root: &Block<'_>, key: &str) -> Result<String, ConfigError> {
+    root.string(key).map(Option::unwrap_or_default)
+}
+
+/// A bool option; absent is false.
+fn flag(root: &Block<'_>, key: &str) -> Result<bool, ConfigError> {
+    root.bool(key).map(Option::unwrap_or_default)
+}
+
+/// A whole-number option; absent is 0.
+fn int(root: &Block<'_>, key: &str) -> Result<i64, ConfigError> {
+    root.int(key).map(Option::unwrap_or_default)
+}
+
+/// `image_pull_timeout`, a duration string; empty or absent is 5 minutes.
+fn read_pull_timeout(root: &Block<'_>) -> Result<Duration, ConfigError> {
+    match root.string("image_pull_timeout")? {
+        Some(t) if !t.is_empty() => parse_duration(&t)
+            .map_err(|e| ConfigError::invalid(field("image_pull_timeout"), t, e.to_string())),
+        _ => Ok(Duration::from_secs(300)),
+    }
+}
+
+/// `socket`; empty or absent is the socket named `default`.
+fn read_socket(root: &Block<'_>) -> Result<String, ConfigError> {
+    Ok(Some(text(root, "socket")?)
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".to_string()))
+}
+
+/// `healthchecks { disable = true }`.
+fn read_healthchecks(root: &Block<'_>) -> Result<bool, ConfigError> {
+    match root.block("healthchecks")? {
+        Some(block) => {
+            block.deny_unknown(&["disable"])?;
+            Ok(block.bool("disable")?.unwrap_or(false))
+        }
+        None => Ok(false),
+    }
 }
 
 /// An option written as one string, parsed into its type; empty or absent is the
