@@ -38,6 +38,9 @@ pub enum DriverError {
     #[error("task {task}: network {network:?} not found, verify with: podman network ls")]
     NetworkNotFound { task: String, network: String },
 
+    #[error("task {task}: podman started the container {attempts} times without the network interface it has on record (only lo in its namespace: a rootless podman race with another container's network teardown)")]
+    NetworkLost { task: String, attempts: usize },
+
     #[error("task {task}: failed to prepare image {image}: {source}")]
     Image {
         task: String,

@@ -14,10 +14,15 @@ use super::logs::{
 };
 use super::model::{DriverNetwork, ExitResult, TaskRunState, TaskStatus, PULL_PROGRESS_ANNOTATION};
 use super::monitor::{ExitState, Monitor};
+use super::netcheck;
 use super::podman::{ContainerInspect, DeleteOptions, PodmanClient, PodmanError};
 use super::spec;
 use super::task::{MountKind, TaskSpec};
 use super::{Driver, DriverError, HostFacts, Socket, StartedTask, Task, KILL_SETTLE};
+
+/// How many times a start creates a container that came up without its network (see
+/// `netcheck`) before it gives up.
+const NETWORK_ATTEMPTS: usize = 3;
 
 /// How long a refused signal waits for the exit of a container podman still calls running.
 const EXITING_SETTLE: Duration = Duration::from_secs(3);
@@ -78,7 +83,7 @@ impl Driver {
         };
 
         let name = spec.container_name();
-        let inspect = self.create_and_start(&spec, &socket, body).await?;
+        let inspect = self.create_and_start(&spec, &socket, &facts, body).await?;
         let state = TaskState {
             version: TASK_STATE_VERSION,
             task_id: task_id.clone(),
@@ -185,6 +190,7 @@ impl Driver {
         &self,
         spec: &TaskSpec,
         socket: &Arc<Socket>,
+        facts: &HostFacts,
         mut body: serde_json::Value,
     ) -> Result<ContainerInspect, DriverError> {
         let task_id = spec.context.id.as_str();
@@ -214,49 +220,70 @@ impl Driver {
                 source,
             })?;
         let mut name_cleared = false;
-        let created = loop {
-            body["image"] = serde_json::Value::String(image.clone());
-            match client.container_create(&body).await {
-                Ok(created) => break created,
-                Err(e) if e.is_image_unknown() && !image_checked => {
-                    image = self.prepare_image(spec, socket, &request).await?;
-                    image_checked = true;
-                }
-                Err(e) if e.is_name_in_use() && !name_cleared => {
-                    name_cleared = true;
-                    if let Some(running) = self.clear_name(spec, socket).await? {
-                        return Ok(running);
+        for attempt in 1..=NETWORK_ATTEMPTS {
+            let created = loop {
+                body["image"] = serde_json::Value::String(image.clone());
+                match client.container_create(&body).await {
+                    Ok(created) => break created,
+                    Err(e) if e.is_image_unknown() && !image_checked => {
+                        image = self.prepare_image(spec, socket, &request).await?;
+                        image_checked = true;
                     }
+                    Err(e) if e.is_name_in_use() && !name_cleared => {
+                        name_cleared = true;
+                        if let Some(running) = self.clear_name(spec, socket).await? {
+                            return Ok(running);
+                        }
+                    }
+                    Err(e) => return Err(DriverError::podman(task_id, "create the container")(e)),
                 }
-                Err(e) => return Err(DriverError::podman(task_id, "create the container")(e)),
+            };
+            for warning in &created.warnings {
+                self.emit(&spec.context, format!("podman: {warning}"));
             }
-        };
-        for warning in &created.warnings {
-            self.emit(&spec.context, format!("podman: {warning}"));
-        }
-        let started = async {
-            if !pinned_volumes.is_empty() {
-                self.verify_volume_mounts(task_id, client, &created.id, &pinned_volumes)
-                    .await?;
+            let started = async {
+                if !pinned_volumes.is_empty() {
+                    self.verify_volume_mounts(task_id, client, &created.id, &pinned_volumes)
+                        .await?;
+                }
+                client
+                    .container_start(&created.id)
+                    .await
+                    .map_err(DriverError::podman(task_id, "start the container"))?;
+                client
+                    .container_inspect(&created.id)
+                    .await
+                    .map_err(DriverError::podman(
+                        task_id,
+                        "inspect the started container",
+                    ))
             }
-            client
-                .container_start(&created.id)
-                .await
-                .map_err(DriverError::podman(task_id, "start the container"))?;
-            client
-                .container_inspect(&created.id)
-                .await
-                .map_err(DriverError::podman(
-                    task_id,
-                    "inspect the started container",
-                ))
-        }
-        .await;
-        if started.is_err() {
-            // Leave nothing behind: the caller sees the start error, not this one.
+            .await;
+            let lost = match &started {
+                Ok(inspect) => {
+                    facts.socket_is_unix && netcheck::network_lost(&self.proc_root, inspect).await
+                }
+                Err(_) => false,
+            };
+            if !lost {
+                if started.is_err() {
+                    // Leave nothing behind: the caller sees the start error, not this one.
+                    let _ = client.container_delete(&created.id, REMOVE).await;
+                }
+                return started;
+            }
             let _ = client.container_delete(&created.id, REMOVE).await;
+            if attempt < NETWORK_ATTEMPTS {
+                self.emit(
+                    &spec.context,
+                    "podman started the container without its network interface (a rootless podman race with another container's teardown); starting it again".to_string(),
+                );
+            }
         }
-        started
+        Err(DriverError::NetworkLost {
+            task: task_id.to_string(),
+            attempts: NETWORK_ATTEMPTS,
+        })
     }
 
     /// The named volumes of the task's `mount` blocks: created on first use, with the

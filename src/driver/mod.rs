@@ -34,6 +34,7 @@ mod lifecycle;
 pub mod logs;
 pub(crate) mod model;
 pub(crate) mod monitor;
+mod netcheck;
 pub mod podman;
 #[cfg(test)]
 mod races;
@@ -125,6 +126,8 @@ pub struct Driver {
     /// Wakes log tails when their files grow; started with the first tail (`None` when
     /// inotify is unavailable: tails then poll).
     file_events: std::sync::OnceLock<Option<logs::FileEvents>>,
+    /// Where the started containers' processes are seen (`/proc`).
+    proc_root: std::path::PathBuf,
 }
 
 /// How a driver is set up beyond its configuration.
@@ -135,6 +138,9 @@ pub struct DriverOptions {
     pub compute: Compute,
     /// Where to remember host facts between processes (short-lived callers: the runner).
     pub facts_cache: Option<FactsCache>,
+    /// Where a started container's network namespace is looked at; `None` is `/proc`
+    /// (tests give a directory of their own).
+    pub proc_root: Option<std::path::PathBuf>,
 }
 
 impl Drop for Driver {
@@ -181,6 +187,7 @@ impl Driver {
         let DriverOptions {
             compute,
             facts_cache,
+            proc_root,
         } = options;
         let cancel = CancellationToken::new();
         let mut sockets = Vec::new();
@@ -208,6 +215,7 @@ impl Driver {
             compute,
             ever_healthy: AtomicBool::new(false),
             file_events: std::sync::OnceLock::new(),
+            proc_root: proc_root.unwrap_or_else(|| "/proc".into()),
         }))
     }
 

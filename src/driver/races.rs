@@ -9,7 +9,7 @@ use super::handle::{LogTarget, TaskState, TASK_STATE_VERSION};
 use super::model::{ExecIo, TerminalSize};
 use super::podman::fake::{FakePodman, Reply};
 use super::task::{TaskConfig, TaskContext, TaskSpec};
-use super::{Driver, DriverConfig};
+use super::{Driver, DriverConfig, DriverError, DriverOptions};
 
 const CONTAINER: &str = "c0ffee";
 
@@ -772,4 +772,123 @@ async fn a_config_changed_after_decoding_is_checked_before_podman_is_asked() {
     assert!(fake.requests_to("/containers").is_empty(), "podman asked");
     assert!(fake.requests_to("/images").is_empty(), "podman asked");
     assert!(fake.requests_to("/info").is_empty(), "podman asked");
+}
+
+/// `/proc/<pid>/net/dev` of a container whose namespace has `lo` only, or `lo` and `eth0`.
+fn proc_root_with(lost_pid: i64, whole_pid: i64) -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("tempdir");
+    let header = "Inter-|   Receive |  Transmit\n face |bytes packets|bytes packets\n";
+    let lo = "    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0\n";
+    let eth0 = "  eth0:    1296      14    0    0    0     0          0         0      656       8    0    0    0     0       0          0\n";
+    for (pid, text) in [
+        (lost_pid, format!("{header}{lo}")),
+        (whole_pid, format!("{header}{lo}{eth0}")),
+    ] {
+        let net = root.path().join(pid.to_string()).join("net");
+        std::fs::create_dir_all(&net).expect("mkdir");
+        std::fs::write(net.join("dev"), text).expect("write");
+    }
+    root
+}
+
+/// A podman that creates containers `new0`, `new1`, ... on a bridge network, with the
+/// address on record; `lost` of them (the first ones) come up with only `lo`.
+fn podman_losing_networks(lost: usize) -> (FakePodman, Arc<AtomicUsize>) {
+    let creates = Arc::new(AtomicUsize::new(0));
+    let counted = creates.clone();
+    let fake = FakePodman::start(move |method, target| {
+        if let Some(reply) = common(target) {
+            return reply;
+        }
+        if method == "POST" && target.contains("/containers/create") {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            return Reply::Json(201, format!(r#"{{"Id":"new{n}","Warnings":[]}}"#));
+        }
+        for n in 0..5 {
+            let id = format!("new{n}");
+            if method == "POST" && target.contains(&format!("/containers/{id}/start")) {
+                return Reply::Json(204, String::new());
+            }
+            if method == "GET" && target.contains(&format!("/containers/{id}/json")) {
+                let pid = if n < lost { 1000 } else { 2000 };
+                return Reply::Json(
+                    200,
+                    serde_json::json!({
+                        "Id": id,
+                        "State": {"Status": "running", "Running": true, "Pid": pid},
+                        "NetworkSettings": {"Networks": {"podman": {"IPAddress": "10.88.1.191"}}},
+                    })
+                    .to_string(),
+                );
+            }
+            if method == "DELETE" && target.contains(&format!("/containers/{id}")) {
+                return Reply::Json(200, "[]".into());
+            }
+        }
+        Reply::error(500, "not scripted")
+    });
+    (fake, creates)
+}
+
+fn driver_seeing(fake: &FakePodman, proc_root: &std::path::Path) -> Arc<Driver> {
+    let config = DriverConfig {
+        socket_path: fake.url().to_string(),
+        ..DriverConfig::default()
+    };
+    let options = DriverOptions {
+        proc_root: Some(proc_root.to_path_buf()),
+        ..DriverOptions::default()
+    };
+    Driver::with_options(config, options).expect("driver")
+}
+
+/// Rootless podman 4.3 (reproduced on the rootless lane): a container started while
+/// another container's cleanup tore down the shared rootless network namespace came up
+/// with only `lo`, its address still on record and its published port held by
+/// rootlessport, resetting every connection. The start sees the empty namespace, removes
+/// that container and creates it again.
+#[tokio::test]
+async fn a_container_started_without_its_network_is_created_again() {
+    let (fake, creates) = podman_losing_networks(1);
+    let proc_root = proc_root_with(1000, 2000);
+    let driver = driver_seeing(&fake, proc_root.path());
+    let mut events = driver.subscribe_events();
+    let started = driver
+        .start(spec())
+        .await
+        .expect("started on the second create");
+    assert_eq!(started.state.container_id, "new1");
+    assert_eq!(creates.load(Ordering::SeqCst), 2);
+    let deleted = fake.requests_to("DELETE");
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert!(deleted[0].contains("/containers/new0"), "{deleted:?}");
+    let event = events.try_recv().expect("a task event says why");
+    assert!(event.message.contains("without its network"), "{event:?}");
+}
+
+/// A podman that never gives the container its network: the start gives up after a few
+/// creates, with an error that says what happened, and leaves no container behind.
+#[tokio::test]
+async fn a_network_lost_at_every_start_fails_the_start_and_leaves_nothing() {
+    let (fake, creates) = podman_losing_networks(5);
+    let proc_root = proc_root_with(1000, 2000);
+    let driver = driver_seeing(&fake, proc_root.path());
+    let err = driver
+        .start(spec())
+        .await
+        .expect_err("no network, no start");
+    assert!(
+        matches!(err, DriverError::NetworkLost { attempts: 3, .. }),
+        "{err}"
+    );
+    assert_eq!(creates.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        fake.requests_to("DELETE").len(),
+        3,
+        "every container removed"
+    );
+    assert!(
+        driver.task_state("alloc/t/2").is_err(),
+        "no task registered"
+    );
 }

@@ -54,7 +54,7 @@ impl ConfiguredDriver {
         }
         let options = DriverOptions {
             compute,
-            facts_cache: None,
+            ..DriverOptions::default()
         };
         let driver = Driver::with_options(config, options)?;
         driver.start_garbage_collection();
