@@ -268,10 +268,9 @@ pub fn ports_of(output: &str, label: &str) -> Vec<u16> {
 /// On giving up, the panic says what the last attempt met and who listens on the port.
 pub fn http_get(port: u16, path: &str) -> String {
     let deadline = Instant::now() + DEADLINE;
-    let mut last = String::new();
     loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Err(e) => last = format!("connect: {e}"),
+        let last = match TcpStream::connect(("127.0.0.1", port)) {
+            Err(e) => format!("connect: {e}"),
             Ok(mut stream) => {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
                 let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
@@ -280,12 +279,12 @@ pub fn http_get(port: u16, path: &str) -> String {
                     .write_all(request.as_bytes())
                     .and_then(|()| stream.read_to_string(&mut response))
                 {
-                    Err(e) => last = format!("connected, then: {e}"),
+                    Err(e) => format!("connected, then: {e}"),
                     Ok(_) if response.starts_with("HTTP/1") => return response,
-                    Ok(n) => last = format!("connected, then {n} bytes: {response:?}"),
+                    Ok(n) => format!("connected, then {n} bytes: {response:?}"),
                 }
             }
-        }
+        };
         if Instant::now() >= deadline {
             let listeners = Command::new("ss")
                 .args(["-ltnpH", &format!("sport = :{port}")])
