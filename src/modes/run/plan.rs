@@ -9,10 +9,9 @@ use serde::Serialize;
 use crate::driver::logs::rotate::MIB;
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::driver::config::DriverConfig;
 use crate::driver::spec;
+use crate::driver::spec::MountType;
 use crate::driver::task::{NetworkMode as TaskNetworkMode, TaskConfig, TaskContext, TaskSpec};
 
 use super::check::{decode_config, INFRA_TASK};
@@ -180,38 +179,29 @@ fn planned_mounts(task: &Task, config: TaskConfig) -> Vec<MountPlan> {
     };
     // The runner's driver configuration: host volumes enabled, no SELinux relabelling.
     let driver = DriverConfig::default();
-    let text = |value: &Value, key: &str| value[key].as_str().unwrap_or_default().to_string();
-    let options = |value: &Value, key: &str| -> Vec<String> {
-        value[key]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|o| o.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let mut mounts: Vec<MountPlan> = spec::mounts(&spec, &driver)
         .unwrap_or_default()
-        .iter()
+        .into_iter()
         .map(|m| MountPlan {
-            source: text(m, "source"),
-            target: text(m, "destination"),
-            kind: if m["type"] == "tmpfs" {
-                "tmpfs"
-            } else {
-                "bind"
+            source: m.source,
+            target: m.destination,
+            kind: match m.kind {
+                MountType::Tmpfs => "tmpfs",
+                MountType::Bind => "bind",
             },
-            options: options(m, "options"),
+            options: m.options,
         })
         .collect();
-    mounts.extend(spec::named_volumes(&spec.config).iter().map(|v| MountPlan {
-        source: format!("volume {}", text(v, "Name")),
-        target: text(v, "Dest"),
-        kind: "volume",
-        options: options(v, "Options"),
-    }));
+    mounts.extend(
+        spec::named_volumes(&spec.config)
+            .into_iter()
+            .map(|v| MountPlan {
+                source: format!("volume {}", v.name),
+                target: v.dest,
+                kind: "volume",
+                options: v.options,
+            }),
+    );
     mounts
 }
 
