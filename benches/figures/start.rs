@@ -117,7 +117,7 @@ async fn replay(bench: &Bench) -> BenchResult<[Duration; 3]> {
         took
     };
     let mut body = bench.raw.body(&task)?;
-    body["image"] = serde_json::Value::String(BUSYBOX_IMAGE.to_string());
+    body.image = BUSYBOX_IMAGE.to_string();
     let created = client
         .container_create(&body)
         .await

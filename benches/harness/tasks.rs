@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use nomad_driver_podman::driver::podman::{DeleteOptions, ListOptions, PodmanClient};
 use nomad_driver_podman::driver::{
-    container_spec, DriverConfig, HostFacts, TaskConfig, TaskContext, TaskResources, TaskSpec,
+    container_spec, DriverConfig, HostFacts, SpecGenerator, TaskConfig, TaskContext, TaskResources,
+    TaskSpec,
 };
 use nomad_driver_podman::modes::plugin::proto::drivers;
 use serde_json::{json, Value};
@@ -146,13 +147,13 @@ impl RawApi {
     }
 
     /// The SpecGenerator body the core sends for `task`.
-    pub fn body(&self, task: &BenchTask) -> BenchResult<Value> {
+    pub fn body(&self, task: &BenchTask) -> BenchResult<SpecGenerator> {
         container_spec(&task.spec, &self.config, &self.facts, &self.image_id)
             .map_err(|e| format!("spec of {}: {e}", task.id()))
     }
 
     /// `POST /containers/create` + `POST /containers/{id}/start`.
-    pub async fn create_and_start(&self, body: &Value) -> BenchResult<String> {
+    pub async fn create_and_start(&self, body: &SpecGenerator) -> BenchResult<String> {
         let created = self
             .client
             .container_create(body)

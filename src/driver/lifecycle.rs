@@ -166,7 +166,7 @@ impl Driver {
         &self,
         spec: &TaskSpec,
         facts: &HostFacts,
-    ) -> Result<serde_json::Value, DriverError> {
+    ) -> Result<spec::SpecGenerator, DriverError> {
         let (task, config, facts) = (spec.clone(), self.config.clone(), facts.clone());
         let built = tokio::task::spawn_blocking(move || spec::build(&task, &config, &facts, ""))
             .await
@@ -191,7 +191,7 @@ impl Driver {
         spec: &TaskSpec,
         socket: &Arc<Socket>,
         facts: &HostFacts,
-        mut body: serde_json::Value,
+        mut body: spec::SpecGenerator,
     ) -> Result<ContainerInspect, DriverError> {
         let task_id = spec.context.id.as_str();
         let client = &socket.client;
@@ -222,7 +222,7 @@ impl Driver {
         let mut name_cleared = false;
         for attempt in 1..=NETWORK_ATTEMPTS {
             let created = loop {
-                body["image"] = serde_json::Value::String(image.clone());
+                body.image = image.clone();
                 match client.container_create(&body).await {
                     Ok(created) => break created,
                     Err(e) if e.is_image_unknown() && !image_checked => {

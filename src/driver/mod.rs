@@ -63,7 +63,7 @@ pub use handle::{LogTarget, TaskState, TASK_STATE_VERSION};
 pub use host::HostFacts;
 pub use model::*;
 pub use monitor::ExitState;
-pub use spec::{build as container_spec, custom_network, SpecError, MANAGED_LABEL};
+pub use spec::{build as container_spec, custom_network, SpecError, SpecGenerator, MANAGED_LABEL};
 pub use stats::Compute;
 pub use task::{
     DnsSpec, LegacyNetwork, LegacyPort, PortSpec, TaskConfig, TaskContext, TaskResources, TaskSpec,

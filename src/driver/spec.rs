@@ -31,12 +31,11 @@
 //! [`build`] touches the filesystem only for that check of volume sources.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
 
 use super::config::DriverConfig;
 use super::decode::ConfigError;
@@ -138,6 +137,342 @@ fn network_mode(spec: &TaskSpec) -> &NetworkMode {
     }
 }
 
+/// podman's libpod SpecGenerator, the body of `POST /libpod/containers/create`, as far as
+/// this driver fills it in. Field names are podman's; a field this driver leaves unset is
+/// not serialized at all (podman then applies its own default), so an empty list, an
+/// empty string, `false` or `None` below means "absent" unless the field says otherwise.
+/// It is serialized only where the request is sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SpecGenerator {
+    pub name: String,
+    /// The resolved image; [`build`]'s caller may leave it empty and fill it in for each
+    /// create attempt.
+    pub image: String,
+    /// `command` then `args`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entrypoint: Vec<String>,
+    /// Always sent, even empty.
+    pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub hostname: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctl: BTreeMap<String, String>,
+    /// Always sent.
+    pub terminal: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub init: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub init_path: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub work_dir: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<i32>,
+    /// Seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
+    /// Always sent: it carries the Nomad identity and [`MANAGED_LABEL`].
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_configuration: Option<LogConfiguration>,
+    /// Bind and tmpfs mounts; always sent, even empty.
+    pub mounts: Vec<Mount>,
+    /// Named podman volumes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<NamedVolume>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthconfig: Option<HealthConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pidns: Option<Namespace>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utsns: Option<Namespace>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipcns: Option<Namespace>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
+    /// Always sent (its `memory` part too).
+    pub resource_limits: ResourceLimits,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub r_limits: Vec<RLimit>,
+    /// Always sent.
+    pub oom_score_adj: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<i64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub selinux_opts: Vec<String>,
+    /// Always sent, even empty.
+    pub annotations: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apparmor_profile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seccomp_profile_path: Option<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub no_new_privileges: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub label_nested: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub procfs_opts: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mask: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unmask: Vec<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub privileged: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub read_only_filesystem: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub userns: Option<Namespace>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idmappings: Option<IdMappings>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_server: Vec<IpAddr>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_option: Vec<String>,
+    /// `netns`, `Networks` and podman 3's static address fields.
+    #[serde(flatten)]
+    pub network: NetworkSpec,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hostadd: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub portmappings: Vec<PortMapping>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// A namespace option (`netns`, `pidns`, `ipcns`, `utsns`, `userns`): podman's `nsmode`
+/// (`host`, `container`, `path`, `bridge`, `keep-id`, ...) and its argument, if the mode
+/// takes one (a container, a path, `keep-id`/`auto` options).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Namespace {
+    pub nsmode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+impl Namespace {
+    /// A mode without an argument.
+    pub fn mode(nsmode: &str) -> Namespace {
+        Namespace {
+            nsmode: nsmode.to_string(),
+            value: None,
+        }
+    }
+
+    /// A mode with its argument.
+    pub fn with_value(nsmode: &str, value: impl Into<String>) -> Namespace {
+        Namespace {
+            nsmode: nsmode.to_string(),
+            value: Some(value.into()),
+        }
+    }
+}
+
+/// The network part of the spec: the namespace, the podman networks joined, and the
+/// static address fields of podman 3's API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NetworkSpec {
+    /// Always sent.
+    pub netns: Namespace,
+    /// The podman networks joined, by name (podman's key is capitalised).
+    #[serde(rename = "Networks", skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, NetworkOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub static_ip: Option<Ipv4Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub static_ipv6: Option<Ipv6Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub static_mac: Option<String>,
+}
+
+/// What the container asks of one podman network (serialized `{}` when nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NetworkOptions {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub static_ips: Vec<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub static_mac: Option<String>,
+}
+
+/// podman's `log_configuration`; sent only when one of its fields is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LogConfiguration {
+    /// `k8s-file` or `journald`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// Log size limit in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+impl LogConfiguration {
+    pub fn is_empty(&self) -> bool {
+        self.driver.is_none() && self.size.is_none() && self.options.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountType {
+    Bind,
+    Tmpfs,
+}
+
+/// A bind or tmpfs mount (an OCI mount); `options` is always sent, even empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mount {
+    #[serde(rename = "type")]
+    pub kind: MountType,
+    /// The host path of a bind mount, `tmpfs` for a tmpfs.
+    pub source: String,
+    pub destination: String,
+    pub options: Vec<String>,
+}
+
+/// A named podman volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NamedVolume {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Dest")]
+    pub dest: String,
+    #[serde(rename = "Options")]
+    pub options: Vec<String>,
+}
+
+/// podman's `healthconfig` (only ever sent as `{"Test": ["NONE"]}`, no healthcheck).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthConfig {
+    #[serde(rename = "Test")]
+    pub test: Vec<String>,
+}
+
+/// A device: `path`, `host:container[:permissions]`, or a CDI name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    pub path: String,
+}
+
+/// An rlimit (`ulimit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RLimit {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// podman's `resource_limits` (an OCI `LinuxResources`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ResourceLimits {
+    /// Always sent, even empty.
+    pub memory: MemoryLimits,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuLimits>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids: Option<PidsLimit>,
+}
+
+/// Bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reservation: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swap: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swappiness: Option<i64>,
+}
+
+/// Sent only when one of its fields is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CpuLimits {
+    /// cpuset, e.g. `0-1`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cpus: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shares: Option<u64>,
+    /// CFS period and quota in microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<i64>,
+}
+
+impl CpuLimits {
+    pub fn is_empty(&self) -> bool {
+        self.cpus.is_empty()
+            && self.shares.is_none()
+            && self.period.is_none()
+            && self.quota.is_none()
+    }
+}
+
+/// `-1` is unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PidsLimit {
+    pub limit: i64,
+}
+
+/// podman's `idmappings`: `{}` for `keep-id`, the maps for `auto`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IdMappings {
+    #[serde(rename = "UIDMap", skip_serializing_if = "Option::is_none")]
+    pub uid_map: Option<Vec<IdMapping>>,
+    #[serde(rename = "GIDMap", skip_serializing_if = "Option::is_none")]
+    pub gid_map: Option<Vec<IdMapping>>,
+    #[serde(rename = "AutoUserNs", skip_serializing_if = "is_false")]
+    pub auto_userns: bool,
+    #[serde(rename = "AutoUserNsOpts", skip_serializing_if = "Option::is_none")]
+    pub auto_userns_opts: Option<AutoUserNsOptions>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AutoUserNsOptions {
+    #[serde(rename = "Size", skip_serializing_if = "Option::is_none")]
+    pub size: Option<u32>,
+    /// Always sent, even empty.
+    #[serde(rename = "AdditionalUIDMappings")]
+    pub additional_uid_mappings: Vec<IdMapping>,
+    #[serde(rename = "AdditionalGIDMappings")]
+    pub additional_gid_mappings: Vec<IdMapping>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IdMapping {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub size: u32,
+}
+
+/// A published port (one per protocol).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortMapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// Empty: all host addresses.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub host_ip: String,
+}
+
 /// Builds the SpecGenerator for `spec`, with `image_id` as the resolved image. The task
 /// config is taken as decoded (its options parsed and checked once, by
 /// [`TaskConfig::from_value`], or by [`TaskConfig::validate`] for one built in code): what
@@ -148,117 +483,87 @@ pub fn build(
     driver: &DriverConfig,
     host: &HostFacts,
     image_id: &str,
-) -> Result<Value, SpecError> {
+) -> Result<SpecGenerator, SpecError> {
     let config = &spec.config;
     gates::check(config, driver)?;
 
-    let mut out = Map::new();
-    out.insert("name".into(), json!(spec.container_name()));
-    out.insert("image".into(), json!(image_id));
-    insert_process(&mut out, spec)?;
-    out.insert("labels".into(), json!(labels(spec, driver)));
-    insert_logging(&mut out, config, driver)?;
-    out.insert("mounts".into(), Value::Array(mounts(spec, driver)?));
-    let volumes = named_volumes(config);
-    if !volumes.is_empty() {
-        out.insert("volumes".into(), Value::Array(volumes));
-    }
+    let mut out = SpecGenerator {
+        name: spec.container_name(),
+        image: image_id.to_string(),
+        ..SpecGenerator::default()
+    };
+    set_process(&mut out, spec)?;
+    out.labels = labels(spec, driver);
+    out.log_configuration = log_configuration(config, driver)?;
+    out.mounts = mounts(spec, driver)?;
+    out.volumes = named_volumes(config);
     if config.healthchecks_disabled {
         // podman's way to drop the image's healthcheck (and with it the systemd timer it
         // would create per container).
-        out.insert("healthconfig".into(), json!({"Test": ["NONE"]}));
+        out.healthconfig = Some(HealthConfig {
+            test: vec!["NONE".to_string()],
+        });
     }
-    if let Some(pid) = pid_namespace(spec) {
-        out.insert("pidns".into(), pid);
-    }
+    out.pidns = pid_namespace(spec);
     if config.uts_mode == UtsMode::Host {
-        out.insert("utsns".into(), json!({"nsmode": "host"}));
+        out.utsns = Some(Namespace::mode("host"));
     }
-    let devices = devices(spec);
-    if !devices.is_empty() {
-        out.insert("devices".into(), Value::Array(devices));
-    }
+    out.devices = devices(spec);
     if host.cgroup_v2 && host.cgroup_manager == "systemd" {
-        out.insert("cgroup_parent".into(), json!("nomad.slice"));
+        out.cgroup_parent = Some("nomad.slice".to_string());
     }
-    out.insert("resource_limits".into(), resources(spec, host)?);
-    if !config.ulimit.is_empty() {
-        let limits: Vec<Value> = config
-            .ulimit
-            .iter()
-            .map(|u| json!({"type": u.name, "soft": u.soft, "hard": u.hard}))
-            .collect();
-        out.insert("r_limits".into(), Value::Array(limits));
-    }
-    out.insert("oom_score_adj".into(), json!(config.oom_score_adj));
-    insert_security(&mut out, spec)?;
-    if let Some(shm) = config.shm_size {
-        out.insert("shm_size".into(), json!(shm));
-    }
-    if let Some(ipc) = ipc_namespace(spec) {
-        out.insert("ipcns".into(), ipc);
-    }
-    insert_dns(&mut out, spec, driver)?;
-    insert_network(&mut out, spec, driver, host)?;
-    if !config.extra_hosts.is_empty() {
-        let entries: Vec<String> = config
-            .extra_hosts
-            .iter()
-            .map(ExtraHost::podman_entry)
-            .collect();
-        out.insert("hostadd".into(), json!(entries));
-    }
-    let ports = port_mappings(spec)?;
-    if !ports.is_empty() {
-        out.insert("portmappings".into(), Value::Array(ports));
-    }
-    Ok(Value::Object(out))
+    out.resource_limits = resources(spec, host)?;
+    out.r_limits = config
+        .ulimit
+        .iter()
+        .map(|u| RLimit {
+            kind: u.name.clone(),
+            soft: u.soft,
+            hard: u.hard,
+        })
+        .collect();
+    out.oom_score_adj = config.oom_score_adj;
+    set_security(&mut out, config);
+    out.shm_size = config.shm_size;
+    out.ipcns = ipc_namespace(spec);
+    set_dns(&mut out, spec, driver)?;
+    out.network = network(spec, driver, host)?;
+    out.hostadd = config
+        .extra_hosts
+        .iter()
+        .map(ExtraHost::podman_entry)
+        .collect();
+    out.portmappings = port_mappings(spec)?;
+    Ok(out)
 }
 
-fn insert_process(out: &mut Map<String, Value>, spec: &TaskSpec) -> Result<(), SpecError> {
+fn set_process(out: &mut SpecGenerator, spec: &TaskSpec) -> Result<(), SpecError> {
     let config = &spec.config;
     let context = &spec.context;
-    let mut command = Vec::new();
     if !config.command.is_empty() {
-        command.push(config.command.clone());
+        out.command.push(config.command.clone());
     }
-    command.extend(config.args.iter().cloned());
-    if !command.is_empty() {
-        out.insert("command".into(), json!(command));
-    }
-    if let Some(entrypoint) = config.entrypoint.as_ref().filter(|e| !e.is_empty()) {
-        out.insert("entrypoint".into(), json!(entrypoint));
-    }
-    let mut env = context.env.clone();
+    out.command.extend(config.args.iter().cloned());
+    out.entrypoint = config.entrypoint.clone().unwrap_or_default();
+    out.env = context.env.clone();
     for (label, port) in &config.port_map {
-        env.insert(format!("NOMAD_PORT_{label}"), port.to_string());
+        out.env
+            .insert(format!("NOMAD_PORT_{label}"), port.to_string());
     }
-    out.insert("env".into(), json!(env));
-    if !config.hostname.is_empty() {
-        out.insert("hostname".into(), json!(config.hostname));
-    }
-    if !config.sysctl.is_empty() {
-        out.insert("sysctl".into(), json!(config.sysctl));
-    }
-    out.insert("terminal".into(), json!(config.tty));
+    out.hostname = config.hostname.clone();
+    out.sysctl = config.sysctl.clone();
+    out.terminal = config.tty;
     if config.init {
-        out.insert("init".into(), json!(true));
-        if !config.init_path.is_empty() {
-            out.insert("init_path".into(), json!(config.init_path));
-        }
+        out.init = true;
+        out.init_path = config.init_path.clone();
     }
-    if !config.working_dir.is_empty() {
-        out.insert("work_dir".into(), json!(config.working_dir));
-    }
-    if !context.user.is_empty() {
-        out.insert("user".into(), json!(context.user));
-    }
+    out.work_dir = config.working_dir.clone();
+    out.user = context.user.clone();
     if let Some(signal) = &context.kill_signal {
-        out.insert("stop_signal".into(), json!(signal_number(signal)?));
+        out.stop_signal = Some(signal_number(signal)?);
     }
     if !context.kill_timeout.is_zero() {
-        let seconds = context.kill_timeout.as_secs_f64().ceil() as u64;
-        out.insert("stop_timeout".into(), json!(seconds));
+        out.stop_timeout = Some(context.kill_timeout.as_secs_f64().ceil() as u64);
     }
     Ok(())
 }
@@ -314,11 +619,10 @@ fn labels(spec: &TaskSpec, driver: &DriverConfig) -> BTreeMap<String, String> {
     labels
 }
 
-fn insert_logging(
-    out: &mut Map<String, Value>,
+fn log_configuration(
     config: &TaskConfig,
     driver: &DriverConfig,
-) -> Result<(), SpecError> {
+) -> Result<Option<LogConfiguration>, SpecError> {
     let mode = log_mode(config, driver);
     // Which block the options came from, for error messages.
     let origin = if config.logging.is_empty() {
@@ -327,10 +631,10 @@ fn insert_logging(
         "config.logging.options"
     };
     let mut options = mode.options.clone();
-    let mut log = Map::new();
+    let mut log = LogConfiguration::default();
     match (mode.driver, mode.collect) {
         (LogDriver::Journald, _) => {
-            log.insert("driver".into(), json!("journald"));
+            log.driver = Some("journald".to_string());
         }
         (LogDriver::Nomad, true) => {
             if options.contains_key("tag") {
@@ -339,7 +643,7 @@ fn insert_logging(
                     reason: "only the journald log driver takes a tag (conmon's k8s-file refuses it and the container cannot start)".into(),
                 });
             }
-            log.insert("driver".into(), json!("k8s-file"));
+            log.driver = Some("k8s-file".to_string());
         }
         (LogDriver::Nomad, false) => {}
     }
@@ -350,20 +654,15 @@ fn insert_logging(
             field: format!("{origin}.max-size"),
             reason: format!("invalid size {size:?}: expected e.g. \"10m\" or \"10mb\""),
         })?;
-        log.insert("size".into(), json!(bytes));
+        log.size = Some(bytes);
     } else if mode.driver == LogDriver::Nomad && mode.collect && driver.logging.max_disk > 0 {
         // The plugin forwards from podman's copy; without a bound it grows with all the
         // task ever printed. conmon starts the file over at the bound, and the forwarder
         // reads the old file to its end before it follows the new one.
-        log.insert("size".into(), json!(driver.logging.max_disk));
+        log.size = Some(driver.logging.max_disk);
     }
-    if !options.is_empty() {
-        log.insert("options".into(), json!(options));
-    }
-    if !log.is_empty() {
-        out.insert("log_configuration".into(), Value::Object(log));
-    }
-    Ok(())
+    log.options = options;
+    Ok((!log.is_empty()).then_some(log))
 }
 
 /// Docker-style sizes as `--log-opt max-size` takes them: `1024`, `10k`, `10kb`, `5M`,
@@ -384,18 +683,27 @@ fn parse_log_size(text: &str) -> Option<i64> {
     number.checked_mul(multiplier).filter(|b| *b > 0)
 }
 
-fn bind(source: &Path, target: &str, options: Vec<String>) -> Value {
-    json!({
-        "type": "bind",
-        "source": source.to_string_lossy(),
-        "destination": target,
-        "options": options,
-    })
+fn bind(source: &Path, target: &str, options: Vec<String>) -> Mount {
+    Mount {
+        kind: MountType::Bind,
+        source: source.to_string_lossy().into_owned(),
+        destination: target.to_string(),
+        options,
+    }
+}
+
+fn tmpfs(target: &str, options: Vec<String>) -> Mount {
+    Mount {
+        kind: MountType::Tmpfs,
+        source: "tmpfs".to_string(),
+        destination: target.to_string(),
+        options,
+    }
 }
 
 /// The container's bind and tmpfs mounts: the allocation's directories, `volumes`, bind and
 /// tmpfs `mount` blocks, the orchestrator's mounts and `tmpfs`, in that order.
-pub fn mounts(spec: &TaskSpec, driver: &DriverConfig) -> Result<Vec<Value>, SpecError> {
+pub fn mounts(spec: &TaskSpec, driver: &DriverConfig) -> Result<Vec<Mount>, SpecError> {
     let config = &spec.config;
     let context = &spec.context;
     let plugin_label = (!driver.volumes.selinuxlabel.is_empty() && !config.privileged)
@@ -431,12 +739,7 @@ pub fn mounts(spec: &TaskSpec, driver: &DriverConfig) -> Result<Vec<Value>, Spec
             MountKind::Tmpfs { size, mode } => {
                 options.extend(size.map(|bytes| format!("size={bytes}")));
                 options.extend(mode.map(|mode| format!("mode={mode:o}")));
-                mounts.push(json!({
-                    "type": "tmpfs",
-                    "source": "tmpfs",
-                    "destination": mount.target,
-                    "options": options,
-                }));
+                mounts.push(tmpfs(&mount.target, options));
             }
             // Named volumes go into the spec's `volumes`.
             MountKind::Volume { .. } => {}
@@ -462,13 +765,8 @@ pub fn mounts(spec: &TaskSpec, driver: &DriverConfig) -> Result<Vec<Value>, Spec
         }
         mounts.push(bind(Path::new(&mount.host_path), &mount.task_path, options));
     }
-    for tmpfs in &config.tmpfs {
-        mounts.push(json!({
-            "type": "tmpfs",
-            "source": "tmpfs",
-            "destination": tmpfs.path,
-            "options": tmpfs.options,
-        }));
+    for entry in &config.tmpfs {
+        mounts.push(tmpfs(&entry.path, entry.options.clone()));
     }
     Ok(mounts)
 }
@@ -575,8 +873,12 @@ pub fn pin_volume_sources(
     Ok(pins)
 }
 
-fn devices(spec: &TaskSpec) -> Vec<Value> {
-    let from_config = spec.config.devices.iter().map(|d| json!({"path": d}));
+fn devices(spec: &TaskSpec) -> Vec<Device> {
+    let from_config = spec
+        .config
+        .devices
+        .iter()
+        .map(|d| Device { path: d.clone() });
     let from_context = spec.context.devices.iter().map(|d| {
         let target = if d.task_path.is_empty() {
             &d.host_path
@@ -588,7 +890,7 @@ fn devices(spec: &TaskSpec) -> Vec<Value> {
             path.push(':');
             path.push_str(&d.permissions);
         }
-        json!({ "path": path })
+        Device { path }
     });
     from_config.chain(from_context).collect()
 }
@@ -599,15 +901,15 @@ const MIB: i64 = 1024 * 1024;
 /// "no limit" on cgroup v1 and v2 alike.
 const UNLIMITED_SWAP: i64 = 9_223_372_036_854_771_712;
 
-fn resources(spec: &TaskSpec, host: &HostFacts) -> Result<Value, SpecError> {
+fn resources(spec: &TaskSpec, host: &HostFacts) -> Result<ResourceLimits, SpecError> {
     let config = &spec.config;
     let res = &spec.context.resources;
-    let mut cpu = Map::new();
-    if !res.cpuset_cpus.is_empty() {
-        cpu.insert("cpus".into(), json!(res.cpuset_cpus));
-    }
+    let mut cpu = CpuLimits {
+        cpus: res.cpuset_cpus.clone(),
+        ..CpuLimits::default()
+    };
     if !host.rootless && res.cpu_shares > 0 {
-        cpu.insert("shares".into(), json!(res.cpu_shares));
+        cpu.shares = Some(res.cpu_shares);
     }
     if config.cpu_hard_limit {
         let period = match config.cpu_cfs_period {
@@ -616,8 +918,8 @@ fn resources(spec: &TaskSpec, host: &HostFacts) -> Result<Value, SpecError> {
         };
         let per_cpu = (res.percent_ticks * period as f64) as i64;
         let quota = (per_cpu * host.num_cpus.max(1) as i64).max(1000);
-        cpu.insert("period".into(), json!(period));
-        cpu.insert("quota".into(), json!(quota));
+        cpu.period = Some(period);
+        cpu.quota = Some(quota);
     }
 
     let memory_bytes = res.memory_mb * MIB;
@@ -635,36 +937,29 @@ fn resources(spec: &TaskSpec, host: &HostFacts) -> Result<Value, SpecError> {
     } else {
         (None, reservation)
     };
-    let mut memory = Map::new();
-    if let Some(limit) = limit {
-        memory.insert("limit".into(), json!(limit));
-    }
-    if let Some(soft) = soft.filter(|s| *s > 0) {
-        memory.insert("reservation".into(), json!(soft));
-    }
+    let mut memory = MemoryLimits {
+        limit,
+        reservation: soft.filter(|s| *s > 0),
+        ..MemoryLimits::default()
+    };
     if let Some(swap) = config.memory_swap {
         check_swap(swap, limit)?;
-        let swap = if swap == -1 { UNLIMITED_SWAP } else { swap };
-        memory.insert("swap".into(), json!(swap));
+        memory.swap = Some(if swap == -1 { UNLIMITED_SWAP } else { swap });
     }
     if !host.cgroup_v2 {
-        if let Some(swappiness) = config.memory_swappiness {
-            memory.insert("swappiness".into(), json!(swappiness));
-        }
+        memory.swappiness = config.memory_swappiness;
     }
 
-    let mut limits = Map::new();
-    limits.insert("memory".into(), Value::Object(memory));
-    if !cpu.is_empty() {
-        limits.insert("cpu".into(), Value::Object(cpu));
-    }
-    // -1 is podman's "unlimited" (runc writes `max`); 0 leaves podman's default
-    // (containers.conf `pids_limit`, 2048 unless changed). Other negatives are refused by
-    // TaskConfig::validate.
-    if config.pids_limit > 0 || config.pids_limit == -1 {
-        limits.insert("pids".into(), json!({"limit": config.pids_limit}));
-    }
-    Ok(Value::Object(limits))
+    Ok(ResourceLimits {
+        memory,
+        cpu: (!cpu.is_empty()).then_some(cpu),
+        // -1 is podman's "unlimited" (runc writes `max`); 0 leaves podman's default
+        // (containers.conf `pids_limit`, 2048 unless changed). Other negatives are refused
+        // by TaskConfig::validate.
+        pids: (config.pids_limit > 0 || config.pids_limit == -1).then_some(PidsLimit {
+            limit: config.pids_limit,
+        }),
+    })
 }
 
 /// podman refuses a swap limit without a memory limit, or one below it (swap counts
@@ -683,25 +978,18 @@ fn check_swap(swap: i64, limit: Option<i64>) -> Result<(), SpecError> {
     })
 }
 
-fn insert_security(out: &mut Map<String, Value>, spec: &TaskSpec) -> Result<(), SpecError> {
-    let config = &spec.config;
+fn set_security(out: &mut SpecGenerator, config: &TaskConfig) {
     let security = &config.security_opt;
-    if !config.cap_add.is_empty() {
-        out.insert("cap_add".into(), json!(config.cap_add));
-    }
-    if !config.cap_drop.is_empty() {
-        out.insert("cap_drop".into(), json!(config.cap_drop));
-    }
-    let mut selinux: Vec<String> = config.selinux_opts.clone();
-    selinux.extend(security.selinux_opts.iter().cloned());
-    if !selinux.is_empty() {
-        out.insert("selinux_opts".into(), json!(selinux));
-    }
-    let mut annotations = Map::new();
+    out.cap_add = config.cap_add.clone();
+    out.cap_drop = config.cap_drop.clone();
+    out.selinux_opts = config.selinux_opts.clone();
+    out.selinux_opts
+        .extend(security.selinux_opts.iter().cloned());
+    let annotations = &mut out.annotations;
     if !security.selinux_opts.is_empty() {
         annotations.insert(
             "io.podman.annotations.label".into(),
-            json!(security.selinux_opts.join(",label=")),
+            security.selinux_opts.join(",label="),
         );
     }
     let apparmor = security
@@ -710,49 +998,34 @@ fn insert_security(out: &mut Map<String, Value>, spec: &TaskSpec) -> Result<(), 
         .or_else(|| (!config.apparmor_profile.is_empty()).then(|| config.apparmor_profile.clone()));
     if let Some(profile) = apparmor {
         if security.apparmor_profile.is_some() {
-            annotations.insert("io.podman.annotations.apparmor".into(), json!(profile));
+            annotations.insert("io.podman.annotations.apparmor".into(), profile.clone());
         }
-        out.insert("apparmor_profile".into(), json!(profile));
+        out.apparmor_profile = Some(profile);
     }
     if let Some(seccomp) = &security.seccomp_profile_path {
-        annotations.insert("io.podman.annotations.seccomp".into(), json!(seccomp));
-        out.insert("seccomp_profile_path".into(), json!(seccomp));
+        annotations.insert("io.podman.annotations.seccomp".into(), seccomp.clone());
+        out.seccomp_profile_path = Some(seccomp.clone());
     }
-    out.insert("annotations".into(), Value::Object(annotations));
-    if security.no_new_privileges {
-        out.insert("no_new_privileges".into(), json!(true));
-    }
-    if security.labels_nested {
-        out.insert("label_nested".into(), json!(true));
-    }
-    if !security.procfs_opts.is_empty() {
-        out.insert("procfs_opts".into(), json!(security.procfs_opts));
-    }
-    if !security.mask.is_empty() {
-        out.insert("mask".into(), json!(security.mask));
-    }
-    if !security.unmask.is_empty() {
-        out.insert("unmask".into(), json!(security.unmask));
-    }
-    if config.privileged {
-        out.insert("privileged".into(), json!(true));
-    }
-    if config.readonly_rootfs {
-        out.insert("read_only_filesystem".into(), json!(true));
-    }
-    insert_userns(out, config);
-    Ok(())
+    out.no_new_privileges = security.no_new_privileges;
+    out.label_nested = security.labels_nested;
+    out.procfs_opts = security.procfs_opts.clone();
+    out.mask = security.mask.clone();
+    out.unmask = security.unmask.clone();
+    out.privileged = config.privileged;
+    out.read_only_filesystem = config.readonly_rootfs;
+    (out.userns, out.idmappings) = userns(config);
 }
 
-fn insert_userns(out: &mut Map<String, Value>, config: &TaskConfig) {
+/// podman's `userns` and `idmappings` for the task's `userns`.
+fn userns(config: &TaskConfig) -> (Option<Namespace>, Option<IdMappings>) {
     let (namespace, idmappings) = match &config.userns {
-        Userns::Default => return,
-        Userns::Host => (json!({"nsmode": "host"}), None),
-        Userns::NoMap => (json!({"nsmode": "nomap"}), None),
-        Userns::Path(path) => (json!({"nsmode": "path", "value": path}), None),
+        Userns::Default => return (None, None),
+        Userns::Host => (Namespace::mode("host"), None),
+        Userns::NoMap => (Namespace::mode("nomap"), None),
+        Userns::Path(path) => (Namespace::with_value("path", path), None),
         Userns::KeepId(options) => (
-            json!({"nsmode": "keep-id", "value": options}),
-            Some(json!({})),
+            Namespace::with_value("keep-id", options),
+            Some(IdMappings::default()),
         ),
         Userns::Auto {
             options: written,
@@ -760,37 +1033,35 @@ fn insert_userns(out: &mut Map<String, Value>, config: &TaskConfig) {
             uid_maps,
             gid_maps,
         } => {
-            let maps = |list: &[super::secopt::IdMap]| -> Vec<Value> {
+            let maps = |list: &[super::secopt::IdMap]| -> Vec<IdMapping> {
                 list.iter()
-                    .map(|m| json!({"container_id": m.container_id, "host_id": m.host_id, "size": m.size}))
+                    .map(|m| IdMapping {
+                        container_id: m.container_id,
+                        host_id: m.host_id,
+                        size: m.size,
+                    })
                     .collect()
             };
-            let mut options = json!({
-                "AdditionalUIDMappings": maps(uid_maps),
-                "AdditionalGIDMappings": maps(gid_maps),
-            });
-            if let Some(size) = size {
-                options["Size"] = json!(size);
-            }
             (
-                json!({"nsmode": "auto", "value": written}),
-                Some(json!({
-                    "UIDMap": maps(uid_maps),
-                    "GIDMap": maps(gid_maps),
-                    "AutoUserNs": true,
-                    "AutoUserNsOpts": options,
-                })),
+                Namespace::with_value("auto", written),
+                Some(IdMappings {
+                    uid_map: Some(maps(uid_maps)),
+                    gid_map: Some(maps(gid_maps)),
+                    auto_userns: true,
+                    auto_userns_opts: Some(AutoUserNsOptions {
+                        size: *size,
+                        additional_uid_mappings: maps(uid_maps),
+                        additional_gid_mappings: maps(gid_maps),
+                    }),
+                }),
             )
         }
     };
-    out.insert("userns".into(), namespace);
-    if let Some(idmappings) = idmappings {
-        out.insert("idmappings".into(), idmappings);
-    }
+    (Some(namespace), idmappings)
 }
 
 /// The podman named volumes of `mount` blocks (created beforehand by the core).
-pub fn named_volumes(config: &TaskConfig) -> Vec<Value> {
+pub fn named_volumes(config: &TaskConfig) -> Vec<NamedVolume> {
     config
         .mounts
         .iter()
@@ -798,53 +1069,55 @@ pub fn named_volumes(config: &TaskConfig) -> Vec<Value> {
             MountKind::Volume { no_copy, .. } => {
                 let mut options = Vec::new();
                 if mount.readonly {
-                    options.push("ro");
+                    options.push("ro".to_string());
                 }
                 if *no_copy {
-                    options.push("nocopy");
+                    options.push("nocopy".to_string());
                 }
-                Some(json!({"Name": mount.source, "Dest": mount.target, "Options": options}))
+                Some(NamedVolume {
+                    name: mount.source.clone(),
+                    dest: mount.target.clone(),
+                    options,
+                })
             }
             _ => None,
         })
         .collect()
 }
 
-fn pid_namespace(spec: &TaskSpec) -> Option<Value> {
+fn pid_namespace(spec: &TaskSpec) -> Option<Namespace> {
     match &spec.config.pid_mode {
         PidMode::Default => None,
-        PidMode::Host => Some(json!({"nsmode": "host"})),
-        PidMode::Container(id) => Some(json!({"nsmode": "container", "value": id})),
-        PidMode::Task(task) => Some(json!({
-            "nsmode": "container",
-            "value": container_name(task, &spec.context.alloc_id)
-        })),
+        PidMode::Host => Some(Namespace::mode("host")),
+        PidMode::Container(id) => Some(Namespace::with_value("container", id)),
+        PidMode::Task(task) => Some(Namespace::with_value(
+            "container",
+            container_name(task, &spec.context.alloc_id),
+        )),
     }
 }
 
-fn ipc_namespace(spec: &TaskSpec) -> Option<Value> {
+fn ipc_namespace(spec: &TaskSpec) -> Option<Namespace> {
     let alloc = &spec.context.alloc_id;
     Some(match &spec.config.ipc_mode {
         IpcMode::Default => return None,
-        IpcMode::Host => json!({"nsmode": "host"}),
-        IpcMode::Private => json!({"nsmode": "private"}),
-        IpcMode::Shareable => json!({"nsmode": "shareable"}),
-        IpcMode::None => json!({"nsmode": "none"}),
-        IpcMode::Container(id) => json!({"nsmode": "container", "value": id}),
-        IpcMode::Path(path) => json!({"nsmode": "path", "value": path}),
-        IpcMode::Task(task) => {
-            json!({"nsmode": "container", "value": container_name(task, alloc)})
-        }
+        IpcMode::Host => Namespace::mode("host"),
+        IpcMode::Private => Namespace::mode("private"),
+        IpcMode::Shareable => Namespace::mode("shareable"),
+        IpcMode::None => Namespace::mode("none"),
+        IpcMode::Container(id) => Namespace::with_value("container", id),
+        IpcMode::Path(path) => Namespace::with_value("path", path),
+        IpcMode::Task(task) => Namespace::with_value("container", container_name(task, alloc)),
     })
 }
 
-fn insert_dns(
-    out: &mut Map<String, Value>,
+fn set_dns(
+    out: &mut SpecGenerator,
     spec: &TaskSpec,
     driver: &DriverConfig,
 ) -> Result<(), SpecError> {
     if let Some(dns) = &spec.context.dns {
-        let servers: Vec<IpAddr> = dns
+        out.dns_server = dns
             .servers
             .iter()
             .map(|s| {
@@ -854,45 +1127,39 @@ fn insert_dns(
                 })
             })
             .collect::<Result<_, _>>()?;
-        if !servers.is_empty() {
-            out.insert("dns_server".into(), json!(servers));
-        }
-        if !dns.searches.is_empty() {
-            out.insert("dns_search".into(), json!(dns.searches));
-        }
-        if !dns.options.is_empty() {
-            out.insert("dns_option".into(), json!(dns.options));
-        }
-    } else if !driver.dns_servers.is_empty() {
-        out.insert("dns_server".into(), json!(driver.dns_servers));
+        out.dns_search = dns.searches.clone();
+        out.dns_option = dns.options.clone();
+    } else {
+        out.dns_server = driver.dns_servers.clone();
     }
     Ok(())
 }
 
 /// The network namespace the orchestrator puts the task in, if it does: Nomad's
 /// isolation path, or the container the runner's group network lives in.
-fn orchestrator_netns(spec: &TaskSpec) -> Option<Value> {
+fn orchestrator_netns(spec: &TaskSpec) -> Option<Namespace> {
     let context = &spec.context;
     if let Some(path) = context
         .network_isolation_path
         .as_deref()
         .filter(|p| !p.is_empty())
     {
-        return Some(json!({"nsmode": "path", "value": path}));
+        return Some(Namespace::with_value("path", path));
     }
     context
         .network_container
         .as_deref()
         .filter(|c| !c.is_empty())
-        .map(|container| json!({"nsmode": "container", "value": container}))
+        .map(|container| Namespace::with_value("container", container))
 }
 
-fn insert_network(
-    out: &mut Map<String, Value>,
+/// The network part of [`build`]'s spec: the task's network namespace and the podman
+/// networks it joins, with their static addresses.
+pub fn network(
     spec: &TaskSpec,
     driver: &DriverConfig,
     host: &HostFacts,
-) -> Result<(), SpecError> {
+) -> Result<NetworkSpec, SpecError> {
     let alloc = &spec.context.alloc_id;
     let mut network_name = None;
     let netns = match orchestrator_netns(spec) {
@@ -904,28 +1171,31 @@ fn insert_network(
                     "" => "slirp4netns",
                     configured => configured,
                 };
-                json!({ "nsmode": mode })
+                Namespace::mode(mode)
             }
             NetworkMode::Default | NetworkMode::Bridge => {
                 network_name = Some(DEFAULT_NETWORK.to_string());
-                json!({"nsmode": "bridge"})
+                Namespace::mode("bridge")
             }
-            NetworkMode::Host => json!({"nsmode": "host"}),
-            NetworkMode::None => json!({"nsmode": "none"}),
-            NetworkMode::Pasta => json!({"nsmode": "pasta"}),
-            NetworkMode::Slirp4netns => json!({"nsmode": "slirp4netns"}),
-            NetworkMode::Container(id) => json!({"nsmode": "container", "value": id}),
-            NetworkMode::Path(path) => json!({"nsmode": "path", "value": path}),
+            NetworkMode::Host => Namespace::mode("host"),
+            NetworkMode::None => Namespace::mode("none"),
+            NetworkMode::Pasta => Namespace::mode("pasta"),
+            NetworkMode::Slirp4netns => Namespace::mode("slirp4netns"),
+            NetworkMode::Container(id) => Namespace::with_value("container", id),
+            NetworkMode::Path(path) => Namespace::with_value("path", path),
             NetworkMode::Task(task) => {
-                json!({"nsmode": "container", "value": container_name(task, alloc)})
+                Namespace::with_value("container", container_name(task, alloc))
             }
             NetworkMode::Custom(name) => {
                 network_name = Some(name.clone());
-                json!({"nsmode": "bridge"})
+                Namespace::mode("bridge")
             }
         },
     };
-    out.insert("netns".into(), netns);
+    let mut out = NetworkSpec {
+        netns,
+        ..NetworkSpec::default()
+    };
 
     let config = &spec.config;
     let wants_static = config.ipv4_address.is_some()
@@ -935,9 +1205,9 @@ fn insert_network(
     let custom = network_name.clone().filter(|n| n != DEFAULT_NETWORK);
     if !wants_static {
         if let Some(name) = custom {
-            out.insert("Networks".into(), json!({ name: {} }));
+            out.networks.insert(name, NetworkOptions::default());
         }
-        return Ok(());
+        return Ok(out);
     }
     let Some(name) = network_name else {
         return Err(SpecError::Context {
@@ -946,33 +1216,26 @@ fn insert_network(
         });
     };
     if host.api_version.0 >= 4 {
-        let mut ips: Vec<IpAddr> = Vec::new();
-        ips.extend(config.ipv4_address.map(IpAddr::V4));
-        ips.extend(config.ipv6_address.map(IpAddr::V6));
-        ips.extend(config.static_ips.iter().copied());
-        let mut options = Map::new();
-        if !ips.is_empty() {
-            options.insert("static_ips".into(), json!(ips));
-        }
-        if let Some(mac) = &config.static_mac {
-            options.insert("static_mac".into(), json!(mac));
-        }
-        out.insert("Networks".into(), json!({ name: options }));
+        let mut static_ips: Vec<IpAddr> = Vec::new();
+        static_ips.extend(config.ipv4_address.map(IpAddr::V4));
+        static_ips.extend(config.ipv6_address.map(IpAddr::V6));
+        static_ips.extend(config.static_ips.iter().copied());
+        out.networks.insert(
+            name,
+            NetworkOptions {
+                static_ips,
+                static_mac: config.static_mac.clone(),
+            },
+        );
     } else {
-        if let Some(v4) = config.ipv4_address {
-            out.insert("static_ip".into(), json!(v4));
-        }
-        if let Some(v6) = config.ipv6_address {
-            out.insert("static_ipv6".into(), json!(v6));
-        }
-        if let Some(mac) = &config.static_mac {
-            out.insert("static_mac".into(), json!(mac));
-        }
+        out.static_ip = config.ipv4_address;
+        out.static_ipv6 = config.ipv6_address;
+        out.static_mac = config.static_mac.clone();
         if let Some(name) = custom {
-            out.insert("Networks".into(), json!({ name: {} }));
+            out.networks.insert(name, NetworkOptions::default());
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// What is wrong with a task's `ports` against the ports of its group's network.
@@ -1002,7 +1265,7 @@ pub fn ports_problems(ports: &[String], declared: Option<&[&str]>) -> Vec<PortsP
         .collect()
 }
 
-fn port_mappings(spec: &TaskSpec) -> Result<Vec<Value>, SpecError> {
+fn port_mappings(spec: &TaskSpec) -> Result<Vec<PortMapping>, SpecError> {
     let config = &spec.config;
     let context = &spec.context;
     if context.network_container.is_some() {
@@ -1056,15 +1319,12 @@ fn port_mappings(spec: &TaskSpec) -> Result<Vec<Value>, SpecError> {
     let mut mappings = Vec::new();
     for (host_ip, host_port, container_port) in pairs {
         for protocol in ["tcp", "udp"] {
-            let mut mapping = json!({
-                "host_port": host_port,
-                "container_port": container_port,
-                "protocol": protocol,
+            mappings.push(PortMapping {
+                host_port,
+                container_port,
+                protocol: protocol.to_string(),
+                host_ip: host_ip.clone(),
             });
-            if !host_ip.is_empty() {
-                mapping["host_ip"] = json!(host_ip);
-            }
-            mappings.push(mapping);
         }
     }
     Ok(mappings)
@@ -1074,7 +1334,7 @@ fn port_mappings(spec: &TaskSpec) -> Result<Vec<Value>, SpecError> {
 mod tests {
     use std::time::Duration;
 
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
     use crate::driver::task::{
@@ -1104,14 +1364,9 @@ mod tests {
         }
     }
 
+    /// The spec as podman gets it.
     fn built(spec: &TaskSpec) -> Value {
-        build(
-            spec,
-            &DriverConfig::default(),
-            &HostFacts::default(),
-            "sha256id",
-        )
-        .unwrap()
+        build_with(spec, &DriverConfig::default(), &HostFacts::default()).unwrap()
     }
 
     fn build_with(
@@ -1119,7 +1374,7 @@ mod tests {
         driver: &DriverConfig,
         host: &HostFacts,
     ) -> Result<Value, SpecError> {
-        build(spec, driver, host, "sha256id")
+        build(spec, driver, host, "sha256id").map(|s| serde_json::to_value(s).unwrap())
     }
 
     #[test]
@@ -2127,5 +2382,50 @@ mod tests {
         s.context.kill_signal = Some("SIGNOPE".into());
         let err = build_with(&s, &DriverConfig::default(), &HostFacts::default()).unwrap_err();
         assert_eq!(err.field(), "kill_signal");
+    }
+
+    /// Unset fields stay off the wire (podman applies its own defaults to them); the few
+    /// podman always gets are sent even when empty.
+    #[test]
+    fn a_plain_spec_sends_only_the_fields_that_are_always_sent() {
+        let out = built(&spec(json!({})));
+        let keys: Vec<&str> = out
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected = vec![
+            "annotations",
+            "env",
+            "image",
+            "labels",
+            "log_configuration",
+            "mounts",
+            "name",
+            "netns",
+            "oom_score_adj",
+            "resource_limits",
+            "terminal",
+        ];
+        expected.sort_unstable();
+        let mut keys = keys;
+        keys.sort_unstable();
+        assert_eq!(keys, expected);
+        assert_eq!(out["annotations"], json!({}));
+        assert_eq!(out["env"], json!({}));
+        assert_eq!(out["mounts"], json!([]));
+        assert_eq!(out["netns"], json!({"nsmode": "bridge"}));
+        assert_eq!(out["resource_limits"], json!({"memory": {}}));
+        assert_eq!(out["terminal"], false);
+        // Empty objects podman is given on purpose.
+        assert_eq!(
+            built(&spec(json!({"userns": "keep-id"})))["idmappings"],
+            json!({})
+        );
+        assert_eq!(
+            built(&spec(json!({"network_mode": "backend"})))["Networks"],
+            json!({"backend": {}})
+        );
     }
 }

@@ -469,13 +469,18 @@ impl PodmanClient {
     // ---- containers ---------------------------------------------------------------------
 
     /// `POST /libpod/containers/create` with a SpecGenerator.
-    pub async fn container_create(&self, spec: &Value) -> Result<CreateResponse, PodmanError> {
+    pub async fn container_create<S: serde::Serialize + ?Sized>(
+        &self,
+        spec: &S,
+    ) -> Result<CreateResponse, PodmanError> {
+        let encode = |operation: &str, e: serde_json::Error| PodmanError::Decode {
+            operation: operation.to_string(),
+            message: e.to_string(),
+        };
+        let spec = serde_json::to_value(spec).map_err(|e| encode("create container", e))?;
         let name = spec.get("name").and_then(Value::as_str).unwrap_or("");
         let op = format!("create container {name}");
-        let body = serde_json::to_vec(spec).map_err(|e| PodmanError::Decode {
-            operation: op.clone(),
-            message: e.to_string(),
-        })?;
+        let body = serde_json::to_vec(&spec).map_err(|e| encode(&op, e))?;
         let req = self.json_request(Method::POST, libpod("/containers/create"), body);
         let body = self.call(&op, req, self.timeout()).await?;
         decode(&op, &body)

@@ -80,9 +80,18 @@ pub enum RunError {
     /// The job file reader's thread ended without an answer (it panicked).
     #[error("reading the job file stopped")]
     JobFileReaderGone,
-    /// What a helper reported as text (the private podman service, the pause image).
-    #[error("{0}")]
-    Other(String),
+    /// No podman answered at `socket`, and the private service the runner then starts did
+    /// not come up either.
+    #[error("podman is not reachable at {socket}: {reason}; and no private service could be started: {source}")]
+    NoPrivateService {
+        socket: String,
+        reason: String,
+        #[source]
+        source: super::service::ServiceError,
+    },
+    /// A bridge group needs the runner's pause image, which could not be made.
+    #[error("bridge network: {0}")]
+    PauseImage(#[source] super::infra::PauseImageError),
     /// A command-line value the runner cannot use (exit 2, like clap's own errors).
     #[error("{0}")]
     Usage(String),
@@ -93,7 +102,9 @@ impl RunError {
         match self {
             RunError::JobFile(_) => exit_code::JOB_FILE,
             RunError::Usage(_) => exit_code::USAGE,
-            RunError::PodmanUnreachable { .. } => exit_code::PODMAN_UNREACHABLE,
+            RunError::PodmanUnreachable { .. } | RunError::NoPrivateService { .. } => {
+                exit_code::PODMAN_UNREACHABLE
+            }
             RunError::Io { .. }
             | RunError::StateDir(_)
             | RunError::JobIdNotAPathComponent(_)
@@ -108,7 +119,7 @@ impl RunError {
             | RunError::NoSocket
             | RunError::NoProcessIdentity
             | RunError::JobFileReaderGone
-            | RunError::Other(_) => exit_code::RUNNER,
+            | RunError::PauseImage(_) => exit_code::RUNNER,
         }
     }
 
@@ -149,6 +160,29 @@ mod tests {
             source: "task panicked".into(),
         };
         assert_eq!(e.to_string(), "reading the logs failed: task panicked");
+        assert_eq!(e.exit_code(), exit_code::RUNNER);
+
+        let e = RunError::NoPrivateService {
+            socket: "unix:///run/podman/podman.sock".into(),
+            reason: "connection refused".into(),
+            source: super::super::service::ServiceError::Spawn(std::io::Error::from(
+                std::io::ErrorKind::NotFound,
+            )),
+        };
+        assert_eq!(
+            e.to_string(),
+            "podman is not reachable at unix:///run/podman/podman.sock: connection refused; \
+             and no private service could be started: cannot start `podman system service`: \
+             entity not found"
+        );
+        assert!(e.source().is_some_and(|s| s.source().is_some()));
+        assert_eq!(e.exit_code(), exit_code::PODMAN_UNREACHABLE);
+        let e = RunError::PauseImage(super::super::infra::PauseImageError::NoCatatonit);
+        assert!(
+            e.to_string()
+                .starts_with("bridge network: no catatonit found to make the pause image from"),
+            "{e}"
+        );
         assert_eq!(e.exit_code(), exit_code::RUNNER);
     }
 }

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::driver::logs::{Rotation, SinkKind};
-use crate::driver::podman::PodmanClient;
+use crate::driver::podman::{PodmanClient, PodmanError};
 
 use crate::driver::task::{NetworkMode, TaskConfig, TaskContext, TaskSpec};
 
@@ -59,13 +59,29 @@ impl InfraImage {
     }
 }
 
+/// Why the runner's pause image is not there and could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PauseImageError {
+    /// Asking podman for the image failed.
+    #[error(transparent)]
+    Podman(#[from] PodmanError),
+    #[error(
+        "no catatonit found to make the pause image from (looked in {}); install podman's \
+         catatonit package or pass --infra-image IMAGE",
+        CATATONIT_PATHS.join(", ")
+    )]
+    NoCatatonit,
+    #[error("cannot make the pause image {PAUSE_IMAGE} from {}: {source}", catatonit.display())]
+    Import {
+        catatonit: PathBuf,
+        #[source]
+        source: PodmanError,
+    },
+}
+
 /// The runner's pause image on the socket, imported on first use.
-pub async fn ensure_pause_image(client: &PodmanClient) -> Result<String, String> {
-    if client
-        .image_exists(PAUSE_IMAGE)
-        .await
-        .map_err(|e| e.to_string())?
-    {
+pub async fn ensure_pause_image(client: &PodmanClient) -> Result<String, PauseImageError> {
+    if client.image_exists(PAUSE_IMAGE).await? {
         return Ok(PAUSE_IMAGE.to_string());
     }
     let (path, binary) = find_catatonit()?;
@@ -80,16 +96,14 @@ pub async fn ensure_pause_image(client: &PodmanClient) -> Result<String, String>
             one_file_tar("catatonit", 0o755, &binary),
         )
         .await
-        .map_err(|e| {
-            format!(
-                "cannot make the pause image {PAUSE_IMAGE} from {}: {e}",
-                path.display()
-            )
+        .map_err(|source| PauseImageError::Import {
+            catatonit: path,
+            source,
         })?;
     Ok(PAUSE_IMAGE.to_string())
 }
 
-fn find_catatonit() -> Result<(PathBuf, Vec<u8>), String> {
+fn find_catatonit() -> Result<(PathBuf, Vec<u8>), PauseImageError> {
     for candidate in CATATONIT_PATHS {
         let path = Path::new(candidate);
         // Read only: the packaged file is often a link (Debian: to /usr/bin/catatonit).
@@ -99,11 +113,7 @@ fn find_catatonit() -> Result<(PathBuf, Vec<u8>), String> {
             }
         }
     }
-    Err(format!(
-        "no catatonit found to make the pause image from (looked in {}); install podman's \
-         catatonit package or pass --infra-image IMAGE",
-        CATATONIT_PATHS.join(", ")
-    ))
+    Err(PauseImageError::NoCatatonit)
 }
 
 /// A ustar archive holding one regular file owned by root.

@@ -9,11 +9,13 @@ use serde::Serialize;
 use crate::driver::logs::rotate::MIB;
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::driver::config::DriverConfig;
+use crate::driver::host::HostFacts;
 use crate::driver::spec;
-use crate::driver::task::{NetworkMode as TaskNetworkMode, TaskConfig, TaskContext, TaskSpec};
+use crate::driver::spec::MountType;
+use crate::driver::task::{
+    container_name, NetworkMode as TaskNetworkMode, TaskConfig, TaskContext, TaskSpec,
+};
 
 use super::check::{decode_config, INFRA_TASK};
 use super::images::ImageReport;
@@ -180,39 +182,84 @@ fn planned_mounts(task: &Task, config: TaskConfig) -> Vec<MountPlan> {
     };
     // The runner's driver configuration: host volumes enabled, no SELinux relabelling.
     let driver = DriverConfig::default();
-    let text = |value: &Value, key: &str| value[key].as_str().unwrap_or_default().to_string();
-    let options = |value: &Value, key: &str| -> Vec<String> {
-        value[key]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|o| o.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let mut mounts: Vec<MountPlan> = spec::mounts(&spec, &driver)
         .unwrap_or_default()
-        .iter()
+        .into_iter()
         .map(|m| MountPlan {
-            source: text(m, "source"),
-            target: text(m, "destination"),
-            kind: if m["type"] == "tmpfs" {
-                "tmpfs"
-            } else {
-                "bind"
+            source: m.source,
+            target: m.destination,
+            kind: match m.kind {
+                MountType::Tmpfs => "tmpfs",
+                MountType::Bind => "bind",
             },
-            options: options(m, "options"),
+            options: m.options,
         })
         .collect();
-    mounts.extend(spec::named_volumes(&spec.config).iter().map(|v| MountPlan {
-        source: format!("volume {}", text(v, "Name")),
-        target: text(v, "Dest"),
-        kind: "volume",
-        options: options(v, "Options"),
-    }));
+    mounts.extend(
+        spec::named_volumes(&spec.config)
+            .into_iter()
+            .map(|v| MountPlan {
+                source: format!("volume {}", v.name),
+                target: v.dest,
+                kind: "volume",
+                options: v.options,
+            }),
+    );
     mounts
+}
+
+/// Stands for the allocation id in the container names a plan shows.
+const PLAN_ALLOC: &str = "<alloc>";
+
+/// The task's network as the core sets it up (`spec::network`, what `spec::build` sends:
+/// its namespace and podman networks), in the context the runner gives the task: the
+/// group's bridge namespace, or the group's `network { mode = "none" }` as the default.
+/// `None` when the spec cannot be made (a start would fail on the task's options).
+fn planned_network(group: &Group, task: &Task, config: TaskConfig) -> Option<String> {
+    let group_mode = group.network.as_ref().map(|n| n.mode);
+    let bridge = group_mode == Some(NetworkMode::Bridge);
+    let infra = container_name(INFRA_TASK, PLAN_ALLOC);
+    let spec = TaskSpec {
+        config,
+        context: TaskContext {
+            name: task.name.clone(),
+            alloc_id: PLAN_ALLOC.to_string(),
+            network_container: bridge.then(|| infra.clone()),
+            default_network_mode: (group_mode == Some(NetworkMode::None))
+                .then_some(TaskNetworkMode::None),
+            ..TaskContext::default()
+        },
+    };
+    // The runner's: rootful host facts, as a plan asks no podman.
+    let built = spec::network(&spec, &DriverConfig::default(), &HostFacts::default()).ok()?;
+    let ns = &built.netns;
+    let value = ns.value.as_deref().unwrap_or_default();
+    let task_suffix = format!("-{PLAN_ALLOC}");
+    Some(match ns.nsmode.as_str() {
+        "container" if value == infra => {
+            format!("the allocation's network namespace (group bridge, held by {INFRA_TASK})")
+        }
+        "container" => match value.strip_suffix(&task_suffix) {
+            Some(task) => format!("the network namespace of task {task:?}"),
+            None => format!("container:{value}"),
+        },
+        "path" => format!("ns:{value}"),
+        "bridge" => match built.networks.keys().next() {
+            Some(name) if name != spec::DEFAULT_NETWORK => name.clone(),
+            _ => "podman's default network".to_string(),
+        },
+        mode => mode.to_string(),
+    })
+}
+
+/// How a task's `network_mode` reads when its config does not decode.
+fn network_mode_text(mode: Option<TaskNetworkMode>, raw: String) -> String {
+    match mode {
+        Some(TaskNetworkMode::Task(t)) => format!("the network namespace of task {t:?}"),
+        Some(TaskNetworkMode::Default) => "podman's default network".to_string(),
+        Some(mode) => mode.to_string(),
+        None => raw,
+    }
 }
 
 fn task_plan(group: &Group, task: &Task) -> TaskPlan {
@@ -228,22 +275,19 @@ fn task_plan(group: &Group, task: &Task) -> TaskPlan {
         .network
         .as_ref()
         .is_some_and(|n| n.mode == NetworkMode::Bridge);
-    // A config that does not decode is still planned: its network_mode as far as it
-    // parses on its own.
-    let network_mode = match &config {
-        Some(c) => Some(c.network_mode.clone()),
-        None => TaskNetworkMode::parse_text(&raw_str("network_mode")).ok(),
-    };
-    let network = if bridge {
-        format!("the allocation's network namespace (group bridge, held by {INFRA_TASK})")
-    } else {
-        match network_mode {
-            Some(TaskNetworkMode::Task(t)) => format!("the network namespace of task {t:?}"),
-            Some(TaskNetworkMode::Default) => "podman's default network".to_string(),
-            Some(mode) => mode.to_string(),
-            None => raw_str("network_mode"),
-        }
-    };
+    let network = config
+        .clone()
+        .and_then(|c| planned_network(group, task, c))
+        .unwrap_or_else(|| {
+            // A config that does not decode is still planned: its network_mode as far as
+            // it parses on its own.
+            if bridge {
+                format!("the allocation's network namespace (group bridge, held by {INFRA_TASK})")
+            } else {
+                let raw = raw_str("network_mode");
+                network_mode_text(TaskNetworkMode::parse_text(&raw).ok(), raw)
+            }
+        });
     let mounts = planned_mounts(task, config.clone().unwrap_or_default());
     let mut command = Vec::new();
     let mut entrypoint = None;
@@ -581,5 +625,87 @@ mod tests {
             serde_json::json!(["httpd", "-f", "-p", "${NOMAD_PORT_http}"])
         );
         assert_eq!(value["groups"][0]["ports"][0]["static_port"], 8080);
+    }
+
+    #[test]
+    fn the_network_line_reads_the_spec_the_core_builds() {
+        const NETWORKS: &str = r#"job "nets" {
+  group "plain" {
+    task "default" {
+      driver = "podman"
+      config { image = "busybox" }
+    }
+    task "bridge" {
+      driver = "podman"
+      config {
+        image        = "busybox"
+        network_mode = "bridge"
+      }
+    }
+    task "host" {
+      driver = "podman"
+      config {
+        image        = "busybox"
+        network_mode = "host"
+      }
+    }
+    task "custom" {
+      driver = "podman"
+      config {
+        image        = "busybox"
+        network_mode = "backend"
+      }
+    }
+    task "joined" {
+      driver = "podman"
+      config {
+        image        = "busybox"
+        network_mode = "task:default"
+      }
+    }
+    task "other" {
+      driver = "podman"
+      config {
+        image        = "busybox"
+        network_mode = "container:db"
+      }
+    }
+  }
+  group "isolated" {
+    network {
+      mode = "none"
+    }
+    task "quiet" {
+      driver = "podman"
+      config { image = "busybox" }
+    }
+  }
+}
+"#;
+        let loaded = parse(Source::new("nets.nomad", NETWORKS), &VarInputs::default()).unwrap();
+        let plan = build(
+            &loaded.job,
+            loaded.notices.ignored,
+            loaded.notices.skipped_tasks,
+        );
+        let network = |group: usize, task: &str| {
+            plan.groups[group]
+                .tasks
+                .iter()
+                .find(|t| t.name == task)
+                .map(|t| t.network.clone())
+                .unwrap()
+        };
+        assert_eq!(network(0, "default"), "podman's default network");
+        assert_eq!(network(0, "bridge"), "podman's default network");
+        assert_eq!(network(0, "host"), "host");
+        assert_eq!(network(0, "custom"), "backend");
+        assert_eq!(
+            network(0, "joined"),
+            "the network namespace of task \"default\""
+        );
+        assert_eq!(network(0, "other"), "container:db");
+        // The group's `mode = "none"` is the task's default, as a start sets it.
+        assert_eq!(network(1, "quiet"), "none");
     }
 }

@@ -148,20 +148,20 @@ async fn connect_to(connection: &ConnectionArgs, url: String) -> Result<Arc<Driv
 /// `connect` for `run`: when the user named no socket and none answers, the embedded
 /// service is started (or joined); the flag says this runner must release it.
 async fn connect_for_run(connection: &ConnectionArgs) -> Result<(Arc<Driver>, bool), RunError> {
-    let unreachable = match connect(connection).await {
+    let (socket, reason) = match connect(connection).await {
         Ok(driver) => return Ok((driver, false)),
-        Err(e @ RunError::PodmanUnreachable { .. }) if connection.socket.is_none() => e,
+        Err(RunError::PodmanUnreachable { socket, reason }) if connection.socket.is_none() => {
+            (socket, reason)
+        }
         Err(e) => return Err(e),
     };
     let root = state_root(connection)?;
     let started = service::start(&root)
         .await
-        .map_err(|why| match &unreachable {
-            RunError::PodmanUnreachable { socket, reason } => RunError::PodmanUnreachable {
-                socket: socket.clone(),
-                reason: format!("{reason}; and no private service could be started: {why}"),
-            },
-            _ => RunError::Other(why),
+        .map_err(|source| RunError::NoPrivateService {
+            socket,
+            reason,
+            source,
         })?;
     if let Some(pid) = started.started_pid {
         println!(
@@ -413,7 +413,7 @@ async fn supervise(
             InfraImage::Pause(
                 infra::ensure_pause_image(&client)
                     .await
-                    .map_err(|e| RunError::Other(format!("bridge network: {e}")))?,
+                    .map_err(RunError::PauseImage)?,
             )
         }
         None => InfraImage::Pause(String::new()),

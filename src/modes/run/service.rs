@@ -29,6 +29,45 @@ const START_DEADLINE: Duration = Duration::from_secs(30);
 /// How long it may take to exit after SIGTERM before it is killed.
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
 
+/// Why the embedded service could not be started or joined.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A file or directory of the service could not be made or opened.
+    #[error("cannot {action} {}: {source}", path.display())]
+    File {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("cannot open the service log: {0}")]
+    Log(#[source] std::io::Error),
+    #[error("cannot start `podman system service`: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("pid out of range")]
+    PidOutOfRange,
+    #[error("`podman system service` exited at once; see {}", log.display())]
+    ExitedAtOnce { log: PathBuf },
+    #[error("cannot record the service pid: {0}")]
+    RecordPid(#[source] std::io::Error),
+    /// It did not answer in time, or exited; `log` is its output.
+    #[error("`podman system service` did not answer on {url}: {log}")]
+    NoAnswer { url: String, log: String },
+    #[error("cannot read /proc/self/stat")]
+    NoProcessIdentity,
+    #[error("cannot record this runner as a user of the service: {0}")]
+    RecordUser(#[source] std::io::Error),
+    /// The blocking task that starts it never finished.
+    #[error("embedded podman service: {0}")]
+    Worker(#[source] tokio::task::JoinError),
+}
+
 pub fn dir(root: &Path) -> PathBuf {
     root.join(DIR)
 }
@@ -64,7 +103,7 @@ pub fn fallback(explicit: Option<&str>, default_url: &str, root: &Path) -> Optio
     (running(root).is_some() && answers(&url)).then_some(url)
 }
 
-fn lock(root: &Path) -> Result<Flock<File>, String> {
+fn lock(root: &Path) -> Result<Flock<File>, ServiceError> {
     let path = root.join(LOCK);
     let file = OpenOptions::new()
         .read(true)
@@ -74,9 +113,13 @@ fn lock(root: &Path) -> Result<Flock<File>, String> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        .map_err(|source| ServiceError::File {
+            action: "open",
+            path: path.clone(),
+            source,
+        })?;
     Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| format!("cannot lock {}: {e}", path.display()))
+        .map_err(|(_, source)| ServiceError::Lock { path, source })
 }
 
 /// The recorded service process, if it still is that process and a podman service on
@@ -106,11 +149,15 @@ fn alive(record: &[u8]) -> bool {
         .is_some_and(|p| start_time(p.pid) == Some(p.start_time))
 }
 
-fn private_dir(path: &Path) -> Result<(), String> {
+fn private_dir(path: &Path) -> Result<(), ServiceError> {
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))
+        .map_err(|source| ServiceError::File {
+            action: "create",
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// What `start` did.
@@ -122,14 +169,14 @@ pub struct Started {
 
 /// Starts the embedded service (or joins the running one) and records this process as
 /// one of its users.
-pub async fn start(root: &Path) -> Result<Started, String> {
+pub async fn start(root: &Path) -> Result<Started, ServiceError> {
     let root = root.to_path_buf();
     tokio::task::spawn_blocking(move || start_blocking(&root))
         .await
-        .map_err(|e| format!("embedded podman service: {e}"))?
+        .map_err(ServiceError::Worker)?
 }
 
-fn start_blocking(root: &Path) -> Result<Started, String> {
+fn start_blocking(root: &Path) -> Result<Started, ServiceError> {
     let _lock = lock(root)?;
     let url = socket_url(root);
     let dir = dir(root);
@@ -139,11 +186,14 @@ fn start_blocking(root: &Path) -> Result<Started, String> {
         private_dir(&dir)?;
         private_dir(&dir.join("cwd"))?;
         private_dir(&dir.join("users"))?;
-        let log = statedir::create_private_file(&dir.join("service.log"))
-            .map_err(|e| format!("cannot create {}: {e}", dir.join("service.log").display()))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| format!("cannot open the service log: {e}"))?;
+        let log_path = dir.join("service.log");
+        let log =
+            statedir::create_private_file(&log_path).map_err(|source| ServiceError::File {
+                action: "create",
+                path: log_path.clone(),
+                source,
+            })?;
+        let log_err = log.try_clone().map_err(ServiceError::Log)?;
         let mut child = Command::new("podman")
             .args(["system", "service", "--time=0", &url])
             .current_dir(dir.join("cwd"))
@@ -154,39 +204,36 @@ fn start_blocking(root: &Path) -> Result<Started, String> {
             // before the runner has stopped the job's containers through it.
             .process_group(0)
             .spawn()
-            .map_err(|e| format!("cannot start `podman system service`: {e}"))?;
-        let pid = i32::try_from(child.id()).map_err(|_| "pid out of range".to_string())?;
+            .map_err(ServiceError::Spawn)?;
+        let pid = i32::try_from(child.id()).map_err(|_| ServiceError::PidOutOfRange)?;
         let identity = start_time(pid).map(|start_time| ProcessIdentity { pid, start_time });
         // Reaped whenever it ends, by whichever runner stops it.
         std::thread::spawn(move || child.wait());
         let Some(identity) = identity else {
-            return Err(format!(
-                "`podman system service` exited at once; see {}",
-                dir.join("service.log").display()
-            ));
+            return Err(ServiceError::ExitedAtOnce { log: log_path });
         };
         statedir::write_private_file(&dir.join("service.pid"), identity.to_record().as_bytes())
-            .map_err(|e| format!("cannot record the service pid: {e}"))?;
+            .map_err(ServiceError::RecordPid)?;
         let deadline = Instant::now() + START_DEADLINE;
         while !answers(&url) {
             if start_time(pid) != Some(identity.start_time) || Instant::now() > deadline {
-                let log = std::fs::read_to_string(dir.join("service.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 stop_locked(root);
-                return Err(format!(
-                    "`podman system service` did not answer on {url}: {}",
-                    log.trim()
-                ));
+                return Err(ServiceError::NoAnswer {
+                    url,
+                    log: log.trim().to_string(),
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         started_pid = Some(pid);
     }
-    let me = ProcessIdentity::current().ok_or("cannot read /proc/self/stat")?;
+    let me = ProcessIdentity::current().ok_or(ServiceError::NoProcessIdentity)?;
     statedir::write_private_file(
         &dir.join("users").join(me.pid.to_string()),
         me.to_record().as_bytes(),
     )
-    .map_err(|e| format!("cannot record this runner as a user of the service: {e}"))?;
+    .map_err(ServiceError::RecordUser)?;
     Ok(Started { url, started_pid })
 }
 
