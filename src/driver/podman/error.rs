@@ -93,12 +93,16 @@ impl PodmanError {
     /// True for podman's 500 when a container's process ended while podman read its
     /// `/proc/<pid>/...` files (seen on rootless podman 4.3: an inspect right after the
     /// start of a task that exits at once: "read /proc/19190/cgroup: no such file or
-    /// directory"). Asked again, podman reports the exited container.
+    /// directory"; rootful podman 4.3, when the process ends between podman's open and
+    /// read: "read /proc/16099/cgroup: no such process"). Asked again, podman reports the
+    /// exited container.
     pub fn is_vanished_process(&self) -> bool {
         matches!(
             self,
             PodmanError::Server { status: 500, message, .. }
-                if message.contains("/proc/") && message.contains("no such file or directory")
+                if message.contains("/proc/")
+                    && (message.contains("no such file or directory")
+                        || message.contains("no such process"))
         )
     }
 
@@ -211,6 +215,10 @@ mod tests {
     fn a_process_gone_during_inspect_is_retryable() {
         let gone = br#"{"cause":"no such file or directory","message":"read /proc/19190/cgroup: no such file or directory","response":500}"#;
         let e = PodmanError::from_status("inspect container x", 500, gone);
+        assert!(e.is_vanished_process() && e.is_retryable_read());
+        // Seen on the rootful lane: the process ended between podman's open and read.
+        let ended = br#"{"cause":"no such process","message":"read /proc/16099/cgroup: no such process","response":500}"#;
+        let e = PodmanError::from_status("inspect container x", 500, ended);
         assert!(e.is_vanished_process() && e.is_retryable_read());
         let other = br#"{"message":"open /etc/x: no such file or directory"}"#;
         assert!(!PodmanError::from_status("inspect container x", 500, other).is_retryable_read());
