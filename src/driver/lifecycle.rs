@@ -259,18 +259,16 @@ impl Driver {
                     ))
             }
             .await;
-            let lost = match &started {
-                Ok(inspect) => {
-                    facts.socket_is_unix && netcheck::network_lost(&self.proc_root, inspect).await
-                }
-                Err(_) => false,
-            };
-            if !lost {
-                if started.is_err() {
+            let inspect = match started {
+                Ok(inspect) => inspect,
+                Err(e) => {
                     // Leave nothing behind: the caller sees the start error, not this one.
                     let _ = client.container_delete(&created.id, REMOVE).await;
+                    return Err(e);
                 }
-                return started;
+            };
+            if !(facts.socket_is_unix && netcheck::network_lost(&self.proc_root, &inspect).await) {
+                return Ok(inspect);
             }
             let _ = client.container_delete(&created.id, REMOVE).await;
             if attempt < NETWORK_ATTEMPTS {
