@@ -179,7 +179,7 @@ impl Driver {
 }
 
 /// An event about the driver itself rather than one task.
-fn driver_event(message: String) -> TaskEvent {
+pub(super) fn driver_event(message: String) -> TaskEvent {
     TaskEvent {
         task_id: String::new(),
         alloc_id: String::new(),

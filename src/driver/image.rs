@@ -14,6 +14,7 @@
 
 mod auth;
 mod download;
+pub mod pause;
 mod reference;
 mod singleflight;
 

@@ -15,6 +15,7 @@ use super::logs::{
 use super::model::{DriverNetwork, ExitResult, TaskRunState, TaskStatus, PULL_PROGRESS_ANNOTATION};
 use super::monitor::{ExitState, Monitor};
 use super::netcheck;
+use super::netns_keeper;
 use super::podman::{ContainerInspect, DeleteOptions, PodmanClient, PodmanError};
 use super::spec;
 use super::task::{MountKind, TaskSpec};
@@ -83,7 +84,28 @@ impl Driver {
         };
 
         let name = spec.container_name();
-        let inspect = self.create_and_start(&spec, &socket, &facts, body).await?;
+        let holds_netns_keeper = netns_keeper::needed(&facts, &body);
+        if holds_netns_keeper {
+            if let Err(e) = socket
+                .netns_keeper
+                .acquire(&socket.client, &self.proc_root)
+                .await
+            {
+                self.emit(
+                    &spec.context,
+                    format!("{e}; starting without it (the network is checked after the start)"),
+                );
+            }
+        }
+        let inspect = match self.create_and_start(&spec, &socket, &facts, body).await {
+            Ok(inspect) => inspect,
+            Err(e) => {
+                if holds_netns_keeper {
+                    self.release_netns_keeper(&socket).await;
+                }
+                return Err(e);
+            }
+        };
         let state = TaskState {
             version: TASK_STATE_VERSION,
             task_id: task_id.clone(),
@@ -117,7 +139,13 @@ impl Driver {
                 position: self.position_file(&state),
             }
         });
-        self.register(state.clone(), socket, ExitState::Running, logs);
+        self.register(
+            state.clone(),
+            socket,
+            ExitState::Running,
+            logs,
+            holds_netns_keeper,
+        );
         Ok(StartedTask { state, network })
     }
 
@@ -462,6 +490,7 @@ impl Driver {
         socket: Arc<Socket>,
         exit: ExitState,
         logs: Option<LogStart>,
+        holds_netns_keeper: bool,
     ) {
         let running = exit == ExitState::Running;
         let (sender, _) = watch::channel(exit);
@@ -491,6 +520,7 @@ impl Driver {
             socket,
             exit: sender,
             forwarder: Mutex::new(forwarder),
+            holds_netns_keeper,
         });
         self.write_tasks().insert(task.state.task_id.clone(), task);
     }
@@ -515,6 +545,9 @@ impl Driver {
             .container_inspect(&state.container_id)
             .await
             .map_err(DriverError::podman(&task_id, "find the task's container"))?;
+        // A bridge task keeps its socket's namespace keeper (if one runs later) while it
+        // lives, whatever the host: the count only matters where a keeper is needed.
+        let holds_netns_keeper = !inspect.network_settings.networks.is_empty();
         let mut exit = Monitor::state_of(&inspect);
         if exit != ExitState::Running
             && self.config.recover_stopped
@@ -551,7 +584,10 @@ impl Driver {
         } else {
             None
         };
-        self.register(state, socket, exit, logs);
+        if holds_netns_keeper {
+            socket.netns_keeper.count().await;
+        }
+        self.register(state, socket, exit, logs, holds_netns_keeper);
         Ok(())
     }
 
@@ -701,9 +737,26 @@ impl Driver {
                 Err(e) => return Err(DriverError::podman(task_id, "remove the container")(e)),
             }
         }
-        self.write_tasks().remove(task_id);
+        // Counted once even when two destroys of the task race.
+        let removed = self.write_tasks().remove(task_id).is_some();
+        if removed && task.holds_netns_keeper {
+            self.release_netns_keeper(&task.socket).await;
+        }
         self.release_image(&task.socket, task.state.image_id.clone());
         Ok(())
+    }
+
+    /// One bridge task fewer on the socket; the last removes the namespace keeper.
+    async fn release_netns_keeper(&self, socket: &Socket) {
+        if let Err((keeper, e)) = socket
+            .netns_keeper
+            .release(&socket.client, &self.proc_root)
+            .await
+        {
+            let _ = self.events.send(super::gc::driver_event(format!(
+                "cannot remove the network namespace keeper {keeper}: {e}"
+            )));
+        }
     }
 
     pub async fn inspect(&self, task_id: &str) -> Result<TaskStatus, DriverError> {

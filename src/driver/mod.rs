@@ -35,6 +35,7 @@ pub mod logs;
 pub(crate) mod model;
 pub(crate) mod monitor;
 mod netcheck;
+mod netns_keeper;
 pub mod podman;
 #[cfg(test)]
 mod races;
@@ -63,6 +64,7 @@ pub use handle::{LogTarget, TaskState, TASK_STATE_VERSION};
 pub use host::HostFacts;
 pub use model::*;
 pub use monitor::ExitState;
+pub use netns_keeper::KEEPER_LABEL as NETNS_KEEPER_LABEL;
 pub use spec::{build as container_spec, custom_network, SpecError, SpecGenerator, MANAGED_LABEL};
 pub use stats::Compute;
 pub use task::{
@@ -94,6 +96,8 @@ struct Socket {
     images: image::ImageResolver,
     monitor: Arc<Monitor>,
     facts: tokio::sync::Mutex<Option<HostFacts>>,
+    /// Rootless podman 4's shared bridge namespace, held while bridge tasks start and run.
+    netns_keeper: netns_keeper::NetnsKeeper,
 }
 
 /// A task the driver started or recovered.
@@ -102,6 +106,8 @@ struct Task {
     socket: Arc<Socket>,
     exit: Arc<ExitSender>,
     forwarder: Mutex<Option<logs::LogForwarder>>,
+    /// Counted as a user of its socket's namespace keeper (released when destroyed).
+    holds_netns_keeper: bool,
 }
 
 impl Task {
@@ -202,6 +208,7 @@ impl Driver {
                 client,
                 monitor,
                 facts: tokio::sync::Mutex::new(None),
+                netns_keeper: netns_keeper::NetnsKeeper::default(),
             }));
         }
         let (events, _) = broadcast::channel(256);

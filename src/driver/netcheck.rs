@@ -7,9 +7,11 @@
 //! holds its published ports and resets every connection, and nothing tells the
 //! orchestrator. Reproduced on this project's rootless lane: 2 of 25 starts of a
 //! container publishing a port, while another container on the same network ran and
-//! exited in a loop (none of 25 without that loop). The driver looks at the container's
-//! network namespace itself, through `/proc/<pid>/net/dev`, and starts such a container
-//! again.
+//! exited in a loop (none of 25 without that loop). The namespace keeper (`netns_keeper`)
+//! prevents the teardown; this check is the second line, for what gets past it (a keeper
+//! podman refused, a container of someone else's leaving before the keeper was on
+//! record): the driver looks at the container's network namespace itself, through
+//! `/proc/<pid>/net/dev`, and starts such a container again.
 
 use std::path::Path;
 

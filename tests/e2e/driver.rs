@@ -1129,6 +1129,23 @@ async fn tasks_started_while_others_leave_the_bridge_have_their_network() {
         );
         let id = spec.context.id.clone();
         d.start(spec).await.unwrap();
+        if i == 0 {
+            // The driver's keeper of the shared namespace runs beside its bridge task.
+            let keepers = support::podman().cli_ok(&[
+                "ps",
+                "--filter",
+                &format!("label={}", nomad_driver_podman::driver::NETNS_KEEPER_LABEL),
+                "--format",
+                "{{.Names}} {{.Networks}}",
+            ]);
+            assert!(
+                keepers.lines().any(|line| line.contains(&format!(
+                    "nomad-driver-podman-netns-keeper-{}-",
+                    std::process::id()
+                ))),
+                "no keeper of this process runs: {keepers:?}"
+            );
+        }
         let out = d
             .exec(
                 &id,

@@ -90,8 +90,8 @@ pub enum RunError {
         source: super::service::ServiceError,
     },
     /// A bridge group needs the runner's pause image, which could not be made.
-    #[error("bridge network: {0}")]
-    PauseImage(#[source] super::infra::PauseImageError),
+    #[error("bridge network: {0}, or pass --infra-image IMAGE")]
+    PauseImage(#[source] crate::driver::image::pause::PauseImageError),
     /// A command-line value the runner cannot use (exit 2, like clap's own errors).
     #[error("{0}")]
     Usage(String),
@@ -177,7 +177,7 @@ mod tests {
         );
         assert!(e.source().is_some_and(|s| s.source().is_some()));
         assert_eq!(e.exit_code(), exit_code::PODMAN_UNREACHABLE);
-        let e = RunError::PauseImage(super::super::infra::PauseImageError::NoCatatonit);
+        let e = RunError::PauseImage(crate::driver::image::pause::PauseImageError::NoCatatonit);
         assert!(
             e.to_string()
                 .starts_with("bridge network: no catatonit found to make the pause image from"),

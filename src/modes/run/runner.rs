@@ -411,7 +411,7 @@ async fn supervise(
                 .and_then(|s| driver.client(&s.name))
                 .ok_or(RunError::NoSocket)?;
             InfraImage::Pause(
-                infra::ensure_pause_image(&client)
+                crate::driver::image::pause::ensure(&client)
                     .await
                     .map_err(RunError::PauseImage)?,
             )
