@@ -79,11 +79,8 @@ impl Owner {
     }
 
     fn of(proc_root: &Path, pid: u32) -> Option<Owner> {
-        let dir = proc_root.join(pid.to_string());
-        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-        // Field 22; the command name (field 2) may hold spaces and parentheses.
-        let after_name = &stat[stat.rfind(')')? + 1..];
-        let start_time = after_name.split_whitespace().nth(19)?.parse().ok()?;
+        let stat = std::fs::read_to_string(stat_path(proc_root, pid)).ok()?;
+        let start_time = start_time(&stat)?;
         let pid_namespace = std::fs::read_link(proc_root.join("self").join("ns").join("pid"))
             .ok()?
             .to_string_lossy()
@@ -117,13 +114,22 @@ impl Owner {
         if self.pid_namespace != me.pid_namespace {
             return false;
         }
-        let stat = proc_root.join(self.pid.to_string()).join("stat");
-        match std::fs::metadata(&stat) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-            Err(_) => false,
-            Ok(_) => Owner::of(proc_root, self.pid).is_some_and(|now| now != *self),
+        match std::fs::read_to_string(stat_path(proc_root, self.pid)) {
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            Ok(stat) => start_time(&stat).is_some_and(|now| now != self.start_time),
         }
     }
+}
+
+fn stat_path(proc_root: &Path, pid: u32) -> std::path::PathBuf {
+    proc_root.join(pid.to_string()).join("stat")
+}
+
+/// Field 22 of a `/proc/<pid>/stat`; the command name (field 2) may hold spaces and
+/// parentheses.
+fn start_time(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 #[derive(Debug, Default)]
